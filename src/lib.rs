@@ -1,0 +1,14 @@
+//! synfony: peer-to-peer multi-stem jam sessions.
+//!
+//! Several peers play one song made of stems; every 100 ms each peer votes, all
+//! peers resolve the round with the same deterministic [`session::choose`], and
+//! apply the result at the same instant on a shared session clock.
+//!
+//! Layers, bottom up (see ARCHITECTURE.md):
+//! - [`wire`]: the hand-written big-endian `Model` encoding and framing;
+//! - [`session`]: the agreed state, votes and the choice function (pure);
+//! - [`message`]: the message catalogue peers exchange.
+
+pub mod message;
+pub mod session;
+pub mod wire;

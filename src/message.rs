@@ -1,0 +1,592 @@
+//! The message catalogue: everything peers say to each other, one [`Message`] per
+//! frame (see [`crate::wire::frame`]).
+//!
+//! ```text
+//! | message code u8 | body by code |
+//!   1 hello   2 auth   3 peer list   4 heartbeat   5 clock ping   6 clock pong
+//!   7 goodbye   8 snapshot   9 room
+//! ```
+//!
+//! Times named `*_ns` inside clock fields are the *sender's own* monotonic clock
+//! in nanoseconds; session times are named `*_session_ns`. An unknown message or
+//! operation code fails the decoding of its frame only; the link survives.
+
+use crate::session::{Event, PeerId, Round, SessionState, Vote};
+use crate::wire::{Model, Reader, WireError, Writer};
+use std::net::SocketAddr;
+
+/// Longest display name, in UTF-8 bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Longest goodbye or refusal reason, in UTF-8 bytes.
+pub const MAX_REASON_BYTES: usize = 256;
+/// Most peers in one peer list (and so in one session).
+pub const MAX_PEERS: usize = 64;
+/// Largest chunk of a stem file carried by one room message.
+pub const MAX_CHUNK_BYTES: usize = 256 * 1024;
+/// Length of authentication nonces and proofs (HMAC-SHA256).
+pub const AUTH_LEN: usize = 32;
+
+/// Content hash (BLAKE3) naming a stem file.
+pub type StemHash = [u8; 32];
+
+/// The code byte that leads every [`Message`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum MessageCode {
+    Hello = 1,
+    Auth = 2,
+    PeerList = 3,
+    Heartbeat = 4,
+    ClockPing = 5,
+    ClockPong = 6,
+    Goodbye = 7,
+    Snapshot = 8,
+    Room = 9,
+}
+
+impl MessageCode {
+    pub fn from_u8(code: u8) -> Option<MessageCode> {
+        Some(match code {
+            1 => MessageCode::Hello,
+            2 => MessageCode::Auth,
+            3 => MessageCode::PeerList,
+            4 => MessageCode::Heartbeat,
+            5 => MessageCode::ClockPing,
+            6 => MessageCode::ClockPong,
+            7 => MessageCode::Goodbye,
+            8 => MessageCode::Snapshot,
+            9 => MessageCode::Room,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, PartialEq, Debug)]
+pub enum Message {
+    Hello(Hello),
+    Auth(Auth),
+    PeerList(PeerList),
+    Heartbeat(Heartbeat),
+    ClockPing(ClockPing),
+    ClockPong(ClockPong),
+    Goodbye(Goodbye),
+    Snapshot(Snapshot),
+    Room(Room),
+}
+
+impl Message {
+    pub fn code(&self) -> MessageCode {
+        match self {
+            Message::Hello(_) => MessageCode::Hello,
+            Message::Auth(_) => MessageCode::Auth,
+            Message::PeerList(_) => MessageCode::PeerList,
+            Message::Heartbeat(_) => MessageCode::Heartbeat,
+            Message::ClockPing(_) => MessageCode::ClockPing,
+            Message::ClockPong(_) => MessageCode::ClockPong,
+            Message::Goodbye(_) => MessageCode::Goodbye,
+            Message::Snapshot(_) => MessageCode::Snapshot,
+            Message::Room(_) => MessageCode::Room,
+        }
+    }
+}
+
+impl Model for Message {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_u8(self.code() as u8);
+        match self {
+            Message::Hello(m) => m.encode(w),
+            Message::Auth(m) => m.encode(w),
+            Message::PeerList(m) => m.encode(w),
+            Message::Heartbeat(m) => m.encode(w),
+            Message::ClockPing(m) => m.encode(w),
+            Message::ClockPong(m) => m.encode(w),
+            Message::Goodbye(m) => m.encode(w),
+            Message::Snapshot(m) => m.encode(w),
+            Message::Room(m) => m.encode(w),
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let code = r.u8("message.code")?;
+        let code = MessageCode::from_u8(code).ok_or(WireError::UnknownCode {
+            field: "message.code",
+            code,
+        })?;
+        Ok(match code {
+            MessageCode::Hello => Message::Hello(r.get()?),
+            MessageCode::Auth => Message::Auth(r.get()?),
+            MessageCode::PeerList => Message::PeerList(r.get()?),
+            MessageCode::Heartbeat => Message::Heartbeat(r.get()?),
+            MessageCode::ClockPing => Message::ClockPing(r.get()?),
+            MessageCode::ClockPong => Message::ClockPong(r.get()?),
+            MessageCode::Goodbye => Message::Goodbye(r.get()?),
+            MessageCode::Snapshot => Message::Snapshot(r.get()?),
+            MessageCode::Room => Message::Room(r.get()?),
+        })
+    }
+}
+
+/// The first message on every link, from both ends: who I am and how to reach me.
+///
+/// With a passphrase, each side proves it knows the secret by answering the other
+/// side's `nonce` with an HMAC (`proof`, sent by the side that already has the
+/// other's nonce: the accepting side in its hello, the dialling side in [`Auth`]).
+/// The secret itself never crosses the wire.
+///
+/// ```text
+/// | protocol_version u16 | peer_id u64 | name text (≤ 64 bytes) | listen_addr SocketAddr |
+/// | nonce [32] | proof option<[32]> |
+/// ```
+#[derive(Clone, PartialEq, Debug)]
+pub struct Hello {
+    pub protocol_version: u16,
+    pub peer_id: PeerId,
+    pub name: String,
+    /// The address other peers should dial to reach this peer (`--advertise`).
+    pub listen_addr: SocketAddr,
+    pub nonce: [u8; AUTH_LEN],
+    pub proof: Option<[u8; AUTH_LEN]>,
+}
+
+impl Model for Hello {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_u16(self.protocol_version);
+        self.peer_id.encode(w)?;
+        w.put_text(&self.name, MAX_NAME_BYTES, "hello.name")?;
+        self.listen_addr.encode(w)?;
+        w.put_array(&self.nonce);
+        self.proof.encode(w)
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Hello {
+            protocol_version: r.u16("hello.protocol_version")?,
+            peer_id: r.get()?,
+            name: r.text(MAX_NAME_BYTES, "hello.name")?,
+            listen_addr: r.get()?,
+            nonce: r.array("hello.nonce")?,
+            proof: r.get()?,
+        })
+    }
+}
+
+/// The dialling side's answer to the accepting side's nonce.
+///
+/// ```text
+/// | proof [32] |
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Auth {
+    pub proof: [u8; AUTH_LEN],
+}
+
+impl Model for Auth {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_array(&self.proof);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Auth {
+            proof: r.array("auth.proof")?,
+        })
+    }
+}
+
+/// One member of the session as another member knows it.
+///
+/// ```text
+/// | peer_id u64 | name text (≤ 64 bytes) | addr SocketAddr |
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PeerInfo {
+    pub peer_id: PeerId,
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+impl Model for PeerInfo {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        self.peer_id.encode(w)?;
+        w.put_text(&self.name, MAX_NAME_BYTES, "peer.name")?;
+        self.addr.encode(w)
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(PeerInfo {
+            peer_id: r.get()?,
+            name: r.text(MAX_NAME_BYTES, "peer.name")?,
+            addr: r.get()?,
+        })
+    }
+}
+
+/// The members a peer knows, sent to a joiner so it can link to every one.
+///
+/// ```text
+/// | peers list<PeerInfo> (≤ 64) |
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PeerList {
+    pub peers: Vec<PeerInfo>,
+}
+
+impl Model for PeerList {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_list(&self.peers, MAX_PEERS, "peer_list.peers")
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(PeerList {
+            peers: r.list(MAX_PEERS, "peer_list.peers")?,
+        })
+    }
+}
+
+/// Clock-exchange timestamps piggybacked on a heartbeat (NTP symmetric mode).
+///
+/// `sent_ns` is when this heartbeat left the sender. `echo` returns the `sent_ns`
+/// of the last heartbeat the sender received from the recipient and when it
+/// arrived, so on receipt at `t4` the recipient has all four timestamps:
+/// `t1 = echo.origin_ns, t2 = echo.received_ns, t3 = sent_ns, t4`.
+///
+/// ```text
+/// | sent_ns i64 | echo option<| origin_ns i64 | received_ns i64 |> |
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ClockStamps {
+    pub sent_ns: i64,
+    pub echo: Option<ClockEcho>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ClockEcho {
+    pub origin_ns: i64,
+    pub received_ns: i64,
+}
+
+impl Model for ClockStamps {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_i64(self.sent_ns);
+        self.echo.encode(w)
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(ClockStamps {
+            sent_ns: r.i64("clock.sent_ns")?,
+            echo: r.get()?,
+        })
+    }
+}
+
+impl Model for ClockEcho {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_i64(self.origin_ns);
+        w.put_i64(self.received_ns);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(ClockEcho {
+            origin_ns: r.i64("clock.echo.origin_ns")?,
+            received_ns: r.i64("clock.echo.received_ns")?,
+        })
+    }
+}
+
+/// Every 100 ms, to every linked peer: this peer's vote for `round`, a digest of
+/// the state it is playing, and clock timestamps.
+///
+/// ```text
+/// | round u64 | vote Event | state_digest u64 | clock ClockStamps |
+/// ```
+#[derive(Clone, PartialEq, Debug)]
+pub struct Heartbeat {
+    pub round: Round,
+    pub vote: Event,
+    pub state_digest: u64,
+    pub clock: ClockStamps,
+}
+
+impl Heartbeat {
+    /// The heartbeat's vote as cast by `voter`.
+    pub fn vote_of(&self, voter: PeerId) -> Vote {
+        Vote {
+            voter,
+            round: self.round,
+            event: self.vote,
+        }
+    }
+}
+
+impl Model for Heartbeat {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        self.round.encode(w)?;
+        self.vote.encode(w)?;
+        w.put_u64(self.state_digest);
+        self.clock.encode(w)
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Heartbeat {
+            round: r.get()?,
+            vote: r.get()?,
+            state_digest: r.u64("heartbeat.state_digest")?,
+            clock: r.get()?,
+        })
+    }
+}
+
+/// A standalone clock probe, sent in a burst when a link comes up.
+///
+/// ```text
+/// | seq u32 | origin_ns i64 |
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ClockPing {
+    pub seq: u32,
+    pub origin_ns: i64,
+}
+
+impl Model for ClockPing {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_u32(self.seq);
+        w.put_i64(self.origin_ns);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(ClockPing {
+            seq: r.u32("clock_ping.seq")?,
+            origin_ns: r.i64("clock_ping.origin_ns")?,
+        })
+    }
+}
+
+/// The answer to a [`ClockPing`]: `t1 = origin_ns`, `t2 = received_ns`, `t3 = sent_ns`.
+///
+/// ```text
+/// | seq u32 | origin_ns i64 | received_ns i64 | sent_ns i64 |
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ClockPong {
+    pub seq: u32,
+    pub origin_ns: i64,
+    pub received_ns: i64,
+    pub sent_ns: i64,
+}
+
+impl Model for ClockPong {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_u32(self.seq);
+        w.put_i64(self.origin_ns);
+        w.put_i64(self.received_ns);
+        w.put_i64(self.sent_ns);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(ClockPong {
+            seq: r.u32("clock_pong.seq")?,
+            origin_ns: r.i64("clock_pong.origin_ns")?,
+            received_ns: r.i64("clock_pong.received_ns")?,
+            sent_ns: r.i64("clock_pong.sent_ns")?,
+        })
+    }
+}
+
+/// A peer leaving on purpose (or refusing a link), with a reason to show.
+///
+/// ```text
+/// | reason text (≤ 256 bytes) |
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Goodbye {
+    pub reason: String,
+}
+
+impl Model for Goodbye {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_text(&self.reason, MAX_REASON_BYTES, "goodbye.reason")
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Goodbye {
+            reason: r.text(MAX_REASON_BYTES, "goodbye.reason")?,
+        })
+    }
+}
+
+/// The agreed state as of the decision of `round`, sent to a joining peer.
+///
+/// ```text
+/// | round u64 | state SessionState |
+/// ```
+#[derive(Clone, PartialEq, Debug)]
+pub struct Snapshot {
+    pub round: Round,
+    pub state: SessionState,
+}
+
+impl Model for Snapshot {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        self.round.encode(w)?;
+        self.state.encode(w)
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Snapshot {
+            round: r.get()?,
+            state: r.get()?,
+        })
+    }
+}
+
+/// The code byte that leads every [`Operation`] of a room message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum OperationCode {
+    ChunkRequest = 1,
+    ChunkData = 2,
+    ChunkRefused = 3,
+}
+
+impl OperationCode {
+    pub fn from_u8(code: u8) -> Option<OperationCode> {
+        Some(match code {
+            1 => OperationCode::ChunkRequest,
+            2 => OperationCode::ChunkData,
+            3 => OperationCode::ChunkRefused,
+            _ => return None,
+        })
+    }
+}
+
+/// A request or reply between two peers about the session's room of stems,
+/// matched by `request_id`.
+///
+/// ```text
+/// | request_id u32 | op Operation |
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Room {
+    pub request_id: u32,
+    pub op: Operation,
+}
+
+impl Model for Room {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_u32(self.request_id);
+        self.op.encode(w)
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Room {
+            request_id: r.u32("room.request_id")?,
+            op: r.get()?,
+        })
+    }
+}
+
+/// ```text
+/// | code u8 | body by code:
+///   1 chunk request   | stem [32] | offset u64 | len u32 (≤ 256 KiB) |
+///   2 chunk data      | stem [32] | offset u64 | data bytes (≤ 256 KiB) |
+///   3 chunk refused   | stem [32] | offset u64 | reason text (≤ 256 bytes) |
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Operation {
+    ChunkRequest {
+        stem: StemHash,
+        offset: u64,
+        len: u32,
+    },
+    ChunkData {
+        stem: StemHash,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    ChunkRefused {
+        stem: StemHash,
+        offset: u64,
+        reason: String,
+    },
+}
+
+impl Operation {
+    pub fn code(&self) -> OperationCode {
+        match self {
+            Operation::ChunkRequest { .. } => OperationCode::ChunkRequest,
+            Operation::ChunkData { .. } => OperationCode::ChunkData,
+            Operation::ChunkRefused { .. } => OperationCode::ChunkRefused,
+        }
+    }
+}
+
+impl Model for Operation {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_u8(self.code() as u8);
+        match self {
+            Operation::ChunkRequest { stem, offset, len } => {
+                if *len as usize > MAX_CHUNK_BYTES {
+                    return Err(WireError::TooLong {
+                        field: "room.chunk_request.len",
+                        len: u64::from(*len),
+                        max: MAX_CHUNK_BYTES as u64,
+                    });
+                }
+                w.put_array(stem);
+                w.put_u64(*offset);
+                w.put_u32(*len);
+            }
+            Operation::ChunkData { stem, offset, data } => {
+                w.put_array(stem);
+                w.put_u64(*offset);
+                w.put_bytes(data, MAX_CHUNK_BYTES, "room.chunk_data.data")?;
+            }
+            Operation::ChunkRefused {
+                stem,
+                offset,
+                reason,
+            } => {
+                w.put_array(stem);
+                w.put_u64(*offset);
+                w.put_text(reason, MAX_REASON_BYTES, "room.chunk_refused.reason")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let code = r.u8("room.op")?;
+        let code = OperationCode::from_u8(code).ok_or(WireError::UnknownCode {
+            field: "room.op",
+            code,
+        })?;
+        Ok(match code {
+            OperationCode::ChunkRequest => {
+                let stem = r.array("room.chunk_request.stem")?;
+                let offset = r.u64("room.chunk_request.offset")?;
+                let len = r.u32("room.chunk_request.len")?;
+                if len as usize > MAX_CHUNK_BYTES {
+                    return Err(WireError::TooLong {
+                        field: "room.chunk_request.len",
+                        len: u64::from(len),
+                        max: MAX_CHUNK_BYTES as u64,
+                    });
+                }
+                Operation::ChunkRequest { stem, offset, len }
+            }
+            OperationCode::ChunkData => Operation::ChunkData {
+                stem: r.array("room.chunk_data.stem")?,
+                offset: r.u64("room.chunk_data.offset")?,
+                data: r.bytes(MAX_CHUNK_BYTES, "room.chunk_data.data")?,
+            },
+            OperationCode::ChunkRefused => Operation::ChunkRefused {
+                stem: r.array("room.chunk_refused.stem")?,
+                offset: r.u64("room.chunk_refused.offset")?,
+                reason: r.text(MAX_REASON_BYTES, "room.chunk_refused.reason")?,
+            },
+        })
+    }
+}

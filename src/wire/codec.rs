@@ -1,0 +1,532 @@
+//! The `Model` trait and the primitive encodings everything else is built from.
+//!
+//! Every value is big-endian. Variable-length values carry a length prefix and a
+//! limit that is checked before anything is allocated:
+//!
+//! ```text
+//! u8 u16 u32 u64 i64     1 2 4 8 8 bytes, big-endian (i64 two's complement)
+//! f32 f64                IEEE 754 bits as u32/u64: every value, NaN payloads included,
+//!                        round-trips bit-exactly; fields that forbid NaN/±inf say so
+//! bool                   u8, 0 or 1 (anything else is an error)
+//! char                   u32 Unicode scalar value
+//! text                   u16 byte length, then UTF-8 bytes (length ≤ the field's limit)
+//! bytes                  u32 byte length, then the bytes (length ≤ the field's limit)
+//! list<T>                u16 element count, then the elements (count ≤ the field's limit)
+//! option<T>              u8 0 (none) | 1 then T
+//! [u8; N]                N bytes, no prefix
+//! ```
+
+use byteorder::{BigEndian, ByteOrder};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Default limit for a `String` encoded through its [`Model`] impl, in bytes.
+pub const DEFAULT_MAX_TEXT_BYTES: usize = 4096;
+/// Default limit for a `Vec<T>` encoded through its [`Model`] impl, in elements.
+pub const DEFAULT_MAX_LIST_LEN: usize = 1024;
+
+/// Everything that can go wrong while framing, encoding or decoding.
+///
+/// `Incomplete` is the only variant that means "wait for more bytes"; every other
+/// variant means the bytes (or the value being encoded) are wrong. Variants name
+/// the field they were found in, as a static dotted path such as `heartbeat.round`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WireError {
+    /// Not enough bytes are buffered yet for a whole frame; not an error in the data.
+    #[error("incomplete frame: {needed} more bytes needed")]
+    Incomplete { needed: usize },
+    /// The bytes do not start with the protocol magic: not a synfony peer.
+    #[error("not a synfony frame: expected magic {expected:02x?}, found {found:02x?}")]
+    BadMagic { expected: [u8; 4], found: Vec<u8> },
+    /// The peer frames with another protocol version.
+    #[error("peer speaks synfony protocol version {found}, this peer speaks version {ours}")]
+    VersionMismatch { found: u16, ours: u16 },
+    /// The frame's announced length is over `MAX_FRAME_LEN`; nothing was allocated for it.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLong { len: u64, max: usize },
+    /// A field needs more bytes than the (complete) frame holds.
+    #[error("{field}: truncated, needs {needed} bytes but only {remaining} remain")]
+    Truncated {
+        field: &'static str,
+        needed: usize,
+        remaining: usize,
+    },
+    /// A tagged union's code byte is not one this peer knows.
+    #[error("{field}: unknown code {code:#04x}")]
+    UnknownCode { field: &'static str, code: u8 },
+    /// A text field holds bytes that are not UTF-8.
+    #[error("{field}: invalid UTF-8")]
+    InvalidUtf8 { field: &'static str },
+    /// A length or count is over the field's limit.
+    #[error("{field}: length {len} exceeds the limit of {max}")]
+    TooLong {
+        field: &'static str,
+        len: u64,
+        max: u64,
+    },
+    /// A float field that must be finite (or may only be −∞) holds NaN or an infinity.
+    #[error("{field}: {value} is not allowed here")]
+    NotFinite { field: &'static str, value: f64 },
+    /// Any other value outside its domain (a bool byte of 2, a surrogate char, an
+    /// address family of 9, a negative position...).
+    #[error("{field}: {reason}")]
+    Invalid {
+        field: &'static str,
+        reason: &'static str,
+    },
+    /// A complete message was decoded but bytes were left over in its frame.
+    #[error("{field}: {count} unexpected bytes after the message")]
+    TrailingBytes { field: &'static str, count: usize },
+}
+
+impl WireError {
+    /// True when the only problem is that more bytes are needed.
+    pub fn is_incomplete(&self) -> bool {
+        matches!(self, WireError::Incomplete { .. })
+    }
+
+    /// True when the byte stream itself can no longer be trusted (bad magic, another
+    /// version, an oversized frame): the connection must be closed. Any other error
+    /// is confined to one well-delimited frame, which the receiver drops and survives.
+    pub fn breaks_stream(&self) -> bool {
+        matches!(
+            self,
+            WireError::BadMagic { .. }
+                | WireError::VersionMismatch { .. }
+                | WireError::FrameTooLong { .. }
+        )
+    }
+}
+
+/// A value with a hand-written, big-endian wire encoding.
+///
+/// `decode(encode(v)) == v` for every value `encode` accepts, and `decode` never
+/// panics or allocates more than the bytes it is given justify, whatever they are.
+pub trait Model: Sized {
+    /// Appends the encoding of `self`. Fails only when `self` breaks a limit of the
+    /// format (a text too long, a NaN where a field forbids it).
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError>;
+    /// Reads one value from the front of `r`.
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError>;
+}
+
+/// Encodes `value` into a fresh buffer.
+pub fn encode_to_vec<T: Model>(value: &T) -> Result<Vec<u8>, WireError> {
+    let mut buf = Vec::new();
+    value.encode(&mut Writer::new(&mut buf))?;
+    Ok(buf)
+}
+
+/// Decodes exactly one `T` from `bytes`; leftover bytes are an error.
+pub fn decode_exact<T: Model>(bytes: &[u8], field: &'static str) -> Result<T, WireError> {
+    let mut r = Reader::new(bytes);
+    let value = T::decode(&mut r)?;
+    r.finish(field)?;
+    Ok(value)
+}
+
+/// Appends big-endian values to a caller-owned buffer (so hot paths can reuse it).
+pub struct Writer<'a> {
+    buf: &'a mut Vec<u8>,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(buf: &'a mut Vec<u8>) -> Self {
+        Writer { buf }
+    }
+
+    /// Bytes written to the underlying buffer so far (including what it held before).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    pub fn put_u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
+    pub fn put_u16(&mut self, v: u16) {
+        let mut b = [0; 2];
+        BigEndian::write_u16(&mut b, v);
+        self.buf.extend_from_slice(&b);
+    }
+
+    pub fn put_u32(&mut self, v: u32) {
+        let mut b = [0; 4];
+        BigEndian::write_u32(&mut b, v);
+        self.buf.extend_from_slice(&b);
+    }
+
+    pub fn put_u64(&mut self, v: u64) {
+        let mut b = [0; 8];
+        BigEndian::write_u64(&mut b, v);
+        self.buf.extend_from_slice(&b);
+    }
+
+    pub fn put_i64(&mut self, v: i64) {
+        let mut b = [0; 8];
+        BigEndian::write_i64(&mut b, v);
+        self.buf.extend_from_slice(&b);
+    }
+
+    /// Any f32, bit-exact (NaN payloads and signed zeros included).
+    pub fn put_f32(&mut self, v: f32) {
+        let mut b = [0; 4];
+        BigEndian::write_f32(&mut b, v);
+        self.buf.extend_from_slice(&b);
+    }
+
+    /// Any f64, bit-exact (NaN payloads and signed zeros included).
+    pub fn put_f64(&mut self, v: f64) {
+        let mut b = [0; 8];
+        BigEndian::write_f64(&mut b, v);
+        self.buf.extend_from_slice(&b);
+    }
+
+    /// A finite f64; NaN and ±∞ are refused.
+    pub fn put_finite_f64(&mut self, v: f64, field: &'static str) -> Result<(), WireError> {
+        if !v.is_finite() {
+            return Err(WireError::NotFinite { field, value: v });
+        }
+        self.put_f64(v);
+        Ok(())
+    }
+
+    pub fn put_bool(&mut self, v: bool) {
+        self.put_u8(u8::from(v));
+    }
+
+    pub fn put_array<const N: usize>(&mut self, v: &[u8; N]) {
+        self.buf.extend_from_slice(v);
+    }
+
+    /// Overwrites 4 bytes already written at `at` (used to patch a length prefix).
+    pub(crate) fn patch_u32(&mut self, at: usize, v: u32) {
+        BigEndian::write_u32(&mut self.buf[at..at + 4], v);
+    }
+
+    /// UTF-8 text with a u16 byte-length prefix, at most `max_bytes` long.
+    pub fn put_text(
+        &mut self,
+        v: &str,
+        max_bytes: usize,
+        field: &'static str,
+    ) -> Result<(), WireError> {
+        let len = check_len(v.len(), max_bytes.min(u16::MAX as usize), field)?;
+        self.put_u16(len as u16);
+        self.buf.extend_from_slice(v.as_bytes());
+        Ok(())
+    }
+
+    /// Opaque bytes with a u32 length prefix, at most `max_bytes` long.
+    pub fn put_bytes(
+        &mut self,
+        v: &[u8],
+        max_bytes: usize,
+        field: &'static str,
+    ) -> Result<(), WireError> {
+        let len = check_len(v.len(), max_bytes.min(u32::MAX as usize), field)?;
+        self.put_u32(len as u32);
+        self.buf.extend_from_slice(v);
+        Ok(())
+    }
+
+    /// A list with a u16 element-count prefix, at most `max_len` elements.
+    pub fn put_list<T: Model>(
+        &mut self,
+        v: &[T],
+        max_len: usize,
+        field: &'static str,
+    ) -> Result<(), WireError> {
+        let len = check_len(v.len(), max_len.min(u16::MAX as usize), field)?;
+        self.put_u16(len as u16);
+        v.iter().try_for_each(|item| item.encode(self))
+    }
+
+    pub fn put<T: Model>(&mut self, v: &T) -> Result<(), WireError> {
+        v.encode(self)
+    }
+}
+
+fn check_len(len: usize, max: usize, field: &'static str) -> Result<usize, WireError> {
+    if len > max {
+        return Err(WireError::TooLong {
+            field,
+            len: len as u64,
+            max: max as u64,
+        });
+    }
+    Ok(len)
+}
+
+/// Reads big-endian values from the front of a complete, borrowed buffer.
+///
+/// Running out of bytes is [`WireError::Truncated`]: a `Reader` only ever sees a
+/// whole frame's payload, so a short field is malformed data, not "wait for more".
+pub struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Fails unless every byte has been consumed.
+    pub fn finish(&self, field: &'static str) -> Result<(), WireError> {
+        match self.buf.len() {
+            0 => Ok(()),
+            count => Err(WireError::TrailingBytes { field, count }),
+        }
+    }
+
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], WireError> {
+        if self.buf.len() < n {
+            return Err(WireError::Truncated {
+                field,
+                needed: n,
+                remaining: self.buf.len(),
+            });
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    pub fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, field)?[0])
+    }
+
+    pub fn u16(&mut self, field: &'static str) -> Result<u16, WireError> {
+        Ok(BigEndian::read_u16(self.take(2, field)?))
+    }
+
+    pub fn u32(&mut self, field: &'static str) -> Result<u32, WireError> {
+        Ok(BigEndian::read_u32(self.take(4, field)?))
+    }
+
+    pub fn u64(&mut self, field: &'static str) -> Result<u64, WireError> {
+        Ok(BigEndian::read_u64(self.take(8, field)?))
+    }
+
+    pub fn i64(&mut self, field: &'static str) -> Result<i64, WireError> {
+        Ok(BigEndian::read_i64(self.take(8, field)?))
+    }
+
+    pub fn f32(&mut self, field: &'static str) -> Result<f32, WireError> {
+        Ok(BigEndian::read_f32(self.take(4, field)?))
+    }
+
+    pub fn f64(&mut self, field: &'static str) -> Result<f64, WireError> {
+        Ok(BigEndian::read_f64(self.take(8, field)?))
+    }
+
+    /// A finite f64; NaN and ±∞ are [`WireError::NotFinite`].
+    pub fn finite_f64(&mut self, field: &'static str) -> Result<f64, WireError> {
+        let v = self.f64(field)?;
+        if !v.is_finite() {
+            return Err(WireError::NotFinite { field, value: v });
+        }
+        Ok(v)
+    }
+
+    pub fn bool(&mut self, field: &'static str) -> Result<bool, WireError> {
+        match self.u8(field)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(WireError::Invalid {
+                field,
+                reason: "a bool byte must be 0 or 1",
+            }),
+        }
+    }
+
+    pub fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], WireError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N, field)?);
+        Ok(out)
+    }
+
+    /// UTF-8 text with a u16 byte-length prefix; over `max_bytes` is refused before
+    /// anything is allocated.
+    pub fn text(&mut self, max_bytes: usize, field: &'static str) -> Result<String, WireError> {
+        let len = self.u16(field)? as usize;
+        check_len(len, max_bytes, field)?;
+        let bytes = self.take(len, field)?;
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(_) => Err(WireError::InvalidUtf8 { field }),
+        }
+    }
+
+    /// Opaque bytes with a u32 length prefix; over `max_bytes` is refused before
+    /// anything is allocated, and so is a length longer than the bytes present.
+    pub fn bytes(&mut self, max_bytes: usize, field: &'static str) -> Result<Vec<u8>, WireError> {
+        let len = self.u32(field)? as usize;
+        check_len(len, max_bytes, field)?;
+        Ok(self.take(len, field)?.to_vec())
+    }
+
+    /// A list with a u16 count prefix. The count is checked against `max_len`, and
+    /// capacity is reserved only for as many elements as the remaining bytes could
+    /// hold, so a lying count cannot make the decoder allocate.
+    pub fn list<T: Model>(
+        &mut self,
+        max_len: usize,
+        field: &'static str,
+    ) -> Result<Vec<T>, WireError> {
+        let len = self.u16(field)? as usize;
+        check_len(len, max_len, field)?;
+        let mut out = Vec::with_capacity(len.min(self.remaining()));
+        for _ in 0..len {
+            out.push(T::decode(self)?);
+        }
+        Ok(out)
+    }
+
+    pub fn get<T: Model>(&mut self) -> Result<T, WireError> {
+        T::decode(self)
+    }
+}
+
+macro_rules! model_for_primitive {
+    ($($t:ty => $put:ident, $get:ident;)*) => {$(
+        impl Model for $t {
+            fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+                w.$put(*self);
+                Ok(())
+            }
+            fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+                r.$get(stringify!($t))
+            }
+        }
+    )*};
+}
+
+model_for_primitive! {
+    u8 => put_u8, u8;
+    u16 => put_u16, u16;
+    u32 => put_u32, u32;
+    u64 => put_u64, u64;
+    i64 => put_i64, i64;
+    f32 => put_f32, f32;
+    f64 => put_f64, f64;
+    bool => put_bool, bool;
+}
+
+impl Model for char {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_u32(u32::from(*self));
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        char::from_u32(r.u32("char")?).ok_or(WireError::Invalid {
+            field: "char",
+            reason: "not a Unicode scalar value",
+        })
+    }
+}
+
+impl<const N: usize> Model for [u8; N] {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_array(self);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        r.array("byte array")
+    }
+}
+
+/// Text of at most [`DEFAULT_MAX_TEXT_BYTES`]; fields with their own limit call
+/// [`Writer::put_text`] / [`Reader::text`] directly.
+impl Model for String {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_text(self, DEFAULT_MAX_TEXT_BYTES, "text")
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        r.text(DEFAULT_MAX_TEXT_BYTES, "text")
+    }
+}
+
+/// A list of at most [`DEFAULT_MAX_LIST_LEN`]; fields with their own limit call
+/// [`Writer::put_list`] / [`Reader::list`] directly.
+impl<T: Model> Model for Vec<T> {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_list(self, DEFAULT_MAX_LIST_LEN, "list")
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        r.list(DEFAULT_MAX_LIST_LEN, "list")
+    }
+}
+
+impl<T: Model> Model for Option<T> {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        match self {
+            None => {
+                w.put_u8(0);
+                Ok(())
+            }
+            Some(v) => {
+                w.put_u8(1);
+                v.encode(w)
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        match r.u8("option tag")? {
+            0 => Ok(None),
+            1 => Ok(Some(T::decode(r)?)),
+            code => Err(WireError::UnknownCode {
+                field: "option tag",
+                code,
+            }),
+        }
+    }
+}
+
+/// ```text
+/// 0      1
+/// | 4 u8 | ipv4 [4] | port u16 |       (7 bytes)
+/// | 6 u8 | ipv6 [16] | port u16 |      (19 bytes)
+/// ```
+impl Model for SocketAddr {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        match self.ip() {
+            IpAddr::V4(ip) => {
+                w.put_u8(4);
+                w.put_array(&ip.octets());
+            }
+            IpAddr::V6(ip) => {
+                w.put_u8(6);
+                w.put_array(&ip.octets());
+            }
+        }
+        w.put_u16(self.port());
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let ip = match r.u8("address family")? {
+            4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>("ipv4 address")?)),
+            6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>("ipv6 address")?)),
+            code => {
+                return Err(WireError::UnknownCode {
+                    field: "address family",
+                    code,
+                });
+            }
+        };
+        Ok(SocketAddr::new(ip, r.u16("port")?))
+    }
+}

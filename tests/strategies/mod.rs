@@ -1,0 +1,213 @@
+//! proptest strategies for every type on the wire, shared by the test suites.
+#![allow(dead_code)] // each suite uses a different subset
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use std::net::{IpAddr, SocketAddr};
+use synfony::message::*;
+use synfony::session::*;
+
+/// Cases per property: thousands in CI; `PROPTEST_CASES` overrides.
+pub fn config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+pub fn peer_id() -> impl Strategy<Value = PeerId> {
+    any::<u64>().prop_map(PeerId)
+}
+
+/// Few distinct voters, so generated rounds have real conflicts and ties.
+pub fn small_peer_id() -> impl Strategy<Value = PeerId> {
+    (0u64..12).prop_map(PeerId)
+}
+
+pub fn round() -> impl Strategy<Value = Round> {
+    any::<u64>().prop_map(Round)
+}
+
+pub fn channel() -> impl Strategy<Value = Channel> {
+    prop_oneof![
+        1 => Just(Channel::Master),
+        4 => (0..MAX_STEMS as u16).prop_map(Channel::Stem),
+    ]
+}
+
+/// Gains a fader can send: any finite f32 or −∞, weighted toward the fader range.
+pub fn gain_db() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        4 => -60.0f32..=12.0,
+        1 => Just(f32::NEG_INFINITY),
+        1 => any::<f32>().prop_filter("finite", |g| g.is_finite()),
+        1 => prop::sample::select(vec![0.0f32, -0.0, 12.0, 100.0, -6.0]),
+    ]
+}
+
+pub fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        Just(Event::None),
+        Just(Event::Play),
+        Just(Event::Pause),
+        any::<i64>().prop_map(|position_ns| Event::Seek { position_ns }),
+        (channel(), gain_db()).prop_map(|(channel, gain_db)| Event::Volume { channel, gain_db }),
+        (channel(), any::<bool>()).prop_map(|(channel, muted)| Event::Mute { channel, muted }),
+    ]
+}
+
+pub fn vote() -> impl Strategy<Value = Vote> {
+    (peer_id(), round(), event()).prop_map(|(voter, round, event)| Vote {
+        voter,
+        round,
+        event,
+    })
+}
+
+pub fn channel_state() -> impl Strategy<Value = ChannelState> {
+    (gain_db(), any::<bool>()).prop_map(|(gain_db, muted)| ChannelState { gain_db, muted })
+}
+
+pub fn session_state() -> impl Strategy<Value = SessionState> {
+    (
+        0i64..=i64::MAX,
+        any::<bool>(),
+        any::<u64>(),
+        any::<i64>(),
+        channel_state(),
+        vec(channel_state(), 0..16),
+    )
+        .prop_map(
+            |(duration_ns, playing, pos, anchor_session_ns, master, channels)| {
+                let anchor_position_ns = (pos % (duration_ns as u64).saturating_add(1)) as i64;
+                SessionState {
+                    timeline: Timeline {
+                        playing,
+                        anchor_position_ns,
+                        anchor_session_ns,
+                    },
+                    duration_ns,
+                    master,
+                    channels,
+                }
+            },
+        )
+}
+
+pub fn socket_addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        (any::<[u8; 4]>(), any::<u16>())
+            .prop_map(|(ip, port)| SocketAddr::new(IpAddr::from(ip), port)),
+        (any::<[u8; 16]>(), any::<u16>())
+            .prop_map(|(ip, port)| SocketAddr::new(IpAddr::from(ip), port)),
+    ]
+}
+
+/// Text of at most `max` UTF-8 bytes, multi-byte characters included.
+pub fn text(max: usize) -> impl Strategy<Value = String> {
+    any::<String>().prop_map(move |s| {
+        let mut end = s.len().min(max);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s[..end].to_owned()
+    })
+}
+
+pub fn peer_info() -> impl Strategy<Value = PeerInfo> {
+    (peer_id(), text(MAX_NAME_BYTES), socket_addr()).prop_map(|(peer_id, name, addr)| PeerInfo {
+        peer_id,
+        name,
+        addr,
+    })
+}
+
+pub fn clock_stamps() -> impl Strategy<Value = ClockStamps> {
+    (
+        any::<i64>(),
+        proptest::option::of((any::<i64>(), any::<i64>())),
+    )
+        .prop_map(|(sent_ns, echo)| ClockStamps {
+            sent_ns,
+            echo: echo.map(|(origin_ns, received_ns)| ClockEcho {
+                origin_ns,
+                received_ns,
+            }),
+        })
+}
+
+pub fn heartbeat() -> impl Strategy<Value = Heartbeat> {
+    (round(), event(), any::<u64>(), clock_stamps()).prop_map(
+        |(round, vote, state_digest, clock)| Heartbeat {
+            round,
+            vote,
+            state_digest,
+            clock,
+        },
+    )
+}
+
+pub fn operation() -> impl Strategy<Value = Operation> {
+    let stem = any::<[u8; 32]>();
+    prop_oneof![
+        (stem, any::<u64>(), 0..=MAX_CHUNK_BYTES as u32)
+            .prop_map(|(stem, offset, len)| Operation::ChunkRequest { stem, offset, len }),
+        (stem, any::<u64>(), vec(any::<u8>(), 0..2048))
+            .prop_map(|(stem, offset, data)| Operation::ChunkData { stem, offset, data }),
+        (stem, any::<u64>(), text(MAX_REASON_BYTES)).prop_map(|(stem, offset, reason)| {
+            Operation::ChunkRefused {
+                stem,
+                offset,
+                reason,
+            }
+        }),
+    ]
+}
+
+pub fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (
+            any::<u16>(),
+            peer_id(),
+            text(MAX_NAME_BYTES),
+            socket_addr(),
+            any::<[u8; 32]>(),
+            proptest::option::of(any::<[u8; 32]>())
+        )
+            .prop_map(
+                |(protocol_version, peer_id, name, listen_addr, nonce, proof)| {
+                    Message::Hello(Hello {
+                        protocol_version,
+                        peer_id,
+                        name,
+                        listen_addr,
+                        nonce,
+                        proof,
+                    })
+                }
+            ),
+        any::<[u8; 32]>().prop_map(|proof| Message::Auth(Auth { proof })),
+        vec(peer_info(), 0..MAX_PEERS).prop_map(|peers| Message::PeerList(PeerList { peers })),
+        heartbeat().prop_map(Message::Heartbeat),
+        (any::<u32>(), any::<i64>())
+            .prop_map(|(seq, origin_ns)| Message::ClockPing(ClockPing { seq, origin_ns })),
+        (any::<u32>(), any::<i64>(), any::<i64>(), any::<i64>()).prop_map(
+            |(seq, origin_ns, received_ns, sent_ns)| Message::ClockPong(ClockPong {
+                seq,
+                origin_ns,
+                received_ns,
+                sent_ns
+            })
+        ),
+        text(MAX_REASON_BYTES).prop_map(|reason| Message::Goodbye(Goodbye { reason })),
+        (round(), session_state())
+            .prop_map(|(round, state)| Message::Snapshot(Snapshot { round, state })),
+        (any::<u32>(), operation())
+            .prop_map(|(request_id, op)| Message::Room(Room { request_id, op })),
+    ]
+}
