@@ -277,3 +277,261 @@ fn resolve_mix(state: &mut SessionState, outcomes: &mut [VoteOutcome]) {
 fn normalize_gain(gain_db: f32) -> f32 {
     gain_db.min(MAX_GAIN_DB) + 0.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::state::{ChannelState, Timeline};
+
+    const R: Round = Round(50);
+    const AT: i64 = 5_300_000_000;
+    const SEC: i64 = 1_000_000_000;
+
+    fn song() -> SessionState {
+        SessionState::new(180 * SEC, 2)
+    }
+
+    fn playing_from(position_ns: i64, since_ns: i64) -> SessionState {
+        let mut s = song();
+        s.timeline = Timeline {
+            playing: true,
+            anchor_position_ns: position_ns,
+            anchor_session_ns: since_ns,
+        };
+        s
+    }
+
+    fn v(voter: u64, event: Event) -> Vote {
+        Vote {
+            voter: PeerId(voter),
+            round: R,
+            event,
+        }
+    }
+
+    fn seek(secs: i64) -> Event {
+        Event::Seek {
+            position_ns: secs * SEC,
+        }
+    }
+
+    fn vol(channel: Channel, gain_db: f32) -> Event {
+        Event::Volume { channel, gain_db }
+    }
+
+    /// Runs one round and checks the resulting timeline and verdicts (by voter).
+    #[track_caller]
+    fn check(prev: SessionState, votes: &[Vote], timeline: Timeline, verdicts: &[(u64, Verdict)]) {
+        let d = choose(&prev, R, AT, votes);
+        assert_eq!(d.state.timeline, timeline);
+        let got: Vec<(u64, Verdict)> = d
+            .outcomes
+            .iter()
+            .map(|o| (o.vote.voter.0, o.verdict))
+            .collect();
+        assert_eq!(got, verdicts);
+    }
+
+    fn paused_at(position_ns: i64) -> Timeline {
+        Timeline {
+            playing: false,
+            anchor_position_ns: position_ns,
+            anchor_session_ns: AT,
+        }
+    }
+
+    /// Pause while playing freezes the playhead where it is at the apply instant.
+    #[test]
+    fn pause_freezes_the_playhead_at_the_apply_instant() {
+        let prev = playing_from(10 * SEC, AT - 2 * SEC);
+        check(
+            prev,
+            &[v(1, Event::Pause)],
+            paused_at(12 * SEC),
+            &[(1, Verdict::Applied)],
+        );
+    }
+
+    /// Pause beats play cast in the same round.
+    #[test]
+    fn pause_beats_play() {
+        let prev = playing_from(0, AT);
+        check(
+            prev,
+            &[v(7, Event::Play), v(3, Event::Pause)],
+            paused_at(0),
+            &[
+                (3, Verdict::Applied),
+                (7, Verdict::Overruled { by: PeerId(3) }),
+            ],
+        );
+    }
+
+    /// A seek and a pause in one round: paused at the seek target.
+    #[test]
+    fn seek_and_pause_compose() {
+        check(
+            playing_from(0, 0),
+            &[v(2, Event::Pause), v(9, seek(30))],
+            paused_at(30 * SEC),
+            &[(2, Verdict::Applied), (9, Verdict::Applied)],
+        );
+    }
+
+    /// Two seeks: the lowest voter id wins, every time, whatever the arrival order.
+    #[test]
+    fn lowest_voter_wins_between_seeks() {
+        let expected = Timeline {
+            playing: false,
+            anchor_position_ns: 40 * SEC,
+            anchor_session_ns: AT,
+        };
+        let verdicts = [
+            (4, Verdict::Applied),
+            (5, Verdict::Overruled { by: PeerId(4) }),
+        ];
+        check(
+            song(),
+            &[v(5, seek(90)), v(4, seek(40))],
+            expected,
+            &verdicts,
+        );
+        check(
+            song(),
+            &[v(4, seek(40)), v(5, seek(90))],
+            expected,
+            &verdicts,
+        );
+    }
+
+    /// Seeks past either end land on the end.
+    #[test]
+    fn seeks_are_clamped_into_the_song() {
+        check(
+            song(),
+            &[v(1, seek(-3))],
+            paused_at(0),
+            &[(1, Verdict::Applied)],
+        );
+        check(
+            song(),
+            &[v(1, seek(999))],
+            paused_at(180 * SEC),
+            &[(1, Verdict::Applied)],
+        );
+    }
+
+    /// Play starts from where the paused playhead stands.
+    #[test]
+    fn play_runs_from_the_current_position() {
+        let mut prev = song();
+        prev.timeline.anchor_position_ns = 20 * SEC;
+        let expected = Timeline {
+            playing: true,
+            anchor_position_ns: 20 * SEC,
+            anchor_session_ns: AT,
+        };
+        check(
+            prev,
+            &[v(1, Event::Play)],
+            expected,
+            &[(1, Verdict::Applied)],
+        );
+    }
+
+    /// Volume: the quietest gain wins per channel; channels are independent; louder
+    /// than the maximum is clamped; −∞ is allowed; NaN and unknown stems are rejected.
+    #[test]
+    fn mix_votes_resolve_per_channel() {
+        let votes = [
+            v(1, vol(Channel::Stem(0), -6.0)),
+            v(2, vol(Channel::Stem(0), -3.0)),
+            v(3, vol(Channel::Stem(1), 40.0)),
+            v(4, vol(Channel::Master, f32::NEG_INFINITY)),
+            v(5, vol(Channel::Stem(2), -1.0)),
+            v(6, vol(Channel::Stem(0), f32::NAN)),
+            v(
+                7,
+                Event::Mute {
+                    channel: Channel::Stem(1),
+                    muted: false,
+                },
+            ),
+            v(
+                8,
+                Event::Mute {
+                    channel: Channel::Stem(1),
+                    muted: true,
+                },
+            ),
+        ];
+        let d = choose(&song(), R, AT, &votes);
+        assert_eq!(
+            d.state.channels[0],
+            ChannelState {
+                gain_db: -6.0,
+                muted: false
+            }
+        );
+        assert_eq!(
+            d.state.channels[1],
+            ChannelState {
+                gain_db: MAX_GAIN_DB,
+                muted: true
+            }
+        );
+        assert_eq!(d.state.master.gain_db, f32::NEG_INFINITY);
+        assert_eq!(
+            d.state.timeline,
+            song().timeline,
+            "mix votes leave the transport alone"
+        );
+        let verdicts: Vec<Verdict> = d.outcomes.iter().map(|o| o.verdict).collect();
+        assert_eq!(
+            verdicts,
+            [
+                Verdict::Applied,
+                Verdict::Overruled { by: PeerId(1) },
+                Verdict::Applied,
+                Verdict::Applied,
+                Verdict::Rejected(Rejection::UnknownChannel),
+                Verdict::Rejected(Rejection::InvalidGain),
+                Verdict::Overruled { by: PeerId(8) },
+                Verdict::Applied,
+            ]
+        );
+    }
+
+    /// A peer that casts two different votes in a round has neither counted;
+    /// a vote for another round is rejected; copies of one vote count once.
+    #[test]
+    fn admission_rules() {
+        let votes = [
+            v(1, Event::Pause),
+            v(1, Event::Play),
+            Vote {
+                voter: PeerId(2),
+                round: Round(49),
+                event: seek(10),
+            },
+            v(3, Event::Play),
+            v(3, Event::Play),
+        ];
+        let expected = Timeline {
+            playing: true,
+            anchor_position_ns: 0,
+            anchor_session_ns: AT,
+        };
+        check(
+            song(),
+            &votes,
+            expected,
+            &[
+                (1, Verdict::Rejected(Rejection::Equivocation)),
+                (1, Verdict::Rejected(Rejection::Equivocation)),
+                (2, Verdict::Rejected(Rejection::WrongRound)),
+                (3, Verdict::Applied),
+            ],
+        );
+    }
+}

@@ -494,3 +494,66 @@ impl Model for SessionState {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Session time maps to frames through the timeline, at any rate, exactly.
+    #[test]
+    fn session_time_maps_to_frames() {
+        let t = Timeline {
+            playing: true,
+            anchor_position_ns: 1_000_000_000,
+            anchor_session_ns: 5_000_000_000,
+        };
+        assert_eq!(t.position_frames_at(5_000_000_000, 48_000), 48_000);
+        assert_eq!(t.position_frames_at(5_500_000_000, 48_000), 72_000);
+        assert_eq!(t.position_frames_at(5_500_000_000, 44_100), 66_150);
+        // One nanosecond before a frame boundary is still the previous frame.
+        assert_eq!(t.position_frames_at(5_000_000_000 + 20_833, 48_000), 48_000);
+        assert_eq!(t.position_frames_at(5_000_000_000 + 20_834, 48_000), 48_001);
+        let paused = Timeline {
+            playing: false,
+            ..t
+        };
+        assert_eq!(paused.position_frames_at(9_000_000_000, 48_000), 48_000);
+        assert_eq!(ns_to_frames(-1, 48_000), -1);
+    }
+
+    /// frames_to_ns is the exact inverse of ns_to_frames on frame boundaries.
+    #[test]
+    fn frames_and_ns_invert() {
+        for rate in [8_000, 44_100, 48_000, 96_000, 192_000] {
+            for f in [-48_001i64, -1, 0, 1, 441, 48_000, 1 << 40] {
+                assert_eq!(
+                    ns_to_frames(frames_to_ns(f, rate), rate),
+                    f,
+                    "rate {rate} frame {f}"
+                );
+            }
+        }
+    }
+
+    /// Rounds tile session time.
+    #[test]
+    fn rounds_tile_session_time() {
+        assert_eq!(Round::containing(0), Round(0));
+        assert_eq!(Round::containing(ROUND_NS - 1), Round(0));
+        assert_eq!(Round::containing(ROUND_NS), Round(1));
+        assert_eq!(Round::containing(-5), Round(0));
+        assert_eq!(Round(7).start_session_ns(), 7 * ROUND_NS);
+    }
+
+    /// The digest tells states apart and is stable across runs and platforms.
+    #[test]
+    fn digest_is_stable_and_discriminating() {
+        let a = SessionState::new(1_000, 2);
+        let mut b = a.clone();
+        b.channels[1].muted = true;
+        assert_ne!(a.digest(), b.digest());
+        assert_eq!(a.digest(), a.clone().digest());
+        // Pinned: a change here changes what peers compare on the wire.
+        assert_eq!(a.digest(), 0xbe0d_14d2_5f4f_be04);
+    }
+}

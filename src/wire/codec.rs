@@ -373,9 +373,9 @@ impl<'a> Reader<'a> {
         Ok(self.take(len, field)?.to_vec())
     }
 
-    /// A list with a u16 count prefix. The count is checked against `max_len`, and
-    /// capacity is reserved only for as many elements as the remaining bytes could
-    /// hold, so a lying count cannot make the decoder allocate.
+    /// A list with a u16 count prefix, checked against `max_len`. Nothing is
+    /// reserved from the (untrusted) count: the list grows with the elements that
+    /// actually decode, so memory stays proportional to the bytes received.
     pub fn list<T: Model>(
         &mut self,
         max_len: usize,
@@ -383,7 +383,7 @@ impl<'a> Reader<'a> {
     ) -> Result<Vec<T>, WireError> {
         let len = self.u16(field)? as usize;
         check_len(len, max_len, field)?;
-        let mut out = Vec::with_capacity(len.min(self.remaining()));
+        let mut out = Vec::new();
         for _ in 0..len {
             out.push(T::decode(self)?);
         }
@@ -528,5 +528,186 @@ impl Model for SocketAddr {
             }
         };
         Ok(SocketAddr::new(ip, r.u16("port")?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use crate::session::{Event, SessionState};
+
+    /// Decoding `bytes` as `T` fails with exactly `expected`.
+    #[track_caller]
+    fn check_err<T: Model + std::fmt::Debug>(bytes: &[u8], expected: WireError) {
+        assert_eq!(decode_exact::<T>(bytes, "test").unwrap_err(), expected);
+    }
+
+    /// Each kind of bad input gets a typed error that names the field.
+    #[test]
+    fn bad_input_gets_typed_errors() {
+        let nan = f32::NAN.to_bits().to_be_bytes();
+        let pos_inf = f32::INFINITY.to_bits().to_be_bytes();
+        // A volume vote for the master with a NaN / +inf gain.
+        let vol = |g: [u8; 4]| [&[4u8, 0xff, 0xff][..], &g].concat();
+        match decode_exact::<Event>(&vol(nan), "test") {
+            Err(WireError::NotFinite { field, value }) => {
+                assert_eq!(field, "event.volume.gain_db");
+                assert!(value.is_nan());
+            }
+            other => panic!("{other:?}"),
+        }
+        check_err::<Event>(
+            &vol(pos_inf),
+            WireError::NotFinite {
+                field: "event.volume.gain_db",
+                value: f64::INFINITY,
+            },
+        );
+        // −inf is silence, and allowed.
+        let neg_inf = f32::NEG_INFINITY.to_bits().to_be_bytes();
+        assert!(decode_exact::<Event>(&vol(neg_inf), "test").is_ok());
+
+        check_err::<Event>(
+            &[9],
+            WireError::UnknownCode {
+                field: "event.code",
+                code: 9,
+            },
+        );
+        check_err::<Message>(
+            &[0xee],
+            WireError::UnknownCode {
+                field: "message.code",
+                code: 0xee,
+            },
+        );
+        check_err::<String>(
+            &[0, 2, 0xc3, 0x28],
+            WireError::InvalidUtf8 { field: "text" },
+        );
+        check_err::<String>(
+            &[0xff, 0xff],
+            WireError::TooLong {
+                field: "text",
+                len: 65535,
+                max: DEFAULT_MAX_TEXT_BYTES as u64,
+            },
+        );
+        check_err::<Vec<u8>>(
+            &[0x10, 0x00],
+            WireError::TooLong {
+                field: "list",
+                len: 4096,
+                max: DEFAULT_MAX_LIST_LEN as u64,
+            },
+        );
+        // A list that claims 3 elements but holds 1 is truncated, not over-allocated.
+        check_err::<Vec<u32>>(
+            &[0, 3, 0, 0, 0, 1],
+            WireError::Truncated {
+                field: "u32",
+                needed: 4,
+                remaining: 0,
+            },
+        );
+        check_err::<bool>(
+            &[2],
+            WireError::Invalid {
+                field: "bool",
+                reason: "a bool byte must be 0 or 1",
+            },
+        );
+        check_err::<char>(
+            &0xd800u32.to_be_bytes(),
+            WireError::Invalid {
+                field: "char",
+                reason: "not a Unicode scalar value",
+            },
+        );
+        check_err::<Option<u8>>(
+            &[2, 0],
+            WireError::UnknownCode {
+                field: "option tag",
+                code: 2,
+            },
+        );
+        check_err::<SocketAddr>(
+            &[5, 1, 2, 3, 4, 0, 80],
+            WireError::UnknownCode {
+                field: "address family",
+                code: 5,
+            },
+        );
+        check_err::<u16>(
+            &[1, 2, 3],
+            WireError::TrailingBytes {
+                field: "test",
+                count: 1,
+            },
+        );
+    }
+
+    /// A snapshot from a hostile peer cannot smuggle in an impossible state.
+    #[test]
+    fn impossible_states_are_refused() {
+        let mut st = SessionState::new(1_000, 1);
+        st.duration_ns = -5;
+        st.timeline.anchor_position_ns = -5;
+        let bytes = encode_to_vec(&st).unwrap();
+        check_err::<SessionState>(
+            &bytes,
+            WireError::Invalid {
+                field: "state.duration_ns",
+                reason: "negative duration",
+            },
+        );
+        let mut st = SessionState::new(1_000, 1);
+        st.timeline.anchor_position_ns = 1_001;
+        let bytes = encode_to_vec(&st).unwrap();
+        check_err::<SessionState>(
+            &bytes,
+            WireError::Invalid {
+                field: "state.anchor_position_ns",
+                reason: "anchor outside the song",
+            },
+        );
+    }
+
+    /// Encoding refuses values that break the format's limits instead of sending
+    /// bytes the peer would reject.
+    #[test]
+    fn encoding_enforces_limits() {
+        let long = "x".repeat(DEFAULT_MAX_TEXT_BYTES + 1);
+        assert!(matches!(
+            encode_to_vec(&long),
+            Err(WireError::TooLong { field: "text", .. })
+        ));
+        let mut buf = Vec::new();
+        let mut w = Writer::new(&mut buf);
+        assert!(w.put_finite_f64(f64::NAN, "x").is_err());
+        assert!(w.put_list(&[1u8, 2, 3], 2, "l").is_err());
+        let nan_vote = Event::Volume {
+            channel: crate::session::Channel::Master,
+            gain_db: f32::NAN,
+        };
+        assert!(matches!(
+            encode_to_vec(&nan_vote),
+            Err(WireError::NotFinite { .. })
+        ));
+    }
+
+    /// Errors read as one clear line naming the field.
+    #[test]
+    fn errors_name_the_field() {
+        let e = WireError::TooLong {
+            field: "hello.name",
+            len: 70,
+            max: 64,
+        };
+        assert_eq!(
+            e.to_string(),
+            "hello.name: length 70 exceeds the limit of 64"
+        );
     }
 }

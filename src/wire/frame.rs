@@ -168,3 +168,141 @@ impl FrameBuffer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Goodbye, Message};
+
+    fn header(version: u16, payload_len: u32) -> Vec<u8> {
+        let mut h = MAGIC.to_vec();
+        h.extend_from_slice(&version.to_be_bytes());
+        h.extend_from_slice(&payload_len.to_be_bytes());
+        h
+    }
+
+    /// `check` answers each malformed or partial stream with the right variant.
+    #[test]
+    fn check_classifies_streams() {
+        #[track_caller]
+        fn check_case(bytes: &[u8], expected: Result<usize, WireError>) {
+            assert_eq!(check(bytes), expected, "bytes {bytes:02x?}");
+        }
+        check_case(b"", Err(WireError::Incomplete { needed: 10 }));
+        check_case(b"SY", Err(WireError::Incomplete { needed: 8 }));
+        // Garbage is refused on its very first byte, without waiting for a header.
+        check_case(
+            b"G",
+            Err(WireError::BadMagic {
+                expected: MAGIC,
+                found: b"G".to_vec(),
+            }),
+        );
+        check_case(
+            b"GET / HTTP/1.1\r\n",
+            Err(WireError::BadMagic {
+                expected: MAGIC,
+                found: b"GET ".to_vec(),
+            }),
+        );
+        check_case(
+            &header(2, 0),
+            Err(WireError::VersionMismatch { found: 2, ours: 1 }),
+        );
+        check_case(
+            &header(PROTOCOL_VERSION, u32::MAX),
+            Err(WireError::FrameTooLong {
+                len: u64::from(u32::MAX) + 10,
+                max: MAX_FRAME_LEN,
+            }),
+        );
+        let biggest = (MAX_FRAME_LEN - FRAME_HEADER_LEN) as u32;
+        check_case(
+            &header(PROTOCOL_VERSION, biggest),
+            Err(WireError::Incomplete {
+                needed: biggest as usize,
+            }),
+        );
+        check_case(
+            &header(PROTOCOL_VERSION, biggest + 1),
+            Err(WireError::FrameTooLong {
+                len: MAX_FRAME_LEN as u64 + 1,
+                max: MAX_FRAME_LEN,
+            }),
+        );
+        let mut one = header(PROTOCOL_VERSION, 1);
+        check_case(&one, Err(WireError::Incomplete { needed: 1 }));
+        one.extend_from_slice(&[7, 99]);
+        check_case(&one, Ok(11));
+    }
+
+    /// Stream-breaking errors are told apart from errors confined to one frame.
+    #[test]
+    fn only_framing_errors_break_the_stream() {
+        assert!(check(b"X").unwrap_err().breaks_stream());
+        assert!(check(&header(9, 0)).unwrap_err().breaks_stream());
+        assert!(!check(b"SYNF").unwrap_err().breaks_stream());
+        let mut frame = header(PROTOCOL_VERSION, 1);
+        frame.push(0xee); // unknown message code
+        assert!(!parse::<Message>(&frame).unwrap_err().breaks_stream());
+    }
+
+    /// A payload shorter than its message needs is "truncated" (invalid), not
+    /// "incomplete": the frame said it was whole.
+    #[test]
+    fn short_payload_is_truncated_not_incomplete() {
+        let mut frame = header(PROTOCOL_VERSION, 3);
+        frame.extend_from_slice(&[4, 0, 0]); // a heartbeat cut inside its round
+        assert_eq!(
+            parse::<Message>(&frame),
+            Err(WireError::Truncated {
+                field: "round",
+                needed: 8,
+                remaining: 2
+            })
+        );
+    }
+
+    /// An encoder that would exceed MAX_FRAME_LEN refuses and leaves the buffer as it was.
+    #[test]
+    fn oversized_encode_is_refused_cleanly() {
+        struct Huge;
+        impl Model for Huge {
+            fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+                w.put_array(&[0u8; MAX_FRAME_LEN]);
+                Ok(())
+            }
+            fn decode(_: &mut Reader<'_>) -> Result<Self, WireError> {
+                Ok(Huge)
+            }
+        }
+        let mut out = vec![1, 2, 3];
+        assert_eq!(
+            encode_frame(&Huge, &mut out),
+            Err(WireError::FrameTooLong {
+                len: (MAX_FRAME_LEN + FRAME_HEADER_LEN) as u64,
+                max: MAX_FRAME_LEN
+            })
+        );
+        assert_eq!(out, vec![1, 2, 3]);
+    }
+
+    /// The frame buffer reports a broken stream and does not keep growing.
+    #[test]
+    fn frame_buffer_reports_broken_stream() {
+        let mut fb = FrameBuffer::new();
+        let mut bytes = Vec::new();
+        encode_frame(
+            &Message::Goodbye(Goodbye { reason: "x".into() }),
+            &mut bytes,
+        )
+        .unwrap();
+        bytes.extend_from_slice(b"garbage");
+        fb.extend(&bytes);
+        assert!(matches!(fb.next_frame::<Message>(), Ok(Next::Frame(_))));
+        assert!(matches!(
+            fb.next_frame::<Message>(),
+            Err(WireError::BadMagic { .. })
+        ));
+    }
+}
