@@ -4,6 +4,25 @@
 //! turns one model value into a length-prefixed frame and back. This layer knows
 //! nothing of synfony's messages (those live in [`crate::message`]) and never does
 //! I/O: it reads and writes byte buffers.
+//!
+//! Sending and receiving a message, as a connection does:
+//!
+//! ```
+//! use synfony::message::{Goodbye, Message};
+//! use synfony::wire::{FrameBuffer, Next, encode_frame};
+//!
+//! let bye = Message::Goodbye(Goodbye { reason: "set over".into() });
+//! let mut out = Vec::new();
+//! encode_frame(&bye, &mut out)?;
+//!
+//! // The receiver appends bytes as they arrive and takes out whole frames.
+//! let mut inbox = FrameBuffer::new();
+//! inbox.extend(&out[..5]);
+//! assert_eq!(inbox.next_frame::<Message>()?, Next::NeedMore);
+//! inbox.extend(&out[5..]);
+//! assert_eq!(inbox.next_frame::<Message>()?, Next::Frame(bye));
+//! # Ok::<(), synfony::wire::WireError>(())
+//! ```
 
 pub mod codec;
 pub mod frame;
