@@ -161,11 +161,11 @@ impl Model for Hello {
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(Hello {
             protocol_version: r.u16("hello.protocol_version")?,
-            peer_id: r.get()?,
+            peer_id: r.get_as("hello.peer_id")?,
             name: r.text(MAX_NAME_BYTES, "hello.name")?,
-            listen_addr: r.get()?,
+            listen_addr: r.get_as("hello.listen_addr")?,
             nonce: r.array("hello.nonce")?,
-            proof: r.get()?,
+            proof: r.get_as("hello.proof")?,
         })
     }
 }
@@ -214,9 +214,9 @@ impl Model for PeerInfo {
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(PeerInfo {
-            peer_id: r.get()?,
+            peer_id: r.get_as("peer.peer_id")?,
             name: r.text(MAX_NAME_BYTES, "peer.name")?,
-            addr: r.get()?,
+            addr: r.get_as("peer.addr")?,
         })
     }
 }
@@ -274,7 +274,7 @@ impl Model for ClockStamps {
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(ClockStamps {
             sent_ns: r.i64("clock.sent_ns")?,
-            echo: r.get()?,
+            echo: r.get_as("clock.echo")?,
         })
     }
 }
@@ -329,7 +329,7 @@ impl Model for Heartbeat {
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(Heartbeat {
-            round: r.get()?,
+            round: r.get_as("heartbeat.round")?,
             vote: r.get()?,
             state_digest: r.u64("heartbeat.state_digest")?,
             clock: r.get()?,
@@ -436,7 +436,7 @@ impl Model for Snapshot {
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(Snapshot {
-            round: r.get()?,
+            round: r.get_as("snapshot.round")?,
             state: r.get()?,
         })
     }

@@ -14,13 +14,13 @@ const ROUND: Round = Round(1000);
 const APPLY_AT_NS: i64 = 100_300_000_000;
 
 /// A previous state: 3 stems (so votes for stems 3..5 hit unknown channels), any
-/// transport, a song of up to 10 minutes.
+/// transport, a song of up to 10 minutes — or of any length, anchored at any time.
 fn prev_state() -> impl Strategy<Value = SessionState> {
     (
-        1i64..600_000_000_000,
+        prop_oneof![4 => 1i64..600_000_000_000, 1 => Just(0i64), 1 => 0..=i64::MAX],
         any::<bool>(),
         any::<prop::sample::Index>(),
-        90_000_000_000i64..APPLY_AT_NS,
+        prop_oneof![4 => 90_000_000_000i64..APPLY_AT_NS, 1 => any::<i64>()],
         channel_state(),
         vec(channel_state(), 3),
     )
@@ -28,7 +28,8 @@ fn prev_state() -> impl Strategy<Value = SessionState> {
             |(duration_ns, playing, pos, anchor_session_ns, master, channels)| SessionState {
                 timeline: Timeline {
                     playing,
-                    anchor_position_ns: pos.index(duration_ns as usize) as i64,
+                    anchor_position_ns: (pos.index(usize::MAX) as u64 % (duration_ns as u64 + 1))
+                        as i64,
                     anchor_session_ns,
                 },
                 duration_ns,
@@ -80,9 +81,108 @@ fn is_valid_gain(g: f32) -> bool {
     !g.is_nan() && g != f32::INFINITY
 }
 
-/// The rules, written independently of the implementation: the effective vote of
-/// each voter (one distinct, admissible vote in the round), then each dimension.
-fn oracle(prev: &SessionState, votes: &[Vote]) -> SessionState {
+/// The verdict the rules give `vote`, written independently of the implementation.
+fn oracle_verdict(prev: &SessionState, votes: &[Vote], vote: &Vote) -> Verdict {
+    if vote.round != ROUND {
+        return Verdict::Rejected(Rejection::WrongRound);
+    }
+    let mut mine: Vec<Event> = Vec::new();
+    for v in votes
+        .iter()
+        .filter(|v| v.round == ROUND && v.voter == vote.voter)
+    {
+        if !mine.contains(&v.event) {
+            mine.push(v.event);
+        }
+    }
+    if mine.len() > 1 {
+        return Verdict::Rejected(Rejection::Equivocation);
+    }
+    match vote.event {
+        Event::Volume { channel, .. } | Event::Mute { channel, .. }
+            if prev.channel(channel).is_none() =>
+        {
+            return Verdict::Rejected(Rejection::UnknownChannel);
+        }
+        Event::Volume { gain_db, .. } if !is_valid_gain(gain_db) => {
+            return Verdict::Rejected(Rejection::InvalidGain);
+        }
+        _ => {}
+    }
+    let effective = effective_votes(prev, votes);
+    // The winner of a dimension is the lowest voter whose value equals the outcome.
+    let credit = |matches: &dyn Fn(&Event) -> bool| {
+        effective
+            .iter()
+            .find(|(_, e)| matches(e))
+            .map(|(v, _)| *v)
+            .expect("a winner exists")
+    };
+    let end = prev.duration_ns.max(0);
+    match vote.event {
+        Event::None => Verdict::Abstained,
+        Event::Pause => Verdict::Applied,
+        Event::Play => match effective.iter().find(|(_, e)| *e == Event::Pause) {
+            Some((by, _)) => Verdict::Overruled { by: *by },
+            None => Verdict::Applied,
+        },
+        Event::Seek { position_ns } => {
+            let target = |e: &Event| match *e {
+                Event::Seek { position_ns } => Some(position_ns.clamp(0, end)),
+                _ => None,
+            };
+            let won = effective
+                .iter()
+                .find_map(|(_, e)| target(e))
+                .expect("a seek won");
+            if position_ns.clamp(0, end) == won {
+                Verdict::Applied
+            } else {
+                Verdict::Overruled {
+                    by: credit(&|e| target(e) == Some(won)),
+                }
+            }
+        }
+        Event::Volume { channel, gain_db } => {
+            let gain = |e: &Event| match *e {
+                Event::Volume {
+                    channel: c,
+                    gain_db,
+                } if c == channel => Some(gain_db.min(MAX_GAIN_DB) + 0.0),
+                _ => None,
+            };
+            let won = effective
+                .iter()
+                .filter_map(|(_, e)| gain(e))
+                .reduce(f32::min)
+                .expect("a gain won");
+            if (gain_db.min(MAX_GAIN_DB) + 0.0).to_bits() == won.to_bits() {
+                Verdict::Applied
+            } else {
+                Verdict::Overruled {
+                    by: credit(&|e| gain(e).map(f32::to_bits) == Some(won.to_bits())),
+                }
+            }
+        }
+        Event::Mute { channel, muted } => {
+            let mute = |e: &Event| match *e {
+                Event::Mute { channel: c, muted } if c == channel => Some(muted),
+                _ => None,
+            };
+            let won = effective.iter().any(|(_, e)| mute(e) == Some(true));
+            if muted == won {
+                Verdict::Applied
+            } else {
+                Verdict::Overruled {
+                    by: credit(&|e| mute(e) == Some(won)),
+                }
+            }
+        }
+    }
+}
+
+/// Each voter's one admissible vote in the round, by voter id.
+fn effective_votes(prev: &SessionState, votes: &[Vote]) -> Vec<(PeerId, Event)> {
     let mut by_voter: BTreeMap<PeerId, Vec<Event>> = BTreeMap::new();
     for v in votes.iter().filter(|v| v.round == ROUND) {
         let events = by_voter.entry(v.voter).or_default();
@@ -90,7 +190,7 @@ fn oracle(prev: &SessionState, votes: &[Vote]) -> SessionState {
             events.push(v.event);
         }
     }
-    let effective: Vec<(PeerId, Event)> = by_voter
+    by_voter
         .into_iter()
         .filter(|(_, events)| events.len() == 1)
         .map(|(voter, events)| (voter, events[0]))
@@ -101,11 +201,17 @@ fn oracle(prev: &SessionState, votes: &[Vote]) -> SessionState {
             Event::Mute { channel, .. } => prev.channel(channel).is_some(),
             _ => true,
         })
-        .collect();
+        .collect()
+}
+
+/// The state the rules give, written independently of the implementation: the
+/// effective vote of each voter, then each dimension.
+fn oracle(prev: &SessionState, votes: &[Vote]) -> SessionState {
+    let effective = effective_votes(prev, votes);
 
     let mut next = prev.clone();
     let seek = effective.iter().find_map(|(_, e)| match e {
-        Event::Seek { position_ns } => Some((*position_ns).clamp(0, prev.duration_ns)),
+        Event::Seek { position_ns } => Some((*position_ns).clamp(0, prev.duration_ns.max(0))),
         _ => None,
     });
     let paused = effective.iter().any(|(_, e)| *e == Event::Pause);
@@ -162,14 +268,9 @@ fn oracle(prev: &SessionState, votes: &[Vote]) -> SessionState {
     next
 }
 
-/// Bit-level equality for states (so −0 vs +0 or NaN would not hide).
+/// Equal states (bitwise, as `SessionState`'s equality is) with equal digests.
 fn same_bits(a: &SessionState, b: &SessionState) -> bool {
-    a == b
-        && a.digest() == b.digest()
-        && std::iter::once(&a.master)
-            .chain(&a.channels)
-            .zip(std::iter::once(&b.master).chain(&b.channels))
-            .all(|(x, y)| x.gain_db.to_bits() == y.gain_db.to_bits())
+    a == b && a.digest() == b.digest()
 }
 
 proptest! {
@@ -203,12 +304,45 @@ proptest! {
         }
     }
 
-    /// The result is what the written precedence rules say (independent oracle).
+    /// The state and every verdict (who won, who overruled whom) are what the
+    /// written precedence rules say (independent oracle).
     #[test]
     fn follows_the_precedence_rules(prev in prev_state(), votes in round_votes()) {
         let d = choose(&prev, ROUND, APPLY_AT_NS, &votes);
         let expected = oracle(&prev, &votes);
         prop_assert!(same_bits(&d.state, &expected), "got {:?}\nexpected {:?}", d.state, expected);
+        for o in &d.outcomes {
+            prop_assert_eq!(o.verdict, oracle_verdict(&prev, &votes, &o.vote), "for {:?}", o.vote);
+        }
+    }
+
+    /// Total: no state (even one decoding would refuse), time or set of votes
+    /// makes `choose` panic, and a valid state stays valid.
+    #[test]
+    fn total_on_any_input(
+        st in (any::<bool>(), any::<i64>(), any::<i64>(), any::<i64>(), vec(channel_state(), 0..4)),
+        apply_at_ns: i64,
+        round_no: u64,
+        votes in vec((small_peer_id(), contested_event()), 0..12),
+    ) {
+        let (playing, anchor_position_ns, anchor_session_ns, duration_ns, channels) = st;
+        let prev = SessionState {
+            timeline: Timeline { playing, anchor_position_ns, anchor_session_ns },
+            duration_ns,
+            master: ChannelState::default(),
+            channels,
+        };
+        let votes: Vec<Vote> = votes
+            .into_iter()
+            .map(|(voter, event)| Vote { voter, round: Round(round_no), event })
+            .collect();
+        let d = choose(&prev, Round(round_no), apply_at_ns, &votes);
+        let valid = |s: &SessionState| {
+            s.duration_ns >= 0 && (0..=s.duration_ns).contains(&s.timeline.anchor_position_ns)
+        };
+        if valid(&prev) {
+            prop_assert!(valid(&d.state), "{:?}", d.state);
+        }
     }
 
     /// No vote is silently lost: every distinct vote gets one verdict, and a vote

@@ -1,7 +1,8 @@
 //! The choice function: all votes of one round in, the next session state out.
 //!
 //! It is pure, total and deterministic: no clock, no randomness, no I/O, no
-//! dependence on the order of the votes, and no input makes it panic. Every peer
+//! dependence on the order of the votes, and no input makes it panic (not even a
+//! hand-built state with a negative duration, which decoding would refuse). Every peer
 //! that runs it over the same set of votes gets the same [`Decision`], bit for bit.
 //!
 //! # Precedence
@@ -13,9 +14,9 @@
 //!    count once (relays deliver a vote many times). A voter with two *different*
 //!    votes in one round has all of them rejected: a peer gets one vote per round,
 //!    and an equivocating peer must not choose which of its votes counts.
-//! 2. **Position (seek).** If any seek was cast, the playhead moves to the target
-//!    of the seek with the lowest voter id, clamped into `[0, duration]`. Other
-//!    seeks are overruled by it.
+//! 2. **Position (seek).** Seek targets are clamped into `[0, duration]`. If any
+//!    seek was cast, the playhead moves to the (clamped) target of the seek with
+//!    the lowest voter id. Seeks to another target are overruled by it.
 //! 3. **Transport (pause over play).** Any pause stops playback; otherwise any play
 //!    starts it; otherwise it stays as it was. Position and transport are
 //!    orthogonal: a seek and a pause in one round give "paused at the target".
@@ -162,6 +163,8 @@ fn resolve_transport(state: &mut SessionState, at_ns: i64, outcomes: &mut [VoteO
         Event::Seek { position_ns } => Some(position_ns),
         _ => None,
     };
+    let end_ns = state.duration_ns.max(0);
+    let seek_target = |e: &Event| seek_target(e).map(|t| t.clamp(0, end_ns));
     // Outcomes are sorted by voter: the first live seek is the lowest voter's.
     let seek = outcomes
         .iter()
@@ -193,7 +196,7 @@ fn resolve_transport(state: &mut SessionState, at_ns: i64, outcomes: &mut [VoteO
         (None, None) => state.timeline.playing,
     };
     let position_ns = match seek {
-        Some((_, target)) => target.clamp(0, state.duration_ns),
+        Some((_, target)) => target,
         None => state.position_ns_at(at_ns),
     };
     if seek.is_some() || playing != state.timeline.playing {

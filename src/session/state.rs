@@ -201,10 +201,7 @@ impl Eq for Event {}
 /// A gain in dB: `-inf` or finite. NaN and `+inf` are refused.
 fn check_gain_db(gain_db: f32, field: &'static str) -> Result<f32, WireError> {
     if gain_db.is_nan() || gain_db == f32::INFINITY {
-        return Err(WireError::NotFinite {
-            field,
-            value: f64::from(gain_db),
-        });
+        return Err(WireError::not_finite(field, f64::from(gain_db)));
     }
     Ok(gain_db)
 }
@@ -248,11 +245,11 @@ impl Model for Event {
                 position_ns: r.i64("event.seek.position_ns")?,
             },
             EventCode::Volume => Event::Volume {
-                channel: r.get()?,
+                channel: r.get_as("event.volume.channel")?,
                 gain_db: check_gain_db(r.f32("event.volume.gain_db")?, "event.volume.gain_db")?,
             },
             EventCode::Mute => Event::Mute {
-                channel: r.get()?,
+                channel: r.get_as("event.mute.channel")?,
                 muted: r.bool("event.mute.muted")?,
             },
         })
@@ -286,8 +283,8 @@ impl Model for Vote {
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(Vote {
-            voter: r.get()?,
-            round: r.get()?,
+            voter: r.get_as("vote.voter")?,
+            round: r.get_as("vote.round")?,
             event: r.get()?,
         })
     }
@@ -321,24 +318,40 @@ impl Timeline {
     }
 }
 
-/// Nanoseconds to whole frames at `rate_hz`, rounded toward −∞.
+/// Nanoseconds to whole frames at `rate_hz`, rounded toward −∞ (saturating at
+/// the ends of i64; a rate of 0 has no frames and gives 0).
 pub fn ns_to_frames(ns: i64, rate_hz: u32) -> i64 {
-    (i128::from(ns) * i128::from(rate_hz)).div_euclid(NS_PER_SEC) as i64
+    saturate((i128::from(ns) * i128::from(rate_hz)).div_euclid(NS_PER_SEC))
 }
 
-/// The start of frame `frames` at `rate_hz`, in nanoseconds (rounded up, so that
-/// `ns_to_frames(frames_to_ns(f, r), r) == f`).
+/// The start of frame `frames` at `rate_hz`, in nanoseconds, rounded up so that
+/// `ns_to_frames(frames_to_ns(f, r), r) == f` (saturating; a rate of 0 gives 0).
 pub fn frames_to_ns(frames: i64, rate_hz: u32) -> i64 {
-    let rate = i128::from(rate_hz.max(1));
-    let ns = (i128::from(frames) * NS_PER_SEC + rate - 1).div_euclid(rate);
-    ns.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    if rate_hz == 0 {
+        return 0;
+    }
+    let rate = i128::from(rate_hz);
+    saturate((i128::from(frames) * NS_PER_SEC + rate - 1).div_euclid(rate))
+}
+
+fn saturate(v: i128) -> i64 {
+    v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 /// A fader: gain in dB (`-inf` is silence) and a mute switch.
-#[derive(Clone, Copy, PartialEq, Debug)]
+///
+/// Equality is bitwise (−0 dB ≠ +0 dB), like [`Event`]'s, so that two states are
+/// equal exactly when their digests and encodings are.
+#[derive(Clone, Copy, Debug)]
 pub struct ChannelState {
     pub gain_db: f32,
     pub muted: bool,
+}
+
+impl PartialEq for ChannelState {
+    fn eq(&self, other: &Self) -> bool {
+        self.gain_db.to_bits() == other.gain_db.to_bits() && self.muted == other.muted
+    }
 }
 
 impl Default for ChannelState {
@@ -399,7 +412,7 @@ impl SessionState {
     pub fn position_ns_at(&self, session_ns: i64) -> i64 {
         self.timeline
             .position_ns_at(session_ns)
-            .clamp(0, self.duration_ns)
+            .clamp(0, self.duration_ns.max(0))
     }
 
     /// The fader for `channel`, if the session has it.

@@ -28,15 +28,18 @@ pub const DEFAULT_MAX_LIST_LEN: usize = 1024;
 ///
 /// `Incomplete` is the only variant that means "wait for more bytes"; every other
 /// variant means the bytes (or the value being encoded) are wrong. Variants name
-/// the field they were found in, as a static dotted path such as `heartbeat.round`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// the field they were found in: a message's fields by their dotted path
+/// (`heartbeat.round`, `hello.proof`), and the fields of a nested structure by
+/// that structure's own path (`event.volume.gain_db`, `state.duration_ns`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     /// Not enough bytes are buffered yet for a whole frame; not an error in the data.
     #[error("incomplete frame: {needed} more bytes needed")]
     Incomplete { needed: usize },
-    /// The bytes do not start with the protocol magic: not a synfony peer.
-    #[error("not a synfony frame: expected magic {expected:02x?}, found {found:02x?}")]
-    BadMagic { expected: [u8; 4], found: Vec<u8> },
+    /// The bytes do not start with the protocol magic: not a synfony peer. `found`
+    /// holds the first `len` (≤ 4) bytes that arrived.
+    #[error("not a synfony frame: it starts with {:02x?}, not the magic \"SYNF\"", &.found[..*.len])]
+    BadMagic { found: [u8; 4], len: usize },
     /// The peer frames with another protocol version.
     #[error("peer speaks synfony protocol version {found}, this peer speaks version {ours}")]
     VersionMismatch { found: u16, ours: u16 },
@@ -63,9 +66,13 @@ pub enum WireError {
         len: u64,
         max: u64,
     },
-    /// A float field that must be finite (or may only be −∞) holds NaN or an infinity.
-    #[error("{field}: {value} is not allowed here")]
-    NotFinite { field: &'static str, value: f64 },
+    /// A float field that must be finite (or may only be −∞) holds NaN or an
+    /// infinity (kept as its bits, so that errors compare equal).
+    #[error("{field}: {} is not allowed here", f64::from_bits(*.value_bits))]
+    NotFinite {
+        field: &'static str,
+        value_bits: u64,
+    },
     /// Any other value outside its domain (a bool byte of 2, a surrogate char, an
     /// address family of 9, a negative position...).
     #[error("{field}: {reason}")]
@@ -84,9 +91,10 @@ impl WireError {
         matches!(self, WireError::Incomplete { .. })
     }
 
-    /// True when the byte stream itself can no longer be trusted (bad magic, another
-    /// version, an oversized frame): the connection must be closed. Any other error
-    /// is confined to one well-delimited frame, which the receiver drops and survives.
+    /// For a decoding error: true when the byte stream itself can no longer be
+    /// trusted (bad magic, another version, an oversized frame), so the connection
+    /// must be closed. Any other error is confined to one well-delimited frame,
+    /// which the receiver drops and survives.
     pub fn breaks_stream(&self) -> bool {
         matches!(
             self,
@@ -94,6 +102,33 @@ impl WireError {
                 | WireError::VersionMismatch { .. }
                 | WireError::FrameTooLong { .. }
         )
+    }
+
+    /// The same error, reported against `field` (for a value whose type does not
+    /// know which message field it fills: an option, an address, a round...).
+    pub fn in_field(mut self, field: &'static str) -> Self {
+        match &mut self {
+            WireError::Truncated { field: f, .. }
+            | WireError::UnknownCode { field: f, .. }
+            | WireError::InvalidUtf8 { field: f }
+            | WireError::TooLong { field: f, .. }
+            | WireError::NotFinite { field: f, .. }
+            | WireError::Invalid { field: f, .. }
+            | WireError::TrailingBytes { field: f, .. } => *f = field,
+            WireError::Incomplete { .. }
+            | WireError::BadMagic { .. }
+            | WireError::VersionMismatch { .. }
+            | WireError::FrameTooLong { .. } => {}
+        }
+        self
+    }
+
+    /// A NaN or infinity found in `field`.
+    pub fn not_finite(field: &'static str, value: f64) -> Self {
+        WireError::NotFinite {
+            field,
+            value_bits: value.to_bits(),
+        }
     }
 }
 
@@ -188,7 +223,7 @@ impl<'a> Writer<'a> {
     /// A finite f64; NaN and ±∞ are refused.
     pub fn put_finite_f64(&mut self, v: f64, field: &'static str) -> Result<(), WireError> {
         if !v.is_finite() {
-            return Err(WireError::NotFinite { field, value: v });
+            return Err(WireError::not_finite(field, v));
         }
         self.put_f64(v);
         Ok(())
@@ -331,7 +366,7 @@ impl<'a> Reader<'a> {
     pub fn finite_f64(&mut self, field: &'static str) -> Result<f64, WireError> {
         let v = self.f64(field)?;
         if !v.is_finite() {
-            return Err(WireError::NotFinite { field, value: v });
+            return Err(WireError::not_finite(field, v));
         }
         Ok(v)
     }
@@ -390,8 +425,15 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// Decodes a nested value that names its own fields in errors.
     pub fn get<T: Model>(&mut self) -> Result<T, WireError> {
         T::decode(self)
+    }
+
+    /// Decodes a value of a general-purpose type (an option, an address, a round)
+    /// and reports any error against the message field `field`.
+    pub fn get_as<T: Model>(&mut self, field: &'static str) -> Result<T, WireError> {
+        T::decode(self).map_err(|e| e.in_field(field))
     }
 }
 
@@ -500,16 +542,24 @@ impl<T: Model> Model for Option<T> {
 /// | 4 u8 | ipv4 [4] | port u16 |       (7 bytes)
 /// | 6 u8 | ipv6 [16] | port u16 |      (19 bytes)
 /// ```
+/// An IPv6 scope id or flow label is refused: it means nothing on another host,
+/// and dropping it silently would break the round trip.
 impl Model for SocketAddr {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
-        match self.ip() {
-            IpAddr::V4(ip) => {
+        match self {
+            SocketAddr::V4(a) => {
                 w.put_u8(4);
-                w.put_array(&ip.octets());
+                w.put_array(&a.ip().octets());
             }
-            IpAddr::V6(ip) => {
+            SocketAddr::V6(a) => {
+                if a.scope_id() != 0 || a.flowinfo() != 0 {
+                    return Err(WireError::Invalid {
+                        field: "address",
+                        reason: "an IPv6 scope id or flow label cannot be shared with peers",
+                    });
+                }
                 w.put_u8(6);
-                w.put_array(&ip.octets());
+                w.put_array(&a.ip().octets());
             }
         }
         w.put_u16(self.port());
@@ -550,19 +600,13 @@ mod tests {
         let pos_inf = f32::INFINITY.to_bits().to_be_bytes();
         // A volume vote for the master with a NaN / +inf gain.
         let vol = |g: [u8; 4]| [&[4u8, 0xff, 0xff][..], &g].concat();
-        match decode_exact::<Event>(&vol(nan), "test") {
-            Err(WireError::NotFinite { field, value }) => {
-                assert_eq!(field, "event.volume.gain_db");
-                assert!(value.is_nan());
-            }
-            other => panic!("{other:?}"),
-        }
+        check_err::<Event>(
+            &vol(nan),
+            WireError::not_finite("event.volume.gain_db", f64::from(f32::NAN)),
+        );
         check_err::<Event>(
             &vol(pos_inf),
-            WireError::NotFinite {
-                field: "event.volume.gain_db",
-                value: f64::INFINITY,
-            },
+            WireError::not_finite("event.volume.gain_db", f64::INFINITY),
         );
         // −inf is silence, and allowed.
         let neg_inf = f32::NEG_INFINITY.to_bits().to_be_bytes();
@@ -695,6 +739,24 @@ mod tests {
             encode_to_vec(&nan_vote),
             Err(WireError::NotFinite { .. })
         ));
+    }
+
+    /// An IPv6 scope id cannot round-trip, so it is refused rather than dropped.
+    #[test]
+    fn scoped_ipv6_is_refused() {
+        let scoped: SocketAddr = "[fe80::1%3]:7878".parse().unwrap();
+        assert!(matches!(
+            encode_to_vec(&scoped),
+            Err(WireError::Invalid {
+                field: "address",
+                ..
+            })
+        ));
+        let plain: SocketAddr = "[fe80::1]:7878".parse().unwrap();
+        assert_eq!(
+            decode_exact::<SocketAddr>(&encode_to_vec(&plain).unwrap(), "t"),
+            Ok(plain)
+        );
     }
 
     /// Errors read as one clear line naming the field.

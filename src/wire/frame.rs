@@ -31,9 +31,11 @@ pub const MAX_FRAME_LEN: usize = 1 << 20;
 pub fn check(buf: &[u8]) -> Result<usize, WireError> {
     let have_magic = buf.len().min(MAGIC.len());
     if buf[..have_magic] != MAGIC[..have_magic] {
+        let mut found = [0; 4];
+        found[..have_magic].copy_from_slice(&buf[..have_magic]);
         return Err(WireError::BadMagic {
-            expected: MAGIC,
-            found: buf[..have_magic].to_vec(),
+            found,
+            len: have_magic,
         });
     }
     if buf.len() >= 6 {
@@ -194,15 +196,15 @@ mod tests {
         check_case(
             b"G",
             Err(WireError::BadMagic {
-                expected: MAGIC,
-                found: b"G".to_vec(),
+                found: *b"G\0\0\0",
+                len: 1,
             }),
         );
         check_case(
             b"GET / HTTP/1.1\r\n",
             Err(WireError::BadMagic {
-                expected: MAGIC,
-                found: b"GET ".to_vec(),
+                found: *b"GET ",
+                len: 4,
             }),
         );
         check_case(
@@ -256,7 +258,7 @@ mod tests {
         assert_eq!(
             parse::<Message>(&frame),
             Err(WireError::Truncated {
-                field: "round",
+                field: "heartbeat.round",
                 needed: 8,
                 remaining: 2
             })
@@ -287,7 +289,57 @@ mod tests {
         assert_eq!(out, vec![1, 2, 3]);
     }
 
-    /// The frame buffer reports a broken stream and does not keep growing.
+    /// A stream that always leaves a partial frame pending (so the buffer is never
+    /// empty) still has its consumed bytes reclaimed: memory stays bounded.
+    #[test]
+    fn frame_buffer_memory_stays_bounded() {
+        let mut frame = Vec::new();
+        encode_frame(
+            &Message::Goodbye(Goodbye {
+                reason: "x".repeat(100),
+            }),
+            &mut frame,
+        )
+        .unwrap();
+        let mut fb = FrameBuffer::new();
+        fb.extend(&frame[..7]);
+        for _ in 0..10_000 {
+            // The rest of the pending frame, then the start of the next one.
+            fb.extend(&frame[7..]);
+            fb.extend(&frame[..7]);
+            assert!(matches!(fb.next_frame::<Message>(), Ok(Next::Frame(_))));
+            assert_eq!(fb.next_frame::<Message>(), Ok(Next::NeedMore));
+        }
+        assert_eq!(fb.buffered(), 7);
+        assert!(
+            fb.buf.capacity() <= 4 * frame.len(),
+            "{}",
+            fb.buf.capacity()
+        );
+    }
+
+    /// A field of a general-purpose type is reported against its message field.
+    #[test]
+    fn errors_name_the_message_field() {
+        let mut payload = vec![1u8]; // hello
+        payload.extend_from_slice(&1u16.to_be_bytes());
+        payload.extend_from_slice(&7u64.to_be_bytes());
+        payload.extend_from_slice(&[0, 1, b'a']); // name
+        payload.extend_from_slice(&[4, 127, 0, 0, 1, 0x1e, 0xc6]); // 127.0.0.1:7878
+        payload.extend_from_slice(&[0; 32]); // nonce
+        payload.push(7); // proof: a bad option tag
+        let mut frame = header(PROTOCOL_VERSION, payload.len() as u32);
+        frame.extend_from_slice(&payload);
+        assert_eq!(
+            parse::<Message>(&frame),
+            Err(WireError::UnknownCode {
+                field: "hello.proof",
+                code: 7
+            })
+        );
+    }
+
+    /// The frame buffer reports a broken stream.
     #[test]
     fn frame_buffer_reports_broken_stream() {
         let mut fb = FrameBuffer::new();
