@@ -6,9 +6,11 @@
 //! deterministic and testable in virtual time.
 
 pub mod choice;
+pub mod clock;
 pub mod state;
 
 pub use choice::{Decision, Rejection, Verdict, VoteOutcome, choose};
+pub use clock::{ClockEstimate, LinkClock};
 pub use state::{
     Channel, ChannelState, Event, EventCode, MAX_GAIN_DB, MAX_STEMS, PeerId, ROUND_NS, Round,
     SessionState, Timeline, Vote, frames_to_ns, ns_to_frames,
