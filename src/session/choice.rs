@@ -164,18 +164,18 @@ fn resolve_transport(state: &mut SessionState, at_ns: i64, outcomes: &mut [VoteO
         _ => None,
     };
     let end_ns = state.duration_ns.max(0);
-    let seek_target = |e: &Event| seek_target(e).map(|t| t.clamp(0, end_ns));
+    let clamped_target = |e: &Event| seek_target(e).map(|t| t.clamp(0, end_ns));
     // Outcomes are sorted by voter: the first live seek is the lowest voter's.
     let seek = outcomes
         .iter()
         .filter(|o| live(o))
-        .find_map(|o| seek_target(&o.vote.event).map(|t| (o.vote.voter, t)));
+        .find_map(|o| clamped_target(&o.vote.event).map(|t| (o.vote.voter, t)));
     let pauser = first_live_voter(outcomes, |e| matches!(e, Event::Pause));
     let player = first_live_voter(outcomes, |e| matches!(e, Event::Play));
 
     if let Some((winner, target)) = seek {
         for o in outcomes.iter_mut().filter(|o| live(o)) {
-            if let Some(t) = seek_target(&o.vote.event)
+            if let Some(t) = clamped_target(&o.vote.event)
                 && t != target
             {
                 o.verdict = Verdict::Overruled { by: winner };

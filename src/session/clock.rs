@@ -35,6 +35,18 @@ pub const MAX_RATE_PPM: f64 = 1500.0;
 /// hostile peer, or a restarted one reusing a link) once an estimate exists.
 const MIN_PLAUSIBLE_DELAY_NS: f64 = -50_000_000.0;
 const MAX_PLAUSIBLE_DELAY_NS: f64 = 30_000_000_000.0;
+/// The plausibility check refits at most this often (in local time); a slightly
+/// stale estimate is ample for its coarse bounds, and adding a sample stays cheap.
+const PLAUSIBILITY_REFIT_NS: i64 = 1_000_000_000;
+
+/// Which way a one-way sample travelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    /// Ours to theirs: `f = remote_received − local_sent = delay + θ`.
+    Outbound,
+    /// Theirs to ours: `b = local_received − remote_sent = delay − θ`.
+    Inbound,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Sample {
@@ -121,17 +133,7 @@ impl LinkClock {
         remote_received_ns: i64,
     ) -> Result<(), SampleRejected> {
         let value_ns = remote_received_ns.saturating_sub(local_sent_ns);
-        self.check_plausible(local_sent_ns, value_ns as f64, 1.0)?;
-        push(
-            &mut self.outbound,
-            self.window_samples,
-            Sample {
-                local_ns: local_sent_ns,
-                value_ns,
-            },
-        );
-        self.dirty = true;
-        Ok(())
+        self.add(Direction::Outbound, local_sent_ns, value_ns)
     }
 
     /// A message the remote peer sent at `remote_sent_ns` (its clock) arrived here
@@ -142,15 +144,19 @@ impl LinkClock {
         local_received_ns: i64,
     ) -> Result<(), SampleRejected> {
         let value_ns = local_received_ns.saturating_sub(remote_sent_ns);
-        self.check_plausible(local_received_ns, value_ns as f64, -1.0)?;
-        push(
-            &mut self.inbound,
-            self.window_samples,
-            Sample {
-                local_ns: local_received_ns,
-                value_ns,
-            },
-        );
+        self.add(Direction::Inbound, local_received_ns, value_ns)
+    }
+
+    fn add(&mut self, dir: Direction, local_ns: i64, value_ns: i64) -> Result<(), SampleRejected> {
+        self.check_plausible(dir, local_ns, value_ns as f64)?;
+        let samples = match dir {
+            Direction::Outbound => &mut self.outbound,
+            Direction::Inbound => &mut self.inbound,
+        };
+        while samples.len() >= self.window_samples {
+            samples.pop_front();
+        }
+        samples.push_back(Sample { local_ns, value_ns });
         self.dirty = true;
         Ok(())
     }
@@ -206,15 +212,25 @@ impl LinkClock {
 
     fn check_plausible(
         &mut self,
+        dir: Direction,
         local_ns: i64,
         value_ns: f64,
-        sign: f64,
     ) -> Result<(), SampleRejected> {
-        let Some(est) = self.estimate() else {
+        let stale = self
+            .estimate
+            .is_none_or(|e| local_ns.saturating_sub(e.anchor_local_ns) > PLAUSIBILITY_REFIT_NS);
+        let estimate = if stale {
+            self.estimate()
+        } else {
+            self.estimate
+        };
+        let Some(est) = estimate else {
             return Ok(());
         };
-        // outbound: delay = f − θ; inbound: delay = b + θ.
-        let delay_ns = value_ns - sign * est.offset_ns_at(local_ns);
+        let delay_ns = match dir {
+            Direction::Outbound => value_ns - est.offset_ns_at(local_ns),
+            Direction::Inbound => value_ns + est.offset_ns_at(local_ns),
+        };
         if (MIN_PLAUSIBLE_DELAY_NS..=MAX_PLAUSIBLE_DELAY_NS).contains(&delay_ns) {
             Ok(())
         } else {
@@ -224,15 +240,11 @@ impl LinkClock {
     }
 }
 
-fn push(samples: &mut VecDeque<Sample>, window: usize, s: Sample) {
-    while samples.len() >= window {
-        samples.pop_front();
-    }
-    samples.push_back(s);
-}
-
 /// The envelope fit; `None` without a sample in each direction.
 fn fit(outbound: &VecDeque<Sample>, inbound: &VecDeque<Sample>) -> Option<ClockEstimate> {
+    if outbound.is_empty() || inbound.is_empty() {
+        return None;
+    }
     let newest = outbound.iter().chain(inbound).map(|s| s.local_ns).max()?;
     let fresh = |s: &&Sample| newest.saturating_sub(s.local_ns) <= MAX_SAMPLE_AGE_NS;
     // Times relative to the anchor keep f64 exact to well under a nanosecond.
