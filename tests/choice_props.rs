@@ -33,6 +33,7 @@ fn prev_state() -> impl Strategy<Value = SessionState> {
                     anchor_session_ns,
                 },
                 duration_ns,
+                changed_round: Round(ROUND.0 / 2),
                 master,
                 channels,
             },
@@ -265,6 +266,9 @@ fn oracle(prev: &SessionState, votes: &[Vote]) -> SessionState {
             fader.muted = mutes.contains(&true);
         }
     }
+    if next != *prev {
+        next.changed_round = ROUND;
+    }
     next
 }
 
@@ -329,6 +333,7 @@ proptest! {
         let prev = SessionState {
             timeline: Timeline { playing, anchor_position_ns, anchor_session_ns },
             duration_ns,
+            changed_round: Round(0),
             master: ChannelState::default(),
             channels,
         };

@@ -29,7 +29,8 @@
 //!    `Applied` too.
 //!
 //! A round of only "no event" (or no votes at all) returns the previous state
-//! unchanged.
+//! unchanged. A round that changes anything stamps the new state's
+//! `changed_round` with its own round number.
 
 use super::state::{Channel, Event, MAX_GAIN_DB, PeerId, Round, SessionState, Vote};
 
@@ -100,6 +101,9 @@ pub fn choose(
     let mut state = prev.clone();
     resolve_transport(&mut state, apply_at_session_ns, &mut outcomes);
     resolve_mix(&mut state, &mut outcomes);
+    if state != *prev {
+        state.changed_round = round;
+    }
 
     Decision {
         round,

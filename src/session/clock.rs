@@ -153,10 +153,13 @@ impl LinkClock {
             Direction::Outbound => &mut self.outbound,
             Direction::Inbound => &mut self.inbound,
         };
-        while samples.len() >= self.window_samples {
+        // Keep each direction sorted by local time (pongs and echoes can arrive
+        // out of order), so the fit can walk a convex hull in one pass.
+        let at = samples.partition_point(|s| s.local_ns <= local_ns);
+        samples.insert(at, Sample { local_ns, value_ns });
+        while samples.len() > self.window_samples {
             samples.pop_front();
         }
-        samples.push_back(Sample { local_ns, value_ns });
         self.dirty = true;
         Ok(())
     }
@@ -246,11 +249,11 @@ fn fit(outbound: &VecDeque<Sample>, inbound: &VecDeque<Sample>) -> Option<ClockE
         return None;
     }
     let newest = outbound.iter().chain(inbound).map(|s| s.local_ns).max()?;
-    let fresh = |s: &&Sample| newest.saturating_sub(s.local_ns) <= MAX_SAMPLE_AGE_NS;
-    // Times relative to the anchor keep f64 exact to well under a nanosecond.
-    let rel = |s: &Sample| ((s.local_ns - newest) as f64, s.value_ns as f64);
-    let f: Vec<(f64, f64)> = outbound.iter().filter(fresh).map(rel).collect();
-    let b: Vec<(f64, f64)> = inbound.iter().filter(fresh).map(rel).collect();
+    // Only the lower convex hull of each direction can hold the minimum of a
+    // linear function of the samples, and it has few vertices: the search below
+    // costs O(hull) per step instead of O(window).
+    let f = lower_hull(outbound, newest);
+    let b = lower_hull(inbound, newest);
     if f.is_empty() || b.is_empty() {
         return None;
     }
@@ -276,6 +279,37 @@ fn fit(outbound: &VecDeque<Sample>, inbound: &VecDeque<Sample>) -> Option<ClockE
         rate,
         min_delay_ns: (cf + cb) / 2.0,
     })
+}
+
+/// The lower convex hull (Andrew's monotone chain) of the fresh samples, as
+/// `(time relative to newest, value)` pairs. Times relative to the anchor keep f64
+/// exact to well under a nanosecond. `samples` is sorted by local time.
+fn lower_hull(samples: &VecDeque<Sample>, newest: i64) -> Vec<(f64, f64)> {
+    let mut hull: Vec<(f64, f64)> = Vec::new();
+    for s in samples
+        .iter()
+        .filter(|s| newest.saturating_sub(s.local_ns) <= MAX_SAMPLE_AGE_NS)
+    {
+        let p = ((s.local_ns - newest) as f64, s.value_ns as f64);
+        while let [.., a, b] = hull[..] {
+            // Drop b unless it lies strictly below the chord from a to p.
+            let cross = (b.0 - a.0) * (p.1 - a.1) - (b.1 - a.1) * (p.0 - a.0);
+            if cross <= 0.0 {
+                hull.pop();
+            } else {
+                break;
+            }
+        }
+        if let Some(last) = hull.last_mut()
+            && last.0 == p.0
+        {
+            // Same instant: keep the lower value.
+            last.1 = last.1.min(p.1);
+            continue;
+        }
+        hull.push(p);
+    }
+    hull
 }
 
 /// The maximiser of a concave function on `[lo, hi]` (a point of its plateau, if

@@ -390,6 +390,9 @@ pub struct SessionState {
     pub timeline: Timeline,
     /// Length of the song; seeks are clamped into `[0, duration_ns]`.
     pub duration_ns: i64,
+    /// The round whose decision last changed this state (`Round(0)` for a new
+    /// session). When peers' states diverge (a partition), the later change wins.
+    pub changed_round: Round,
     /// The "All" channel: applies on top of every stem.
     pub master: ChannelState,
     /// One per stem, indexed by `Channel::Stem(i)`.
@@ -403,6 +406,7 @@ impl SessionState {
         SessionState {
             timeline: Timeline::default(),
             duration_ns: duration_ns.max(0),
+            changed_round: Round(0),
             master: ChannelState::default(),
             channels: vec![ChannelState::default(); stems.min(MAX_STEMS)],
         }
@@ -439,6 +443,7 @@ impl SessionState {
         h.write(&self.timeline.anchor_position_ns.to_be_bytes());
         h.write(&self.timeline.anchor_session_ns.to_be_bytes());
         h.write(&self.duration_ns.to_be_bytes());
+        h.write(&self.changed_round.0.to_be_bytes());
         for ch in std::iter::once(&self.master).chain(&self.channels) {
             h.write(&ch.gain_db.to_bits().to_be_bytes());
             h.write(&[u8::from(ch.muted)]);
@@ -467,7 +472,7 @@ impl Fnv1a64 {
 
 /// ```text
 /// | playing bool | anchor_position_ns i64 | anchor_session_ns i64 | duration_ns i64 |
-/// | master ChannelState | channels list<ChannelState> (≤ MAX_STEMS) |
+/// | changed_round u64 | master ChannelState | channels list<ChannelState> (≤ MAX_STEMS) |
 /// ```
 /// Decoding refuses a negative duration and an anchor outside the song.
 impl Model for SessionState {
@@ -476,6 +481,7 @@ impl Model for SessionState {
         w.put_i64(self.timeline.anchor_position_ns);
         w.put_i64(self.timeline.anchor_session_ns);
         w.put_i64(self.duration_ns);
+        self.changed_round.encode(w)?;
         self.master.encode(w)?;
         w.put_list(&self.channels, MAX_STEMS, "state.channels")
     }
@@ -502,6 +508,7 @@ impl Model for SessionState {
         Ok(SessionState {
             timeline,
             duration_ns,
+            changed_round: r.get_as("state.changed_round")?,
             master: r.get()?,
             channels: r.list(MAX_STEMS, "state.channels")?,
         })
@@ -566,7 +573,8 @@ mod tests {
         b.channels[1].muted = true;
         assert_ne!(a.digest(), b.digest());
         assert_eq!(a.digest(), a.clone().digest());
-        // Pinned: a change here changes what peers compare on the wire.
-        assert_eq!(a.digest(), 0xbe0d_14d2_5f4f_be04);
+        // Pinned: a change here changes what peers compare on the wire (it last
+        // changed when `changed_round` joined the state, protocol version 2).
+        assert_eq!(a.digest(), 0x4e3f_61ad_e3f0_a684);
     }
 }

@@ -79,11 +79,12 @@ pub fn session_state() -> impl Strategy<Value = SessionState> {
         any::<bool>(),
         any::<u64>(),
         any::<i64>(),
+        round(),
         channel_state(),
         vec(channel_state(), 0..16),
     )
         .prop_map(
-            |(duration_ns, playing, pos, anchor_session_ns, master, channels)| {
+            |(duration_ns, playing, pos, anchor_session_ns, changed_round, master, channels)| {
                 let anchor_position_ns = (pos % (duration_ns as u64).saturating_add(1)) as i64;
                 SessionState {
                     timeline: Timeline {
@@ -92,6 +93,7 @@ pub fn session_state() -> impl Strategy<Value = SessionState> {
                         anchor_session_ns,
                     },
                     duration_ns,
+                    changed_round,
                     master,
                     channels,
                 }
