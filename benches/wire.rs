@@ -5,11 +5,12 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use synfony::message::{ClockEcho, ClockStamps, Heartbeat, Message};
-use synfony::session::{Channel, Event, Round};
+use synfony::message::{ClockEcho, ClockStamps, DecidedDigest, Heartbeat, Message};
+use synfony::session::{Channel, Event, PeerId, Round, SessionMap, Vote};
 use synfony::wire::{self, FrameBuffer, Next};
 
-/// The largest heartbeat: a volume vote and a full clock echo.
+/// A steady-state heartbeat: a volume vote, one relayed vote, the decided digest,
+/// the session map and a full clock echo.
 fn heartbeat() -> Message {
     Message::Heartbeat(Heartbeat {
         round: Round(17_280_000),
@@ -17,7 +18,21 @@ fn heartbeat() -> Message {
             channel: Channel::Stem(3),
             gain_db: -4.5,
         },
-        state_digest: 0x1234_5678_9abc_def0,
+        relayed: vec![Vote {
+            voter: PeerId(0x5eed),
+            round: Round(17_279_999),
+            event: Event::Pause,
+        }],
+        decided: Some(DecidedDigest {
+            round: Round(17_279_997),
+            digest: 0x1234_5678_9abc_def0,
+            changed_round: Round(17_279_000),
+        }),
+        map: Some(SessionMap {
+            anchor_local_ns: 1_728_000_000_000_000,
+            anchor_session_ns: 1_727_999_000_000_000,
+            rate: 37e-6,
+        }),
         clock: ClockStamps {
             sent_ns: 1_728_000_123_456_789,
             echo: Some(ClockEcho {

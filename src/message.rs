@@ -11,7 +11,7 @@
 //! in nanoseconds; session times are named `*_session_ns`. An unknown message or
 //! operation code fails the decoding of its frame only; the link survives.
 
-use crate::session::{Event, PeerId, Round, SessionState, Vote};
+use crate::session::{Event, PeerId, Round, SessionMap, SessionState, Vote};
 use crate::wire::{Model, Reader, WireError, Writer};
 use std::net::SocketAddr;
 
@@ -294,17 +294,30 @@ impl Model for ClockEcho {
     }
 }
 
-/// Every 100 ms, to every linked peer: this peer's vote for `round`, a digest of
-/// the state it is playing, and clock timestamps.
+/// The most votes a heartbeat relays (one per voter of the previous round).
+pub const MAX_RELAYED_VOTES: usize = MAX_PEERS;
+/// The most pending votes a snapshot carries.
+pub const MAX_PENDING_VOTES: usize = 1024;
+
+/// Every 100 ms, to every linked peer: this peer's vote for `round`, the votes
+/// of the previous round it holds (relayed, so a voter that reached only some
+/// peers still reaches all), its latest decision's digest, its session map, and
+/// clock timestamps.
+///
+/// A peer that has not synced its session time yet sends `map: None`; its
+/// `round`, `vote` and `relayed` are then meaningless and ignored.
 ///
 /// ```text
-/// | round u64 | vote Event | state_digest u64 | clock ClockStamps |
+/// | round u64 | vote Event | relayed list<Vote> (≤ 64) | decided option<DecidedDigest> |
+/// | map option<SessionMap> | clock ClockStamps |
 /// ```
 #[derive(Clone, PartialEq, Debug)]
 pub struct Heartbeat {
     pub round: Round,
     pub vote: Event,
-    pub state_digest: u64,
+    pub relayed: Vec<Vote>,
+    pub decided: Option<DecidedDigest>,
+    pub map: Option<SessionMap>,
     pub clock: ClockStamps,
 }
 
@@ -323,7 +336,9 @@ impl Model for Heartbeat {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         self.round.encode(w)?;
         self.vote.encode(w)?;
-        w.put_u64(self.state_digest);
+        w.put_list(&self.relayed, MAX_RELAYED_VOTES, "heartbeat.relayed")?;
+        self.decided.encode(w)?;
+        self.map.encode(w)?;
         self.clock.encode(w)
     }
 
@@ -331,8 +346,40 @@ impl Model for Heartbeat {
         Ok(Heartbeat {
             round: r.get_as("heartbeat.round")?,
             vote: r.get()?,
-            state_digest: r.u64("heartbeat.state_digest")?,
+            relayed: r.list(MAX_RELAYED_VOTES, "heartbeat.relayed")?,
+            decided: r.get()?,
+            map: r.get()?,
             clock: r.get()?,
+        })
+    }
+}
+
+/// What a peer decided last: peers compare these to notice divergence.
+///
+/// ```text
+/// | round u64 | digest u64 | changed_round u64 |
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DecidedDigest {
+    pub round: Round,
+    /// [`SessionState::digest`] of the state decided for `round`.
+    pub digest: u64,
+    /// The state's `changed_round`, which ranks diverged states.
+    pub changed_round: Round,
+}
+
+impl Model for DecidedDigest {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        self.round.encode(w)?;
+        w.put_u64(self.digest);
+        self.changed_round.encode(w)
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(DecidedDigest {
+            round: r.get_as("decided.round")?,
+            digest: r.u64("decided.digest")?,
+            changed_round: r.get_as("decided.changed_round")?,
         })
     }
 }
@@ -417,27 +464,32 @@ impl Model for Goodbye {
     }
 }
 
-/// The agreed state as of the decision of `round`, sent to a joining peer.
+/// The agreed state as of the decision of `round`, and the votes the sender holds
+/// for the rounds after it. Sent to a peer when a link comes up (so a joiner can
+/// decide the next rounds itself) and to a peer whose state lost a comparison.
 ///
 /// ```text
-/// | round u64 | state SessionState |
+/// | round u64 | state SessionState | pending list<Vote> (≤ 1024) |
 /// ```
 #[derive(Clone, PartialEq, Debug)]
 pub struct Snapshot {
     pub round: Round,
     pub state: SessionState,
+    pub pending: Vec<Vote>,
 }
 
 impl Model for Snapshot {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         self.round.encode(w)?;
-        self.state.encode(w)
+        self.state.encode(w)?;
+        w.put_list(&self.pending, MAX_PENDING_VOTES, "snapshot.pending")
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(Snapshot {
             round: r.get_as("snapshot.round")?,
             state: r.get()?,
+            pending: r.list(MAX_PENDING_VOTES, "snapshot.pending")?,
         })
     }
 }

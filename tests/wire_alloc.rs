@@ -155,7 +155,21 @@ fn one_of_each() -> Vec<Message> {
         Message::Heartbeat(Heartbeat {
             round: Round(9),
             vote: Event::Seek { position_ns: 5 },
-            state_digest: 1,
+            relayed: vec![Vote {
+                voter: PeerId(4),
+                round: Round(8),
+                event: Event::Pause,
+            }],
+            decided: Some(DecidedDigest {
+                round: Round(6),
+                digest: 1,
+                changed_round: Round(2),
+            }),
+            map: Some(SessionMap {
+                anchor_local_ns: 1,
+                anchor_session_ns: 2,
+                rate: 1e-4,
+            }),
             clock: ClockStamps {
                 sent_ns: 1,
                 echo: Some(ClockEcho {
@@ -176,6 +190,11 @@ fn one_of_each() -> Vec<Message> {
         Message::Snapshot(Snapshot {
             round: Round(3),
             state: SessionState::new(10, 4),
+            pending: vec![Vote {
+                voter: PeerId(1),
+                round: Round(4),
+                event: Event::Play,
+            }],
         }),
         Message::Room(Room {
             request_id: 1,

@@ -8,7 +8,9 @@ use proptest::prelude::*;
 use std::net::SocketAddr;
 use strategies::*;
 use synfony::message::Message;
-use synfony::session::{Channel, ChannelState, Event, PeerId, Round, SessionState, Vote};
+use synfony::session::{
+    Channel, ChannelState, Event, PeerId, Round, SessionMap, SessionState, Vote,
+};
 use synfony::wire::{
     self, FrameBuffer, MAX_FRAME_LEN, Model, Next, Reader, WireError, decode_exact, encode_to_vec,
 };
@@ -228,14 +230,24 @@ fn receiver_survives_a_bad_frame_between_good_ones() {
 /// A heartbeat's encoded size is small and fixed by its layout (the bench reports it).
 #[test]
 fn heartbeat_size_is_what_the_layout_says() {
-    use synfony::message::{ClockEcho, ClockStamps, Heartbeat};
+    use synfony::message::{ClockEcho, ClockStamps, DecidedDigest, Heartbeat};
     let hb = Message::Heartbeat(Heartbeat {
         round: Round(1),
         vote: Event::Volume {
             channel: Channel::Stem(2),
             gain_db: -6.0,
         },
-        state_digest: 7,
+        relayed: vec![],
+        decided: Some(DecidedDigest {
+            round: Round(0),
+            digest: 7,
+            changed_round: Round(0),
+        }),
+        map: Some(SessionMap {
+            anchor_local_ns: 0,
+            anchor_session_ns: 0,
+            rate: 0.0,
+        }),
         clock: ClockStamps {
             sent_ns: 1,
             echo: Some(ClockEcho {
@@ -246,6 +258,7 @@ fn heartbeat_size_is_what_the_layout_says() {
     });
     let mut bytes = Vec::new();
     wire::encode_frame(&hb, &mut bytes).unwrap();
-    // header 10 + code 1 + round 8 + event (1 + 2 + 4) + digest 8 + clock (8 + 1 + 16)
-    assert_eq!(bytes.len(), 10 + 1 + 8 + 7 + 8 + 25);
+    // header 10 + code 1 + round 8 + event (1 + 2 + 4) + relayed 2
+    // + decided (1 + 24) + map (1 + 24) + clock (8 + 1 + 16)
+    assert_eq!(bytes.len(), 10 + 1 + 8 + 7 + 2 + 25 + 25 + 25);
 }

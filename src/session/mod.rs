@@ -8,6 +8,7 @@
 pub mod choice;
 pub mod clock;
 pub mod state;
+pub mod time;
 
 pub use choice::{Decision, Rejection, Verdict, VoteOutcome, choose};
 pub use clock::{ClockEstimate, LinkClock};
@@ -15,3 +16,4 @@ pub use state::{
     Channel, ChannelState, Event, EventCode, MAX_GAIN_DB, MAX_STEMS, PeerId, ROUND_NS, Round,
     SessionState, Timeline, Vote, frames_to_ns, ns_to_frames,
 };
+pub use time::{SessionMap, SteerConfig};

@@ -143,15 +143,41 @@ pub fn clock_stamps() -> impl Strategy<Value = ClockStamps> {
         })
 }
 
-pub fn heartbeat() -> impl Strategy<Value = Heartbeat> {
-    (round(), event(), any::<u64>(), clock_stamps()).prop_map(
-        |(round, vote, state_digest, clock)| Heartbeat {
-            round,
-            vote,
-            state_digest,
-            clock,
+pub fn session_map() -> impl Strategy<Value = SessionMap> {
+    (any::<i64>(), any::<i64>(), -0.01f64..=0.01).prop_map(
+        |(anchor_local_ns, anchor_session_ns, rate)| SessionMap {
+            anchor_local_ns,
+            anchor_session_ns,
+            rate,
         },
     )
+}
+
+pub fn decided_digest() -> impl Strategy<Value = DecidedDigest> {
+    (round(), any::<u64>(), round()).prop_map(|(round, digest, changed_round)| DecidedDigest {
+        round,
+        digest,
+        changed_round,
+    })
+}
+
+pub fn heartbeat() -> impl Strategy<Value = Heartbeat> {
+    (
+        round(),
+        event(),
+        vec(vote(), 0..4),
+        proptest::option::of(decided_digest()),
+        proptest::option::of(session_map()),
+        clock_stamps(),
+    )
+        .prop_map(|(round, vote, relayed, decided, map, clock)| Heartbeat {
+            round,
+            vote,
+            relayed,
+            decided,
+            map,
+            clock,
+        })
 }
 
 pub fn operation() -> impl Strategy<Value = Operation> {
@@ -207,8 +233,13 @@ pub fn message() -> impl Strategy<Value = Message> {
             })
         ),
         text(MAX_REASON_BYTES).prop_map(|reason| Message::Goodbye(Goodbye { reason })),
-        (round(), session_state())
-            .prop_map(|(round, state)| Message::Snapshot(Snapshot { round, state })),
+        (round(), session_state(), vec(vote(), 0..4)).prop_map(|(round, state, pending)| {
+            Message::Snapshot(Snapshot {
+                round,
+                state,
+                pending,
+            })
+        }),
         (any::<u32>(), operation())
             .prop_map(|(request_id, op)| Message::Room(Room { request_id, op })),
     ]

@@ -1,0 +1,261 @@
+//! Session time: one time base that every peer agrees on, with no server.
+//!
+//! Each peer keeps a [`SessionMap`], a line from its own monotonic clock to session
+//! time, and announces it in every heartbeat. The **root** is the live, synced peer
+//! with the lowest id; it follows nobody and its map simply continues. Every other
+//! peer steers its map towards the root's, read through the link clock estimate
+//! (see [`super::clock`]): it slews (changes its rate by at most
+//! [`SteerConfig::max_slew_ppm`]) for small errors and steps only for large ones
+//! (when it has just joined, or healed from a long partition).
+//!
+//! When the root leaves, the next-lowest id becomes root and keeps the map it
+//! already had, which agreed with the old root's to within estimation error: session
+//! time does not jump. Pure and sans-IO, like the rest of [`super`].
+
+use crate::wire::{Model, Reader, WireError, Writer};
+
+use super::clock::ClockEstimate;
+
+/// The largest rate a map may have relative to its peer's clock (1%). Real
+/// crystals are within a few hundred ppm; anything beyond is a hostile peer.
+pub const MAX_MAP_RATE: f64 = 0.01;
+
+/// A line from one peer's local monotonic clock to session time:
+/// `session = anchor_session_ns + (local − anchor_local_ns)·(1 + rate)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SessionMap {
+    pub anchor_local_ns: i64,
+    pub anchor_session_ns: i64,
+    /// How much faster session time runs than this peer's clock (1e-6 = 1 ppm).
+    pub rate: f64,
+}
+
+impl SessionMap {
+    /// A new session: session time 0 at local time `local_ns`, running at the
+    /// local clock's rate.
+    pub fn starting_at(local_ns: i64) -> SessionMap {
+        SessionMap {
+            anchor_local_ns: local_ns,
+            anchor_session_ns: 0,
+            rate: 0.0,
+        }
+    }
+
+    /// Session time at local time `local_ns`.
+    pub fn session_ns_at(&self, local_ns: i64) -> i64 {
+        let dl = local_ns.saturating_sub(self.anchor_local_ns);
+        self.anchor_session_ns
+            .saturating_add(dl)
+            .saturating_add((dl as f64 * self.rate).round() as i64)
+    }
+
+    /// The local time at which session time reaches `session_ns` (the inverse).
+    pub fn local_ns_at(&self, session_ns: i64) -> i64 {
+        let ds = session_ns.saturating_sub(self.anchor_session_ns);
+        let dl = ds as f64 / (1.0 + self.rate);
+        self.anchor_local_ns.saturating_add(dl.round() as i64)
+    }
+
+    /// The same line, anchored at `local_ns` (so a later rate change pivots there
+    /// and session time stays continuous).
+    pub fn rebased(&self, local_ns: i64) -> SessionMap {
+        SessionMap {
+            anchor_local_ns: local_ns,
+            anchor_session_ns: self.session_ns_at(local_ns),
+            rate: self.rate,
+        }
+    }
+}
+
+/// ```text
+/// | anchor_local_ns i64 | anchor_session_ns i64 | rate f64 (finite, |rate| ≤ 1%) |
+/// ```
+impl Model for SessionMap {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.put_i64(self.anchor_local_ns);
+        w.put_i64(self.anchor_session_ns);
+        w.put_finite_f64(self.rate, "map.rate")
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let anchor_local_ns = r.i64("map.anchor_local_ns")?;
+        let anchor_session_ns = r.i64("map.anchor_session_ns")?;
+        let rate = r.finite_f64("map.rate")?;
+        if rate.abs() > MAX_MAP_RATE {
+            return Err(WireError::Invalid {
+                field: "map.rate",
+                reason: "rate beyond 1%",
+            });
+        }
+        Ok(SessionMap {
+            anchor_local_ns,
+            anchor_session_ns,
+            rate,
+        })
+    }
+}
+
+/// How a follower steers its map towards the root's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SteerConfig {
+    /// An error larger than this is stepped away at once instead of slewed.
+    pub step_threshold_ns: i64,
+    /// The largest rate correction a slew applies, in ppm (the audio engine hides
+    /// it by resampling).
+    pub max_slew_ppm: f64,
+    /// A slew removes the error over about this long.
+    pub slew_time_constant_ns: i64,
+}
+
+impl Default for SteerConfig {
+    fn default() -> Self {
+        SteerConfig {
+            step_threshold_ns: 2_000_000,
+            max_slew_ppm: 500.0,
+            slew_time_constant_ns: 1_000_000_000,
+        }
+    }
+}
+
+/// What one steering step did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Steer {
+    /// Session time jumped by `error_ns` (it was off by more than the threshold).
+    Stepped { error_ns: i64 },
+    /// The rate was adjusted to remove `error_ns` gradually.
+    Slewed { error_ns: i64 },
+}
+
+/// The session time the root's map gives at our local time `local_ns`, reading
+/// the root's clock through the link estimate, and the rate of that target
+/// relative to our clock (`d target / d local − 1`).
+pub fn root_target(root_map: &SessionMap, link: &ClockEstimate, local_ns: i64) -> (i64, f64) {
+    let root_local = link.remote_ns_at(local_ns);
+    // `root_local` is an f64 of a nanosecond count; the map needs an integer
+    // instant, and the fraction is carried separately so nothing is lost.
+    let whole = root_local.floor();
+    let frac = root_local - whole;
+    let target = root_map.session_ns_at(whole as i64) as f64 + frac * (1.0 + root_map.rate);
+    let rate = (1.0 + link.rate) * (1.0 + root_map.rate) - 1.0;
+    (target.round() as i64, rate)
+}
+
+/// Steers `map` at local time `now_ns` towards `target_ns` (running at
+/// `target_rate`): a step if the error is beyond the threshold (or `force_step`),
+/// otherwise a bounded slew.
+pub fn steer(
+    map: &mut SessionMap,
+    cfg: &SteerConfig,
+    now_ns: i64,
+    target_ns: i64,
+    target_rate: f64,
+    force_step: bool,
+) -> Steer {
+    let error_ns = target_ns.saturating_sub(map.session_ns_at(now_ns));
+    let target_rate = target_rate.clamp(-MAX_MAP_RATE / 2.0, MAX_MAP_RATE / 2.0);
+    if force_step || error_ns.abs() > cfg.step_threshold_ns {
+        *map = SessionMap {
+            anchor_local_ns: now_ns,
+            anchor_session_ns: target_ns,
+            rate: target_rate,
+        };
+        return Steer::Stepped { error_ns };
+    }
+    let max = cfg.max_slew_ppm * 1e-6;
+    let correction = (error_ns as f64 / cfg.slew_time_constant_ns.max(1) as f64).clamp(-max, max);
+    *map = map.rebased(now_ns);
+    map.rate = target_rate + correction;
+    Steer::Slewed { error_ns }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The map and its inverse agree, and rebasing keeps the line.
+    #[test]
+    fn map_round_trips_and_rebases() {
+        let m = SessionMap {
+            anchor_local_ns: 5_000_000_000,
+            anchor_session_ns: 1_000,
+            rate: 250e-6,
+        };
+        for l in [0i64, 5_000_000_000, 77_123_456_789] {
+            let s = m.session_ns_at(l);
+            assert!((m.local_ns_at(s) - l).abs() <= 1, "{l}");
+            assert_eq!(
+                m.rebased(l).session_ns_at(l + 1_000_000),
+                m.session_ns_at(l + 1_000_000)
+            );
+        }
+    }
+
+    /// A follower with a perfect link estimate lands on the root's session time:
+    /// a step for a large error, then slews that shrink the error.
+    #[test]
+    fn steering_steps_then_slews_to_the_root() {
+        let root_map = SessionMap {
+            anchor_local_ns: 9_000_000_000,
+            anchor_session_ns: 0,
+            rate: 0.0,
+        };
+        // The root's clock is 3 s ahead of ours and 200 ppm fast.
+        let link = ClockEstimate {
+            anchor_local_ns: 0,
+            offset_ns: 3e9,
+            rate: 200e-6,
+            min_delay_ns: 1e6,
+        };
+        let truth = |l: i64| root_target(&root_map, &link, l).0;
+        let mut map = SessionMap::starting_at(0);
+        let cfg = SteerConfig::default();
+        let (t, r) = root_target(&root_map, &link, 10_000_000_000);
+        assert!(matches!(
+            steer(&mut map, &cfg, 10_000_000_000, t, r, false),
+            Steer::Stepped { .. }
+        ));
+        assert_eq!(map.session_ns_at(10_000_000_000), truth(10_000_000_000));
+        // Followed exactly from then on (the rate was taken over too).
+        let later = 20_000_000_000;
+        assert!((map.session_ns_at(later) - truth(later)).abs() <= 2);
+        // A small error is slewed, at a bounded rate, and shrinks.
+        map.anchor_session_ns += 500_000;
+        let (t, r) = root_target(&root_map, &link, later);
+        assert!(matches!(
+            steer(&mut map, &cfg, later, t, r, false),
+            Steer::Slewed { .. }
+        ));
+        let err_after = (map.session_ns_at(later + 500_000_000) - truth(later + 500_000_000)).abs();
+        assert!(err_after < 500_000 && err_after > 200_000, "{err_after}");
+        assert!((map.rate - r).abs() <= cfg.max_slew_ppm * 1e-6 + 1e-12);
+    }
+
+    /// A hostile rate is refused on decode, and a NaN one is not even encoded.
+    #[test]
+    fn absurd_rates_are_refused() {
+        let mut bytes = Vec::new();
+        let mut w = Writer::new(&mut bytes);
+        w.put_i64(0);
+        w.put_i64(0);
+        w.put_f64(0.5);
+        let err = crate::wire::decode_exact::<SessionMap>(&bytes, "map").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::Invalid {
+                    field: "map.rate",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        for rate in [f64::NAN, f64::INFINITY] {
+            let m = SessionMap {
+                anchor_local_ns: 0,
+                anchor_session_ns: 0,
+                rate,
+            };
+            assert!(crate::wire::encode_to_vec(&m).is_err(), "{rate}");
+        }
+    }
+}
