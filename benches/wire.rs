@@ -33,6 +33,7 @@ fn heartbeat() -> Message {
             anchor_session_ns: 1_727_999_000_000_000,
             rate: 37e-6,
         }),
+        synced_at_session_ns: 0,
         clock: ClockStamps {
             sent_ns: 1_728_000_123_456_789,
             echo: Some(ClockEcho {

@@ -7,8 +7,10 @@
 //! Layers, bottom up (see ARCHITECTURE.md):
 //! - [`wire`]: the hand-written big-endian `Model` encoding and framing;
 //! - [`session`]: the agreed state, votes and the choice function (pure);
-//! - [`message`]: the message catalogue peers exchange.
+//! - [`message`]: the message catalogue peers exchange;
+//! - [`sim`]: a deterministic simulator that runs many sessions in virtual time.
 
 pub mod message;
 pub mod session;
+pub mod sim;
 pub mod wire;

@@ -306,10 +306,12 @@ pub const MAX_PENDING_VOTES: usize = 1024;
 ///
 /// A peer that has not synced its session time yet sends `map: None`; its
 /// `round`, `vote` and `relayed` are then meaningless and ignored.
+/// `synced_at_session_ns` is the session time at which the sender first synced (0
+/// for the peer that created the session): the oldest member is the time root.
 ///
 /// ```text
 /// | round u64 | vote Event | relayed list<Vote> (≤ 64) | decided option<DecidedDigest> |
-/// | map option<SessionMap> | clock ClockStamps |
+/// | map option<SessionMap> | synced_at_session_ns i64 | clock ClockStamps |
 /// ```
 #[derive(Clone, PartialEq, Debug)]
 pub struct Heartbeat {
@@ -318,6 +320,7 @@ pub struct Heartbeat {
     pub relayed: Vec<Vote>,
     pub decided: Option<DecidedDigest>,
     pub map: Option<SessionMap>,
+    pub synced_at_session_ns: i64,
     pub clock: ClockStamps,
 }
 
@@ -339,6 +342,7 @@ impl Model for Heartbeat {
         w.put_list(&self.relayed, MAX_RELAYED_VOTES, "heartbeat.relayed")?;
         self.decided.encode(w)?;
         self.map.encode(w)?;
+        w.put_i64(self.synced_at_session_ns);
         self.clock.encode(w)
     }
 
@@ -349,6 +353,7 @@ impl Model for Heartbeat {
             relayed: r.list(MAX_RELAYED_VOTES, "heartbeat.relayed")?,
             decided: r.get()?,
             map: r.get()?,
+            synced_at_session_ns: r.i64("heartbeat.synced_at_session_ns")?,
             clock: r.get()?,
         })
     }

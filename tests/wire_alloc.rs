@@ -170,6 +170,7 @@ fn one_of_each() -> Vec<Message> {
                 anchor_session_ns: 2,
                 rate: 1e-4,
             }),
+            synced_at_session_ns: 0,
             clock: ClockStamps {
                 sent_ns: 1,
                 echo: Some(ClockEcho {

@@ -248,6 +248,7 @@ fn heartbeat_size_is_what_the_layout_says() {
             anchor_session_ns: 0,
             rate: 0.0,
         }),
+        synced_at_session_ns: 0,
         clock: ClockStamps {
             sent_ns: 1,
             echo: Some(ClockEcho {
@@ -259,6 +260,6 @@ fn heartbeat_size_is_what_the_layout_says() {
     let mut bytes = Vec::new();
     wire::encode_frame(&hb, &mut bytes).unwrap();
     // header 10 + code 1 + round 8 + event (1 + 2 + 4) + relayed 2
-    // + decided (1 + 24) + map (1 + 24) + clock (8 + 1 + 16)
-    assert_eq!(bytes.len(), 10 + 1 + 8 + 7 + 2 + 25 + 25 + 25);
+    // + decided (1 + 24) + map (1 + 24) + synced_at 8 + clock (8 + 1 + 16)
+    assert_eq!(bytes.len(), 10 + 1 + 8 + 7 + 2 + 25 + 25 + 8 + 25);
 }

@@ -68,6 +68,9 @@ pub struct ClockEstimate {
     /// The fitted minimum one-way delay, in ns (as measured across the two clocks:
     /// `d·(1+ρ)` to first order).
     pub min_delay_ns: f64,
+    /// The local time the samples span. The rate is only as good as this is long:
+    /// its error falls as `jitter / (samples·span)`.
+    pub span_ns: i64,
 }
 
 impl ClockEstimate {
@@ -254,6 +257,10 @@ fn fit(outbound: &VecDeque<Sample>, inbound: &VecDeque<Sample>) -> Option<ClockE
     // costs O(hull) per step instead of O(window).
     let f = lower_hull(outbound, newest);
     let b = lower_hull(inbound, newest);
+    let oldest = f
+        .first()
+        .map_or(0.0, |p| p.0)
+        .min(b.first().map_or(0.0, |p| p.0));
     if f.is_empty() || b.is_empty() {
         return None;
     }
@@ -278,6 +285,7 @@ fn fit(outbound: &VecDeque<Sample>, inbound: &VecDeque<Sample>) -> Option<ClockE
         offset_ns: (cf - cb) / 2.0,
         rate,
         min_delay_ns: (cf + cb) / 2.0,
+        span_ns: -oldest as i64,
     })
 }
 

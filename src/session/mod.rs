@@ -7,11 +7,16 @@
 
 pub mod choice;
 pub mod clock;
+pub mod machine;
 pub mod state;
 pub mod time;
 
 pub use choice::{Decision, Rejection, Verdict, VoteOutcome, choose};
 pub use clock::{ClockEstimate, LinkClock};
+pub use machine::{
+    Config, DownReason, DropReason, Ignored, PeerStatus, Session, SessionEvent, Start, Transmit,
+    VoteError,
+};
 pub use state::{
     Channel, ChannelState, Event, EventCode, MAX_GAIN_DB, MAX_STEMS, PeerId, ROUND_NS, Round,
     SessionState, Timeline, Vote, frames_to_ns, ns_to_frames,

@@ -105,14 +105,18 @@ pub struct SteerConfig {
     pub max_slew_ppm: f64,
     /// A slew removes the error over about this long.
     pub slew_time_constant_ns: i64,
+    /// A link estimate's rate is trusted (fed forward) only once its samples span
+    /// this long; before, the map keeps its own rate and the slew does the work.
+    pub min_rate_span_ns: i64,
 }
 
 impl Default for SteerConfig {
     fn default() -> Self {
         SteerConfig {
-            step_threshold_ns: 2_000_000,
-            max_slew_ppm: 500.0,
-            slew_time_constant_ns: 1_000_000_000,
+            step_threshold_ns: 1_000_000,
+            max_slew_ppm: 1000.0,
+            slew_time_constant_ns: 500_000_000,
+            min_rate_span_ns: 5_000_000_000,
         }
     }
 }
@@ -138,6 +142,21 @@ pub fn root_target(root_map: &SessionMap, link: &ClockEstimate, local_ns: i64) -
     let target = root_map.session_ns_at(whole as i64) as f64 + frac * (1.0 + root_map.rate);
     let rate = (1.0 + link.rate) * (1.0 + root_map.rate) - 1.0;
     (target.round() as i64, rate)
+}
+
+/// The rate to feed forward while steering: the link's, once its estimate spans
+/// long enough to be trusted; otherwise the map's own.
+pub fn feed_forward_rate(
+    cfg: &SteerConfig,
+    link: &ClockEstimate,
+    target_rate: f64,
+    map: &SessionMap,
+) -> f64 {
+    if link.span_ns >= cfg.min_rate_span_ns {
+        target_rate
+    } else {
+        map.rate
+    }
 }
 
 /// Steers `map` at local time `now_ns` towards `target_ns` (running at
@@ -205,6 +224,7 @@ mod tests {
             offset_ns: 3e9,
             rate: 200e-6,
             min_delay_ns: 1e6,
+            span_ns: 60_000_000_000,
         };
         let truth = |l: i64| root_target(&root_map, &link, l).0;
         let mut map = SessionMap::starting_at(0);

@@ -168,16 +168,20 @@ pub fn heartbeat() -> impl Strategy<Value = Heartbeat> {
         vec(vote(), 0..4),
         proptest::option::of(decided_digest()),
         proptest::option::of(session_map()),
+        any::<i64>(),
         clock_stamps(),
     )
-        .prop_map(|(round, vote, relayed, decided, map, clock)| Heartbeat {
-            round,
-            vote,
-            relayed,
-            decided,
-            map,
-            clock,
-        })
+        .prop_map(
+            |(round, vote, relayed, decided, map, synced_at_session_ns, clock)| Heartbeat {
+                round,
+                vote,
+                relayed,
+                decided,
+                map,
+                synced_at_session_ns,
+                clock,
+            },
+        )
 }
 
 pub fn operation() -> impl Strategy<Value = Operation> {
