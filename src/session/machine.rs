@@ -283,6 +283,9 @@ struct Member {
     info: PeerInfo,
     next_dial_ns: i64,
     lost_since_ns: i64,
+    /// The clock samples of the link we lost: a monotonic clock belongs to the
+    /// machine, so they stay valid when the link (or the peer) comes back.
+    clock: Option<LinkClock>,
 }
 
 #[derive(Clone, Debug)]
@@ -374,7 +377,11 @@ impl Session {
         if peer == self.me.peer_id {
             return;
         }
-        let clock = LinkClock::with_window(self.cfg.clock_window_samples);
+        let clock = self
+            .members
+            .remove(&peer)
+            .and_then(|m| m.clock)
+            .unwrap_or_else(|| LinkClock::with_window(self.cfg.clock_window_samples));
         self.links.insert(
             peer,
             Link {
@@ -460,6 +467,7 @@ impl Session {
                             info,
                             next_dial_ns: now_ns,
                             lost_since_ns: now_ns,
+                            clock: None,
                         });
                     }
                 }
@@ -603,6 +611,11 @@ impl Session {
     /// The state decided for round `r`, if still in the history.
     pub fn decided_state(&self, r: Round) -> Option<&SessionState> {
         self.decided.get(&r).map(|e| &e.state)
+    }
+
+    /// Peers we have a link to.
+    pub fn linked(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.links.keys().copied()
     }
 
     /// User actions waiting for a round.
@@ -999,8 +1012,12 @@ impl Session {
         let Some(link) = self.links.get_mut(&root) else {
             return;
         };
+        let (o, i) = link.clock.sample_counts();
+        if o.min(i) < self.cfg.sync_min_samples {
+            return; // freewheel until the estimate has something to say
+        }
         let (Some(est), Some((root_map, _))) = (link.clock.estimate(), link.map) else {
-            return; // freewheel until the estimate exists
+            return;
         };
         let (target, rate) = root_target(&root_map, &est, now_ns);
         let rate = feed_forward_rate(&self.cfg.steer, &est, rate, map);
@@ -1184,6 +1201,7 @@ impl Session {
                 info: link.info,
                 next_dial_ns: now_ns + self.cfg.redial_interval_ns,
                 lost_since_ns: now_ns,
+                clock: Some(link.clock),
             },
         );
         self.choose_root(now_ns);

@@ -245,8 +245,9 @@ mod tests {
             steer(&mut map, &cfg, later, t, r, false),
             Steer::Slewed { .. }
         ));
-        let err_after = (map.session_ns_at(later + 500_000_000) - truth(later + 500_000_000)).abs();
-        assert!(err_after < 500_000 && err_after > 200_000, "{err_after}");
+        let quarter = later + cfg.slew_time_constant_ns / 4;
+        let err_after = (map.session_ns_at(quarter) - truth(quarter)).abs();
+        assert!(err_after < 400_000 && err_after > 100_000, "{err_after}");
         assert!((map.rate - r).abs() <= cfg.max_slew_ppm * 1e-6 + 1e-12);
     }
 

@@ -1,0 +1,84 @@
+//! The deterministic simulation, over many seeds: every run must keep the
+//! protocol's invariants (see `synfony::sim`). Timing figures are reported by
+//! `cargo run --release --example simulate`, never asserted here.
+//!
+//! `SYNFONY_SIM_SEEDS=N` sets how many seeds (default 1000, peers cycling 2–5);
+//! `SYNFONY_SIM_SEED=S` replays one seed with `cargo test --test sim replay`.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use synfony::sim::{self, SimConfig};
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// The CI scenario for seed `seed`: 2–5 peers, all faults, 20 simulated seconds.
+fn scenario(seed: u64) -> SimConfig {
+    let mut cfg = SimConfig::new(seed, 2 + (seed % 4) as usize);
+    cfg.duration_ns = 20_000_000_000;
+    cfg
+}
+
+fn check(seed: u64) -> Vec<String> {
+    let report = sim::run(&scenario(seed));
+    assert!(report.decisions > 0, "seed {seed}: nothing was decided");
+    report.violations
+}
+
+/// Many seeds, spread over the cores; every violation is printed with its seed.
+#[test]
+fn invariants_hold_over_many_seeds() {
+    let seeds = env_u64("SYNFONY_SIM_SEEDS").unwrap_or(1000);
+    let next = AtomicU64::new(0);
+    let failures = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= seeds {
+                        break;
+                    }
+                    let v = check(seed);
+                    if !v.is_empty() {
+                        failures.lock().expect("no panic holds it").extend(v);
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().expect("no panic holds it");
+    assert!(
+        failures.is_empty(),
+        "{} violations (replay one with SYNFONY_SIM_SEED=<seed> cargo test --test sim replay):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Replays the seed in `SYNFONY_SIM_SEED` (default 0) and prints what it measured.
+#[test]
+fn replay() {
+    let seed = env_u64("SYNFONY_SIM_SEED").unwrap_or(0);
+    let cfg = scenario(seed);
+    let a = sim::run(&cfg);
+    let b = sim::run(&cfg);
+    println!(
+        "seed {seed}: {} peers, {} decisions, {} messages, join max {} ms, violations {:?}",
+        cfg.peers,
+        a.decisions,
+        a.messages,
+        a.join_ns_max / 1_000_000,
+        a.violations
+    );
+    // Determinism: the same seed gives the same run, message for message.
+    assert_eq!(
+        (a.decisions, a.messages, a.votes_cast),
+        (b.decisions, b.messages, b.votes_cast)
+    );
+    assert_eq!(a.offset_err_ns, b.offset_err_ns);
+    assert!(a.violations.is_empty(), "{:?}", a.violations);
+}
