@@ -176,11 +176,20 @@ impl LinkClock {
         t3_remote_ns: i64,
         t4_local_ns: i64,
     ) -> Result<(), SampleRejected> {
-        let out = self.add_outbound(t1_local_ns, t2_remote_ns);
-        let inb = self.add_inbound(t3_remote_ns, t4_local_ns);
+        // Whatever the clocks' offset, a round trip is between zero and the
+        // longest plausible delay both ways: anything else is a lie, refused
+        // whole even before an estimate exists.
         let rtt = t4_local_ns
             .saturating_sub(t1_local_ns)
             .saturating_sub(t3_remote_ns.saturating_sub(t2_remote_ns));
+        let local_span = t4_local_ns.saturating_sub(t1_local_ns);
+        let max_ns = 2 * MAX_PLAUSIBLE_DELAY_NS as i64;
+        if !(-1_000_000..=max_ns).contains(&rtt) || !(0..=max_ns).contains(&local_span) {
+            self.rejected += 1;
+            return Err(SampleRejected::Implausible);
+        }
+        let out = self.add_outbound(t1_local_ns, t2_remote_ns);
+        let inb = self.add_inbound(t3_remote_ns, t4_local_ns);
         if out.is_ok() && inb.is_ok() && rtt >= 0 {
             self.last_rtt_ns = Some(rtt);
         }
@@ -436,7 +445,8 @@ mod tests {
     }
 
     /// No estimate until both directions are heard; absurd samples are refused
-    /// once there is one.
+    /// once there is one, and an absurd exchange (a round trip that cannot be)
+    /// always.
     #[test]
     fn needs_both_directions_and_refuses_absurd_samples() {
         let mut c = LinkClock::new();
@@ -454,6 +464,12 @@ mod tests {
         );
         assert_eq!(c.rejected(), 2);
         assert_eq!(c.sample_counts(), (1, 1));
+        let mut fresh = LinkClock::new();
+        assert_eq!(
+            fresh.add_exchange(i64::MIN, i64::MAX, i64::MIN, 0),
+            Err(SampleRejected::Implausible)
+        );
+        assert_eq!(fresh.sample_counts(), (0, 0));
     }
 
     /// Old samples fall out of the window, so a changed clock is followed.
