@@ -33,6 +33,7 @@ use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
 use crate::message::{Message, PeerInfo};
+use crate::session::machine::verdicts_of;
 use crate::session::{
     Channel, Config, Event, PeerId, ROUND_NS, Round, Session, SessionEvent, SessionState, Start,
 };
@@ -217,6 +218,14 @@ impl Peer {
 
     fn true_ns(&self, local: i64) -> i64 {
         ((local - self.offset_ns) as f64 / (1.0 + self.drift)).round() as i64
+    }
+
+    /// The core answered one of this peer's actions (a verdict, a drop, a
+    /// supersession): it is no longer awaiting.
+    fn answered(&mut self, event: Event) {
+        if let Some(i) = self.awaiting.iter().position(|(_, e)| *e == event) {
+            self.awaiting.remove(i);
+        }
     }
 
     fn session_ns(&self, t: i64) -> Option<i64> {
@@ -803,11 +812,8 @@ impl Sim {
                 }
                 let p = &mut self.peers[slot];
                 p.last_decided_at_ns = Some(t);
-                let me = p.info.peer_id;
-                for o in d.outcomes.iter().filter(|o| o.vote.voter == me) {
-                    if let Some(i) = p.awaiting.iter().position(|(_, e)| *e == o.vote.event) {
-                        p.awaiting.remove(i);
-                    }
+                for (vote, _) in verdicts_of(&d, p.info.peer_id) {
+                    p.answered(vote.event);
                 }
                 if p.joined
                     && t - p.started_at_ns > SETTLED_NS
@@ -821,18 +827,8 @@ impl Sim {
                     ));
                 }
             }
-            SessionEvent::VoteDropped { event, .. } => {
-                let p = &mut self.peers[slot];
-                if let Some(i) = p.awaiting.iter().position(|(_, e)| *e == event) {
-                    p.awaiting.remove(i);
-                }
-            }
-            SessionEvent::Superseded { vote, .. } => {
-                let p = &mut self.peers[slot];
-                if let Some(i) = p.awaiting.iter().position(|(_, e)| *e == vote.event) {
-                    p.awaiting.remove(i);
-                }
-            }
+            SessionEvent::VoteDropped { event, .. } => self.peers[slot].answered(event),
+            SessionEvent::Superseded { vote, .. } => self.peers[slot].answered(vote.event),
             SessionEvent::PeerUp(_)
             | SessionEvent::PeerDown { .. }
             | SessionEvent::Synced { .. }

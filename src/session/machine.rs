@@ -48,7 +48,7 @@ use crate::message::{
 };
 
 use super::choice::{Decision, Verdict, choose};
-use super::clock::LinkClock;
+use super::clock::{ClockEstimate, LinkClock};
 use super::state::{Event, PeerId, ROUND_NS, Round, SessionState, Vote};
 use super::time::{SessionMap, Steer, SteerConfig, feed_forward_rate, root_target, steer};
 
@@ -398,7 +398,6 @@ impl Session {
                 ping_seq: 0,
             },
         );
-        self.members.remove(&peer);
         self.repaired.remove(&peer);
         let peers: Vec<PeerInfo> = self
             .links
@@ -481,7 +480,7 @@ impl Session {
                     peer: from,
                     reason: DownReason::Left,
                 });
-                self.choose_root(now_ns);
+                self.choose_root();
             }
             Message::Hello(_) | Message::Auth(_) | Message::Room(_) => {
                 self.ignore(from, Ignored::NotForSession)
@@ -686,7 +685,7 @@ impl Session {
             link.decided = hb.decided;
         }
         if !was_synced {
-            self.choose_root(now_ns);
+            self.choose_root();
         }
         self.accept_vote(from, hb.vote_of(from));
         for v in hb.relayed.into_iter().take(MAX_RELAYED_VOTES) {
@@ -749,9 +748,9 @@ impl Session {
             self.agreed_with.insert(from, claim.round);
             return;
         }
-        let ours_rank = (ours.state.changed_round, std::cmp::Reverse(digest));
-        let theirs_rank = (claim.changed_round, std::cmp::Reverse(claim.digest));
-        if ours_rank > theirs_rank && self.repaired.get(&from).is_none_or(|&r| r < claim.round) {
+        if rank(ours.state.changed_round, digest) > rank(claim.changed_round, claim.digest)
+            && self.repaired.get(&from).is_none_or(|&r| r < claim.round)
+        {
             self.repaired.insert(from, claim.round);
             if let Some(snapshot) = self.snapshot_after(Some(claim.round)) {
                 self.send(from, Message::Snapshot(snapshot));
@@ -791,25 +790,21 @@ impl Session {
             return;
         }
         let ours = &self.decided[&k].state;
-        let rank = |s: &SessionState| (s.changed_round, std::cmp::Reverse(s.digest()));
-        if rank(&snap.state) <= rank(ours) {
+        if rank(snap.state.changed_round, snap.state.digest())
+            <= rank(ours.changed_round, ours.digest())
+        {
             return; // ours wins (or is the same): nothing to adopt
         }
         // Our own votes applied since we last agreed with the winner may be gone.
         let since = self.agreed_with.get(&from).copied().unwrap_or(first);
-        let me = self.me.peer_id;
         let lost: Vec<Vote> = self
             .decided
             .iter()
             .filter(|(r, _)| **r > since && **r <= k)
             .flat_map(|(_, e)| e.votes.iter())
-            .filter(|v| v.voter == me && v.event != Event::None)
             .copied()
             .collect();
-        for vote in lost {
-            self.events
-                .push_back(SessionEvent::Superseded { vote, by: from });
-        }
+        self.supersede_own(lost, from);
         self.decided.get_mut(&k).expect("in range").state = snap.state;
         self.merge_votes(k, snap.pending);
         // Re-decide the rounds after k on top of the adopted state.
@@ -836,18 +831,13 @@ impl Session {
 
     /// Replaces the whole history with `snap` as its base.
     fn rebase(&mut self, k: Round, snap: Snapshot, from: PeerId) {
-        let me = self.me.peer_id;
         let dropped: Vec<Vote> = self
             .pending
             .range(..=k)
-            .flat_map(|(_, vs)| vs.iter())
-            .filter(|v| v.voter == me && v.event != Event::None)
+            .flat_map(|(_, vs)| vs)
             .copied()
             .collect();
-        for vote in dropped {
-            self.events
-                .push_back(SessionEvent::Superseded { vote, by: from });
-        }
+        self.supersede_own(dropped, from);
         self.pending = self.pending.split_off(&Round(k.0 + 1));
         self.decided.clear();
         self.decided.insert(
@@ -865,6 +855,17 @@ impl Session {
             state: snap.state,
             from,
         });
+    }
+
+    /// Tells the user which of their actions among `votes` lost to `by`'s state.
+    fn supersede_own(&mut self, votes: Vec<Vote>, by: PeerId) {
+        let me = self.me.peer_id;
+        for vote in votes
+            .into_iter()
+            .filter(|v| v.voter == me && v.event != Event::None)
+        {
+            self.events.push_back(SessionEvent::Superseded { vote, by });
+        }
     }
 
     /// Adds `votes` (for rounds after `k`) to the decided entries and pending sets.
@@ -910,10 +911,8 @@ impl Session {
         self.last_beat_round
     }
 
-    /// The peers whose clocks we sample often: the root and its heir (the next
-    /// eligible peer), or the best candidate while we are not synced.
-    fn clock_targets(&self) -> BTreeSet<PeerId> {
-        let me = self.me.peer_id;
+    /// Synced linked peers, most senior first (the order that picks the root).
+    fn by_seniority(&self) -> Vec<PeerId> {
         let mut ids: Vec<(i64, PeerId)> = self
             .links
             .iter()
@@ -921,68 +920,60 @@ impl Session {
             .map(|(id, l)| (l.synced_at_session_ns, *id))
             .collect();
         ids.sort();
-        let mut targets: BTreeSet<PeerId> = ids.iter().take(2).map(|&(_, id)| id).collect();
-        if self.map.is_some() {
-            if self.root == Some(me) {
-                return BTreeSet::new(); // the root follows nobody
-            }
-            targets = self
-                .root
-                .into_iter()
-                .chain(
-                    ids.iter()
-                        .map(|&(_, id)| id)
-                        .find(|&id| Some(id) != self.root),
-                )
-                .collect();
+        ids.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// The peers whose clocks we sample often: the root and its heir, or the two
+    /// best candidates while we are not synced.
+    fn clock_targets(&self) -> BTreeSet<PeerId> {
+        let senior = self.by_seniority();
+        if self.map.is_none() {
+            return senior.into_iter().take(2).collect();
         }
-        targets
+        if self.root == Some(self.me.peer_id) {
+            return BTreeSet::new(); // the root follows nobody
+        }
+        let heir = senior.into_iter().find(|&id| Some(id) != self.root);
+        self.root.into_iter().chain(heir).collect()
     }
 
     /// The time root: the most senior synced peer among us and our links (the
     /// one that synced first; the lowest id among equals). The oldest member's
     /// clock estimates have had the longest to settle, and a restarted or new
     /// peer never takes over the time base.
-    fn choose_root(&mut self, _now_ns: i64) {
+    fn choose_root(&mut self) {
         let Some(mine) = self.synced_at_session_ns else {
             return;
         };
         let me = self.me.peer_id;
-        let (_, root) = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.map.is_some())
-            .map(|(id, l)| (l.synced_at_session_ns, *id))
-            .chain([(mine, me)])
-            .min()
-            .expect("at least us");
+        let root = match self.by_seniority().first() {
+            Some(&id) if (self.links[&id].synced_at_session_ns, id) < (mine, me) => id,
+            _ => me,
+        };
         if self.root != Some(root) {
             self.root = Some(root);
             self.events.push_back(SessionEvent::RootChanged { root });
         }
     }
 
-    /// The first sync: step onto the lowest synced peer's session time once its
-    /// clock estimate has enough samples.
-    fn try_first_sync(&mut self, now_ns: i64) {
-        let min = self.cfg.sync_min_samples;
-        let Some(&root) = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.map.is_some())
-            .min_by_key(|(id, l)| (l.synced_at_session_ns, **id))
-            .map(|(id, _)| id)
-        else {
-            return;
-        };
-        let Some(link) = self.links.get_mut(&root) else {
-            return;
-        };
+    /// `peer`'s clock estimate and announced map, once the link holds enough
+    /// samples per direction to say something.
+    fn usable_estimate(&mut self, peer: PeerId) -> Option<(ClockEstimate, SessionMap)> {
+        let link = self.links.get_mut(&peer)?;
         let (o, i) = link.clock.sample_counts();
-        if o < min || i < min {
-            return;
+        if o.min(i) < self.cfg.sync_min_samples {
+            return None;
         }
-        let (Some(est), Some((root_map, _))) = (link.clock.estimate(), link.map) else {
+        Some((link.clock.estimate()?, link.map?.0))
+    }
+
+    /// The first sync: step onto the most senior synced peer's session time once
+    /// its clock estimate has enough samples.
+    fn try_first_sync(&mut self, now_ns: i64) {
+        let Some(&root) = self.by_seniority().first() else {
+            return;
+        };
+        let Some((est, root_map)) = self.usable_estimate(root) else {
             return;
         };
         let (target, _) = root_target(&root_map, &est, now_ns);
@@ -997,26 +988,20 @@ impl Session {
         let cur = Round::containing(map.session_ns_at(now_ns));
         self.last_beat_round = Some(Round(cur.0.saturating_sub(1)));
         self.events.push_back(SessionEvent::Synced { root });
-        self.choose_root(now_ns);
+        self.choose_root();
     }
 
     /// Steers our map towards the root's (once per round, before the heartbeat).
+    /// Without a usable estimate of the root's clock, the map freewheels.
     fn steer_to_root(&mut self, now_ns: i64) {
-        self.choose_root(now_ns);
-        let (Some(root), Some(map)) = (self.root, self.map.as_mut()) else {
+        self.choose_root();
+        let Some(root) = self.root.filter(|&r| r != self.me.peer_id) else {
             return;
         };
-        if root == self.me.peer_id {
-            return;
-        }
-        let Some(link) = self.links.get_mut(&root) else {
+        let Some((est, root_map)) = self.usable_estimate(root) else {
             return;
         };
-        let (o, i) = link.clock.sample_counts();
-        if o.min(i) < self.cfg.sync_min_samples {
-            return; // freewheel until the estimate has something to say
-        }
-        let (Some(est), Some((root_map, _))) = (link.clock.estimate(), link.map) else {
+        let Some(map) = self.map.as_mut() else {
             return;
         };
         let (target, rate) = root_target(&root_map, &est, now_ns);
@@ -1204,7 +1189,7 @@ impl Session {
                 clock: Some(link.clock),
             },
         );
-        self.choose_root(now_ns);
+        self.choose_root();
         true
     }
 
@@ -1231,6 +1216,11 @@ impl Session {
         self.events
             .push_back(SessionEvent::Ignored { from, reason });
     }
+}
+
+/// Orders diverged states: the later change wins, then the lower digest.
+fn rank(changed_round: Round, digest: u64) -> (Round, std::cmp::Reverse<u64>) {
+    (changed_round, std::cmp::Reverse(digest))
 }
 
 /// Actions of the same kind replace each other while queued.
