@@ -50,7 +50,7 @@ use crate::message::{
 use super::choice::{Decision, Verdict, choose};
 use super::clock::{ClockEstimate, LinkClock};
 use super::state::{Event, PeerId, ROUND_NS, Round, SessionState, Vote};
-use super::time::{SessionMap, Steer, SteerConfig, feed_forward_rate, root_target, steer};
+use super::time::{SessionMap, Steer, SteerConfig, SteerState, root_target, steer};
 
 /// Tunables of the protocol. The defaults suit the simulator's 20–60 ms links.
 #[derive(Clone, Debug, PartialEq)]
@@ -303,6 +303,9 @@ pub struct Session {
     /// Our local→session map; `None` until synced.
     map: Option<SessionMap>,
     root: Option<PeerId>,
+    /// The steering loop's memory, and the root it was steering to.
+    steering: SteerState,
+    steered_to: Option<PeerId>,
     /// The session time at which we first synced (0 if we created the session).
     synced_at_session_ns: Option<i64>,
     links: BTreeMap<PeerId, Link>,
@@ -330,6 +333,8 @@ impl Session {
             me,
             map: None,
             root: None,
+            steering: SteerState::default(),
+            steered_to: None,
             synced_at_session_ns: None,
             links: BTreeMap::new(),
             members: BTreeMap::new(),
@@ -976,11 +981,18 @@ impl Session {
         let Some((est, root_map)) = self.usable_estimate(root) else {
             return;
         };
-        let (target, _) = root_target(&root_map, &est, now_ns);
-        // The root's own rate is the best guess until the link's rate is known.
-        let rate = root_map.rate;
+        let target = root_target(&self.cfg.steer, &root_map, &est, now_ns);
         let mut map = SessionMap::starting_at(now_ns);
-        steer(&mut map, &self.cfg.steer, now_ns, target, rate, true);
+        self.steering = SteerState::default();
+        self.steered_to = Some(root);
+        steer(
+            &mut map,
+            &mut self.steering,
+            &self.cfg.steer,
+            now_ns,
+            target,
+            true,
+        );
         self.map = Some(map);
         self.root = Some(root);
         self.synced_at_session_ns = Some(map.session_ns_at(now_ns).max(1));
@@ -1004,9 +1016,22 @@ impl Session {
         let Some(map) = self.map.as_mut() else {
             return;
         };
-        let (target, rate) = root_target(&root_map, &est, now_ns);
-        let rate = feed_forward_rate(&self.cfg.steer, &est, rate, map);
-        if let Steer::Stepped { .. } = steer(map, &self.cfg.steer, now_ns, target, rate, false) {
+        let target = root_target(&self.cfg.steer, &root_map, &est, now_ns);
+        // A new root is a new reference: the rate learned against the old one
+        // does not carry over.
+        let new_root = self.steered_to.replace(root) != Some(root);
+        if new_root {
+            self.steering = SteerState::default();
+        }
+        let r = steer(
+            map,
+            &mut self.steering,
+            &self.cfg.steer,
+            now_ns,
+            target,
+            false,
+        );
+        if let Steer::Stepped { .. } = r {
             // Session time jumped: the beat schedule follows from the new time.
             let cur = Round::containing(map.session_ns_at(now_ns));
             if self.last_beat_round.is_some_and(|r| r > cur) {

@@ -21,4 +21,4 @@ pub use state::{
     Channel, ChannelState, Event, EventCode, MAX_GAIN_DB, MAX_STEMS, PeerId, ROUND_NS, Round,
     SessionState, Timeline, Vote, frames_to_ns, ns_to_frames,
 };
-pub use time::{SessionMap, SteerConfig};
+pub use time::{SessionMap, SteerConfig, SteerState};

@@ -100,14 +100,15 @@ impl Model for SessionMap {
 pub struct SteerConfig {
     /// An error larger than this is stepped away at once instead of slewed.
     pub step_threshold_ns: i64,
-    /// The largest rate correction a slew applies, in ppm (the audio engine hides
-    /// it by resampling).
+    /// The largest proportional rate correction a slew applies, in ppm (the audio
+    /// engine hides it by resampling). The integral is bounded at twice this.
     pub max_slew_ppm: f64,
-    /// A slew removes the error over about this long.
+    /// The loop's time constant: a critically damped PI controller with natural
+    /// frequency `1/τ` (proportional gain `2/τ`, integral gain `1/τ²`).
     pub slew_time_constant_ns: i64,
-    /// A link estimate's rate is trusted (fed forward) only once its samples span
-    /// this long; before, the map keeps its own rate and the slew does the work.
-    pub min_rate_span_ns: i64,
+    /// A link's rate is fed forward only once its estimated uncertainty is below
+    /// this (ppm); before, the loop's integral learns the rate from the offsets.
+    pub max_rate_uncertainty_ppm: f64,
 }
 
 impl Default for SteerConfig {
@@ -115,10 +116,27 @@ impl Default for SteerConfig {
         SteerConfig {
             step_threshold_ns: 1_000_000,
             max_slew_ppm: 1000.0,
-            slew_time_constant_ns: 500_000_000,
-            min_rate_span_ns: 5_000_000_000,
+            slew_time_constant_ns: 1_000_000_000,
+            max_rate_uncertainty_ppm: 20.0,
         }
     }
+}
+
+/// The longest interval one steering update integrates over: updates come once a
+/// round, and after a gap (no usable estimate for a while) the old error must not
+/// kick the integral.
+const MAX_STEER_DT_NS: i64 = 2 * super::state::ROUND_NS;
+
+/// The steering loop's memory between updates.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SteerState {
+    /// The PI controller's integral: the rate it has learned beyond the feed
+    /// forward (ns per ns).
+    pub integral_rate: f64,
+    /// The local time of the last update.
+    pub last_ns: Option<i64>,
+    /// Whether the last feed forward was a trusted link rate.
+    pub trusted: bool,
 }
 
 /// What one steering step did.
@@ -130,60 +148,85 @@ pub enum Steer {
     Slewed { error_ns: i64 },
 }
 
+/// Where a follower steers to: the session time the root's map gives at our
+/// local time, and the rate to feed forward.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Target {
+    pub session_ns: i64,
+    /// `d target / d local − 1` through the link, or the root map's own rate
+    /// when the link's rate is not yet trusted (see `trusted`).
+    pub rate: f64,
+    pub trusted: bool,
+}
+
 /// The session time the root's map gives at our local time `local_ns`, reading
-/// the root's clock through the link estimate, and the rate of that target
-/// relative to our clock (`d target / d local − 1`).
-pub fn root_target(root_map: &SessionMap, link: &ClockEstimate, local_ns: i64) -> (i64, f64) {
+/// the root's clock through the link estimate, and the rate to feed forward: the
+/// target's rate relative to our clock when the link's rate is known well enough,
+/// otherwise the root map's rate alone (the loop's integral learns the rest).
+pub fn root_target(
+    cfg: &SteerConfig,
+    root_map: &SessionMap,
+    link: &ClockEstimate,
+    local_ns: i64,
+) -> Target {
     let root_local = link.remote_ns_at(local_ns);
     // `root_local` is an f64 of a nanosecond count; the map needs an integer
     // instant, and the fraction is carried separately so nothing is lost.
     let whole = root_local.floor();
     let frac = root_local - whole;
     let target = root_map.session_ns_at(whole as i64) as f64 + frac * (1.0 + root_map.rate);
-    let rate = (1.0 + link.rate) * (1.0 + root_map.rate) - 1.0;
-    (target.round() as i64, rate)
-}
-
-/// The rate to feed forward while steering: the link's, once its estimate spans
-/// long enough to be trusted; otherwise the map's own.
-pub fn feed_forward_rate(
-    cfg: &SteerConfig,
-    link: &ClockEstimate,
-    target_rate: f64,
-    map: &SessionMap,
-) -> f64 {
-    if link.span_ns >= cfg.min_rate_span_ns {
-        target_rate
+    let trusted = link.rate_uncertainty <= cfg.max_rate_uncertainty_ppm * 1e-6;
+    let rate = if trusted {
+        (1.0 + link.rate) * (1.0 + root_map.rate) - 1.0
     } else {
-        map.rate
+        root_map.rate
+    };
+    Target {
+        session_ns: target.round() as i64,
+        rate,
+        trusted,
     }
 }
 
-/// Steers `map` at local time `now_ns` towards `target_ns` (running at
-/// `target_rate`): a step if the error is beyond the threshold (or `force_step`),
-/// otherwise a bounded slew.
+/// Steers `map` at local time `now_ns` towards `target`: a step if the error is
+/// beyond the threshold (or `force_step`, which also forgets the learned rate),
+/// otherwise one update of a PI loop whose correction is bounded by the slew.
 pub fn steer(
     map: &mut SessionMap,
+    state: &mut SteerState,
     cfg: &SteerConfig,
     now_ns: i64,
-    target_ns: i64,
-    target_rate: f64,
+    target: Target,
     force_step: bool,
 ) -> Steer {
-    let error_ns = target_ns.saturating_sub(map.session_ns_at(now_ns));
-    let target_rate = target_rate.clamp(-MAX_MAP_RATE / 2.0, MAX_MAP_RATE / 2.0);
+    let error_ns = target.session_ns.saturating_sub(map.session_ns_at(now_ns));
+    let max = cfg.max_slew_ppm * 1e-6;
+    if force_step || target.trusted != state.trusted {
+        // A new reference, or the feed forward now carries (or no longer
+        // carries) the link's rate: what the integral learned no longer applies.
+        state.integral_rate = 0.0;
+    }
+    let dt_secs = state.last_ns.map_or(0.0, |last| {
+        (now_ns.saturating_sub(last)).clamp(0, MAX_STEER_DT_NS) as f64 / 1e9
+    });
+    state.last_ns = Some(now_ns);
+    state.trusted = target.trusted;
+    let base_rate = target.rate.clamp(-MAX_MAP_RATE / 2.0, MAX_MAP_RATE / 2.0);
     if force_step || error_ns.abs() > cfg.step_threshold_ns {
         *map = SessionMap {
             anchor_local_ns: now_ns,
-            anchor_session_ns: target_ns,
-            rate: target_rate,
+            anchor_session_ns: target.session_ns,
+            rate: base_rate + state.integral_rate,
         };
         return Steer::Stepped { error_ns };
     }
-    let max = cfg.max_slew_ppm * 1e-6;
-    let correction = (error_ns as f64 / cfg.slew_time_constant_ns.max(1) as f64).clamp(-max, max);
+    let tau_secs = (cfg.slew_time_constant_ns.max(1) as f64) / 1e9;
+    let error_secs = error_ns as f64 / 1e9;
+    state.integral_rate = (state.integral_rate + error_secs * dt_secs / (tau_secs * tau_secs))
+        .clamp(-2.0 * max, 2.0 * max);
+    let correction = (2.0 * error_secs / tau_secs).clamp(-max, max);
     *map = map.rebased(now_ns);
-    map.rate = target_rate + correction;
+    map.rate = (base_rate + state.integral_rate + correction).clamp(-MAX_MAP_RATE, MAX_MAP_RATE);
     Steer::Slewed { error_ns }
 }
 
@@ -225,30 +268,75 @@ mod tests {
             rate: 200e-6,
             min_delay_ns: 1e6,
             span_ns: 60_000_000_000,
+            rate_uncertainty: 1e-7,
         };
-        let truth = |l: i64| root_target(&root_map, &link, l).0;
-        let mut map = SessionMap::starting_at(0);
         let cfg = SteerConfig::default();
-        let (t, r) = root_target(&root_map, &link, 10_000_000_000);
+        let target = |l: i64| root_target(&cfg, &root_map, &link, l);
+        let truth = |l: i64| target(l).session_ns;
+        let mut map = SessionMap::starting_at(0);
+        let mut state = SteerState::default();
+        let at = 10_000_000_000;
         assert!(matches!(
-            steer(&mut map, &cfg, 10_000_000_000, t, r, false),
+            steer(&mut map, &mut state, &cfg, at, target(at), false),
             Steer::Stepped { .. }
         ));
-        assert_eq!(map.session_ns_at(10_000_000_000), truth(10_000_000_000));
-        // Followed exactly from then on (the rate was taken over too).
+        assert_eq!(map.session_ns_at(at), truth(at));
+        // Followed exactly from then on (the trusted rate was taken over too).
         let later = 20_000_000_000;
         assert!((map.session_ns_at(later) - truth(later)).abs() <= 2);
         // A small error is slewed, at a bounded rate, and shrinks.
         map.anchor_session_ns += 500_000;
-        let (t, r) = root_target(&root_map, &link, later);
         assert!(matches!(
-            steer(&mut map, &cfg, later, t, r, false),
+            steer(&mut map, &mut state, &cfg, later, target(later), false),
             Steer::Slewed { .. }
         ));
         let quarter = later + cfg.slew_time_constant_ns / 4;
         let err_after = (map.session_ns_at(quarter) - truth(quarter)).abs();
         assert!(err_after < 400_000 && err_after > 100_000, "{err_after}");
-        assert!((map.rate - r).abs() <= cfg.max_slew_ppm * 1e-6 + 1e-12);
+        let proportional = map.rate - target(later).rate - state.integral_rate;
+        assert!(proportional.abs() <= cfg.max_slew_ppm * 1e-6 + 1e-12);
+    }
+
+    /// With the link's rate not yet trusted, the loop's integral learns it: the
+    /// error settles to zero without the overshoot-and-swing of a proportional
+    /// loop whose rate is fed back into itself.
+    #[test]
+    fn untrusted_rate_is_learned_without_swinging() {
+        let root_map = SessionMap::starting_at(0);
+        let link = ClockEstimate {
+            anchor_local_ns: 0,
+            offset_ns: -2e9,
+            rate: -450e-6,
+            min_delay_ns: 1e6,
+            span_ns: 1_000_000_000,
+            rate_uncertainty: 1e-3,
+        };
+        let cfg = SteerConfig::default();
+        let target = |l: i64| root_target(&cfg, &root_map, &link, l);
+        assert!(!target(0).trusted);
+        let mut map = SessionMap::starting_at(0);
+        let mut state = SteerState::default();
+        let start = 5_000_000_000;
+        steer(&mut map, &mut state, &cfg, start, target(start), true);
+        let mut worst_late_ns = 0;
+        for i in 1..=200 {
+            let now = start + i * 100_000_000;
+            let s = steer(&mut map, &mut state, &cfg, now, target(now), false);
+            assert!(matches!(s, Steer::Slewed { .. }), "step {i}: {s:?}");
+            if i > 100 {
+                worst_late_ns =
+                    worst_late_ns.max((map.session_ns_at(now) - target(now).session_ns).abs());
+            }
+        }
+        assert!(
+            worst_late_ns <= 5_000,
+            "still {worst_late_ns} ns off after 10 s"
+        );
+        assert!(
+            (state.integral_rate + 450e-6).abs() < 5e-6,
+            "{}",
+            state.integral_rate
+        );
     }
 
     /// A hostile rate is refused on decode, and a NaN one is not even encoded.
