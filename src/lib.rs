@@ -10,6 +10,7 @@
 //! - [`message`]: the message catalogue peers exchange;
 //! - [`sim`]: a deterministic simulator that runs many sessions in virtual time.
 
+pub mod audio;
 pub mod message;
 pub mod session;
 pub mod sim;

@@ -1,0 +1,272 @@
+//! Decoding a stem file into the engine's format: interleaved stereo f32 at the
+//! engine rate, whole, in memory.
+//!
+//! Symphonia decodes (WAV, FLAC, MP3, OGG/Vorbis, M4A/AAC); rubato's FFT
+//! resampler converts the rate when it differs. A file whose rate already
+//! matches is not resampled, so its samples reach the mixer untouched. Mono is
+//! played on both sides; of more than two channels the first two are kept.
+//! This runs on a loader thread, never in the output callback.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Resampler};
+use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+
+use super::CHANNELS;
+
+/// The longest stem accepted, in seconds: bounds the memory a hostile or
+/// mistaken file can claim (15 min of 48 kHz stereo f32 is 346 MB).
+pub const MAX_STEM_SECS: u64 = 15 * 60;
+
+/// A decoded stem, ready for the mixer.
+#[derive(Clone, Debug)]
+pub struct StemAudio {
+    /// The file's stem name ("drums" for `drums.flac`).
+    pub name: String,
+    /// Interleaved stereo at `rate_hz`.
+    pub samples: Arc<[f32]>,
+    pub rate_hz: u32,
+    /// The file's own rate and channel count, before conversion.
+    pub source_rate_hz: u32,
+    pub source_channels: usize,
+}
+
+impl StemAudio {
+    pub fn frames(&self) -> usize {
+        self.samples.len() / CHANNELS
+    }
+
+    /// A stem from samples already in the engine's format (generated audio,
+    /// tests).
+    pub fn from_interleaved(name: &str, rate_hz: u32, samples: Vec<f32>) -> StemAudio {
+        StemAudio {
+            name: name.to_string(),
+            samples: samples.into(),
+            rate_hz,
+            source_rate_hz: rate_hz,
+            source_channels: CHANNELS,
+        }
+    }
+}
+
+/// Why a file could not become a stem. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a supported audio file ({reason})")]
+    Unsupported { path: PathBuf, reason: String },
+    #[error("{path}: corrupt or truncated audio ({reason})")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: holds no audio")]
+    Empty { path: PathBuf },
+    #[error("{path}: longer than the {max_secs} s a stem may last")]
+    TooLong { path: PathBuf, max_secs: u64 },
+    #[error("{path}: cannot resample from {from_hz} Hz to {to_hz} Hz: {reason}")]
+    Resample {
+        path: PathBuf,
+        from_hz: u32,
+        to_hz: u32,
+        reason: String,
+    },
+}
+
+/// The stem name of a file: its file name without the extension.
+pub fn stem_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Decodes `path` whole into interleaved stereo f32 at `rate_hz`.
+pub fn decode_file(path: &Path, rate_hz: u32) -> Result<StemAudio, DecodeError> {
+    let file = File::open(path).map_err(|source| DecodeError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (samples, source_rate_hz, source_channels) = decode_stereo(path, file)?;
+    let samples = if source_rate_hz == rate_hz {
+        samples
+    } else {
+        resample(path, &samples, source_rate_hz, rate_hz)?
+    };
+    Ok(StemAudio {
+        name: stem_name(path),
+        samples: samples.into(),
+        rate_hz,
+        source_rate_hz,
+        source_channels,
+    })
+}
+
+/// Decodes to interleaved stereo at the file's own rate.
+fn decode_stereo(path: &Path, file: File) -> Result<(Vec<f32>, u32, usize), DecodeError> {
+    let unsupported = |reason: String| DecodeError::Unsupported {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let corrupt = |reason: String| DecodeError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut format = symphonia::default::get_probe()
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|e| match e {
+            SymphoniaError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                DecodeError::Empty {
+                    path: path.to_path_buf(),
+                }
+            }
+            other => unsupported(other.to_string()),
+        })?;
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| unsupported("no audio track".into()))?;
+    let track_id = track.id;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| unsupported("no audio codec parameters".into()))?;
+    let mut decoder = symphonia::default::get_codecs()
+        .make_audio_decoder(params, &AudioDecoderOptions::default())
+        .map_err(|e| unsupported(e.to_string()))?;
+
+    let mut out: Vec<f32> = Vec::new();
+    let mut packet_buf: Vec<f32> = Vec::new();
+    let mut spec: Option<(u32, usize)> = None;
+    let mut bad_packets = 0usize;
+    let mut good_packets = 0usize;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            // Some demuxers report the end of a stream as an unexpected EOF.
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                if good_packets == 0 {
+                    return Err(corrupt("the file ends before any audio".into()));
+                }
+                break;
+            }
+            Err(SymphoniaError::ResetRequired) => {
+                return Err(unsupported("the stream changes format midway".into()));
+            }
+            Err(e) => return Err(corrupt(e.to_string())),
+        };
+        if packet.track_id != track_id {
+            continue;
+        }
+        let buf = match decoder.decode(&packet) {
+            Ok(buf) => buf,
+            // A damaged packet is skipped, as players do; a file of nothing but
+            // damage is refused below.
+            Err(SymphoniaError::DecodeError(_)) => {
+                bad_packets += 1;
+                continue;
+            }
+            Err(e) => return Err(corrupt(e.to_string())),
+        };
+        let this = (buf.spec().rate(), buf.spec().channels().count());
+        match spec {
+            None => {
+                if this.0 == 0 || this.1 == 0 {
+                    return Err(corrupt("zero sample rate or channel count".into()));
+                }
+                spec = Some(this);
+            }
+            Some(s) if s != this => {
+                return Err(unsupported(format!(
+                    "the stream changes from {} Hz × {} to {} Hz × {} midway",
+                    s.0, s.1, this.0, this.1
+                )));
+            }
+            Some(_) => {}
+        }
+        good_packets += 1;
+        let (rate, channels) = this;
+        if out.len() / CHANNELS + buf.frames() > MAX_STEM_SECS as usize * rate as usize {
+            return Err(DecodeError::TooLong {
+                path: path.to_path_buf(),
+                max_secs: MAX_STEM_SECS,
+            });
+        }
+        packet_buf.resize(buf.samples_interleaved(), 0.0);
+        buf.copy_to_slice_interleaved(&mut packet_buf[..]);
+        out.reserve(buf.frames() * CHANNELS);
+        for frame in packet_buf.chunks_exact(channels) {
+            let left = frame[0];
+            let right = if channels == 1 { frame[0] } else { frame[1] };
+            out.push(left);
+            out.push(right);
+        }
+    }
+    let Some((rate, channels)) = spec else {
+        return Err(if bad_packets > 0 {
+            corrupt(format!("all {bad_packets} packets failed to decode"))
+        } else {
+            DecodeError::Empty {
+                path: path.to_path_buf(),
+            }
+        });
+    };
+    if out.is_empty() {
+        return Err(DecodeError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok((out, rate, channels))
+}
+
+/// Converts interleaved stereo from `from_hz` to `to_hz` with rubato's FFT
+/// resampler (the whole file at once, its delay trimmed).
+fn resample(path: &Path, input: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, DecodeError> {
+    let err = |reason: String| DecodeError::Resample {
+        path: path.to_path_buf(),
+        from_hz,
+        to_hz,
+        reason,
+    };
+    let frames_in = input.len() / CHANNELS;
+    let mut resampler = Fft::<f32>::new(
+        from_hz as usize,
+        to_hz as usize,
+        1024,
+        CHANNELS,
+        FixedSync::Input,
+    )
+    .map_err(|e| err(e.to_string()))?;
+    let needed = resampler.process_all_needed_output_len(frames_in);
+    let mut output = vec![0.0f32; needed * CHANNELS];
+    let adapter_in =
+        InterleavedSlice::new(input, CHANNELS, frames_in).map_err(|e| err(e.to_string()))?;
+    let mut adapter_out =
+        InterleavedSlice::new_mut(&mut output, CHANNELS, needed).map_err(|e| err(e.to_string()))?;
+    let (_, produced) = resampler
+        .process_all_into_buffer(&adapter_in, &mut adapter_out, frames_in, None)
+        .map_err(|e| err(e.to_string()))?;
+    // The exact length the new rate implies, so a stem keeps its duration.
+    let expected = (frames_in as u64 * to_hz as u64).div_ceil(from_hz as u64) as usize;
+    output.truncate(produced.min(expected) * CHANNELS);
+    Ok(output)
+}

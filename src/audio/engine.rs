@@ -1,0 +1,717 @@
+//! The real-time engine: renders the mix of every stem, positioned on the
+//! session clock.
+//!
+//! Split as kira splits its backend: an [`EngineHandle`] on the control side
+//! sends [`Command`]s (scheduled mix states, session map updates) through a
+//! wait-free SPSC ring (rtrb); the [`Engine`] lives in the output callback and
+//! only reads that ring, preallocated buffers, immutable stem samples and
+//! atomics.
+//!
+//! **Invariant (real-time safety):** [`Engine::render`] never allocates, frees,
+//! locks, logs or blocks. `tests/audio_rt.rs` runs it under `assert_no_alloc`.
+//!
+//! **Time.** The caller says at which *local* instant the block's first frame
+//! leaves the speaker; the session map turns that into session time, and the
+//! timeline ([`Timeline::position_ns_at`]) into the song position the frame
+//! should have. [`target_position_frames`] is the one mapping from session time
+//! to frames. The engine compares that with where it is:
+//! - under [`RESYNC_FRAMES`] of error it steers its read rate (a PI loop, at
+//!   most [`MAX_RATIO_PPM`] off unity: a sound card's crystal drift, corrected
+//!   inaudibly by resampling);
+//! - beyond, or on a seek, it jumps with a [`FADE_FRAMES`] crossfade (no click).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+use crate::session::{MAX_STEMS, SessionMap, SessionState, Timeline};
+
+use super::CHANNELS;
+use super::decode::StemAudio;
+
+/// A position error beyond this (5 ms at 48 kHz) is jumped, not slewed.
+pub const RESYNC_FRAMES: f64 = 240.0;
+/// Crossfade length of a jump, a seek, a pause or a start (5 ms at 48 kHz).
+pub const FADE_FRAMES: u32 = 240;
+/// The largest departure of the read rate from unity, in ppm (about 3.5 cents:
+/// inaudible on music).
+pub const MAX_RATIO_PPM: f64 = 2000.0;
+/// Time constant of the drift loop, in seconds.
+const DRIFT_TAU_SECS: f64 = 1.0;
+/// An error under this many frames is not corrected proportionally (so a clean
+/// null device plays at exactly unity, sample for sample).
+const DEADBAND_FRAMES: f64 = 0.5;
+/// The longest block rendered in one pass; longer device buffers are split.
+pub const MAX_BLOCK_FRAMES: usize = 8192;
+/// Mix states that can wait for their instant at once.
+const MAX_PENDING: usize = 32;
+/// Ring capacity, control to engine.
+const COMMAND_CAPACITY: usize = 256;
+
+/// Gains for one state of the mix, linear, ready for the callback.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MixGains {
+    /// Per stem; 0 for muted (or not soloed while another stem is).
+    pub stems: [f32; MAX_STEMS],
+    /// The "All" channel's gain, on top of every stem.
+    pub master: f32,
+}
+
+impl MixGains {
+    pub const UNITY: MixGains = MixGains {
+        stems: [1.0; MAX_STEMS],
+        master: 1.0,
+    };
+
+    /// The gains a decided state asks for, with this peer's local solo set (a
+    /// monitoring choice, not voted): when any stem is soloed, only soloed stems
+    /// sound.
+    pub fn from_state(state: &SessionState, solo: &[bool]) -> MixGains {
+        let any_solo = solo.iter().any(|&s| s);
+        let mut stems = [0.0; MAX_STEMS];
+        for (i, ch) in state.channels.iter().enumerate().take(MAX_STEMS) {
+            let soloed_out = any_solo && !solo.get(i).copied().unwrap_or(false);
+            stems[i] = if ch.muted || soloed_out {
+                0.0
+            } else {
+                db_to_gain(ch.gain_db)
+            };
+        }
+        let master = if state.master.muted {
+            0.0
+        } else {
+            db_to_gain(state.master.gain_db)
+        };
+        MixGains { stems, master }
+    }
+}
+
+/// Decibels to a linear gain: −∞ (and anything not a number) is silence.
+pub fn db_to_gain(db: f32) -> f32 {
+    if db.is_nan() || db == f32::NEG_INFINITY {
+        0.0
+    } else {
+        10f32.powf(db.clamp(-200.0, crate::session::MAX_GAIN_DB) / 20.0)
+    }
+}
+
+/// One state of the mix and the session instant it takes effect.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scheduled {
+    /// Session time at which this state starts; `i64::MIN` for "now".
+    pub apply_at_session_ns: i64,
+    pub timeline: Timeline,
+    pub gains: MixGains,
+}
+
+/// Control → engine. A scheduled state travels boxed (the ring stays small)
+/// and comes back through [`Retired`] to be freed off the audio thread.
+#[derive(Debug)]
+pub enum Command {
+    Schedule(Box<Scheduled>),
+    /// This peer's local→session map changed (steering).
+    Map(SessionMap),
+}
+
+/// What the engine played in one block, for `--report`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// The song position of the block's first frame, in frames at the engine rate.
+    pub pos_frames: i64,
+    pub playing: bool,
+}
+
+/// Peak and RMS of the last block, per stem and for the master, as f32 bits
+/// (lock-free; the UI adds hold and release).
+#[derive(Debug)]
+pub struct Meters {
+    pub stems: Box<[Meter]>,
+    pub master: Meter,
+}
+
+#[derive(Debug, Default)]
+pub struct Meter {
+    peak: AtomicU32,
+    rms: AtomicU32,
+}
+
+impl Meter {
+    pub fn peak(&self) -> f32 {
+        f32::from_bits(self.peak.load(Ordering::Relaxed))
+    }
+    pub fn rms(&self) -> f32 {
+        f32::from_bits(self.rms.load(Ordering::Relaxed))
+    }
+    fn store(&self, peak: f32, rms: f32) {
+        self.peak.store(peak.to_bits(), Ordering::Relaxed);
+        self.rms.store(rms.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// Counters the engine publishes (lock-free).
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Blocks rendered.
+    pub blocks: AtomicU64,
+    /// Jumps made to correct a large error (not counting seeks and starts).
+    pub resyncs: AtomicU64,
+    /// Blocks in which a stem had no data where it should have played.
+    pub underruns: AtomicU64,
+    /// Commands refused because the pending list was full.
+    pub dropped_commands: AtomicU64,
+    /// The read rate's departure from unity, in ppb.
+    pub ratio_ppb: AtomicI64,
+    /// The last position error before correction, in nanoseconds of audio.
+    pub error_ns: AtomicI64,
+    pub playing: AtomicBool,
+    /// Position of the last block's first frame.
+    pub pos_frames: AtomicI64,
+}
+
+/// A stem as the engine reads it: a Streamer channel. Local stems hold their
+/// whole decoded audio; remote ones (issue "remote stems") will hold what has
+/// arrived, and read as silence where data is missing.
+#[derive(Clone, Debug)]
+pub struct Streamer {
+    pub name: String,
+    samples: Arc<[f32]>,
+}
+
+impl Streamer {
+    pub fn local(audio: &StemAudio) -> Streamer {
+        Streamer {
+            name: audio.name.clone(),
+            samples: audio.samples.clone(),
+        }
+    }
+
+    pub fn frames(&self) -> i64 {
+        (self.samples.len() / CHANNELS) as i64
+    }
+
+    #[inline]
+    fn frame(&self, i: i64) -> (f32, f32) {
+        if i < 0 {
+            return (0.0, 0.0);
+        }
+        let at = i as usize * CHANNELS;
+        match self.samples.get(at..at + CHANNELS) {
+            Some(s) => (s[0], s[1]),
+            None => (0.0, 0.0),
+        }
+    }
+}
+
+/// The control side of an engine.
+pub struct EngineHandle {
+    commands: rtrb::Producer<Command>,
+    pub meters: Arc<Meters>,
+    pub stats: Arc<EngineStats>,
+    stem_names: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("the engine's command queue is full (the output has stalled)")]
+    QueueFull,
+}
+
+impl EngineHandle {
+    /// Schedules `state` to take effect at session time `apply_at_session_ns`.
+    pub fn schedule(
+        &mut self,
+        apply_at_session_ns: i64,
+        state: &SessionState,
+        solo: &[bool],
+    ) -> Result<(), EngineError> {
+        self.send(Command::Schedule(Box::new(Scheduled {
+            apply_at_session_ns,
+            timeline: state.timeline,
+            gains: MixGains::from_state(state, solo),
+        })))
+    }
+
+    /// Sends a raw scheduled state (tests, the offline renderer).
+    pub fn schedule_raw(&mut self, s: Scheduled) -> Result<(), EngineError> {
+        self.send(Command::Schedule(Box::new(s)))
+    }
+
+    pub fn set_map(&mut self, map: SessionMap) -> Result<(), EngineError> {
+        self.send(Command::Map(map))
+    }
+
+    pub fn stem_names(&self) -> &[String] {
+        &self.stem_names
+    }
+
+    fn send(&mut self, c: Command) -> Result<(), EngineError> {
+        self.commands.push(c).map_err(|_| EngineError::QueueFull)
+    }
+}
+
+/// The song position (frames at `rate_hz`, fractional) that `timeline` gives at
+/// session time `session_ns`: the one mapping from session time to frames.
+pub fn target_position_frames(timeline: &Timeline, session_ns: f64, rate_hz: u32) -> f64 {
+    let pos_ns = if timeline.playing {
+        timeline.anchor_position_ns as f64 + (session_ns - timeline.anchor_session_ns as f64)
+    } else {
+        timeline.anchor_position_ns as f64
+    };
+    pos_ns * rate_hz as f64 / 1e9
+}
+
+/// The engine: lives in the output callback.
+pub struct Engine {
+    rate_hz: u32,
+    stems: Vec<Streamer>,
+    commands: rtrb::Consumer<Command>,
+    /// Boxes the engine is done with go back to the control side to be freed.
+    retired: rtrb::Producer<Box<Scheduled>>,
+    map: Option<SessionMap>,
+    pending: [Option<Box<Scheduled>>; MAX_PENDING],
+    current: Scheduled,
+    /// The gains in effect at the end of the last block (ramped towards
+    /// `current.gains` over the next one, so a volume change never clicks).
+    gains_now: MixGains,
+    /// The read position of the next frame, fractional frames.
+    pos_frames: f64,
+    audible: bool,
+    /// A previous read position fading out (a jump or a pause), and frames left.
+    fade_out: Option<(f64, u32)>,
+    /// Frames left of the fade-in of the current position.
+    fade_in_left: u32,
+    /// The drift loop's learned read-rate offset.
+    ratio_integral: f64,
+    /// The position error measured at the start of the current segment.
+    error_frames: f64,
+    /// Whether the read rate follows the clock (live) or stays at exactly unity
+    /// (the offline renderer).
+    drift_correction: bool,
+    /// Scratch: per-frame interpolation positions and weights for one block.
+    taps: Vec<(i64, [f32; 4])>,
+    /// Scratch: the mix of one block, before the master and the fades.
+    mix: Vec<f32>,
+    fade_buf: Vec<f32>,
+    meters: Arc<Meters>,
+    stats: Arc<EngineStats>,
+}
+
+/// The retired-box return path: the control side drains and drops them.
+pub struct Retired(rtrb::Consumer<Box<Scheduled>>);
+
+impl Retired {
+    /// Frees what the engine is done with. Call from the control side now and
+    /// then (every round is plenty).
+    pub fn collect(&mut self) {
+        while self.0.pop().is_ok() {}
+    }
+}
+
+impl Engine {
+    /// A paused engine at position 0 with unity gains, and its control handle.
+    pub fn new(stems: Vec<Streamer>, rate_hz: u32) -> (Engine, EngineHandle, Retired) {
+        let (tx, rx) = rtrb::RingBuffer::new(COMMAND_CAPACITY);
+        let (ret_tx, ret_rx) = rtrb::RingBuffer::new(COMMAND_CAPACITY + MAX_PENDING + 1);
+        let meters = Arc::new(Meters {
+            stems: (0..stems.len()).map(|_| Meter::default()).collect(),
+            master: Meter::default(),
+        });
+        let stats = Arc::new(EngineStats::default());
+        let handle = EngineHandle {
+            commands: tx,
+            meters: meters.clone(),
+            stats: stats.clone(),
+            stem_names: stems.iter().map(|s| s.name.clone()).collect(),
+        };
+        let engine = Engine {
+            rate_hz,
+            stems,
+            commands: rx,
+            retired: ret_tx,
+            map: None,
+            pending: [const { None }; MAX_PENDING],
+            current: Scheduled {
+                apply_at_session_ns: i64::MIN,
+                timeline: Timeline {
+                    playing: false,
+                    anchor_position_ns: 0,
+                    anchor_session_ns: 0,
+                },
+                gains: MixGains::UNITY,
+            },
+            gains_now: MixGains::UNITY,
+            pos_frames: 0.0,
+            audible: false,
+            fade_out: None,
+            fade_in_left: 0,
+            ratio_integral: 0.0,
+            error_frames: 0.0,
+            drift_correction: true,
+            taps: Vec::with_capacity(MAX_BLOCK_FRAMES),
+            mix: vec![0.0; MAX_BLOCK_FRAMES * CHANNELS],
+            fade_buf: vec![0.0; MAX_BLOCK_FRAMES * CHANNELS],
+            meters,
+            stats,
+        };
+        (engine, handle, Retired(ret_rx))
+    }
+
+    /// Keeps the read rate at exactly unity (offline rendering: there is no
+    /// device clock to follow, and the output must be sample-exact).
+    pub fn without_drift_correction(mut self) -> Engine {
+        self.drift_correction = false;
+        self
+    }
+
+    pub fn rate_hz(&self) -> u32 {
+        self.rate_hz
+    }
+
+    /// Renders interleaved stereo into `out`, whose first frame leaves the
+    /// speaker at local time `play_local_ns`. Real-time safe.
+    pub fn render(&mut self, out: &mut [f32], play_local_ns: i64) -> BlockInfo {
+        self.drain_commands();
+        let frames = out.len() / CHANNELS;
+        let Some(map) = self.map else {
+            out.fill(0.0);
+            return self.finish_block(false);
+        };
+        // Session ns per device frame, nominally (the drift loop absorbs the
+        // device's own rate error).
+        let ns_per_frame = 1e9 / self.rate_hz as f64 * (1.0 + map.rate);
+        let s0 = map.session_ns_at(play_local_ns) as f64;
+        let first = {
+            self.promote(s0);
+            self.at_block_start(s0)
+        };
+        let mut done = 0;
+        while done < frames {
+            let s = s0 + done as f64 * ns_per_frame;
+            if done > 0 {
+                self.promote(s);
+                self.at_block_start(s);
+            }
+            // The next pending change inside this block ends the segment.
+            let mut end = frames.min(done + MAX_BLOCK_FRAMES);
+            if let Some(next) = self.next_pending_at() {
+                // A change due within a thousandth of a frame of a frame's
+                // instant lands on that frame despite rounding.
+                let at = ((next as f64 - s0) / ns_per_frame - 1e-3).ceil();
+                if at > done as f64 && at < end as f64 {
+                    end = at as usize;
+                }
+            }
+            self.render_segment(&mut out[done * CHANNELS..end * CHANNELS]);
+            done = end;
+        }
+        let info = BlockInfo {
+            pos_frames: first.0,
+            playing: first.1,
+        };
+        self.stats.blocks.fetch_add(1, Ordering::Relaxed);
+        self.stats.playing.store(info.playing, Ordering::Relaxed);
+        self.stats
+            .pos_frames
+            .store(info.pos_frames, Ordering::Relaxed);
+        info
+    }
+
+    fn finish_block(&mut self, playing: bool) -> BlockInfo {
+        self.stats.blocks.fetch_add(1, Ordering::Relaxed);
+        BlockInfo {
+            pos_frames: self.pos_frames.round() as i64,
+            playing,
+        }
+    }
+
+    fn drain_commands(&mut self) {
+        while let Ok(cmd) = self.commands.pop() {
+            match cmd {
+                Command::Map(m) => self.map = Some(m),
+                Command::Schedule(s) => self.insert_pending(s),
+            }
+        }
+    }
+
+    fn insert_pending(&mut self, s: Box<Scheduled>) {
+        // A state for an instant at or before a pending one replaces the later
+        // ones' claim only at its own instant; keep all, apply in time order.
+        if let Some(slot) = self.pending.iter_mut().find(|p| p.is_none()) {
+            *slot = Some(s);
+        } else {
+            self.stats.dropped_commands.fetch_add(1, Ordering::Relaxed);
+            self.retire(s);
+        }
+    }
+
+    fn retire(&mut self, s: Box<Scheduled>) {
+        // The ring is sized for every box that can be in flight, so this
+        // cannot fail; if it ever did, leaking is the real-time-safe choice.
+        if let Err(rtrb::PushError::Full(b)) = self.retired.push(s) {
+            std::mem::forget(b);
+        }
+    }
+
+    fn next_pending_at(&self) -> Option<i64> {
+        self.pending
+            .iter()
+            .flatten()
+            .map(|p| p.apply_at_session_ns)
+            .min()
+    }
+
+    /// Makes the latest pending state due at session time `s` current.
+    fn promote(&mut self, s: f64) {
+        loop {
+            let due = self
+                .pending
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.as_ref().map(|p| (p.apply_at_session_ns, i)))
+                .filter(|&(at, _)| at as f64 <= s)
+                .min();
+            let Some((_, i)) = due else { break };
+            let Some(next) = self.pending[i].take() else {
+                break;
+            };
+            self.current = *next.as_ref();
+            self.retire(next);
+        }
+    }
+
+    /// Compares where we are with where the timeline says we should be at
+    /// session time `s`, and decides: follow (steer the rate), jump, start or
+    /// stop. Returns the position and playing state the segment starts with.
+    fn at_block_start(&mut self, s: f64) -> (i64, bool) {
+        let target = target_position_frames(&self.current.timeline, s, self.rate_hz);
+        let playing = self.current.timeline.playing;
+        if !playing {
+            if self.audible {
+                self.fade_out = Some((self.pos_frames, FADE_FRAMES));
+                self.audible = false;
+            }
+            self.pos_frames = target;
+            self.error_frames = 0.0;
+            self.stats.error_ns.store(0, Ordering::Relaxed);
+            return (target.round() as i64, false);
+        }
+        let error = target - self.pos_frames;
+        self.error_frames = error;
+        self.stats.error_ns.store(
+            (error * 1e9 / self.rate_hz as f64) as i64,
+            Ordering::Relaxed,
+        );
+        if !self.audible {
+            // Start (or resume) playing where the timeline is, on a whole frame:
+            // the sub-frame remainder (≤ 10 µs) stays within the drift loop's
+            // deadband, and unity-rate playback stays sample-exact.
+            self.pos_frames = target.round();
+            self.error_frames = target - self.pos_frames;
+            self.audible = true;
+            self.fade_in_left = FADE_FRAMES;
+        } else if error.abs() > RESYNC_FRAMES || !self.drift_correction && error.abs() >= 0.5 {
+            // A seek, or an error too large to slew: jump with a crossfade.
+            // A jump more than a second after the timeline last changed is not
+            // a seek but a lost sync (a stall): counted as a resync.
+            if self.current.timeline.anchor_session_ns as f64 + 1e9 < s {
+                self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+            }
+            self.fade_out = Some((self.pos_frames, FADE_FRAMES));
+            self.fade_in_left = FADE_FRAMES;
+            self.pos_frames = target.round();
+            self.error_frames = target - self.pos_frames;
+        }
+        (self.pos_frames.round() as i64, true)
+    }
+
+    /// The read rate for a segment of `frames` frames, from the drift loop.
+    fn read_ratio(&mut self, frames: usize) -> f64 {
+        if !self.drift_correction || !self.audible {
+            return 1.0;
+        }
+        let error_frames = self.error_frames;
+        let max = MAX_RATIO_PPM * 1e-6;
+        let rate = self.rate_hz as f64;
+        let error_secs = error_frames / rate;
+        let dt_secs = frames as f64 / rate;
+        if error_frames.abs() > DEADBAND_FRAMES {
+            self.ratio_integral = (self.ratio_integral
+                + error_secs * dt_secs / (DRIFT_TAU_SECS * DRIFT_TAU_SECS))
+                .clamp(-max / 2.0, max / 2.0);
+        }
+        let proportional = if error_frames.abs() > DEADBAND_FRAMES {
+            2.0 * error_secs / DRIFT_TAU_SECS
+        } else {
+            0.0
+        };
+        let ratio_offset = (self.ratio_integral + proportional).clamp(-max, max);
+        self.stats
+            .ratio_ppb
+            .store((ratio_offset * 1e9) as i64, Ordering::Relaxed);
+        1.0 + ratio_offset
+    }
+
+    fn render_segment(&mut self, out: &mut [f32]) {
+        let frames = out.len() / CHANNELS;
+        let ratio = self.read_ratio(frames);
+        // The mix of the current position (silent if not audible).
+        if self.audible {
+            fill_taps(&mut self.taps, self.pos_frames, ratio, frames);
+            self.pos_frames += ratio * frames as f64;
+            mix_into(
+                &mut self.mix[..frames * CHANNELS],
+                &self.stems,
+                &self.taps,
+                &self.gains_now,
+                &self.current.gains,
+                Some(&self.meters),
+            );
+        } else {
+            self.mix[..frames * CHANNELS].fill(0.0);
+        }
+        let fade_in = self.fade_in_left;
+        // An old position fading out, mixed with the gains in effect.
+        let mut fade_out_len = 0;
+        if let Some((pos, left)) = self.fade_out.take() {
+            fade_out_len = (left as usize).min(frames);
+            fill_taps(&mut self.taps, pos, 1.0, fade_out_len);
+            let gains = self.gains_now;
+            mix_into(
+                &mut self.fade_buf[..fade_out_len * CHANNELS],
+                &self.stems,
+                &self.taps,
+                &gains,
+                &gains,
+                None,
+            );
+            let rest = left as usize - fade_out_len;
+            if rest > 0 {
+                self.fade_out = Some((pos + fade_out_len as f64, rest as u32));
+            }
+            for i in 0..fade_out_len {
+                let w = (left as usize - i) as f32 / FADE_FRAMES as f32;
+                for c in 0..CHANNELS {
+                    self.fade_buf[i * CHANNELS + c] *= w;
+                }
+            }
+        }
+        for i in 0..frames {
+            let w_in = if (i as u32) < fade_in {
+                (FADE_FRAMES - fade_in + i as u32) as f32 / FADE_FRAMES as f32
+            } else {
+                1.0
+            };
+            for c in 0..CHANNELS {
+                let mut v = self.mix[i * CHANNELS + c];
+                if w_in != 1.0 {
+                    v *= w_in;
+                }
+                if i < fade_out_len {
+                    v += self.fade_buf[i * CHANNELS + c];
+                }
+                out[i * CHANNELS + c] = v;
+            }
+        }
+        self.fade_in_left = fade_in.saturating_sub(frames as u32);
+        // Master gain, ramped; master meter.
+        let (from, to) = (self.gains_now.master, self.current.gains.master);
+        let (mut peak, mut sum) = (0f32, 0f64);
+        for i in 0..frames {
+            let g = ramp(from, to, i, frames);
+            for c in 0..CHANNELS {
+                let v = &mut out[i * CHANNELS + c];
+                if g != 1.0 {
+                    *v *= g;
+                }
+                peak = peak.max(v.abs());
+                sum += (*v as f64) * (*v as f64);
+            }
+        }
+        self.meters.master.store(
+            peak,
+            (sum / (frames * CHANNELS).max(1) as f64).sqrt() as f32,
+        );
+        self.gains_now = self.current.gains;
+    }
+}
+
+/// A linear ramp from `from` to `to` across `n` frames, at frame `i`.
+#[inline]
+fn ramp(from: f32, to: f32, i: usize, n: usize) -> f32 {
+    if from == to {
+        to
+    } else {
+        from + (to - from) * (i + 1) as f32 / n as f32
+    }
+}
+
+/// Per-frame read positions and cubic (Catmull-Rom) weights for `frames` frames
+/// from `pos` at `ratio`. At an integer position the weights are exactly
+/// `[0, 1, 0, 0]`, so unity-rate playback is sample-exact.
+fn fill_taps(taps: &mut Vec<(i64, [f32; 4])>, pos: f64, ratio: f64, frames: usize) {
+    taps.clear();
+    for i in 0..frames {
+        let p = pos + ratio * i as f64;
+        let base = p.floor();
+        let t = (p - base) as f32;
+        let w = if t == 0.0 {
+            [0.0, 1.0, 0.0, 0.0]
+        } else {
+            let t2 = t * t;
+            let t3 = t2 * t;
+            [
+                -0.5 * t3 + t2 - 0.5 * t,
+                1.5 * t3 - 2.5 * t2 + 1.0,
+                -1.5 * t3 + 2.0 * t2 + 0.5 * t,
+                0.5 * t3 - 0.5 * t2,
+            ]
+        };
+        taps.push((base as i64, w));
+    }
+}
+
+/// Mixes every stem at the given taps into `out` (overwritten), each with its
+/// gain ramped from `from` to `to`, and stores each stem's meter.
+fn mix_into(
+    out: &mut [f32],
+    stems: &[Streamer],
+    taps: &[(i64, [f32; 4])],
+    from: &MixGains,
+    to: &MixGains,
+    meters: Option<&Meters>,
+) {
+    let meter = |k: usize| meters.and_then(|m| m.stems.get(k));
+    out.fill(0.0);
+    let n = taps.len();
+    for (k, stem) in stems.iter().enumerate().take(MAX_STEMS) {
+        let (g0, g1) = (from.stems[k], to.stems[k]);
+        if g0 == 0.0 && g1 == 0.0 {
+            if let Some(m) = meter(k) {
+                m.store(0.0, 0.0);
+            }
+            continue;
+        }
+        let (mut peak, mut sum) = (0f32, 0f64);
+        for (i, &(base, w)) in taps.iter().enumerate() {
+            let (l, r) = if w == [0.0, 1.0, 0.0, 0.0] {
+                stem.frame(base)
+            } else {
+                let mut acc = (0.0f32, 0.0f32);
+                for (j, wj) in w.iter().enumerate() {
+                    let (a, b) = stem.frame(base - 1 + j as i64);
+                    acc.0 += wj * a;
+                    acc.1 += wj * b;
+                }
+                acc
+            };
+            let g = ramp(g0, g1, i, n);
+            let (l, r) = if g == 1.0 { (l, r) } else { (l * g, r * g) };
+            out[i * CHANNELS] += l;
+            out[i * CHANNELS + 1] += r;
+            peak = peak.max(l.abs()).max(r.abs());
+            sum += (l as f64) * (l as f64) + (r as f64) * (r as f64);
+        }
+        if let Some(m) = meter(k) {
+            m.store(peak, (sum / (n * CHANNELS).max(1) as f64).sqrt() as f32);
+        }
+    }
+}

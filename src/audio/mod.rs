@@ -1,0 +1,20 @@
+//! The audio engine: decode stems, mix them, and play the frame at timeline
+//! position P at session time T (see ARCHITECTURE.md, "Audio").
+//!
+//! - [`decode`]: files to interleaved stereo f32 at the engine rate (symphonia,
+//!   rubato), on loader threads;
+//! - [`engine`]: the real-time mixer and its scheduling on the session clock;
+//! - [`output`]: the backends (`null`, `wav:`, `raw:`, `device`) and the
+//!   `--report` lines;
+//! - [`render`]: the offline mixdown (`synfony render`), the same engine code.
+
+pub mod decode;
+pub mod engine;
+
+pub use decode::{DecodeError, StemAudio, decode_file};
+pub use engine::{BlockInfo, Engine, EngineHandle, MixGains, Scheduled, Streamer};
+
+/// The engine's sample rate.
+pub const ENGINE_RATE_HZ: u32 = 48_000;
+/// The engine's channel count (interleaved stereo).
+pub const CHANNELS: usize = 2;

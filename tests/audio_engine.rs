@@ -1,0 +1,209 @@
+//! The engine driven by a mock device that pushes blocks of frames: position to
+//! the frame after play, seek and pause; sample-exact unity playback; drift
+//! correction under ±500 ppm of device drift.
+
+use synfony::audio::engine::{FADE_FRAMES, MAX_RATIO_PPM};
+use synfony::audio::{CHANNELS, Engine, EngineHandle, MixGains, Scheduled, StemAudio, Streamer};
+use synfony::session::{SessionMap, Timeline};
+
+const RATE: u32 = 48_000;
+const SEC: i64 = 1_000_000_000;
+
+/// A stem whose left sample at frame i is i / 2^20 (exact in f32 up to 2^24
+/// frames) and whose right sample is its negative: the output says which frame
+/// it came from.
+fn ramp_stem(frames: usize) -> StemAudio {
+    let mut s = Vec::with_capacity(frames * CHANNELS);
+    for i in 0..frames {
+        let v = i as f32 / (1 << 20) as f32;
+        s.push(v);
+        s.push(-v);
+    }
+    StemAudio::from_interleaved("ramp", RATE, s)
+}
+
+fn frame_of(sample: f32) -> f64 {
+    sample as f64 * (1 << 20) as f64
+}
+
+/// An engine on the identity map (local time = session time).
+fn engine(stems: &[StemAudio]) -> (Engine, EngineHandle) {
+    let (engine, mut handle, _retired) =
+        Engine::new(stems.iter().map(Streamer::local).collect(), RATE);
+    handle
+        .set_map(SessionMap {
+            anchor_local_ns: 0,
+            anchor_session_ns: 0,
+            rate: 0.0,
+        })
+        .unwrap();
+    (engine, handle)
+}
+
+fn play_from(at_session_ns: i64, position_ns: i64) -> Scheduled {
+    Scheduled {
+        apply_at_session_ns: at_session_ns,
+        timeline: Timeline {
+            playing: true,
+            anchor_position_ns: position_ns,
+            anchor_session_ns: at_session_ns,
+        },
+        gains: MixGains::UNITY,
+    }
+}
+
+fn pause_at(at_session_ns: i64, position_ns: i64) -> Scheduled {
+    Scheduled {
+        apply_at_session_ns: at_session_ns,
+        timeline: Timeline {
+            playing: false,
+            anchor_position_ns: position_ns,
+            anchor_session_ns: at_session_ns,
+        },
+        gains: MixGains::UNITY,
+    }
+}
+
+/// Renders `blocks` blocks of `frames` frames, block k playing at
+/// `start_ns + k·frames/RATE·(1/(1+drift))`; returns the output and each block's
+/// report.
+fn run(
+    engine: &mut Engine,
+    start_ns: i64,
+    frames: usize,
+    blocks: usize,
+    drift: f64,
+) -> (Vec<f32>, Vec<(i64, i64, bool)>) {
+    let mut out = vec![0.0f32; frames * CHANNELS * blocks];
+    let mut reports = Vec::new();
+    for (k, block) in out.chunks_mut(frames * CHANNELS).enumerate() {
+        let t = start_ns + ((k * frames) as f64 * 1e9 / RATE as f64 / (1.0 + drift)) as i64;
+        let info = engine.render(block, t);
+        reports.push((t, info.pos_frames, info.playing));
+    }
+    (out, reports)
+}
+
+#[test]
+fn plays_from_the_scheduled_frame_at_the_scheduled_instant() {
+    let stem = ramp_stem(10 * RATE as usize);
+    let (mut e, mut h) = engine(std::slice::from_ref(&stem));
+    // Play from 2.0 s of song at session 1.0 s; render from 0.99 s.
+    h.schedule_raw(play_from(SEC, 2 * SEC)).unwrap();
+    let (out, reports) = run(&mut e, SEC - 10_000_000, 480, 50, 0.0);
+    // The first 480 frames (0.99 s – 1.0 s) are silent, the change lands on
+    // frame 480 exactly.
+    assert!(out[..480 * CHANNELS].iter().all(|&v| v == 0.0));
+    // After the fade-in, every frame is the song frame the timeline names.
+    for i in (480 + FADE_FRAMES as usize)..(50 * 480) {
+        let expect = (2 * RATE as usize + i - 480) as f64;
+        assert_eq!(frame_of(out[i * CHANNELS]), expect, "frame {i}");
+        assert_eq!(out[i * CHANNELS + 1], -out[i * CHANNELS]);
+    }
+    // Reports give the position of each block's first frame.
+    for &(t, pos, playing) in &reports[2..] {
+        let expect = 2 * RATE as i64 + (t - SEC) * RATE as i64 / SEC;
+        assert!(playing);
+        assert_eq!(pos, expect, "at {t}");
+    }
+}
+
+#[test]
+fn unity_playback_is_sample_exact() {
+    // Arbitrary sample values, not a ramp: nothing may touch them.
+    let mut x = 0x1234_5678u32;
+    let samples: Vec<f32> = (0..RATE as usize * CHANNELS)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect();
+    let stem = StemAudio::from_interleaved("noise", RATE, samples.clone());
+    let (mut e, mut h) = engine(&[stem]);
+    h.schedule_raw(play_from(0, 0)).unwrap();
+    let (out, _) = run(&mut e, 0, 512, 96, 0.0);
+    let skip = FADE_FRAMES as usize * CHANNELS;
+    assert_eq!(&out[skip..RATE as usize * CHANNELS], &samples[skip..]);
+}
+
+#[test]
+fn seek_and_pause_land_on_the_frame() {
+    let stem = ramp_stem(20 * RATE as usize);
+    let (mut e, mut h) = engine(std::slice::from_ref(&stem));
+    h.schedule_raw(play_from(0, 0)).unwrap();
+    // Seek to 10 s at session 0.5 s + 123 frames (mid-block), pause at 1 s.
+    let seek_at = SEC / 2 + 123 * SEC / RATE as i64;
+    h.schedule_raw(play_from(seek_at, 10 * SEC)).unwrap();
+    h.schedule_raw(pause_at(SEC, 10 * SEC + SEC / 2 - 123 * SEC / RATE as i64))
+        .unwrap();
+    let (out, reports) = run(&mut e, 0, 500, 120, 0.0);
+    let seek_frame = RATE as usize / 2 + 123;
+    let after = seek_frame + FADE_FRAMES as usize;
+    for i in after..RATE as usize {
+        let expect = (10 * RATE as usize + i - seek_frame) as f64;
+        assert_eq!(frame_of(out[i * CHANNELS]), expect, "frame {i}");
+    }
+    // After the pause and its fade-out: silence, and the report holds still.
+    let paused = RATE as usize + FADE_FRAMES as usize;
+    assert!(out[paused * CHANNELS..].iter().all(|&v| v == 0.0));
+    let last = reports.last().unwrap();
+    assert!(!last.2);
+    assert_eq!(last.1, 10 * RATE as i64 + RATE as i64 / 2 - 123);
+}
+
+#[test]
+fn drift_is_corrected_within_bounds_and_without_jumps() {
+    for drift_ppm in [-500.0, 500.0] {
+        let stem = ramp_stem(40 * RATE as usize);
+        let (mut e, mut h) = engine(std::slice::from_ref(&stem));
+        h.schedule_raw(play_from(0, 0)).unwrap();
+        // The device plays 30 s of 512-frame blocks, its crystal off by drift.
+        let blocks = 30 * RATE as usize / 512;
+        let (_, reports) = run(&mut e, 0, 512, blocks, drift_ppm * 1e-6);
+        // The ratio stays within its bound, and nothing was jumped.
+        let stats = h.stats.clone();
+        assert_eq!(stats.resyncs.load(std::sync::atomic::Ordering::Relaxed), 0);
+        let ppb = stats.ratio_ppb.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            (ppb as f64 / 1e3).abs() <= MAX_RATIO_PPM,
+            "ratio {ppb} ppb at {drift_ppm} ppm"
+        );
+        // After settling (10 s), each block starts within a frame of where the
+        // timeline says, although the device consumed frames at the wrong rate.
+        for &(t, pos, _) in &reports[blocks / 3..] {
+            let expect = t as f64 * RATE as f64 / 1e9;
+            assert!(
+                (pos as f64 - expect).abs() <= 1.0,
+                "{drift_ppm} ppm: at {t} ns pos {pos} vs {expect}"
+            );
+        }
+        // The learned ratio undoes the device drift: a slow device (fewer
+        // frames per second) needs more song per frame.
+        assert!(
+            ((ppb as f64 / 1e3) + drift_ppm).abs() < 50.0,
+            "learned {ppb} ppb for {drift_ppm} ppm"
+        );
+    }
+}
+
+#[test]
+fn gains_mute_and_master_apply() {
+    let a = StemAudio::from_interleaved("a", RATE, vec![0.5; 48_000 * CHANNELS]);
+    let b = StemAudio::from_interleaved("b", RATE, vec![0.25; 48_000 * CHANNELS]);
+    let (mut e, mut h) = engine(&[a, b]);
+    let mut s = play_from(0, 0);
+    s.gains.stems[0] = 0.5;
+    s.gains.stems[1] = 0.0; // muted
+    s.gains.master = 2.0;
+    h.schedule_raw(s).unwrap();
+    let (out, _) = run(&mut e, 0, 1000, 10, 0.0);
+    for &v in &out[2000 * CHANNELS..] {
+        assert_eq!(v, 0.5 * 0.5 * 2.0);
+    }
+    let m = &h.meters;
+    assert_eq!(m.stems[1].peak(), 0.0);
+    assert_eq!(m.stems[0].peak(), 0.25);
+    assert_eq!(m.master.peak(), 0.5);
+}

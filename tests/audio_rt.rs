@@ -1,0 +1,81 @@
+//! The output callback is real-time safe: `Engine::render` never allocates or
+//! frees, whatever it is asked to do (start, seek mid-block, gain ramps, pause,
+//! drift, a block longer than its scratch, a full pending list). Runs under
+//! `assert_no_alloc`, which aborts on any allocation in the guarded closure.
+
+use assert_no_alloc::{AllocDisabler, assert_no_alloc};
+use synfony::audio::engine::MAX_BLOCK_FRAMES;
+use synfony::audio::{CHANNELS, Engine, MixGains, Scheduled, StemAudio, Streamer};
+use synfony::session::{SessionMap, Timeline};
+
+#[global_allocator]
+static ALLOC: AllocDisabler = AllocDisabler;
+
+const SEC: i64 = 1_000_000_000;
+
+fn state(at: i64, playing: bool, pos: i64, gain: f32) -> Scheduled {
+    let mut gains = MixGains::UNITY;
+    gains.stems[1] = gain;
+    Scheduled {
+        apply_at_session_ns: at,
+        timeline: Timeline {
+            playing,
+            anchor_position_ns: pos,
+            anchor_session_ns: at,
+        },
+        gains,
+    }
+}
+
+#[test]
+fn render_never_allocates() {
+    let stems: Vec<Streamer> = (0..8)
+        .map(|i| {
+            let s =
+                StemAudio::from_interleaved(&format!("s{i}"), 48_000, vec![0.1; 96_000 * CHANNELS]);
+            Streamer::local(&s)
+        })
+        .collect();
+    let (mut engine, mut handle, mut retired) = Engine::new(stems, 48_000);
+    handle
+        .set_map(SessionMap {
+            anchor_local_ns: 0,
+            anchor_session_ns: 0,
+            rate: 120e-6,
+        })
+        .unwrap();
+    handle.schedule_raw(state(0, true, 0, 1.0)).unwrap();
+    handle
+        .schedule_raw(state(SEC / 3 + 77, true, SEC / 2, 0.3))
+        .unwrap();
+    handle.schedule_raw(state(SEC, false, SEC, 0.0)).unwrap();
+    handle
+        .schedule_raw(state(SEC + SEC / 4, true, 0, 1.0))
+        .unwrap();
+    // More than the pending list holds: the overflow is dropped and counted.
+    for i in 0..40 {
+        handle
+            .schedule_raw(state(5 * SEC + i, true, 0, 1.0))
+            .unwrap();
+    }
+    let mut out = vec![0.0f32; (MAX_BLOCK_FRAMES + 1000) * CHANNELS];
+    let mut t = 0i64;
+    for block in [256usize, 512, 1024, MAX_BLOCK_FRAMES + 1000, 480] {
+        for _ in 0..20 {
+            let buf = &mut out[..block * CHANNELS];
+            // The device runs 300 ppm fast relative to the local clock.
+            assert_no_alloc(|| {
+                engine.render(buf, t);
+            });
+            t += (block as f64 * 1e9 / 48_000.0 / 1.0003) as i64;
+        }
+    }
+    retired.collect();
+    assert!(
+        handle
+            .stats
+            .dropped_commands
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+}
