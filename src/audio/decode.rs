@@ -82,6 +82,16 @@ pub enum DecodeError {
     },
 }
 
+/// File extensions taken as audio when a folder of stems is expanded.
+pub const AUDIO_EXTENSIONS: [&str; 8] = ["wav", "flac", "mp3", "ogg", "oga", "m4a", "aac", "mp4"];
+
+/// Whether `path` has an audio file extension.
+pub fn is_audio_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// The stem name of a file: its file name without the extension.
 pub fn stem_name(path: &Path) -> String {
     path.file_stem()

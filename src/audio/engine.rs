@@ -283,8 +283,9 @@ pub struct Engine {
     ratio_integral: f64,
     /// The position error measured at the start of the current segment.
     error_frames: f64,
-    /// Whether the read rate follows the clock (live) or stays at exactly unity
-    /// (the offline renderer).
+    /// Whether the read rate follows the clock and starts fade in (live), or
+    /// the rate stays at exactly unity and starts are hard (the offline
+    /// renderer).
     drift_correction: bool,
     /// Scratch: per-frame interpolation positions and weights for one block.
     taps: Vec<(i64, [f32; 4])>,
@@ -355,9 +356,10 @@ impl Engine {
         (engine, handle, Retired(ret_rx))
     }
 
-    /// Keeps the read rate at exactly unity (offline rendering: there is no
-    /// device clock to follow, and the output must be sample-exact).
-    pub fn without_drift_correction(mut self) -> Engine {
+    /// For offline rendering: the read rate stays at exactly unity (there is
+    /// no device clock to follow, and the output must be sample-exact), and a
+    /// start is not faded in (an export begins exactly where asked).
+    pub fn offline(mut self) -> Engine {
         self.drift_correction = false;
         self
     }
@@ -506,8 +508,14 @@ impl Engine {
             // deadband, and unity-rate playback stays sample-exact.
             self.pos_frames = target.round();
             self.error_frames = target - self.pos_frames;
+            // Nothing was sounding: the new gains apply at once, no ramp.
+            self.gains_now = self.current.gains;
             self.audible = true;
-            self.fade_in_left = FADE_FRAMES;
+            self.fade_in_left = if self.drift_correction {
+                FADE_FRAMES
+            } else {
+                0
+            };
         } else if error.abs() > RESYNC_FRAMES || !self.drift_correction && error.abs() >= 0.5 {
             // A seek, or an error too large to slew: jump with a crossfade.
             // A jump more than a second after the timeline last changed is not

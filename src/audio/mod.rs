@@ -10,6 +10,7 @@
 
 pub mod decode;
 pub mod engine;
+pub mod render;
 
 pub use decode::{DecodeError, StemAudio, decode_file};
 pub use engine::{BlockInfo, Engine, EngineHandle, MixGains, Scheduled, Streamer};

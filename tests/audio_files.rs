@@ -1,0 +1,255 @@
+//! Decoding real files (generated here, or the small fixtures in `tests/data/`
+//! made by `tests/data/make-fixtures.sh`), bad files, and `synfony render`
+//! against an independent computation of the mix.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use synfony::audio::decode::{DecodeError, decode_file};
+use synfony::audio::render::{RenderSpec, StemRef, load_stems, render};
+
+const RATE: u32 = 48_000;
+
+fn write_wav_i16(
+    path: &Path,
+    rate: u32,
+    channels: u16,
+    frames: usize,
+    f: impl Fn(usize, u16) -> i16,
+) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..frames {
+        for c in 0..channels {
+            w.write_sample(f(i, c)).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+fn write_wav_f32(path: &Path, frames: usize, f: impl Fn(usize, u16) -> f32) {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: RATE,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..frames {
+        for c in 0..2 {
+            w.write_sample(f(i, c)).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+fn noise(i: usize, c: u16) -> i16 {
+    let mut x = (i as u32).wrapping_mul(2_654_435_761) ^ (c as u32 * 0x9e37_79b9);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x2c1b_3c6d);
+    (x >> 16) as i16
+}
+
+#[test]
+fn wav_at_the_engine_rate_passes_through_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("noise.wav");
+    write_wav_i16(&path, RATE, 2, 10_000, noise);
+    let stem = decode_file(&path, RATE).unwrap();
+    assert_eq!(stem.name, "noise");
+    assert_eq!(stem.frames(), 10_000);
+    for i in 0..10_000 {
+        for c in 0..2u16 {
+            assert_eq!(
+                stem.samples[i * 2 + c as usize],
+                noise(i, c) as f32 / 32768.0
+            );
+        }
+    }
+}
+
+/// A 1 kHz sine at 44.1 kHz mono comes out as 48 kHz stereo with the same
+/// duration and pitch.
+#[test]
+fn other_rates_and_mono_are_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sine.wav");
+    let src_rate = 44_100;
+    write_wav_i16(&path, src_rate, 1, src_rate as usize, |i, _| {
+        ((i as f64 * 1000.0 * std::f64::consts::TAU / src_rate as f64).sin() * 16000.0) as i16
+    });
+    let stem = decode_file(&path, RATE).unwrap();
+    assert_eq!((stem.source_rate_hz, stem.source_channels), (src_rate, 1));
+    assert!(
+        (stem.frames() as i64 - RATE as i64).abs() <= 1,
+        "{}",
+        stem.frames()
+    );
+    let left: Vec<f32> = stem.samples.iter().step_by(2).copied().collect();
+    let right: Vec<f32> = stem.samples.iter().skip(1).step_by(2).copied().collect();
+    assert_eq!(left, right);
+    // Rising zero crossings in the middle half: 1000 per second.
+    let mid = &left[12_000..36_000];
+    let rising = mid.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
+    assert!(
+        (499..=501).contains(&rising),
+        "{rising} rising crossings in 0.5 s"
+    );
+}
+
+/// The fixtures: a 0.5 s 440 Hz sine in each compressed format.
+#[test]
+fn every_format_decodes() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for name in ["sine.flac", "sine.mp3", "sine.ogg"] {
+        let stem = decode_file(&data.join(name), RATE).unwrap_or_else(|e| panic!("{e}"));
+        let secs = stem.frames() as f64 / RATE as f64;
+        assert!((0.45..0.6).contains(&secs), "{name}: {secs} s");
+        let peak = stem.samples.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!((0.3..0.7).contains(&peak), "{name}: peak {peak}");
+    }
+}
+
+#[test]
+fn bad_files_get_clear_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.wav");
+    std::fs::write(&empty, b"").unwrap();
+    let garbage = dir.path().join("garbage.flac");
+    std::fs::write(
+        &garbage,
+        (0..5000u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let truncated = dir.path().join("truncated.wav");
+    write_wav_i16(&truncated, RATE, 2, 1000, noise);
+    let bytes = std::fs::read(&truncated).unwrap();
+    std::fs::write(&truncated, &bytes[..30]).unwrap();
+    let missing = dir.path().join("missing.ogg");
+    for (path, check) in [
+        (
+            &empty,
+            (|e: &DecodeError| {
+                matches!(
+                    e,
+                    DecodeError::Empty { .. } | DecodeError::Unsupported { .. }
+                )
+            }) as fn(&DecodeError) -> bool,
+        ),
+        (&garbage, |e| {
+            matches!(
+                e,
+                DecodeError::Unsupported { .. } | DecodeError::Corrupt { .. }
+            )
+        }),
+        (&truncated, |e| !matches!(e, DecodeError::Open { .. })),
+        (&missing, |e| matches!(e, DecodeError::Open { .. })),
+    ] {
+        let err = decode_file(path, RATE).expect_err(&path.display().to_string());
+        assert!(check(&err), "{}: {err:?}", path.display());
+        let shown = err.to_string();
+        assert!(shown.contains(&path.display().to_string()), "{shown}");
+    }
+}
+
+/// `render` equals the mix computed independently: each stem times its gain,
+/// summed in stem order.
+#[test]
+fn render_matches_an_independent_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = |i: usize, c: u16| ((i * 31 + c as usize * 7) % 200) as f32 / 400.0 - 0.25;
+    let b = |i: usize, c: u16| ((i * 17 + c as usize * 3) % 300) as f32 / 900.0;
+    write_wav_f32(&dir.path().join("a.wav"), 30_000, a);
+    write_wav_f32(&dir.path().join("b.wav"), 20_000, b);
+    write_wav_f32(&dir.path().join("c.wav"), 30_000, |_, _| 0.5);
+    let stems = load_stems(&[dir.path().to_path_buf()], RATE).unwrap();
+    assert_eq!(
+        stems.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    let spec = RenderSpec {
+        gains_db: vec![(StemRef::Name("b".into()), -6.0)],
+        muted: vec![StemRef::Index(2)],
+        from_secs: 0.1,
+        to_secs: Some(0.6),
+        ..RenderSpec::default()
+    };
+    let mix = render(&stems, &spec).unwrap();
+    assert_eq!(mix.len(), 24_000 * 2);
+    let gb = 10f32.powf(-6.0 / 20.0);
+    for (k, v) in mix.iter().enumerate() {
+        let (i, c) = (4_800 + k / 2, (k % 2) as u16);
+        let mut expect = 0.0f32;
+        expect += a(i, c);
+        if i < 20_000 {
+            expect += b(i, c) * gb;
+        }
+        assert_eq!(*v, expect, "sample {k}");
+    }
+    // Unity gain, one stem: the file's samples, bit for bit.
+    let solo = render(&stems[..1], &RenderSpec::default()).unwrap();
+    for (k, v) in solo.iter().enumerate() {
+        assert_eq!(*v, a(k / 2, (k % 2) as u16));
+    }
+}
+
+fn synfony(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_synfony"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn render_command_writes_a_wav_and_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let stem = dir.path().join("tone.wav");
+    write_wav_i16(&stem, RATE, 2, 4_800, noise);
+    let out: PathBuf = dir.path().join("mix.wav");
+    let (code, err) = synfony(&[
+        "render",
+        stem.to_str().unwrap(),
+        "--gain",
+        "tone=-inf",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r = hound::WavReader::open(&out).unwrap();
+    assert_eq!(
+        (
+            r.spec().channels,
+            r.spec().sample_rate,
+            r.spec().bits_per_sample
+        ),
+        (2, RATE, 32)
+    );
+    assert_eq!(r.len(), 4_800 * 2);
+    // Usage errors exit 2; a missing file exits 1 naming it.
+    let (code, _) = synfony(&[
+        "render",
+        stem.to_str().unwrap(),
+        "--gain",
+        "tone=NaN",
+        "--out",
+        "x.wav",
+    ]);
+    assert_eq!(code, 2);
+    let (code, err) = synfony(&["render", "/nonexistent/drums.flac", "--out", "x.wav"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("/nonexistent/drums.flac") && err.lines().count() == 1,
+        "{err}"
+    );
+}
