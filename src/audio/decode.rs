@@ -92,6 +92,10 @@ pub fn is_audio_file(path: &Path) -> bool {
         .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// Source sample rates accepted: a rate outside this is a damaged or hostile
+/// header, and would make the resampler's buffers or the length cap absurd.
+pub const SOURCE_RATES_HZ: std::ops::RangeInclusive<u32> = 8_000..=192_000;
+
 /// The stem name of a file: its file name without the extension.
 pub fn stem_name(path: &Path) -> String {
     path.file_stem()
@@ -182,6 +186,7 @@ fn decode_stereo(path: &Path, file: File) -> Result<(Vec<f32>, u32, usize), Deco
             Err(SymphoniaError::ResetRequired) => {
                 return Err(unsupported("the stream changes format midway".into()));
             }
+            Err(SymphoniaError::Unsupported(what)) => return Err(unsupported(what.into())),
             Err(e) => return Err(corrupt(e.to_string())),
         };
         if packet.track_id != track_id {
@@ -195,13 +200,17 @@ fn decode_stereo(path: &Path, file: File) -> Result<(Vec<f32>, u32, usize), Deco
                 bad_packets += 1;
                 continue;
             }
+            Err(SymphoniaError::Unsupported(what)) => return Err(unsupported(what.into())),
             Err(e) => return Err(corrupt(e.to_string())),
         };
         let this = (buf.spec().rate(), buf.spec().channels().count());
         match spec {
             None => {
-                if this.0 == 0 || this.1 == 0 {
-                    return Err(corrupt("zero sample rate or channel count".into()));
+                if this.1 == 0 {
+                    return Err(corrupt("zero channels".into()));
+                }
+                if !SOURCE_RATES_HZ.contains(&this.0) {
+                    return Err(unsupported(format!("a sample rate of {} Hz", this.0)));
                 }
                 spec = Some(this);
             }

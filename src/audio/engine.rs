@@ -381,22 +381,23 @@ impl Engine {
         // device's own rate error).
         let ns_per_frame = 1e9 / self.rate_hz as f64 * (1.0 + map.rate);
         let s0 = map.session_ns_at(play_local_ns) as f64;
+        // A change due within a thousandth of a frame after a frame's instant
+        // lands on that frame despite rounding (the segment split agrees).
+        let slack = 1e-3 * ns_per_frame;
         let first = {
-            self.promote(s0);
+            self.promote(s0 + slack);
             self.at_block_start(s0)
         };
         let mut done = 0;
         while done < frames {
             let s = s0 + done as f64 * ns_per_frame;
             if done > 0 {
-                self.promote(s);
+                self.promote(s + slack);
                 self.at_block_start(s);
             }
             // The next pending change inside this block ends the segment.
             let mut end = frames.min(done + MAX_BLOCK_FRAMES);
             if let Some(next) = self.next_pending_at() {
-                // A change due within a thousandth of a frame of a frame's
-                // instant lands on that frame despite rounding.
                 let at = ((next as f64 - s0) / ns_per_frame - 1e-3).ceil();
                 if at > done as f64 && at < end as f64 {
                     end = at as usize;

@@ -132,6 +132,9 @@ pub fn render(stems: &[StemAudio], spec: &RenderSpec) -> Result<Vec<f32>, Render
     if stems.is_empty() {
         return Err(RenderError::NoStems);
     }
+    if stems.len() > MAX_STEMS {
+        return Err(RenderError::TooManyStems);
+    }
     let mut gains = MixGains::UNITY;
     for (stem, db) in &spec.gains_db {
         let i = stem.resolve(stems)?;
@@ -147,7 +150,8 @@ pub fn render(stems: &[StemAudio], spec: &RenderSpec) -> Result<Vec<f32>, Render
     }
     let rate = spec.rate_hz as f64;
     let longest = stems.iter().map(|s| s.frames()).max().unwrap_or(0) as f64 / rate;
-    let to = spec.to_secs.unwrap_or(longest);
+    // Past the longest stem there is only silence: the range ends there.
+    let to = spec.to_secs.map_or(longest, |t| t.min(longest));
     let from = spec.from_secs.max(0.0);
     let frames = ((to - from) * rate).round();
     if frames.is_nan() || frames < 1.0 {
