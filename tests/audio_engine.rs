@@ -207,3 +207,22 @@ fn gains_mute_and_master_apply() {
     assert_eq!(m.stems[0].peak(), 0.25);
     assert_eq!(m.master.peak(), 0.5);
 }
+
+/// A decided state becomes linear gains: −∞ dB and mute are silence, a local
+/// solo silences the stems not soloed, and the master applies on top.
+#[test]
+fn gains_follow_the_decided_state_and_local_solo() {
+    let mut state = synfony::session::SessionState::new(60 * SEC, 4);
+    state.channels[0].gain_db = -6.0;
+    state.channels[1].gain_db = f32::NEG_INFINITY;
+    state.channels[2].muted = true;
+    state.master.gain_db = 6.0;
+    let g = MixGains::from_state(&state, &[]);
+    assert!((g.stems[0] - 0.501_187).abs() < 1e-5, "{}", g.stems[0]);
+    assert_eq!(&g.stems[1..4], &[0.0, 0.0, 1.0]);
+    assert!((g.master - 1.995_262).abs() < 1e-5);
+    let soloed = MixGains::from_state(&state, &[false, false, false, true]);
+    assert_eq!(&soloed.stems[0..4], &[0.0, 0.0, 0.0, 1.0]);
+    state.master.muted = true;
+    assert_eq!(MixGains::from_state(&state, &[]).master, 0.0);
+}

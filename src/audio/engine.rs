@@ -364,18 +364,18 @@ impl Engine {
         self
     }
 
-    pub fn rate_hz(&self) -> u32 {
-        self.rate_hz
-    }
-
     /// Renders interleaved stereo into `out`, whose first frame leaves the
     /// speaker at local time `play_local_ns`. Real-time safe.
     pub fn render(&mut self, out: &mut [f32], play_local_ns: i64) -> BlockInfo {
         self.drain_commands();
         let frames = out.len() / CHANNELS;
         let Some(map) = self.map else {
+            // Not synced yet: nothing has a place on the timeline.
             out.fill(0.0);
-            return self.finish_block(false);
+            return self.publish(BlockInfo {
+                pos_frames: self.pos_frames.round() as i64,
+                playing: false,
+            });
         };
         // Session ns per device frame, nominally (the drift loop absorbs the
         // device's own rate error).
@@ -384,10 +384,8 @@ impl Engine {
         // A change due within a thousandth of a frame after a frame's instant
         // lands on that frame despite rounding (the segment split agrees).
         let slack = 1e-3 * ns_per_frame;
-        let first = {
-            self.promote(s0 + slack);
-            self.at_block_start(s0)
-        };
+        self.promote(s0 + slack);
+        let info = self.at_block_start(s0);
         let mut done = 0;
         while done < frames {
             let s = s0 + done as f64 * ns_per_frame;
@@ -398,7 +396,7 @@ impl Engine {
             // The next pending change inside this block ends the segment.
             let mut end = frames.min(done + MAX_BLOCK_FRAMES);
             if let Some(next) = self.next_pending_at() {
-                let at = ((next as f64 - s0) / ns_per_frame - 1e-3).ceil();
+                let at = ((next as f64 - slack - s0) / ns_per_frame).ceil();
                 if at > done as f64 && at < end as f64 {
                     end = at as usize;
                 }
@@ -406,24 +404,17 @@ impl Engine {
             self.render_segment(&mut out[done * CHANNELS..end * CHANNELS]);
             done = end;
         }
-        let info = BlockInfo {
-            pos_frames: first.0,
-            playing: first.1,
-        };
+        self.publish(info)
+    }
+
+    /// Counts the block and publishes what it played.
+    fn publish(&self, info: BlockInfo) -> BlockInfo {
         self.stats.blocks.fetch_add(1, Ordering::Relaxed);
         self.stats.playing.store(info.playing, Ordering::Relaxed);
         self.stats
             .pos_frames
             .store(info.pos_frames, Ordering::Relaxed);
         info
-    }
-
-    fn finish_block(&mut self, playing: bool) -> BlockInfo {
-        self.stats.blocks.fetch_add(1, Ordering::Relaxed);
-        BlockInfo {
-            pos_frames: self.pos_frames.round() as i64,
-            playing,
-        }
     }
 
     fn drain_commands(&mut self) {
@@ -484,7 +475,7 @@ impl Engine {
     /// Compares where we are with where the timeline says we should be at
     /// session time `s`, and decides: follow (steer the rate), jump, start or
     /// stop. Returns the position and playing state the segment starts with.
-    fn at_block_start(&mut self, s: f64) -> (i64, bool) {
+    fn at_block_start(&mut self, s: f64) -> BlockInfo {
         let target = target_position_frames(&self.current.timeline, s, self.rate_hz);
         let playing = self.current.timeline.playing;
         if !playing {
@@ -495,7 +486,10 @@ impl Engine {
             self.pos_frames = target;
             self.error_frames = 0.0;
             self.stats.error_ns.store(0, Ordering::Relaxed);
-            return (target.round() as i64, false);
+            return BlockInfo {
+                pos_frames: target.round() as i64,
+                playing: false,
+            };
         }
         let error = target - self.pos_frames;
         self.error_frames = error;
@@ -529,7 +523,10 @@ impl Engine {
             self.pos_frames = target.round();
             self.error_frames = target - self.pos_frames;
         }
-        (self.pos_frames.round() as i64, true)
+        BlockInfo {
+            pos_frames: self.pos_frames.round() as i64,
+            playing: true,
+        }
     }
 
     /// The read rate for a segment of `frames` frames, from the drift loop.

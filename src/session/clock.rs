@@ -64,6 +64,13 @@ struct Sample {
     value_ns: i64,
 }
 
+impl Sample {
+    /// Whether the sample is recent enough to fit, given the newest one.
+    fn is_fresh(&self, newest_local_ns: i64) -> bool {
+        newest_local_ns.saturating_sub(self.local_ns) <= MAX_SAMPLE_AGE_NS
+    }
+}
+
 /// The fitted relation between our clock and a remote peer's clock.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ClockEstimate {
@@ -299,7 +306,7 @@ fn fit(outbound: &VecDeque<Sample>, inbound: &VecDeque<Sample>) -> Option<ClockE
     let h = |rho: f64| c_f(rho) + c_b(rho);
     // The mean height of the samples above the envelope at rate `rho`: how much a
     // sample is typically delayed by queueing, the scale of the envelope's error.
-    let fresh = |s: &&Sample| newest.saturating_sub(s.local_ns) <= MAX_SAMPLE_AGE_NS;
+    let fresh = |s: &&Sample| s.is_fresh(newest);
     let n = outbound.iter().filter(fresh).count() + inbound.iter().filter(fresh).count();
     let per_direction = (n as f64 / 2.0).max(1.0);
     let mean_excess = |rho: f64| {
@@ -349,10 +356,7 @@ fn fit(outbound: &VecDeque<Sample>, inbound: &VecDeque<Sample>) -> Option<ClockE
 /// exact to well under a nanosecond. `samples` is sorted by local time.
 fn lower_hull(samples: &VecDeque<Sample>, newest: i64) -> Vec<(f64, f64)> {
     let mut hull: Vec<(f64, f64)> = Vec::new();
-    for s in samples
-        .iter()
-        .filter(|s| newest.saturating_sub(s.local_ns) <= MAX_SAMPLE_AGE_NS)
-    {
+    for s in samples.iter().filter(|s| s.is_fresh(newest)) {
         let p = ((s.local_ns - newest) as f64, s.value_ns as f64);
         while let [.., a, b] = hull[..] {
             // Drop b unless it lies strictly below the chord from a to p.
