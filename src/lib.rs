@@ -11,6 +11,7 @@
 //! - [`sim`]: a deterministic simulator that runs many sessions in virtual time.
 
 pub mod audio;
+pub mod host_clock;
 pub mod message;
 pub mod session;
 pub mod sim;

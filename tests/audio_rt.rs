@@ -79,3 +79,38 @@ fn render_never_allocates() {
             > 0
     );
 }
+
+/// What a backend calls per buffer (clock mapping, render, the report line
+/// pushed to its ring, even when the ring is full) allocates nothing either.
+#[test]
+fn play_block_never_allocates() {
+    use std::sync::Arc;
+    use synfony::audio::output::{OutputConfig, OutputStats, Player};
+    use synfony::host_clock::LocalClock;
+
+    let s = StemAudio::from_interleaved("s", 48_000, vec![0.1; 48_000 * CHANNELS]);
+    let (engine, mut handle, _retired) = Engine::new(vec![Streamer::local(&s)], 48_000);
+    handle.set_map(SessionMap::starting_at(0)).unwrap();
+    handle.schedule_raw(state(0, true, 0, 1.0)).unwrap();
+    let cfg = OutputConfig {
+        clock: LocalClock::skewed(12.5, 40.0, 0).unwrap(),
+        latency_offset_ns: 3_000_000,
+        ..OutputConfig::default()
+    };
+    let (tx, _rx) = rtrb::RingBuffer::new(4);
+    let stats = Arc::new(OutputStats::default());
+    let mut player = Player::new(engine, &cfg, Some(tx), stats.clone());
+    let mut out = vec![0.0f32; 2400 * CHANNELS];
+    for k in 0..10i64 {
+        assert_no_alloc(|| {
+            player.play_block(&mut out, k * 50_000_000);
+        });
+    }
+    // The ring held 4 lines; the other 6 were counted, not blocked on.
+    assert_eq!(
+        stats
+            .report_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        6
+    );
+}

@@ -10,6 +10,7 @@
 
 pub mod decode;
 pub mod engine;
+pub mod output;
 pub mod render;
 
 pub use decode::{DecodeError, StemAudio, decode_file};
