@@ -10,6 +10,7 @@
 //! - [`message`]: the message catalogue peers exchange;
 //! - [`sim`]: a deterministic simulator that runs many sessions in virtual time.
 
+pub mod assets;
 pub mod audio;
 pub mod host_clock;
 pub mod message;

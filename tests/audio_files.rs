@@ -253,3 +253,31 @@ fn render_command_writes_a_wav_and_fails_clearly() {
         "{err}"
     );
 }
+
+/// The bundled demo song loads: four 40 s stems at 48 kHz, and the impulse
+/// track carries its markers exactly (what the sync bench relies on).
+#[test]
+fn the_bundled_demo_song_and_click_tracks_decode() {
+    use synfony::assets::{IMPULSE_MARKER, IMPULSE_SPACING_FRAMES, click_dir, demo_song_dir};
+    let paths = synfony::audio::render::expand_stem_paths(&[demo_song_dir()]).unwrap();
+    let stems = load_stems(&paths, 48_000).unwrap();
+    let names: Vec<_> = stems.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["bass", "drums", "keys", "lead"]);
+    for s in &stems {
+        assert_eq!(s.frames(), 40 * 48_000, "{}", s.name);
+        assert_eq!(s.source_rate_hz, 48_000);
+    }
+    let imp = decode_file(&click_dir().join("impulses.flac"), 48_000).unwrap();
+    let s16 = |x: f32| (x * 32768.0) as i16;
+    let mut found = 0;
+    for (f, frame) in imp.samples.chunks(2).enumerate() {
+        if f % IMPULSE_SPACING_FRAMES == 0 {
+            assert_eq!(s16(frame[0]), IMPULSE_MARKER, "frame {f}");
+            assert_eq!(s16(frame[1]) as usize, f / IMPULSE_SPACING_FRAMES + 1);
+            found += 1;
+        } else {
+            assert_eq!(frame, [0.0, 0.0], "frame {f}");
+        }
+    }
+    assert_eq!(found, 400);
+}

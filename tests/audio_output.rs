@@ -22,8 +22,8 @@ const MS: i64 = 1_000_000;
 fn marker_stem(frames: usize) -> StemAudio {
     let mut s = Vec::with_capacity(frames * CHANNELS);
     for i in 0..frames {
-        s.push((i % 32768) as f32 / 32767.0);
-        s.push((i / 32768) as f32 / 32767.0);
+        s.push((i % 32768) as f32 / 32768.0);
+        s.push((i / 32768) as f32 / 32768.0);
     }
     StemAudio::from_interleaved("marker", 48_000, s)
 }

@@ -463,10 +463,12 @@ impl Sink {
     }
 }
 
-/// A float sample to s16, rounded and clipped (TPDF dither is not worth it for
-/// a measurement path; the sync bench reads marker values exactly).
+/// A float sample to s16, rounded and clipped, on the scale symphonia decodes
+/// s16 with (÷ 32768): a 16-bit stem at unity gain comes out of the raw sink
+/// exactly as it is in its file. (No dither: the sync bench reads marker values
+/// exactly.)
 pub fn f32_to_s16(s: f32) -> i16 {
-    (s * 32767.0).round().clamp(-32768.0, 32767.0) as i16
+    (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16
 }
 
 /// Sleeps until monotonic instant `t_ns` (absolute, so sleeps never add up).
