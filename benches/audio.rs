@@ -35,7 +35,11 @@ fn stems(n: usize) -> Vec<Streamer> {
                     (x as f32 / u32::MAX as f32 - 0.5) * 0.1
                 })
                 .collect();
-            Streamer::local(&StemAudio::from_interleaved(&format!("s{k}"), RATE, samples))
+            Streamer::local(&StemAudio::from_interleaved(
+                &format!("s{k}"),
+                RATE,
+                samples,
+            ))
         })
         .collect()
 }

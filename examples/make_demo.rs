@@ -182,15 +182,20 @@ fn bass() -> Track {
             let len = BEAT_SECS / 2.0 * 0.9;
             let mut phase = 0.0;
             let mut lp = 0.0;
-            t.add(bar as f64 * BAR_SECS + k as f64 * BEAT_SECS / 2.0, len, 0.0, |s| {
-                phase = (phase + f / RATE as f64) % 1.0;
-                let saw = 2.0 * phase - 1.0;
-                // One-pole low-pass closing after the attack.
-                let cutoff = 300.0 + 1500.0 * (-s / 0.05).exp();
-                let a = 1.0 - (-TAU * cutoff / RATE as f64).exp();
-                lp += a * (saw - lp);
-                0.3 * lv * lp * env(s, len, 0.004, 0.02)
-            });
+            t.add(
+                bar as f64 * BAR_SECS + k as f64 * BEAT_SECS / 2.0,
+                len,
+                0.0,
+                |s| {
+                    phase = (phase + f / RATE as f64) % 1.0;
+                    let saw = 2.0 * phase - 1.0;
+                    // One-pole low-pass closing after the attack.
+                    let cutoff = 300.0 + 1500.0 * (-s / 0.05).exp();
+                    let a = 1.0 - (-TAU * cutoff / RATE as f64).exp();
+                    lp += a * (saw - lp);
+                    0.3 * lv * lp * env(s, len, 0.004, 0.02)
+                },
+            );
         }
     }
     t

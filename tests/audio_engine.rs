@@ -226,3 +226,91 @@ fn gains_follow_the_decided_state_and_local_solo() {
     state.master.muted = true;
     assert_eq!(MixGains::from_state(&state, &[]).master, 0.0);
 }
+
+/// A constant stem (left = right = `v`) of `frames` frames.
+fn constant_stem(name: &str, frames: usize, v: f32) -> StemAudio {
+    StemAudio::from_interleaved(name, RATE, vec![v; frames * CHANNELS])
+}
+
+#[test]
+fn a_stem_shorter_than_the_song_falls_silent_and_the_others_play_on() {
+    let short = constant_stem("short", RATE as usize, 0.25);
+    let long = constant_stem("long", 3 * RATE as usize, 0.5);
+    let (mut e, mut h) = engine(&[short, long]);
+    h.schedule_raw(play_from(0, 0)).unwrap();
+    let (out, reports) = run(&mut e, 0, 480, 350, 0.0);
+    let at = |secs_x100: usize| out[secs_x100 * 480 * CHANNELS];
+    assert_eq!(at(50), 0.75, "both stems at 0.5 s");
+    assert_eq!(at(150), 0.5, "only the long one at 1.5 s");
+    assert_eq!(at(340), 0.0, "past both at 3.4 s");
+    // The playhead runs on past the end: the song's length is the session's
+    // business (it clamps seeks), not the engine's.
+    assert!(reports.last().unwrap().2);
+    assert_eq!(
+        h.stats.underruns.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
+fn a_seek_past_the_end_plays_silence_and_a_seek_back_plays_again() {
+    let stem = ramp_stem(2 * RATE as usize);
+    let (mut e, mut h) = engine(std::slice::from_ref(&stem));
+    h.schedule_raw(play_from(0, 0)).unwrap();
+    h.schedule_raw(play_from(SEC / 10, 3600 * SEC)).unwrap();
+    h.schedule_raw(play_from(SEC / 5, SEC)).unwrap();
+    let (out, reports) = run(&mut e, 0, 480, 40, 0.0);
+    // 0.1–0.2 s: an hour in, after the seek's fade-out: silence.
+    let past_end = &out[(10 * 480 + FADE_FRAMES as usize) * CHANNELS..20 * 480 * CHANNELS];
+    assert!(past_end.iter().all(|&v| v == 0.0));
+    assert_eq!(reports[15].1, 3600 * RATE as i64 + 5 * 480);
+    // Back at 1 s of song from 0.2 s on.
+    let i = 30 * 480;
+    assert_eq!(
+        frame_of(out[i * CHANNELS]),
+        (RATE as usize + i - 20 * 480) as f64
+    );
+}
+
+#[test]
+fn a_remote_stem_plays_what_has_arrived_and_buffers_the_rest() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+    use synfony::audio::RemoteStem;
+    use synfony::audio::streamer::CHUNK_FRAMES;
+
+    let local = ramp_stem(4 * RATE as usize);
+    let frames = 4 * RATE as usize;
+    let remote = Arc::new(RemoteStem::new(frames));
+    let chunk = |c: usize| vec![0.5f32; (frames - c * CHUNK_FRAMES).min(CHUNK_FRAMES) * CHANNELS];
+    // Everything but chunks 2 and 3 (0.2–0.4 s) has arrived.
+    for c in (0..remote.chunks()).filter(|c| ![2, 3].contains(c)) {
+        remote.fill(c, &chunk(c)).unwrap();
+    }
+    let stems = vec![
+        Streamer::local(&local),
+        Streamer::remote("remote", remote.clone()),
+    ];
+    let (mut e, mut h, _r) = Engine::new(stems, RATE);
+    h.set_map(SessionMap::starting_at(0)).unwrap();
+    h.schedule_raw(play_from(0, 0)).unwrap();
+    // 0–0.25 s: in 0.2–0.25 the remote stem is silent, the local one plays on
+    // in step; the stem is buffering and the gap is counted.
+    let (out, _) = run(&mut e, 0, 480, 25, 0.0);
+    assert_eq!(frame_of(out[1000 * CHANNELS] - 0.5), 1000.0, "both");
+    let gap = 2 * CHUNK_FRAMES + 480;
+    assert_eq!(frame_of(out[gap * CHANNELS]), gap as f64, "local only");
+    assert!(h.meters.stems[1].buffering());
+    assert!(!h.meters.stems[0].buffering());
+    assert_eq!(h.all().buffering_stems, 1);
+    assert!(h.stats.underruns.load(Relaxed) > 0);
+    // The missing chunks arrive at 0.25 s: from the next block the stem is
+    // back, in step with the timeline.
+    remote.fill(2, &chunk(2)).unwrap();
+    remote.fill(3, &chunk(3)).unwrap();
+    let mut block = vec![0.0f32; 480 * CHANNELS];
+    e.render(&mut block, SEC / 4);
+    assert_eq!(frame_of(block[0] - 0.5), (RATE / 4) as f64);
+    assert!(!h.meters.stems[1].buffering());
+    assert_eq!(h.all().buffering_stems, 0);
+}

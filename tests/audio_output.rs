@@ -110,7 +110,10 @@ fn check_schedule(r: &Run, cfg: &OutputConfig, tolerance_frames: f64) {
     let period_ns = DEFAULT_PERIOD_FRAMES as f64 * 1e9 / RATE / (1.0 + cfg.device_drift_ppm * 1e-6);
     for w in r.report.windows(2) {
         let dt = (w[1].mono_ns - w[0].mono_ns) as f64;
-        assert!((dt - period_ns).abs() <= 1.0, "spacing {dt} ns, want {period_ns}");
+        assert!(
+            (dt - period_ns).abs() <= 1.0,
+            "spacing {dt} ns, want {period_ns}"
+        );
     }
     let playing: Vec<_> = r.report.iter().filter(|l| l.playing).collect();
     assert!(playing.len() >= 5, "{:?}", r.report);
@@ -267,7 +270,10 @@ fn output_kinds_parse_and_bad_ones_say_what_is_expected() {
     );
     for bad in ["", "nul", "wav:", "raw:", "file:x", "pulse"] {
         let e = bad.parse::<OutputKind>().unwrap_err().to_string();
-        assert!(e.contains("device, null, wav:PATH or raw:PATH"), "{bad}: {e}");
+        assert!(
+            e.contains("device, null, wav:PATH or raw:PATH"),
+            "{bad}: {e}"
+        );
     }
 }
 
@@ -297,9 +303,7 @@ fn bad_periods_drifts_and_sink_paths_are_refused_clearly() {
 fn the_device_backend_opens_or_says_why_not() {
     let (engine, _h, _r) = Engine::new(vec![], 48_000);
     let cfg = OutputConfig::default();
-    match output::backend(&OutputKind::Device, &cfg)
-        .and_then(|b| output::start(b, engine, &cfg))
-    {
+    match output::backend(&OutputKind::Device, &cfg).and_then(|b| output::start(b, engine, &cfg)) {
         Ok(running) => {
             std::thread::sleep(std::time::Duration::from_millis(200));
             running.stop();

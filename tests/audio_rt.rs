@@ -29,13 +29,20 @@ fn state(at: i64, playing: bool, pos: i64, gain: f32) -> Scheduled {
 
 #[test]
 fn render_never_allocates() {
-    let stems: Vec<Streamer> = (0..8)
+    let mut stems: Vec<Streamer> = (0..8)
         .map(|i| {
             let s =
                 StemAudio::from_interleaved(&format!("s{i}"), 48_000, vec![0.1; 96_000 * CHANNELS]);
             Streamer::local(&s)
         })
         .collect();
+    // A remote stem with every other chunk missing: buffering costs nothing.
+    let remote = std::sync::Arc::new(synfony::audio::RemoteStem::new(96_000));
+    for c in (0..remote.chunks()).step_by(2) {
+        let n = (96_000 - c * 4800).min(4800);
+        remote.fill(c, &vec![0.2; n * CHANNELS]).unwrap();
+    }
+    stems.push(Streamer::remote("remote", remote));
     let (mut engine, mut handle, mut retired) = Engine::new(stems, 48_000);
     handle
         .set_map(SessionMap {

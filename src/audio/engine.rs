@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use crate::session::{MAX_STEMS, SessionMap, SessionState, Timeline};
 
 use super::CHANNELS;
-use super::decode::StemAudio;
+use super::streamer::{Frames, LocalFrames, Source, Streamer};
 
 /// A position error beyond this (5 ms at 48 kHz) is jumped, not slewed.
 pub const RESYNC_FRAMES: f64 = 240.0;
@@ -132,9 +132,15 @@ pub struct Meters {
 pub struct Meter {
     peak: AtomicU32,
     rms: AtomicU32,
+    buffering: AtomicBool,
 }
 
 impl Meter {
+    /// A remote stem whose data was missing where the playhead needed it
+    /// (it plays silence until the data arrives).
+    pub fn buffering(&self) -> bool {
+        self.buffering.load(Ordering::Relaxed)
+    }
     pub fn peak(&self) -> f32 {
         f32::from_bits(self.peak.load(Ordering::Relaxed))
     }
@@ -154,7 +160,8 @@ pub struct EngineStats {
     pub blocks: AtomicU64,
     /// Jumps made to correct a large error (not counting seeks and starts).
     pub resyncs: AtomicU64,
-    /// Blocks in which a stem had no data where it should have played.
+    /// Segments (about one per block) in which a stem had no data where it
+    /// should have played.
     pub underruns: AtomicU64,
     /// Commands refused because the pending list was full.
     pub dropped_commands: AtomicU64,
@@ -167,38 +174,17 @@ pub struct EngineStats {
     pub pos_frames: AtomicI64,
 }
 
-/// A stem as the engine reads it: a Streamer channel. Local stems hold their
-/// whole decoded audio; remote ones (issue "remote stems") will hold what has
-/// arrived, and read as silence where data is missing.
-#[derive(Clone, Debug)]
-pub struct Streamer {
-    pub name: String,
-    samples: Arc<[f32]>,
-}
-
-impl Streamer {
-    pub fn local(audio: &StemAudio) -> Streamer {
-        Streamer {
-            name: audio.name.clone(),
-            samples: audio.samples.clone(),
-        }
-    }
-
-    pub fn frames(&self) -> i64 {
-        (self.samples.len() / CHANNELS) as i64
-    }
-
-    #[inline]
-    fn frame(&self, i: i64) -> (f32, f32) {
-        if i < 0 {
-            return (0.0, 0.0);
-        }
-        let at = i as usize * CHANNELS;
-        match self.samples.get(at..at + CHANNELS) {
-            Some(s) => (s[0], s[1]),
-            None => (0.0, 0.0),
-        }
-    }
+/// The *All* channel as the engine sees it: the aggregate of every stem.
+/// Every stem shares one playhead, so the average position across channels
+/// is the playhead itself; the level is the master bus after the master gain.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AllStatus {
+    pub pos_frames: i64,
+    pub playing: bool,
+    pub peak: f32,
+    pub rms: f32,
+    /// Stems playing silence because their data has not arrived.
+    pub buffering_stems: usize,
 }
 
 /// The control side of an engine.
@@ -241,6 +227,17 @@ impl EngineHandle {
 
     pub fn stem_names(&self) -> &[String] {
         &self.stem_names
+    }
+
+    /// The All view: the aggregate of every channel.
+    pub fn all(&self) -> AllStatus {
+        AllStatus {
+            pos_frames: self.stats.pos_frames.load(Ordering::Relaxed),
+            playing: self.stats.playing.load(Ordering::Relaxed),
+            peak: self.meters.master.peak(),
+            rms: self.meters.master.rms(),
+            buffering_stems: self.meters.stems.iter().filter(|m| m.buffering()).count(),
+        }
     }
 
     fn send(&mut self, c: Command) -> Result<(), EngineError> {
@@ -563,7 +560,7 @@ impl Engine {
         if self.audible {
             fill_taps(&mut self.taps, self.pos_frames, ratio, frames);
             self.pos_frames += ratio * frames as f64;
-            mix_into(
+            let missing = mix_into(
                 &mut self.mix[..frames * CHANNELS],
                 &self.stems,
                 &self.taps,
@@ -571,6 +568,9 @@ impl Engine {
                 &self.current.gains,
                 Some(&self.meters),
             );
+            if missing {
+                self.stats.underruns.fetch_add(1, Ordering::Relaxed);
+            }
         } else {
             self.mix[..frames * CHANNELS].fill(0.0);
         }
@@ -581,7 +581,7 @@ impl Engine {
             fade_out_len = (left as usize).min(frames);
             fill_taps(&mut self.taps, pos, 1.0, fade_out_len);
             let gains = self.gains_now;
-            mix_into(
+            let _ = mix_into(
                 &mut self.fade_buf[..fade_out_len * CHANNELS],
                 &self.stems,
                 &self.taps,
@@ -676,7 +676,8 @@ fn fill_taps(taps: &mut Vec<(i64, [f32; 4])>, pos: f64, ratio: f64, frames: usiz
 }
 
 /// Mixes every stem at the given taps into `out` (overwritten), each with its
-/// gain ramped from `from` to `to`, and stores each stem's meter.
+/// gain ramped from `from` to `to`, and stores each stem's meter and buffering
+/// state. Returns whether a stem's data was missing where it should play.
 fn mix_into(
     out: &mut [f32],
     stems: &[Streamer],
@@ -684,40 +685,72 @@ fn mix_into(
     from: &MixGains,
     to: &MixGains,
     meters: Option<&Meters>,
-) {
+) -> bool {
     let meter = |k: usize| meters.and_then(|m| m.stems.get(k));
     out.fill(0.0);
-    let n = taps.len();
+    let (Some(first), Some(last)) = (taps.first(), taps.last()) else {
+        return false;
+    };
+    // The frames the cubic taps touch.
+    let (lo, hi) = (first.0 - 1, last.0 + 2);
+    let mut missing = false;
     for (k, stem) in stems.iter().enumerate().take(MAX_STEMS) {
         let (g0, g1) = (from.stems[k], to.stems[k]);
-        if g0 == 0.0 && g1 == 0.0 {
-            if let Some(m) = meter(k) {
-                m.store(0.0, 0.0);
-            }
-            continue;
-        }
-        let (mut peak, mut sum) = (0f32, 0f64);
-        for (i, &(base, w)) in taps.iter().enumerate() {
-            let (l, r) = if w == [0.0, 1.0, 0.0, 0.0] {
-                stem.frame(base)
-            } else {
-                let mut acc = (0.0f32, 0.0f32);
-                for (j, wj) in w.iter().enumerate() {
-                    let (a, b) = stem.frame(base - 1 + j as i64);
-                    acc.0 += wj * a;
-                    acc.1 += wj * b;
-                }
-                acc
-            };
-            let g = ramp(g0, g1, i, n);
-            let (l, r) = if g == 1.0 { (l, r) } else { (l * g, r * g) };
-            out[i * CHANNELS] += l;
-            out[i * CHANNELS + 1] += r;
-            peak = peak.max(l.abs()).max(r.abs());
-            sum += (l as f64) * (l as f64) + (r as f64) * (r as f64);
-        }
+        let present = match &stem.source {
+            Source::Local(_) => true,
+            Source::Remote(r) => r.covers(lo, hi),
+        };
         if let Some(m) = meter(k) {
-            m.store(peak, (sum / (n * CHANNELS).max(1) as f64).sqrt() as f32);
+            m.buffering.store(!present, Ordering::Relaxed);
+        }
+        if !present {
+            missing |= g0 != 0.0 || g1 != 0.0;
+        }
+        let (peak, rms) = if (g0 == 0.0 && g1 == 0.0) || !present {
+            (0.0, 0.0)
+        } else {
+            match &stem.source {
+                Source::Local(s) => mix_stem(out, &LocalFrames(s), taps, g0, g1),
+                Source::Remote(r) => mix_stem(out, &**r, taps, g0, g1),
+            }
+        };
+        if let Some(m) = meter(k) {
+            m.store(peak, rms);
         }
     }
+    missing
+}
+
+/// Adds one stem at the given taps into `out`, its gain ramped from `g0` to
+/// `g1`; returns its peak and RMS.
+#[inline]
+fn mix_stem<F: Frames>(
+    out: &mut [f32],
+    stem: &F,
+    taps: &[(i64, [f32; 4])],
+    g0: f32,
+    g1: f32,
+) -> (f32, f32) {
+    let n = taps.len();
+    let (mut peak, mut sum) = (0f32, 0f64);
+    for (i, &(base, w)) in taps.iter().enumerate() {
+        let (l, r) = if w == [0.0, 1.0, 0.0, 0.0] {
+            stem.frame(base)
+        } else {
+            let mut acc = (0.0f32, 0.0f32);
+            for (j, wj) in w.iter().enumerate() {
+                let (a, b) = stem.frame(base - 1 + j as i64);
+                acc.0 += wj * a;
+                acc.1 += wj * b;
+            }
+            acc
+        };
+        let g = ramp(g0, g1, i, n);
+        let (l, r) = if g == 1.0 { (l, r) } else { (l * g, r * g) };
+        out[i * CHANNELS] += l;
+        out[i * CHANNELS + 1] += r;
+        peak = peak.max(l.abs()).max(r.abs());
+        sum += (l as f64) * (l as f64) + (r as f64) * (r as f64);
+    }
+    (peak, (sum / (n * CHANNELS).max(1) as f64).sqrt() as f32)
 }

@@ -12,9 +12,11 @@ pub mod decode;
 pub mod engine;
 pub mod output;
 pub mod render;
+pub mod streamer;
 
 pub use decode::{DecodeError, StemAudio, decode_file};
-pub use engine::{BlockInfo, Engine, EngineHandle, MixGains, Scheduled, Streamer};
+pub use engine::{AllStatus, BlockInfo, Engine, EngineHandle, MixGains, Scheduled};
+pub use streamer::{RemoteStem, Streamer};
 
 /// The engine's sample rate.
 pub const ENGINE_RATE_HZ: u32 = 48_000;

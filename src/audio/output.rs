@@ -79,9 +79,7 @@ impl FromStr for OutputKind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error(
-        "unknown output '{0}': expected device, null, wav:PATH or raw:PATH"
-    )]
+    #[error("unknown output '{0}': expected device, null, wav:PATH or raw:PATH")]
     Kind(String),
     #[error("--period-frames {0} is out of range ({min}..={max})", min = PERIOD_FRAMES_RANGE.start(), max = PERIOD_FRAMES_RANGE.end())]
     Period(usize),
@@ -634,7 +632,9 @@ impl Output for CpalDevice {
                             .playback
                             .checked_duration_since(ts.callback)
                             .map_or(0, |d| d.as_nanos() as i64);
-                        cb_stats.device_latency_ns.store(delay_ns, Ordering::Relaxed);
+                        cb_stats
+                            .device_latency_ns
+                            .store(delay_ns, Ordering::Relaxed);
                         let play = monotonic_ns() + delay_ns;
                         // The engine splits long buffers itself; the frame
                         // count here is whole (CHANNELS-interleaved).
@@ -660,7 +660,9 @@ impl Output for CpalDevice {
                             }
                         }
                     };
-                    let stream = match self.device.build_output_stream(config, data, on_error, None)
+                    let stream = match self
+                        .device
+                        .build_output_stream(config, data, on_error, None)
                     {
                         Ok(s) => s,
                         Err(e) => {
@@ -669,9 +671,9 @@ impl Output for CpalDevice {
                                 | cpal::ErrorKind::HostUnavailable => {
                                     OutputError::NoDevice(e.to_string())
                                 }
-                                _ => device_err(format!(
-                                    "cannot open 48 kHz stereo f32 output: {e}"
-                                )),
+                                _ => {
+                                    device_err(format!("cannot open 48 kHz stereo f32 output: {e}"))
+                                }
                             }));
                             return;
                         }

@@ -8,7 +8,8 @@ use crate::session::{MAX_STEMS, SessionMap, Timeline};
 
 use super::CHANNELS;
 use super::decode::{DecodeError, StemAudio, decode_file, is_audio_file};
-use super::engine::{Engine, MixGains, Scheduled, Streamer, db_to_gain};
+use super::engine::{Engine, MixGains, Scheduled, db_to_gain};
+use super::streamer::Streamer;
 
 /// What to render.
 #[derive(Clone, Debug, PartialEq)]
