@@ -2,7 +2,7 @@
 //! the frame after play, seek and pause; sample-exact unity playback; drift
 //! correction under ±500 ppm of device drift.
 
-use synfony::audio::engine::{FADE_FRAMES, MAX_RATIO_PPM};
+use synfony::audio::engine::{FADE_FRAMES, GAIN_RAMP_FRAMES, MAX_RATIO_PPM};
 use synfony::audio::{CHANNELS, Engine, EngineHandle, MixGains, Scheduled, StemAudio, Streamer};
 use synfony::session::{SessionMap, Timeline};
 
@@ -313,4 +313,76 @@ fn a_remote_stem_plays_what_has_arrived_and_buffers_the_rest() {
     assert_eq!(frame_of(block[0] - 0.5), (RATE / 4) as f64);
     assert!(!h.meters.stems[1].buffering());
     assert_eq!(h.all().buffering_stems, 0);
+}
+
+/// The largest step between consecutive output samples (left channel) over
+/// `range`: a click shows up as a step far above the signal's own slope.
+fn max_step(out: &[f32], range: std::ops::Range<usize>) -> f32 {
+    range
+        .map(|i| (out[(i + 1) * CHANNELS] - out[i * CHANNELS]).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn of_two_states_for_one_instant_the_later_sent_wins() {
+    let stem = ramp_stem(40 * RATE as usize);
+    let (mut e, mut h) = engine(std::slice::from_ref(&stem));
+    h.schedule_raw(play_from(SEC / 20, 0)).unwrap();
+    h.schedule_raw(play_from(SEC / 10, SEC)).unwrap();
+    // Past 50 ms the first state's slot is free again; the correction for the
+    // 100 ms instant lands in it, before the older state in slot order.
+    let (_, _) = run(&mut e, 0, 480, 6, 0.0);
+    h.schedule_raw(play_from(SEC / 10, 30 * SEC)).unwrap();
+    let (out, _) = run(&mut e, 6 * 480 * SEC / RATE as i64, 480, 10, 0.0);
+    // At 100 ms + fade: 30 s of song, not 1 s.
+    let i = 4 * 480 + FADE_FRAMES as usize;
+    assert_eq!(
+        frame_of(out[i * CHANNELS]),
+        (30 * RATE as usize + i - 4 * 480) as f64
+    );
+}
+
+#[test]
+fn a_gain_change_ramps_over_a_fixed_length_whatever_the_block_split() {
+    let stem = constant_stem("c", 2 * RATE as usize, 0.5);
+    let (mut e, mut h) = engine(&[stem]);
+    h.schedule_raw(play_from(0, 0)).unwrap();
+    // Mute one frame before a block boundary: a one-frame segment.
+    let at = 10 * 480 + 479;
+    let mut muted = play_from(0, 0);
+    muted.apply_at_session_ns = at as i64 * SEC / RATE as i64;
+    muted.gains.stems[0] = 0.0;
+    h.schedule_raw(muted).unwrap();
+    let (out, _) = run(&mut e, 0, 480, 20, 0.0);
+    let steady = 0.5 / GAIN_RAMP_FRAMES as f32;
+    let step = max_step(&out, FADE_FRAMES as usize..19 * 480);
+    assert!(
+        step <= steady * 1.01,
+        "step {step}, a ramp step is {steady}"
+    );
+    assert_eq!(out[(at + GAIN_RAMP_FRAMES as usize) * CHANNELS], 0.0);
+    assert!(out[(at + 100) * CHANNELS] > 0.2, "still ramping down");
+}
+
+#[test]
+fn a_jump_during_a_crossfade_stays_continuous() {
+    let stem = ramp_stem(40 * RATE as usize);
+    let (mut e, mut h) = engine(std::slice::from_ref(&stem));
+    h.schedule_raw(play_from(0, 0)).unwrap();
+    let t1 = SEC / 10;
+    h.schedule_raw(play_from(t1, 10 * SEC)).unwrap();
+    // A second seek 100 frames into the first crossfade.
+    let t2 = t1 + 100 * SEC / RATE as i64;
+    h.schedule_raw(play_from(t2, 20 * SEC)).unwrap();
+    let (out, _) = run(&mut e, 0, 480, 20, 0.0);
+    // The ramp stem climbs 1/2^20 a frame; positions 0, 10 and 20 s sound at
+    // 0, 0.46 and 0.92. A crossfade moves at most ~0.92/240 a frame.
+    let step = max_step(&out, 0..19 * 480);
+    assert!(step < 0.01, "a step of {step}: a click");
+    let end = 15 * 480;
+    assert_eq!(
+        frame_of(out[end * CHANNELS]),
+        // The second seek landed on frame 4900 (0.1 s + 100 frames).
+        (20 * RATE as usize + end - 4900) as f64
+    );
 }

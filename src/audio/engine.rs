@@ -32,6 +32,9 @@ use super::streamer::{Frames, LocalFrames, Source, Streamer};
 pub const RESYNC_FRAMES: f64 = 240.0;
 /// Crossfade length of a jump, a seek, a pause or a start (5 ms at 48 kHz).
 pub const FADE_FRAMES: u32 = 240;
+/// A gain change is ramped over this many frames (5 ms at 48 kHz), whatever
+/// the device's block size, so a volume or mute vote never clicks.
+pub const GAIN_RAMP_FRAMES: u32 = 240;
 /// The largest departure of the read rate from unity, in ppm (about 3.5 cents:
 /// inaudible on music).
 pub const MAX_RATIO_PPM: f64 = 2000.0;
@@ -265,15 +268,21 @@ pub struct Engine {
     retired: rtrb::Producer<Box<Scheduled>>,
     map: Option<SessionMap>,
     pending: [Option<Box<Scheduled>>; MAX_PENDING],
+    /// Arrival order of each pending state: of two states for one instant,
+    /// the later-sent one wins.
+    pending_seq: [u64; MAX_PENDING],
+    next_seq: u64,
     current: Scheduled,
-    /// The gains in effect at the end of the last block (ramped towards
-    /// `current.gains` over the next one, so a volume change never clicks).
-    gains_now: MixGains,
+    /// The gains ramping towards `current.gains` (the effective gains when the
+    /// target last changed), and how many frames of the ramp have played.
+    ramp_from: MixGains,
+    ramp_done: u32,
     /// The read position of the next frame, fractional frames.
     pos_frames: f64,
     audible: bool,
-    /// A previous read position fading out (a jump or a pause), and frames left.
-    fade_out: Option<(f64, u32)>,
+    /// Previous read positions fading out (after a jump or a pause). Two, so
+    /// a jump during a crossfade still fades the older position out.
+    fade_outs: [Option<FadeOut>; 2],
     /// Frames left of the fade-in of the current position.
     fade_in_left: u32,
     /// The drift loop's learned read-rate offset.
@@ -286,8 +295,6 @@ pub struct Engine {
     drift_correction: bool,
     /// Scratch: per-frame interpolation positions and weights for one block.
     taps: Vec<(i64, [f32; 4])>,
-    /// Scratch: the mix of one block, before the master and the fades.
-    mix: Vec<f32>,
     fade_buf: Vec<f32>,
     meters: Arc<Meters>,
     stats: Arc<EngineStats>,
@@ -327,6 +334,8 @@ impl Engine {
             retired: ret_tx,
             map: None,
             pending: [const { None }; MAX_PENDING],
+            pending_seq: [0; MAX_PENDING],
+            next_seq: 0,
             current: Scheduled {
                 apply_at_session_ns: i64::MIN,
                 timeline: Timeline {
@@ -336,16 +345,16 @@ impl Engine {
                 },
                 gains: MixGains::UNITY,
             },
-            gains_now: MixGains::UNITY,
+            ramp_from: MixGains::UNITY,
+            ramp_done: GAIN_RAMP_FRAMES,
             pos_frames: 0.0,
             audible: false,
-            fade_out: None,
+            fade_outs: [None; 2],
             fade_in_left: 0,
             ratio_integral: 0.0,
             error_frames: 0.0,
             drift_correction: true,
             taps: Vec::with_capacity(MAX_BLOCK_FRAMES),
-            mix: vec![0.0; MAX_BLOCK_FRAMES * CHANNELS],
             fade_buf: vec![0.0; MAX_BLOCK_FRAMES * CHANNELS],
             meters,
             stats,
@@ -425,9 +434,12 @@ impl Engine {
 
     fn insert_pending(&mut self, s: Box<Scheduled>) {
         // A state for an instant at or before a pending one replaces the later
-        // ones' claim only at its own instant; keep all, apply in time order.
-        if let Some(slot) = self.pending.iter_mut().find(|p| p.is_none()) {
-            *slot = Some(s);
+        // ones' claim only at its own instant; keep all, apply in time order
+        // (and in arrival order at one instant).
+        if let Some(i) = self.pending.iter().position(Option::is_none) {
+            self.pending[i] = Some(s);
+            self.pending_seq[i] = self.next_seq;
+            self.next_seq += 1;
         } else {
             self.stats.dropped_commands.fetch_add(1, Ordering::Relaxed);
             self.retire(s);
@@ -457,16 +469,53 @@ impl Engine {
                 .pending
                 .iter()
                 .enumerate()
-                .filter_map(|(i, p)| p.as_ref().map(|p| (p.apply_at_session_ns, i)))
-                .filter(|&(at, _)| at as f64 <= s)
+                .filter_map(|(i, p)| {
+                    p.as_ref()
+                        .map(|p| (p.apply_at_session_ns, self.pending_seq[i], i))
+                })
+                .filter(|&(at, _, _)| at as f64 <= s)
                 .min();
-            let Some((_, i)) = due else { break };
+            let Some((_, _, i)) = due else { break };
             let Some(next) = self.pending[i].take() else {
                 break;
             };
+            if next.gains != self.current.gains {
+                // Ramp from wherever the gains are now to the new ones.
+                self.ramp_from =
+                    effective_gains(&self.ramp_from, &self.current.gains, self.ramp_done);
+                self.ramp_done = 0;
+            }
             self.current = *next.as_ref();
             self.retire(next);
         }
+    }
+
+    /// The weight the current position sounds at (below 1 while fading in).
+    fn fade_in_weight(&self) -> f32 {
+        (FADE_FRAMES - self.fade_in_left.min(FADE_FRAMES)) as f32 / FADE_FRAMES as f32
+    }
+
+    /// Starts fading the current read position out from the weight it has
+    /// now. With both slots busy, the quieter fade is cut (it is at most half
+    /// a fade's weight by then).
+    fn fade_out_current(&mut self) {
+        let fade = FadeOut {
+            pos: self.pos_frames,
+            left: FADE_FRAMES,
+            weight: self.fade_in_weight(),
+        };
+        let slot = match self.fade_outs.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                let level = |f: &Option<FadeOut>| f.map_or(0.0, |f| f.weight * f.left as f32);
+                if level(&self.fade_outs[0]) <= level(&self.fade_outs[1]) {
+                    0
+                } else {
+                    1
+                }
+            }
+        };
+        self.fade_outs[slot] = Some(fade);
     }
 
     /// Compares where we are with where the timeline says we should be at
@@ -477,8 +526,9 @@ impl Engine {
         let playing = self.current.timeline.playing;
         if !playing {
             if self.audible {
-                self.fade_out = Some((self.pos_frames, FADE_FRAMES));
+                self.fade_out_current();
                 self.audible = false;
+                self.fade_in_left = 0;
             }
             self.pos_frames = target;
             self.error_frames = 0.0;
@@ -501,7 +551,8 @@ impl Engine {
             self.pos_frames = target.round();
             self.error_frames = target - self.pos_frames;
             // Nothing was sounding: the new gains apply at once, no ramp.
-            self.gains_now = self.current.gains;
+            self.ramp_from = self.current.gains;
+            self.ramp_done = GAIN_RAMP_FRAMES;
             self.audible = true;
             self.fade_in_left = if self.drift_correction {
                 FADE_FRAMES
@@ -515,7 +566,7 @@ impl Engine {
             if self.current.timeline.anchor_session_ns as f64 + 1e9 < s {
                 self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
             }
-            self.fade_out = Some((self.pos_frames, FADE_FRAMES));
+            self.fade_out_current();
             self.fade_in_left = FADE_FRAMES;
             self.pos_frames = target.round();
             self.error_frames = target - self.pos_frames;
@@ -556,73 +607,67 @@ impl Engine {
     fn render_segment(&mut self, out: &mut [f32]) {
         let frames = out.len() / CHANNELS;
         let ratio = self.read_ratio(frames);
-        // The mix of the current position (silent if not audible).
+        let ramp_done = self.ramp_done;
+        // The current position, faded in if it just started.
         if self.audible {
             fill_taps(&mut self.taps, self.pos_frames, ratio, frames);
             self.pos_frames += ratio * frames as f64;
             let missing = mix_into(
-                &mut self.mix[..frames * CHANNELS],
+                out,
                 &self.stems,
                 &self.taps,
-                &self.gains_now,
+                &self.ramp_from,
                 &self.current.gains,
+                ramp_done,
                 Some(&self.meters),
             );
             if missing {
                 self.stats.underruns.fetch_add(1, Ordering::Relaxed);
             }
+            let fade_in = self.fade_in_left as usize;
+            for i in 0..fade_in.min(frames) {
+                let w = (FADE_FRAMES as usize - fade_in + i) as f32 / FADE_FRAMES as f32;
+                out[i * CHANNELS] *= w;
+                out[i * CHANNELS + 1] *= w;
+            }
+            self.fade_in_left = self.fade_in_left.saturating_sub(frames as u32);
         } else {
-            self.mix[..frames * CHANNELS].fill(0.0);
+            out.fill(0.0);
         }
-        let fade_in = self.fade_in_left;
-        // An old position fading out, mixed with the gains in effect.
-        let mut fade_out_len = 0;
-        if let Some((pos, left)) = self.fade_out.take() {
-            fade_out_len = (left as usize).min(frames);
-            fill_taps(&mut self.taps, pos, 1.0, fade_out_len);
-            let gains = self.gains_now;
+        // Old positions fading out, with the same gains.
+        for slot in 0..self.fade_outs.len() {
+            let Some(fade) = self.fade_outs[slot].take() else {
+                continue;
+            };
+            let n = (fade.left as usize).min(frames);
+            fill_taps(&mut self.taps, fade.pos, 1.0, n);
             let _ = mix_into(
-                &mut self.fade_buf[..fade_out_len * CHANNELS],
+                &mut self.fade_buf[..n * CHANNELS],
                 &self.stems,
                 &self.taps,
-                &gains,
-                &gains,
+                &self.ramp_from,
+                &self.current.gains,
+                ramp_done,
                 None,
             );
-            let rest = left as usize - fade_out_len;
-            if rest > 0 {
-                self.fade_out = Some((pos + fade_out_len as f64, rest as u32));
+            for i in 0..n {
+                let w = fade.weight * (fade.left as usize - i) as f32 / FADE_FRAMES as f32;
+                out[i * CHANNELS] += self.fade_buf[i * CHANNELS] * w;
+                out[i * CHANNELS + 1] += self.fade_buf[i * CHANNELS + 1] * w;
             }
-            for i in 0..fade_out_len {
-                let w = (left as usize - i) as f32 / FADE_FRAMES as f32;
-                for c in 0..CHANNELS {
-                    self.fade_buf[i * CHANNELS + c] *= w;
-                }
-            }
-        }
-        for i in 0..frames {
-            let w_in = if (i as u32) < fade_in {
-                (FADE_FRAMES - fade_in + i as u32) as f32 / FADE_FRAMES as f32
-            } else {
-                1.0
-            };
-            for c in 0..CHANNELS {
-                let mut v = self.mix[i * CHANNELS + c];
-                if w_in != 1.0 {
-                    v *= w_in;
-                }
-                if i < fade_out_len {
-                    v += self.fade_buf[i * CHANNELS + c];
-                }
-                out[i * CHANNELS + c] = v;
+            if fade.left as usize > n {
+                self.fade_outs[slot] = Some(FadeOut {
+                    pos: fade.pos + n as f64,
+                    left: fade.left - n as u32,
+                    weight: fade.weight,
+                });
             }
         }
-        self.fade_in_left = fade_in.saturating_sub(frames as u32);
         // Master gain, ramped; master meter.
-        let (from, to) = (self.gains_now.master, self.current.gains.master);
+        let (from, to) = (self.ramp_from.master, self.current.gains.master);
         let (mut peak, mut sum) = (0f32, 0f64);
         for i in 0..frames {
-            let g = ramp(from, to, i, frames);
+            let g = ramp_at(from, to, ramp_done as usize + i);
             for c in 0..CHANNELS {
                 let v = &mut out[i * CHANNELS + c];
                 if g != 1.0 {
@@ -636,18 +681,42 @@ impl Engine {
             peak,
             (sum / (frames * CHANNELS).max(1) as f64).sqrt() as f32,
         );
-        self.gains_now = self.current.gains;
+        self.ramp_done = (ramp_done as usize + frames).min(GAIN_RAMP_FRAMES as usize) as u32;
     }
 }
 
-/// A linear ramp from `from` to `to` across `n` frames, at frame `i`.
+/// A read position fading out: where, frames left, and the weight it started
+/// from (below 1 if it was itself fading in).
+#[derive(Clone, Copy, Debug)]
+struct FadeOut {
+    pos: f64,
+    left: u32,
+    weight: f32,
+}
+
+/// The gain `k` frames into a [`GAIN_RAMP_FRAMES`] ramp from `from` to `to`.
 #[inline]
-fn ramp(from: f32, to: f32, i: usize, n: usize) -> f32 {
-    if from == to {
+fn ramp_at(from: f32, to: f32, k: usize) -> f32 {
+    if from == to || k + 1 >= GAIN_RAMP_FRAMES as usize {
         to
     } else {
-        from + (to - from) * (i + 1) as f32 / n as f32
+        from + (to - from) * (k + 1) as f32 / GAIN_RAMP_FRAMES as f32
     }
+}
+
+/// The gains `done` frames into a ramp from `from` to `to`.
+fn effective_gains(from: &MixGains, to: &MixGains, done: u32) -> MixGains {
+    let mut g = *to;
+    if done < GAIN_RAMP_FRAMES {
+        // The last frame played had index done − 1 in the ramp.
+        let k = done as usize;
+        let at = |a: f32, b: f32| if k == 0 { a } else { ramp_at(a, b, k - 1) };
+        for (i, v) in g.stems.iter_mut().enumerate() {
+            *v = at(from.stems[i], to.stems[i]);
+        }
+        g.master = at(from.master, to.master);
+    }
+    g
 }
 
 /// Per-frame read positions and cubic (Catmull-Rom) weights for `frames` frames
@@ -684,6 +753,7 @@ fn mix_into(
     taps: &[(i64, [f32; 4])],
     from: &MixGains,
     to: &MixGains,
+    ramp_done: u32,
     meters: Option<&Meters>,
 ) -> bool {
     let meter = |k: usize| meters.and_then(|m| m.stems.get(k));
@@ -710,8 +780,8 @@ fn mix_into(
             (0.0, 0.0)
         } else {
             match &stem.source {
-                Source::Local(s) => mix_stem(out, &LocalFrames(s), taps, g0, g1),
-                Source::Remote(r) => mix_stem(out, &**r, taps, g0, g1),
+                Source::Local(s) => mix_stem(out, &LocalFrames(s), taps, g0, g1, ramp_done),
+                Source::Remote(r) => mix_stem(out, &**r, taps, g0, g1, ramp_done),
             }
         };
         if let Some(m) = meter(k) {
@@ -721,8 +791,8 @@ fn mix_into(
     missing
 }
 
-/// Adds one stem at the given taps into `out`, its gain ramped from `g0` to
-/// `g1`; returns its peak and RMS.
+/// Adds one stem at the given taps into `out`, its gain `ramp_done` frames
+/// into a ramp from `g0` to `g1`; returns its peak and RMS.
 #[inline]
 fn mix_stem<F: Frames>(
     out: &mut [f32],
@@ -730,6 +800,7 @@ fn mix_stem<F: Frames>(
     taps: &[(i64, [f32; 4])],
     g0: f32,
     g1: f32,
+    ramp_done: u32,
 ) -> (f32, f32) {
     let n = taps.len();
     let (mut peak, mut sum) = (0f32, 0f64);
@@ -745,7 +816,7 @@ fn mix_stem<F: Frames>(
             }
             acc
         };
-        let g = ramp(g0, g1, i, n);
+        let g = ramp_at(g0, g1, ramp_done as usize + i);
         let (l, r) = if g == 1.0 { (l, r) } else { (l * g, r * g) };
         out[i * CHANNELS] += l;
         out[i * CHANNELS + 1] += r;
