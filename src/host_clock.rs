@@ -20,7 +20,8 @@ pub fn monotonic_ns() -> i64 {
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists
     // on Linux, so the call cannot fail.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+    // time_t and c_long are i64 on the 64-bit Linux targets synfony builds for.
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
 /// A clock that reads `mono + offset + (mono − origin) × drift`.
