@@ -297,7 +297,8 @@ fn main() {
     for dir in ["demo", "click"] {
         std::fs::create_dir_all(out.join(dir)).unwrap();
     }
-    let tracks: [(&str, fn() -> Track); 6] = [
+    type Make = fn() -> Track;
+    let tracks: [(&str, Make); 6] = [
         ("demo/drums", drums),
         ("demo/bass", bass),
         ("demo/keys", keys),
