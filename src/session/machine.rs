@@ -981,7 +981,7 @@ impl Session {
         let Some((est, root_map)) = self.usable_estimate(root) else {
             return;
         };
-        let target = root_target(&self.cfg.steer, &root_map, &est, now_ns);
+        let target = root_target(&self.cfg.steer, &root_map, &est, now_ns, false);
         let mut map = SessionMap::starting_at(now_ns);
         self.steering = SteerState::default();
         self.steered_to = Some(root);
@@ -1016,13 +1016,19 @@ impl Session {
         let Some(map) = self.map.as_mut() else {
             return;
         };
-        let target = root_target(&self.cfg.steer, &root_map, &est, now_ns);
         // A new root is a new reference: the rate learned against the old one
         // does not carry over.
         let new_root = self.steered_to.replace(root) != Some(root);
         if new_root {
             self.steering = SteerState::default();
         }
+        let target = root_target(
+            &self.cfg.steer,
+            &root_map,
+            &est,
+            now_ns,
+            self.steering.trusted,
+        );
         let r = steer(
             map,
             &mut self.steering,

@@ -165,11 +165,15 @@ pub struct Target {
 /// the root's clock through the link estimate, and the rate to feed forward: the
 /// target's rate relative to our clock when the link's rate is known well enough,
 /// otherwise the root map's rate alone (the loop's integral learns the rest).
+/// Trust, once given (`was_trusted`), is withdrawn only past
+/// [`TRUST_HYSTERESIS`] times the threshold, so an uncertainty hovering at the
+/// threshold does not flip the loop between its two modes every round.
 pub fn root_target(
     cfg: &SteerConfig,
     root_map: &SessionMap,
     link: &ClockEstimate,
     local_ns: i64,
+    was_trusted: bool,
 ) -> Target {
     let root_local = link.remote_ns_at(local_ns);
     // `root_local` is an f64 of a nanosecond count; the map needs an integer
@@ -177,7 +181,12 @@ pub fn root_target(
     let whole = root_local.floor();
     let frac = root_local - whole;
     let target = root_map.session_ns_at(whole as i64) as f64 + frac * (1.0 + root_map.rate);
-    let trusted = link.rate_uncertainty <= cfg.max_rate_uncertainty_ppm * 1e-6;
+    let threshold = cfg.max_rate_uncertainty_ppm * 1e-6;
+    let trusted = if was_trusted {
+        link.rate_uncertainty <= threshold * TRUST_HYSTERESIS
+    } else {
+        link.rate_uncertainty <= threshold
+    };
     let rate = if trusted {
         (1.0 + link.rate) * (1.0 + root_map.rate) - 1.0
     } else {
@@ -189,6 +198,10 @@ pub fn root_target(
         trusted,
     }
 }
+
+/// A trusted link rate stays trusted until its uncertainty exceeds this many
+/// times [`SteerConfig::max_rate_uncertainty_ppm`].
+pub const TRUST_HYSTERESIS: f64 = 1.5;
 
 /// Steers `map` at local time `now_ns` towards `target`: a step if the error is
 /// beyond the threshold (or `force_step`, which also forgets the learned rate),
@@ -283,7 +296,7 @@ mod tests {
             rate_uncertainty: 1e-7,
         };
         let cfg = SteerConfig::default();
-        let target = |l: i64| root_target(&cfg, &root_map, &link, l);
+        let target = |l: i64| root_target(&cfg, &root_map, &link, l, false);
         let truth = |l: i64| target(l).session_ns;
         let mut map = SessionMap::starting_at(0);
         let mut state = SteerState::default();
@@ -324,7 +337,7 @@ mod tests {
             rate_uncertainty: 1e-3,
         };
         let cfg = SteerConfig::default();
-        let target = |l: i64| root_target(&cfg, &root_map, &link, l);
+        let target = |l: i64| root_target(&cfg, &root_map, &link, l, false);
         assert!(!target(0).trusted);
         let mut map = SessionMap::starting_at(0);
         let mut state = SteerState::default();
@@ -348,6 +361,34 @@ mod tests {
             (state.integral_rate + 450e-6).abs() < 5e-6,
             "{}",
             state.integral_rate
+        );
+    }
+
+    /// Trust in a link's rate is given below the threshold and withdrawn only
+    /// well above it.
+    #[test]
+    fn rate_trust_has_hysteresis() {
+        let cfg = SteerConfig::default();
+        let root_map = SessionMap::starting_at(0);
+        let link = |ppm: f64| ClockEstimate {
+            anchor_local_ns: 0,
+            offset_ns: 0.0,
+            rate: 0.0,
+            min_delay_ns: 1e6,
+            span_ns: 1_000_000_000,
+            rate_uncertainty: ppm * 1e-6,
+        };
+        let trusted = |ppm, was| root_target(&cfg, &root_map, &link(ppm), 0, was).trusted;
+        let limit = cfg.max_rate_uncertainty_ppm;
+        assert!(trusted(limit, false));
+        assert!(
+            !trusted(limit * 1.2, false),
+            "not gained above the threshold"
+        );
+        assert!(trusted(limit * 1.2, true), "kept just above it");
+        assert!(
+            !trusted(limit * TRUST_HYSTERESIS * 1.01, true),
+            "lost well above"
         );
     }
 
