@@ -38,6 +38,8 @@ pub const DEFAULT_PERIOD_FRAMES: usize = 2400;
 pub const PERIOD_FRAMES_RANGE: std::ops::RangeInclusive<usize> = 48..=48_000;
 /// The largest device drift the null device accepts (1%).
 pub const MAX_DEVICE_DRIFT_PPM: f64 = 10_000.0;
+/// The sound card's buffer asked for (21 ms at 48 kHz), within what it allows.
+pub const DEVICE_BUFFER_FRAMES: u32 = 1024;
 /// Report lines waiting for the writer thread.
 const REPORT_CAPACITY: usize = 4096;
 
@@ -620,10 +622,22 @@ impl Output for CpalDevice {
             std::thread::Builder::new()
                 .name("synfony-cpal".into())
                 .spawn(move || {
+                    // A short fixed buffer when the device allows one: the
+                    // default (ALSA's whole ring, ~0.7 s through a plug device)
+                    // would exceed the session's lead, so changes would land late.
+                    let buffer_size = match self.device.default_output_config() {
+                        Ok(c) => match c.buffer_size() {
+                            cpal::SupportedBufferSize::Range { min, max } => {
+                                cpal::BufferSize::Fixed(DEVICE_BUFFER_FRAMES.clamp(*min, *max))
+                            }
+                            cpal::SupportedBufferSize::Unknown => cpal::BufferSize::Default,
+                        },
+                        Err(_) => cpal::BufferSize::Default,
+                    };
                     let config = cpal::StreamConfig {
                         channels: CHANNELS as u16,
                         sample_rate: ENGINE_RATE_HZ,
-                        buffer_size: cpal::BufferSize::Default,
+                        buffer_size,
                     };
                     let cb_stats = stats.clone();
                     let data = move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
