@@ -386,3 +386,40 @@ fn a_jump_during_a_crossfade_stays_continuous() {
         (20 * RATE as usize + end - 4900) as f64
     );
 }
+
+#[test]
+fn three_jumps_within_one_crossfade_stay_continuous() {
+    let stem = ramp_stem(40 * RATE as usize);
+    let (mut e, mut h) = engine(std::slice::from_ref(&stem));
+    h.schedule_raw(play_from(0, 30 * SEC)).unwrap();
+    let t1 = SEC / 10;
+    let frame = |n: i64| n * SEC / RATE as i64 + 1;
+    h.schedule_raw(play_from(t1, 20 * SEC)).unwrap();
+    h.schedule_raw(play_from(t1 + frame(120), 10 * SEC))
+        .unwrap();
+    h.schedule_raw(play_from(t1 + frame(121), 0)).unwrap();
+    let (out, _) = run(&mut e, 0, 480, 20, 0.0);
+    let step = max_step(&out, FADE_FRAMES as usize..19 * 480);
+    assert!(step < 0.01, "a step of {step}: a click");
+}
+
+#[test]
+fn a_muted_remote_stem_without_data_is_not_an_underrun() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+    use synfony::audio::RemoteStem;
+
+    let remote = Arc::new(RemoteStem::new(4 * RATE as usize));
+    let (mut e, mut h, _r) = Engine::new(vec![Streamer::remote("r", remote)], RATE);
+    h.set_map(SessionMap::starting_at(0)).unwrap();
+    h.schedule_raw(play_from(0, 0)).unwrap();
+    let mut muted = play_from(SEC / 10, SEC / 10);
+    muted.gains.stems[0] = 0.0;
+    h.schedule_raw(muted).unwrap();
+    run(&mut e, 0, 480, 20, 0.0);
+    let before = h.stats.underruns.load(Relaxed);
+    assert!(before > 0, "missing while audible is an underrun");
+    run(&mut e, 20 * 480 * SEC / RATE as i64, 480, 20, 0.0);
+    assert_eq!(h.stats.underruns.load(Relaxed), before, "muted: not one");
+    assert!(h.meters.stems[0].buffering(), "still shown as buffering");
+}

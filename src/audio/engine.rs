@@ -45,6 +45,8 @@ const DRIFT_TAU_SECS: f64 = 1.0;
 const DEADBAND_FRAMES: f64 = 0.5;
 /// The longest block rendered in one pass; longer device buffers are split.
 pub const MAX_BLOCK_FRAMES: usize = 8192;
+/// Old read positions that can fade out at once.
+const FADE_SLOTS: usize = 3;
 /// Mix states that can wait for their instant at once.
 const MAX_PENDING: usize = 32;
 /// Ring capacity, control to engine.
@@ -280,9 +282,10 @@ pub struct Engine {
     /// The read position of the next frame, fractional frames.
     pos_frames: f64,
     audible: bool,
-    /// Previous read positions fading out (after a jump or a pause). Two, so
-    /// a jump during a crossfade still fades the older position out.
-    fade_outs: [Option<FadeOut>; 2],
+    /// Previous read positions fading out (after a jump or a pause). Three,
+    /// so even two more jumps within one crossfade fade every older position
+    /// out; a fourth within 5 ms cuts the quietest one.
+    fade_outs: [Option<FadeOut>; FADE_SLOTS],
     /// Frames left of the fade-in of the current position.
     fade_in_left: u32,
     /// The drift loop's learned read-rate offset.
@@ -349,7 +352,7 @@ impl Engine {
             ramp_done: GAIN_RAMP_FRAMES,
             pos_frames: 0.0,
             audible: false,
-            fade_outs: [None; 2],
+            fade_outs: [None; FADE_SLOTS],
             fade_in_left: 0,
             ratio_integral: 0.0,
             error_frames: 0.0,
@@ -496,25 +499,20 @@ impl Engine {
     }
 
     /// Starts fading the current read position out from the weight it has
-    /// now. With both slots busy, the quieter fade is cut (it is at most half
-    /// a fade's weight by then).
+    /// now. With every slot busy, the quietest fade is cut.
     fn fade_out_current(&mut self) {
         let fade = FadeOut {
             pos: self.pos_frames,
             left: FADE_FRAMES,
             weight: self.fade_in_weight(),
         };
-        let slot = match self.fade_outs.iter().position(Option::is_none) {
-            Some(i) => i,
-            None => {
-                let level = |f: &Option<FadeOut>| f.map_or(0.0, |f| f.weight * f.left as f32);
-                if level(&self.fade_outs[0]) <= level(&self.fade_outs[1]) {
-                    0
-                } else {
-                    1
-                }
+        let level = |f: &Option<FadeOut>| f.map_or(0.0, |f| f.weight * f.left as f32);
+        let mut slot = 0;
+        for i in 1..FADE_SLOTS {
+            if level(&self.fade_outs[i]) < level(&self.fade_outs[slot]) {
+                slot = i;
             }
-        };
+        }
         self.fade_outs[slot] = Some(fade);
     }
 
@@ -682,6 +680,11 @@ impl Engine {
             (sum / (frames * CHANNELS).max(1) as f64).sqrt() as f32,
         );
         self.ramp_done = (ramp_done as usize + frames).min(GAIN_RAMP_FRAMES as usize) as u32;
+        if self.ramp_done == GAIN_RAMP_FRAMES && ramp_done < GAIN_RAMP_FRAMES {
+            // The ramp is over: from now on the gains are constant (and a
+            // muted stem is skipped, not mixed at zero gain).
+            self.ramp_from = self.current.gains;
+        }
     }
 }
 

@@ -207,22 +207,68 @@ impl Player {
     }
 }
 
+/// What a backend is given to run with.
+pub struct Context {
+    pub player: Player,
+    /// Set when the output must stop; the backend's thread polls it.
+    pub stop: Arc<AtomicBool>,
+    /// Where the backend reports what goes wrong while it runs.
+    pub errors: mpsc::Sender<OutputError>,
+}
+
 /// An output backend.
 pub trait Output {
     /// What the user would call it, for messages.
     fn describe(&self) -> String;
-    /// Starts playing: the backend owns the player from now on.
-    fn start(self: Box<Self>, player: Player) -> Result<Running, OutputError>;
+    /// Starts playing on a thread of its own, which owns the player from now
+    /// on; returns once the device is open (or failed to open).
+    fn start(self: Box<Self>, ctx: Context) -> Result<Worker, OutputError>;
 }
+
+/// A thread an output runs on. The thread holds `done`'s sender, so the
+/// receiver learns when it has ended without a join that could hang.
+pub struct Worker {
+    thread: JoinHandle<()>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Worker {
+    /// Spawns `f` as a worker named `name`.
+    fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<Worker, OutputError> {
+        let (done_tx, done) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _done = done_tx;
+                f();
+            })
+            .map_err(|e| OutputError::Thread(e.to_string()))?;
+        Ok(Worker { thread, done })
+    }
+
+    /// Waits up to `timeout` for the thread to end. A thread stuck in a
+    /// blocking write (a FIFO whose reader stopped reading) is left behind
+    /// rather than hanging the caller.
+    fn finish(self, timeout: Duration) {
+        self.thread.thread().unpark();
+        if let Err(mpsc::RecvTimeoutError::Disconnected) = self.done.recv_timeout(timeout) {
+            let _ = self.thread.join();
+        }
+    }
+}
+
+/// How long stopping waits for an output thread.
+const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A started output. Dropping it stops the device and flushes its files.
 pub struct Running {
     pub stats: Arc<OutputStats>,
-    /// Errors the output met while running (a sink that broke, a device lost).
+    /// Errors the output met while running (a sink that broke, a device lost,
+    /// the report file unwritable).
     pub errors: mpsc::Receiver<OutputError>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    report: Option<JoinHandle<()>>,
+    device: Option<Worker>,
+    report: Option<Worker>,
     report_stop: Arc<AtomicBool>,
 }
 
@@ -234,13 +280,12 @@ impl Running {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
+        if let Some(w) = self.device.take() {
+            w.finish(STOP_TIMEOUT);
         }
         self.report_stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.report.take() {
-            let _ = t.join();
+        if let Some(w) = self.report.take() {
+            w.finish(STOP_TIMEOUT);
         }
     }
 }
@@ -275,59 +320,86 @@ pub fn start(
     cfg: &OutputConfig,
 ) -> Result<Running, OutputError> {
     let stats = Arc::new(OutputStats::default());
-    let report_stop = Arc::new(AtomicBool::new(false));
-    let (report_tx, report_thread) = match &cfg.report {
-        None => (None, None),
+    let (err_tx, errors) = mpsc::channel();
+    let mut running = Running {
+        stats: stats.clone(),
+        errors,
+        stop: Arc::new(AtomicBool::new(false)),
+        device: None,
+        report: None,
+        report_stop: Arc::new(AtomicBool::new(false)),
+    };
+    let report_tx = match &cfg.report {
+        None => None,
         Some(path) => {
             let (tx, rx) = rtrb::RingBuffer::new(REPORT_CAPACITY);
-            let t = spawn_report_writer(path, rx, report_stop.clone())?;
-            (Some(tx), Some(t))
+            running.report = Some(spawn_report_writer(
+                path,
+                rx,
+                running.report_stop.clone(),
+                err_tx.clone(),
+            )?);
+            Some(tx)
         }
     };
-    let player = Player::new(engine, cfg, report_tx, stats);
-    let mut running = output.start(player)?;
-    running.report = report_thread;
-    running.report_stop = report_stop;
+    let ctx = Context {
+        player: Player::new(engine, cfg, report_tx, stats),
+        stop: running.stop.clone(),
+        errors: err_tx,
+    };
+    // On failure, dropping `running` stops the report writer.
+    running.device = Some(output.start(ctx)?);
     Ok(running)
 }
 
+/// The `--report` writer: appends the lines the player queues (INTERFACE.md
+/// says append), flushing every 20 ms. A write error is reported once and
+/// ends the writer; the music plays on.
 fn spawn_report_writer(
     path: &Path,
     mut rx: rtrb::Consumer<ReportLine>,
     stop: Arc<AtomicBool>,
-) -> Result<JoinHandle<()>, OutputError> {
+    errors: mpsc::Sender<OutputError>,
+) -> Result<Worker, OutputError> {
+    let err = |e: std::io::Error| OutputError::Report {
+        path: path.to_path_buf(),
+        cause: e.to_string(),
+    };
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| OutputError::Report {
-            path: path.to_path_buf(),
-            cause: e.to_string(),
-        })?;
+        .map_err(err)?;
+    let path = path.to_path_buf();
     let mut w = BufWriter::new(file);
-    std::thread::Builder::new()
-        .name("synfony-report".into())
-        .spawn(move || {
-            loop {
-                // Read the flag before draining, so the last lines are written.
-                let stopping = stop.load(Ordering::Relaxed);
-                let mut wrote = false;
-                while let Ok(line) = rx.pop() {
-                    if writeln!(w, "{}", line.to_json()).is_err() {
-                        return;
-                    }
-                    wrote = true;
-                }
-                if wrote && w.flush().is_err() {
-                    return;
-                }
-                if stopping {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+    Worker::spawn("synfony-report", move || {
+        let mut write = || -> std::io::Result<bool> {
+            // Read the flag before draining, so the last lines are written.
+            let stopping = stop.load(Ordering::Relaxed) || rx.is_abandoned();
+            let mut wrote = false;
+            while let Ok(line) = rx.pop() {
+                writeln!(w, "{}", line.to_json())?;
+                wrote = true;
             }
-        })
-        .map_err(|e| OutputError::Thread(e.to_string()))
+            if wrote {
+                w.flush()?;
+            }
+            Ok(stopping)
+        };
+        loop {
+            match write() {
+                Ok(true) => return,
+                Ok(false) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => {
+                    let _ = errors.send(OutputError::Report {
+                        path: path.clone(),
+                        cause: e.to_string(),
+                    });
+                    return;
+                }
+            }
+        }
+    })
 }
 
 /// Where the null device's blocks go when they play.
@@ -378,6 +450,8 @@ enum Sink {
     Wav {
         path: PathBuf,
         w: hound::WavWriter<BufWriter<File>>,
+        /// Frames written since the header was last brought up to date.
+        unflushed_frames: usize,
     },
     Raw {
         path: PathBuf,
@@ -386,13 +460,24 @@ enum Sink {
     },
 }
 
+/// The WAV sink brings its header up to date about once a second, so a peer
+/// killed with SIGKILL still leaves a readable file.
+const WAV_FLUSH_FRAMES: usize = ENGINE_RATE_HZ as usize;
+
 impl Sink {
-    fn open(sink: &NullSink) -> Result<Sink, OutputError> {
+    /// Opens `sink`. A FIFO with no reader yet is waited for (the device's
+    /// clock starts after), until `stop` is set; `waiting` is called when the
+    /// wait begins.
+    fn open(
+        sink: &NullSink,
+        stop: &AtomicBool,
+        mut waiting: impl FnMut(),
+    ) -> Result<Option<Sink>, OutputError> {
         let err = |path: &Path, e: &dyn std::fmt::Display| OutputError::Sink {
             path: path.to_path_buf(),
             cause: e.to_string(),
         };
-        Ok(match sink {
+        Ok(Some(match sink {
             NullSink::Discard => Sink::Discard,
             NullSink::Wav(path) => {
                 let spec = hound::WavSpec {
@@ -405,42 +490,63 @@ impl Sink {
                 Sink::Wav {
                     path: path.clone(),
                     w,
+                    unflushed_frames: 0,
                 }
             }
             NullSink::Raw(path) => {
-                // A FIFO's open blocks until a reader opens it: the device
-                // starts its clock after that.
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(path)
-                    .map_err(|e| err(path, &e))?;
+                use std::os::unix::fs::OpenOptionsExt;
+                // Non-blocking, so waiting for a FIFO's reader (ENXIO) can be
+                // given up when the output stops; then blocking writes, so a
+                // block is written whole at its instant.
+                let f = loop {
+                    match std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .custom_flags(libc::O_NONBLOCK)
+                        .open(path)
+                    {
+                        Ok(f) => break f,
+                        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                            waiting();
+                            if stop.load(Ordering::Relaxed) {
+                                return Ok(None);
+                            }
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(e) => return Err(err(path, &e)),
+                    }
+                };
+                set_blocking(&f).map_err(|e| err(path, &e))?;
                 Sink::Raw {
                     path: path.clone(),
                     f,
                     bytes: Vec::new(),
                 }
             }
-        })
+        }))
     }
 
-    /// Hands a played block to the sink. `k` is the block's index.
-    fn write(&mut self, block: &[f32], k: u64) -> Result<(), OutputError> {
+    /// Hands a played block to the sink.
+    fn write(&mut self, block: &[f32]) -> Result<(), OutputError> {
         let err = |path: &Path, e: &dyn std::fmt::Display| OutputError::Sink {
             path: path.to_path_buf(),
             cause: e.to_string(),
         };
         match self {
             Sink::Discard => Ok(()),
-            Sink::Wav { path, w } => {
+            Sink::Wav {
+                path,
+                w,
+                unflushed_frames,
+            } => {
                 for &s in block {
                     w.write_sample(s).map_err(|e| err(path, &e))?;
                 }
-                // Keep the header valid about once a second, so a killed peer
-                // still leaves a readable file.
-                if k % 20 == 19 {
+                *unflushed_frames += block.len() / CHANNELS;
+                if *unflushed_frames >= WAV_FLUSH_FRAMES {
                     w.flush().map_err(|e| err(path, &e))?;
+                    *unflushed_frames = 0;
                 }
                 Ok(())
             }
@@ -452,15 +558,43 @@ impl Sink {
         }
     }
 
+    /// Blocks the device skipped after a stall (`frames` of them): the WAV
+    /// file gets silence, so its sample index stays the device's clock; a raw
+    /// stream gets nothing (a real-time reader cannot be handed the past).
+    fn skipped(&mut self, frames: usize) -> Result<(), OutputError> {
+        if let Sink::Wav { .. } = self {
+            let silence = [0.0f32; 1024 * CHANNELS];
+            let mut left = frames * CHANNELS;
+            while left > 0 {
+                let n = left.min(silence.len());
+                self.write(&silence[..n])?;
+                left -= n;
+            }
+        }
+        Ok(())
+    }
+
     fn finish(self) -> Result<(), OutputError> {
         match self {
-            Sink::Wav { path, w } => w.finalize().map_err(|e| OutputError::Sink {
+            Sink::Wav { path, w, .. } => w.finalize().map_err(|e| OutputError::Sink {
                 path,
                 cause: e.to_string(),
             }),
             _ => Ok(()),
         }
     }
+}
+
+/// Clears `O_NONBLOCK` on `f`.
+fn set_blocking(f: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, with plain integer arguments.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A float sample to s16, rounded and clipped, on the scale symphonia decodes
@@ -471,22 +605,24 @@ pub fn f32_to_s16(s: f32) -> i16 {
     (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16
 }
 
-/// Sleeps until monotonic instant `t_ns` (absolute, so sleeps never add up).
+/// Sleeps until monotonic instant `t_ns` (absolute, so sleeps never add up;
+/// a signal that interrupts the sleep does not end it early).
 fn sleep_until(t_ns: i64) {
     let ts = libc::timespec {
         tv_sec: t_ns.div_euclid(1_000_000_000) as libc::time_t,
         tv_nsec: t_ns.rem_euclid(1_000_000_000) as libc::c_long,
     };
     // SAFETY: a valid timespec; a null remainder is allowed with TIMER_ABSTIME.
-    // EINTR just ends the sleep early; the caller's loop re-checks the time.
-    unsafe {
+    // clock_nanosleep returns its error code (EINTR) rather than setting errno.
+    while unsafe {
         libc::clock_nanosleep(
             libc::CLOCK_MONOTONIC,
             libc::TIMER_ABSTIME,
             &ts,
             std::ptr::null_mut(),
-        );
-    }
+        )
+    } == libc::EINTR
+    {}
 }
 
 impl Output for NullDevice {
@@ -498,81 +634,85 @@ impl Output for NullDevice {
         }
     }
 
-    fn start(self: Box<Self>, mut player: Player) -> Result<Running, OutputError> {
-        let stats = player.stats.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (err_tx, errors) = mpsc::channel();
-        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let thread = {
-            let stop = stop.clone();
-            let stats = stats.clone();
-            std::thread::Builder::new()
-                .name("synfony-null-device".into())
-                .spawn(move || {
-                    // Wake within a few µs of the asked instant, not the
-                    // default 50 µs timer slack.
-                    // SAFETY: PR_SET_TIMERSLACK takes a plain integer.
-                    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
-                    let mut sink = match Sink::open(&self.sink) {
-                        Ok(s) => {
-                            let _ = ready_tx.send(Ok(()));
-                            s
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let mut block = vec![0.0f32; self.period_frames * CHANNELS];
-                    let period_ns = (self.period_frames as f64 * self.ns_per_frame) as i64;
-                    let t0 = monotonic_ns() + RENDER_LEAD_NS;
-                    let mut k: u64 = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let t_k = self.play_at(t0, k);
-                        sleep_until(t_k - RENDER_LEAD_NS);
-                        let now = monotonic_ns();
-                        if now > t_k {
-                            // The thread stalled past a block's play instant:
-                            // the device played silence meanwhile. Skip to the
-                            // next block we can still render in time.
-                            let behind = ((now - t0) as f64 / period_ns as f64).ceil() as u64;
-                            let next = behind.max(k + 1);
-                            stats.xruns.fetch_add(next - k, Ordering::Relaxed);
-                            k = next;
-                            continue;
-                        }
-                        player.play_block(&mut block, t_k);
-                        sleep_until(t_k);
-                        if let Err(e) = sink.write(&block, k) {
-                            // A broken sink (a FIFO's reader gone, a full disk)
-                            // stops the sink, not the music.
-                            let _ = err_tx.send(e);
-                            sink = Sink::Discard;
-                        }
-                        k += 1;
-                    }
-                    if let Err(e) = sink.finish() {
-                        let _ = err_tx.send(e);
-                    }
-                })
-                .map_err(|e| OutputError::Thread(e.to_string()))?
-        };
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                return Err(e);
-            }
-            Err(_) => return Err(OutputError::Thread("the null device died".into())),
-        }
-        Ok(Running {
-            stats,
-            errors,
+    fn start(self: Box<Self>, ctx: Context) -> Result<Worker, OutputError> {
+        let Context {
+            mut player,
             stop,
-            thread: Some(thread),
-            report: None,
-            report_stop: Arc::new(AtomicBool::new(false)),
-        })
+            errors,
+        } = ctx;
+        let stats = player.stats.clone();
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let worker = Worker::spawn("synfony-null-device", move || {
+            // Wake within a few µs of the asked instant, not the default
+            // 50 µs timer slack.
+            // SAFETY: PR_SET_TIMERSLACK takes a plain integer.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+            // Started once the sink is open, or once it waits for a FIFO's
+            // reader (which may come much later, or never).
+            let mut ready = Some(ready_tx);
+            let mut started = |r: Result<(), OutputError>| {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(r);
+                }
+            };
+            let mut sink = match Sink::open(&self.sink, &stop, || started(Ok(()))) {
+                Ok(Some(s)) => {
+                    started(Ok(()));
+                    s
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    started(Err(e));
+                    return;
+                }
+            };
+            let mut block = vec![0.0f32; self.period_frames * CHANNELS];
+            let period_ns = self.period_frames as f64 * self.ns_per_frame;
+            let t0 = monotonic_ns() + RENDER_LEAD_NS;
+            let mut k: u64 = 0;
+            let fail = |sink: &mut Sink, e| {
+                // A broken sink (a FIFO's reader gone, a full disk) stops the
+                // sink, not the music.
+                let _ = errors.send(e);
+                *sink = Sink::Discard;
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let t_k = self.play_at(t0, k);
+                sleep_until(t_k - RENDER_LEAD_NS);
+                let now = monotonic_ns();
+                if now > t_k {
+                    // The thread stalled past a block's play instant: the
+                    // device played silence meanwhile. Skip to the next block
+                    // that can still be rendered in time.
+                    let behind = ((now - t0) as f64 / period_ns).ceil() as u64;
+                    let next = behind.max(k + 1);
+                    stats.xruns.fetch_add(next - k, Ordering::Relaxed);
+                    let skipped = (next - k) as usize * self.period_frames;
+                    if let Err(e) = sink.skipped(skipped) {
+                        fail(&mut sink, e);
+                    }
+                    k = next;
+                    continue;
+                }
+                player.play_block(&mut block, t_k);
+                sleep_until(t_k);
+                if let Err(e) = sink.write(&block) {
+                    fail(&mut sink, e);
+                }
+                k += 1;
+            }
+            if let Err(e) = sink.finish() {
+                let _ = errors.send(e);
+            }
+        })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(worker),
+            Ok(Err(e)) => {
+                worker.finish(STOP_TIMEOUT);
+                Err(e)
+            }
+            Err(_) => Err(OutputError::Thread("the null device died".into())),
+        }
     }
 }
 
@@ -595,6 +735,25 @@ impl CpalDevice {
             .unwrap_or_else(|_| "default".into());
         Ok(CpalDevice { device, name })
     }
+
+    /// A short fixed buffer when the device allows one: the default (ALSA's
+    /// whole ring, ~0.7 s through a plug device) would exceed the session's
+    /// lead, so changes would land late.
+    fn buffer_size(&self) -> cpal::BufferSize {
+        use cpal::traits::DeviceTrait;
+        let Ok(configs) = self.device.supported_output_configs() else {
+            return cpal::BufferSize::Default;
+        };
+        configs
+            .filter(|c| c.contains_rate(ENGINE_RATE_HZ))
+            .find_map(|c| match c.buffer_size() {
+                cpal::SupportedBufferSize::Range { min, max } => Some(cpal::BufferSize::Fixed(
+                    DEVICE_BUFFER_FRAMES.clamp(*min, *max),
+                )),
+                cpal::SupportedBufferSize::Unknown => None,
+            })
+            .unwrap_or(cpal::BufferSize::Default)
+    }
 }
 
 impl Output for CpalDevice {
@@ -602,123 +761,124 @@ impl Output for CpalDevice {
         format!("device '{}'", self.name)
     }
 
-    fn start(self: Box<Self>, mut player: Player) -> Result<Running, OutputError> {
+    fn start(self: Box<Self>, ctx: Context) -> Result<Worker, OutputError> {
         use cpal::traits::{DeviceTrait, StreamTrait};
+        let Context {
+            player,
+            stop,
+            errors,
+        } = ctx;
         let stats = player.stats.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (err_tx, errors) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let name = self.name.clone();
         let device_err = move |cause: String| OutputError::Device {
             device: name.clone(),
             cause,
         };
-        let thread = {
-            let stop = stop.clone();
-            let stats = stats.clone();
-            let device_err = device_err.clone();
-            // cpal's stream is not Send on every platform: one thread builds,
-            // owns and drops it.
-            std::thread::Builder::new()
-                .name("synfony-cpal".into())
-                .spawn(move || {
-                    // A short fixed buffer when the device allows one: the
-                    // default (ALSA's whole ring, ~0.7 s through a plug device)
-                    // would exceed the session's lead, so changes would land late.
-                    let buffer_size = match self.device.default_output_config() {
-                        Ok(c) => match c.buffer_size() {
-                            cpal::SupportedBufferSize::Range { min, max } => {
-                                cpal::BufferSize::Fixed(DEVICE_BUFFER_FRAMES.clamp(*min, *max))
-                            }
-                            cpal::SupportedBufferSize::Unknown => cpal::BufferSize::Default,
-                        },
-                        Err(_) => cpal::BufferSize::Default,
-                    };
-                    let config = cpal::StreamConfig {
-                        channels: CHANNELS as u16,
-                        sample_rate: ENGINE_RATE_HZ,
-                        buffer_size,
-                    };
-                    let cb_stats = stats.clone();
-                    let data = move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
-                        let ts = info.timestamp();
-                        let delay_ns = ts
-                            .playback
-                            .checked_duration_since(ts.callback)
-                            .map_or(0, |d| d.as_nanos() as i64);
-                        cb_stats
-                            .device_latency_ns
-                            .store(delay_ns, Ordering::Relaxed);
-                        let play = monotonic_ns() + delay_ns;
-                        // The engine splits long buffers itself; the frame
-                        // count here is whole (CHANNELS-interleaved).
-                        let frames = out.len() / CHANNELS;
-                        let ns_per_frame = 1e9 / ENGINE_RATE_HZ as f64;
-                        let mut done = 0;
-                        while done < frames {
-                            let n = (frames - done).min(MAX_BLOCK_FRAMES);
-                            let at = play + (done as f64 * ns_per_frame) as i64;
-                            player.play_block(&mut out[done * CHANNELS..(done + n) * CHANNELS], at);
-                            done += n;
-                        }
-                    };
-                    let err_stats = stats.clone();
-                    let err_tx2 = err_tx.clone();
-                    let on_error = {
-                        let device_err = device_err.clone();
-                        move |e: cpal::Error| {
-                            if e.kind() == cpal::ErrorKind::Xrun {
-                                err_stats.xruns.fetch_add(1, Ordering::Relaxed);
-                            } else {
-                                let _ = err_tx2.send(device_err(e.to_string()));
-                            }
-                        }
-                    };
-                    let stream = match self
-                        .device
-                        .build_output_stream(config, data, on_error, None)
-                    {
-                        Ok(s) => s,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(match e.kind() {
-                                cpal::ErrorKind::DeviceNotAvailable
-                                | cpal::ErrorKind::HostUnavailable => {
-                                    OutputError::NoDevice(e.to_string())
-                                }
-                                _ => {
-                                    device_err(format!("cannot open 48 kHz stereo f32 output: {e}"))
-                                }
-                            }));
-                            return;
-                        }
-                    };
-                    if let Err(e) = stream.play() {
-                        let _ = ready_tx.send(Err(device_err(format!("cannot start: {e}"))));
+        let thread_err = device_err.clone();
+        // cpal's stream is not Send on every platform: one thread builds, owns
+        // and drops it.
+        let worker = Worker::spawn("synfony-cpal", move || {
+            let device_err = thread_err;
+            // The player reaches the callback through a one-slot ring once a
+            // stream is built, so a failed attempt (a buffer size the device
+            // refuses) does not take it down, and the callback stays wait-free.
+            let build = |buffer_size| {
+                let config = cpal::StreamConfig {
+                    channels: CHANNELS as u16,
+                    sample_rate: ENGINE_RATE_HZ,
+                    buffer_size,
+                };
+                let (handoff, mut arrival) = rtrb::RingBuffer::<Player>::new(1);
+                let mut player: Option<Player> = None;
+                let cb_stats = stats.clone();
+                let data = move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                    if player.is_none() {
+                        player = arrival.pop().ok();
+                    }
+                    let Some(player) = player.as_mut() else {
+                        out.fill(0.0);
                         return;
+                    };
+                    let ts = info.timestamp();
+                    let delay_ns = ts
+                        .playback
+                        .checked_duration_since(ts.callback)
+                        .map_or(0, |d| d.as_nanos() as i64);
+                    cb_stats
+                        .device_latency_ns
+                        .store(delay_ns, Ordering::Relaxed);
+                    play_device_buffer(player, out, monotonic_ns() + delay_ns);
+                };
+                let err_stats = stats.clone();
+                let err_tx = errors.clone();
+                let device_err = device_err.clone();
+                let on_error = move |e: cpal::Error| {
+                    if e.kind() == cpal::ErrorKind::Xrun {
+                        err_stats.xruns.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        let _ = err_tx.send(device_err(e.to_string()));
                     }
-                    let _ = ready_tx.send(Ok(()));
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::park_timeout(Duration::from_millis(100));
-                    }
-                    drop(stream);
-                })
-                .map_err(|e| OutputError::Thread(e.to_string()))?
-        };
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                return Err(e);
+                };
+                self.device
+                    .build_output_stream(config, data, on_error, None)
+                    .map(|stream| (stream, handoff))
+            };
+            let preferred = self.buffer_size();
+            let stream = match build(preferred) {
+                Err(_) if preferred != cpal::BufferSize::Default => {
+                    build(cpal::BufferSize::Default)
+                }
+                other => other,
             }
-            Err(_) => return Err(OutputError::Thread("the device thread died".into())),
+            .map(|(stream, mut handoff)| {
+                // A fresh one-slot ring: the push cannot fail.
+                let _ = handoff.push(player);
+                stream
+            });
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(match e.kind() {
+                        cpal::ErrorKind::DeviceNotAvailable | cpal::ErrorKind::HostUnavailable => {
+                            OutputError::NoDevice(e.to_string())
+                        }
+                        _ => device_err(format!("cannot open 48 kHz stereo f32 output: {e}")),
+                    }));
+                    return;
+                }
+            };
+            if let Err(e) = stream.play() {
+                let _ = ready_tx.send(Err(device_err(format!("cannot start: {e}"))));
+                return;
+            }
+            let _ = ready_tx.send(Ok(()));
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+            drop(stream);
+        })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(worker),
+            Ok(Err(e)) => {
+                worker.finish(STOP_TIMEOUT);
+                Err(e)
+            }
+            Err(_) => Err(OutputError::Thread("the device thread died".into())),
         }
-        Ok(Running {
-            stats,
-            errors,
-            stop,
-            thread: Some(thread),
-            report: None,
-            report_stop: Arc::new(AtomicBool::new(false)),
-        })
+    }
+}
+
+/// One device callback: the buffer split into engine blocks, each with its own
+/// play instant. Real-time safe.
+fn play_device_buffer(player: &mut Player, out: &mut [f32], play_mono_ns: i64) {
+    let frames = out.len() / CHANNELS;
+    let ns_per_frame = 1e9 / ENGINE_RATE_HZ as f64;
+    let mut done = 0;
+    while done < frames {
+        let n = (frames - done).min(MAX_BLOCK_FRAMES);
+        let at = play_mono_ns + (done as f64 * ns_per_frame) as i64;
+        player.play_block(&mut out[done * CHANNELS..(done + n) * CHANNELS], at);
+        done += n;
     }
 }

@@ -9,12 +9,13 @@
 //!   ([`super::engine::AllStatus`]): the shared playhead, the master level and
 //!   gain, and how many stems are buffering.
 //!
-//! **Invariant:** the callback only reads chunks whose ready flag it has seen
-//! set (Acquire), and a chunk is written once, before its flag is set
-//! (Release); so reads never see a chunk being written.
+//! **Invariant:** the callback only reads chunks whose state it has seen
+//! `READY` (Acquire); a chunk is claimed by exactly one filler (`EMPTY` →
+//! `WRITING`, compare-exchange), written, then set `READY` (Release); so reads
+//! never see a chunk being written, and a chunk never changes once ready.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use super::CHANNELS;
 use super::decode::StemAudio;
@@ -90,8 +91,13 @@ pub struct RemoteStem {
     frames: usize,
     /// Interleaved f32 bits; a chunk is written once, before its flag is set.
     samples: Box<[AtomicU32]>,
-    ready: Box<[AtomicBool]>,
+    /// Per chunk: [`EMPTY`], [`WRITING`] (claimed by one filler) or [`READY`].
+    ready: Box<[AtomicU8]>,
 }
+
+const EMPTY: u8 = 0;
+const WRITING: u8 = 1;
+const READY: u8 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RemoteStemError {
@@ -114,7 +120,7 @@ impl RemoteStem {
         RemoteStem {
             frames,
             samples: (0..frames * CHANNELS).map(|_| AtomicU32::new(0)).collect(),
-            ready: (0..chunks).map(|_| AtomicBool::new(false)).collect(),
+            ready: (0..chunks).map(|_| AtomicU8::new(EMPTY)).collect(),
         }
     }
 
@@ -125,7 +131,7 @@ impl RemoteStem {
     pub fn is_ready(&self, chunk: usize) -> bool {
         self.ready
             .get(chunk)
-            .is_some_and(|r| r.load(Ordering::Acquire))
+            .is_some_and(|r| r.load(Ordering::Acquire) == READY)
     }
 
     /// Chunks that have arrived.
@@ -134,7 +140,8 @@ impl RemoteStem {
     }
 
     /// Stores chunk `chunk` (interleaved stereo, `CHUNK_FRAMES` frames, fewer
-    /// for the last) and marks it ready. A chunk arrives once.
+    /// for the last) and marks it ready. A chunk arrives once: of two fillers
+    /// racing for it, one claims it and the other is refused.
     pub fn fill(&self, chunk: usize, samples: &[f32]) -> Result<(), RemoteStemError> {
         if chunk >= self.chunks() {
             return Err(RemoteStemError::OutOfRange(chunk));
@@ -148,14 +155,17 @@ impl RemoteStem {
                 expected,
             });
         }
-        if self.is_ready(chunk) {
+        if self.ready[chunk]
+            .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             return Err(RemoteStemError::AlreadyFilled(chunk));
         }
         let at = first * CHANNELS;
         for (slot, &s) in self.samples[at..at + expected].iter().zip(samples) {
             slot.store(s.to_bits(), Ordering::Relaxed);
         }
-        self.ready[chunk].store(true, Ordering::Release);
+        self.ready[chunk].store(READY, Ordering::Release);
         Ok(())
     }
 
@@ -167,7 +177,7 @@ impl RemoteStem {
         if self.frames == 0 || last < 0 || first >= self.frames as i64 {
             return true;
         }
-        (clamp(first)..=clamp(last)).all(|c| self.ready[c].load(Ordering::Acquire))
+        (clamp(first)..=clamp(last)).all(|c| self.ready[c].load(Ordering::Acquire) == READY)
     }
 }
 
