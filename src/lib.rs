@@ -14,6 +14,7 @@ pub mod assets;
 pub mod audio;
 pub mod host_clock;
 pub mod message;
+pub mod runtime;
 pub mod session;
 pub mod sim;
 pub mod wire;
