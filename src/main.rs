@@ -5,8 +5,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use synfony::audio::output::{
+    DEFAULT_PERIOD_FRAMES, MAX_DEVICE_DRIFT_PPM, OutputKind, PERIOD_FRAMES_RANGE,
+};
 use synfony::audio::render::{RenderSpec, StemRef, load_stems, render, write_wav};
+use synfony::host_clock::LocalClock;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -17,8 +23,96 @@ use synfony::audio::render::{RenderSpec, StemRef, load_stems, render, write_wav}
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Stems for the peer (audio files or folders).
+    #[command(flatten)]
+    peer: PeerArgs,
+}
+
+/// Running a peer (INTERFACE.md).
+#[derive(clap::Args, Debug)]
+struct PeerArgs {
+    /// Stems for the peer (audio files or folders); with none and no --join,
+    /// the bundled demo song.
     stems: Vec<PathBuf>,
+    /// TCP address to accept peers on; port 0 picks a free port.
+    #[arg(long, default_value = "0.0.0.0:7878")]
+    listen: SocketAddr,
+    /// The address other peers should dial to reach this one (NAT, a port
+    /// forward, a proxy). Default: the bound listen address.
+    #[arg(long)]
+    advertise: Option<SocketAddr>,
+    /// A peer already in the session (repeatable; any member works).
+    #[arg(long = "join", value_name = "ADDR")]
+    joins: Vec<String>,
+    /// Display name (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Session secret; peers without it cannot join, vote or fetch stems.
+    /// Without one the session is open to anyone who can reach the port.
+    #[arg(long, env = "SYNFONY_PASSPHRASE", hide_env_values = true)]
+    passphrase: Option<String>,
+    /// No window: commands on stdin, JSON events on stdout, logs on stderr.
+    #[arg(long)]
+    headless: bool,
+    /// device, null, wav:PATH or raw:PATH (default: device with a window,
+    /// null headless).
+    #[arg(long, value_parser = parse_output)]
+    output: Option<OutputKind>,
+    /// Block size of the null/wav/raw virtual device, in frames.
+    #[arg(long, default_value_t = DEFAULT_PERIOD_FRAMES, value_parser = parse_period)]
+    period_frames: usize,
+    /// Append one JSON line per output buffer to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Extra output latency of this peer's speakers (Bluetooth, HDMI), in ms.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_latency_ms, allow_negative_numbers = true)]
+    latency_offset_ms: f64,
+    /// Test only: this peer's clock runs this far off the monotonic clock.
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        hide = true,
+        allow_negative_numbers = true
+    )]
+    clock_offset_ms: f64,
+    /// Test only: this peer's clock runs this much fast (ppm).
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        hide = true,
+        allow_negative_numbers = true
+    )]
+    clock_drift_ppm: f64,
+    /// Test only: the null device consumes frames this much fast (ppm).
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        hide = true,
+        allow_negative_numbers = true
+    )]
+    device_drift_ppm: f64,
+}
+
+fn parse_output(s: &str) -> Result<OutputKind, String> {
+    s.parse()
+        .map_err(|e: synfony::audio::output::OutputError| e.to_string())
+}
+
+fn parse_period(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if PERIOD_FRAMES_RANGE.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a block size in frames ({}..={})",
+            PERIOD_FRAMES_RANGE.start(),
+            PERIOD_FRAMES_RANGE.end()
+        )),
+    }
+}
+
+fn parse_latency_ms(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v.abs() <= 10_000.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a latency in ms (within ±10 s)")),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -90,13 +184,39 @@ fn run_render(args: RenderArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks what clap's parsers cannot see alone; a usage error (exit 2).
+fn validate_peer(args: &PeerArgs) -> Result<(), clap::Error> {
+    let usage = |msg: String| Cli::command().error(clap::error::ErrorKind::ValueValidation, msg);
+    LocalClock::skewed(args.clock_offset_ms, args.clock_drift_ppm, 0)
+        .map_err(|e| usage(e.to_string()))?;
+    if !args.device_drift_ppm.is_finite() || args.device_drift_ppm.abs() > MAX_DEVICE_DRIFT_PPM {
+        return Err(usage(format!(
+            "--device-drift-ppm {} is not a number within ±{MAX_DEVICE_DRIFT_PPM}",
+            args.device_drift_ppm
+        )));
+    }
+    Ok(())
+}
+
+/// The peer itself: the options are parsed and checked (INTERFACE.md), the
+/// runtime that uses them is being built (issue 5).
+fn run_peer(args: PeerArgs) -> anyhow::Result<()> {
+    let _ = args;
+    Err(anyhow::anyhow!(
+        "the peer runtime is not built yet (issue 5); `synfony render` mixes stems offline"
+    ))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Render(args)) => run_render(args),
-        None => Err(anyhow::anyhow!(
-            "the peer runtime is not built yet (issue 5); `synfony render` mixes stems offline"
-        )),
+        None => {
+            if let Err(e) = validate_peer(&cli.peer) {
+                e.exit();
+            }
+            run_peer(cli.peer)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,8 +2,7 @@
 //! made by `tests/data/make-fixtures.sh`), bad files, and `synfony render`
 //! against an independent computation of the mix.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use synfony::audio::decode::{DecodeError, decode_file};
 use synfony::audio::render::{RenderSpec, StemRef, load_stems, render};
@@ -198,60 +197,6 @@ fn render_matches_an_independent_mix() {
     for (k, v) in solo.iter().enumerate() {
         assert_eq!(*v, a(k / 2, (k % 2) as u16));
     }
-}
-
-fn synfony(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_synfony"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[test]
-fn render_command_writes_a_wav_and_fails_clearly() {
-    let dir = tempfile::tempdir().unwrap();
-    let stem = dir.path().join("tone.wav");
-    write_wav_i16(&stem, RATE, 2, 4_800, noise);
-    let out: PathBuf = dir.path().join("mix.wav");
-    let (code, err) = synfony(&[
-        "render",
-        stem.to_str().unwrap(),
-        "--gain",
-        "tone=-inf",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let r = hound::WavReader::open(&out).unwrap();
-    assert_eq!(
-        (
-            r.spec().channels,
-            r.spec().sample_rate,
-            r.spec().bits_per_sample
-        ),
-        (2, RATE, 32)
-    );
-    assert_eq!(r.len(), 4_800 * 2);
-    // Usage errors exit 2; a missing file exits 1 naming it.
-    let (code, _) = synfony(&[
-        "render",
-        stem.to_str().unwrap(),
-        "--gain",
-        "tone=NaN",
-        "--out",
-        "x.wav",
-    ]);
-    assert_eq!(code, 2);
-    let (code, err) = synfony(&["render", "/nonexistent/drums.flac", "--out", "x.wav"]);
-    assert_eq!(code, 1);
-    assert!(
-        err.contains("/nonexistent/drums.flac") && err.lines().count() == 1,
-        "{err}"
-    );
 }
 
 /// The bundled demo song loads: four 40 s stems at 48 kHz, and the impulse
