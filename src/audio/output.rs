@@ -246,6 +246,23 @@ impl Worker {
         Ok(Worker { thread, done })
     }
 
+    /// Waits for the thread to say the device is open (`Ok`) or could not be
+    /// (`Err`, after which the thread is finished).
+    fn started(
+        self,
+        ready: mpsc::Receiver<Result<(), OutputError>>,
+        what: &str,
+    ) -> Result<Worker, OutputError> {
+        match ready.recv() {
+            Ok(Ok(())) => Ok(self),
+            Ok(Err(e)) => {
+                self.finish(STOP_TIMEOUT);
+                Err(e)
+            }
+            Err(_) => Err(OutputError::Thread(format!("{what} died"))),
+        }
+    }
+
     /// Waits up to `timeout` for the thread to end. A thread stuck in a
     /// blocking write (a FIFO whose reader stopped reading) is left behind
     /// rather than hanging the caller.
@@ -705,14 +722,7 @@ impl Output for NullDevice {
                 let _ = errors.send(e);
             }
         })?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(worker),
-            Ok(Err(e)) => {
-                worker.finish(STOP_TIMEOUT);
-                Err(e)
-            }
-            Err(_) => Err(OutputError::Thread("the null device died".into())),
-        }
+        worker.started(ready_rx, "the null device")
     }
 }
 
@@ -858,14 +868,7 @@ impl Output for CpalDevice {
             }
             drop(stream);
         })?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(worker),
-            Ok(Err(e)) => {
-                worker.finish(STOP_TIMEOUT);
-                Err(e)
-            }
-            Err(_) => Err(OutputError::Thread("the device thread died".into())),
-        }
+        worker.started(ready_rx, "the device thread")
     }
 }
 
