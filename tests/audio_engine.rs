@@ -30,13 +30,7 @@ fn frame_of(sample: f32) -> f64 {
 fn engine(stems: &[StemAudio]) -> (Engine, EngineHandle) {
     let (engine, mut handle, _retired) =
         Engine::new(stems.iter().map(Streamer::local).collect(), RATE);
-    handle
-        .set_map(SessionMap {
-            anchor_local_ns: 0,
-            anchor_session_ns: 0,
-            rate: 0.0,
-        })
-        .unwrap();
+    handle.set_map(SessionMap::starting_at(0)).unwrap();
     (engine, handle)
 }
 

@@ -46,13 +46,7 @@ fn run(kind: OutputKind, cfg: OutputConfig, ms: u64, dir: &Path) -> Run {
     let stem = marker_stem(10 * 48_000);
     let (engine, mut handle, _retired) = Engine::new(vec![Streamer::local(&stem)], 48_000);
     // Session time = this peer's local time.
-    handle
-        .set_map(SessionMap {
-            anchor_local_ns: 0,
-            anchor_session_ns: 0,
-            rate: 0.0,
-        })
-        .unwrap();
+    handle.set_map(SessionMap::starting_at(0)).unwrap();
     let play_at_local_ns = cfg.clock.now_ns() + 150 * MS;
     handle
         .schedule_raw(Scheduled {

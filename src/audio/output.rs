@@ -490,10 +490,6 @@ impl Sink {
         stop: &AtomicBool,
         mut waiting: impl FnMut(),
     ) -> Result<Option<Sink>, OutputError> {
-        let err = |path: &Path, e: &dyn std::fmt::Display| OutputError::Sink {
-            path: path.to_path_buf(),
-            cause: e.to_string(),
-        };
         Ok(Some(match sink {
             NullSink::Discard => Sink::Discard,
             NullSink::Wav(path) => {
@@ -546,10 +542,6 @@ impl Sink {
 
     /// Hands a played block to the sink.
     fn write(&mut self, block: &[f32]) -> Result<(), OutputError> {
-        let err = |path: &Path, e: &dyn std::fmt::Display| OutputError::Sink {
-            path: path.to_path_buf(),
-            cause: e.to_string(),
-        };
         match self {
             Sink::Discard => Ok(()),
             Sink::Wav {
@@ -599,6 +591,14 @@ impl Sink {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+/// A sink's error, naming its file.
+fn err(path: &Path, e: &dyn std::fmt::Display) -> OutputError {
+    OutputError::Sink {
+        path: path.to_path_buf(),
+        cause: e.to_string(),
     }
 }
 

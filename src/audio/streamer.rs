@@ -173,7 +173,7 @@ impl RemoteStem {
     /// stem count as present: they are silence by definition).
     #[inline]
     pub(crate) fn covers(&self, first: i64, last: i64) -> bool {
-        let clamp = |f: i64| f.clamp(0, self.frames as i64 - 1).max(0) as usize / CHUNK_FRAMES;
+        let clamp = |f: i64| f.clamp(0, self.frames as i64 - 1) as usize / CHUNK_FRAMES;
         if self.frames == 0 || last < 0 || first >= self.frames as i64 {
             return true;
         }

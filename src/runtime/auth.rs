@@ -30,59 +30,42 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// What one proof is bound to: the prover's role, both peers, and both
+/// nonces (the verifier's challenge first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Challenge<'a> {
+    pub role: Role,
+    pub prover: PeerId,
+    pub verifier: PeerId,
+    pub verifier_nonce: &'a [u8; AUTH_LEN],
+    pub prover_nonce: &'a [u8; AUTH_LEN],
+}
+
 impl Secret {
     pub fn new(passphrase: &str) -> Secret {
         Secret(passphrase.as_bytes().to_vec())
     }
 
-    fn mac(
-        &self,
-        role: Role,
-        prover: PeerId,
-        verifier: PeerId,
-        verifier_nonce: &[u8; AUTH_LEN],
-        prover_nonce: &[u8; AUTH_LEN],
-    ) -> Hmac<Sha256> {
+    fn mac(&self, c: &Challenge<'_>) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
             .expect("HMAC takes a key of any length");
         mac.update(b"synfony-auth-v1");
-        mac.update(&[role as u8]);
-        mac.update(&prover.0.to_be_bytes());
-        mac.update(&verifier.0.to_be_bytes());
-        mac.update(verifier_nonce);
-        mac.update(prover_nonce);
+        mac.update(&[c.role as u8]);
+        mac.update(&c.prover.0.to_be_bytes());
+        mac.update(&c.verifier.0.to_be_bytes());
+        mac.update(c.verifier_nonce);
+        mac.update(c.prover_nonce);
         mac
     }
 
-    /// The proof `prover` (in `role`) sends `verifier`, answering the
-    /// verifier's nonce.
-    pub fn proof(
-        &self,
-        role: Role,
-        prover: PeerId,
-        verifier: PeerId,
-        verifier_nonce: &[u8; AUTH_LEN],
-        prover_nonce: &[u8; AUTH_LEN],
-    ) -> [u8; AUTH_LEN] {
-        self.mac(role, prover, verifier, verifier_nonce, prover_nonce)
-            .finalize()
-            .into_bytes()
-            .into()
+    /// The proof the prover sends the verifier, answering its nonce.
+    pub fn proof(&self, c: &Challenge<'_>) -> [u8; AUTH_LEN] {
+        self.mac(c).finalize().into_bytes().into()
     }
 
     /// Whether `proof` is right (compared in constant time).
-    pub fn verify(
-        &self,
-        role: Role,
-        prover: PeerId,
-        verifier: PeerId,
-        verifier_nonce: &[u8; AUTH_LEN],
-        prover_nonce: &[u8; AUTH_LEN],
-        proof: &[u8; AUTH_LEN],
-    ) -> bool {
-        self.mac(role, prover, verifier, verifier_nonce, prover_nonce)
-            .verify_slice(proof)
-            .is_ok()
+    pub fn verify(&self, c: &Challenge<'_>, proof: &[u8; AUTH_LEN]) -> bool {
+        self.mac(c).verify_slice(proof).is_ok()
     }
 }
 
@@ -107,16 +90,36 @@ mod tests {
         let (na, nb) = (fresh_nonce().unwrap(), fresh_nonce().unwrap());
         assert_ne!(na, nb);
         // B accepted A's connection: B proves to A, answering A's nonce.
-        let p = s.proof(Role::Acceptor, B, A, &na, &nb);
-        assert!(s.verify(Role::Acceptor, B, A, &na, &nb, &p));
-        assert!(!Secret::new("open sesame!").verify(Role::Acceptor, B, A, &na, &nb, &p));
-        assert!(!s.verify(Role::Dialer, B, A, &na, &nb, &p), "reflected");
-        assert!(!s.verify(Role::Acceptor, A, B, &na, &nb, &p), "other peer");
+        let c = Challenge {
+            role: Role::Acceptor,
+            prover: B,
+            verifier: A,
+            verifier_nonce: &na,
+            prover_nonce: &nb,
+        };
+        let p = s.proof(&c);
+        assert!(s.verify(&c, &p));
+        assert!(!Secret::new("open sesame!").verify(&c, &p));
+        let reflected = Challenge {
+            role: Role::Dialer,
+            ..c
+        };
+        assert!(!s.verify(&reflected, &p), "reflected");
+        let other_peer = Challenge {
+            prover: A,
+            verifier: B,
+            ..c
+        };
+        assert!(!s.verify(&other_peer, &p), "other peer");
         let fresh = fresh_nonce().unwrap();
-        assert!(!s.verify(Role::Acceptor, B, A, &fresh, &nb, &p), "replayed");
+        let replayed = Challenge {
+            verifier_nonce: &fresh,
+            ..c
+        };
+        assert!(!s.verify(&replayed, &p), "replayed");
         let mut flipped = p;
         flipped[31] ^= 1;
-        assert!(!s.verify(Role::Acceptor, B, A, &na, &nb, &flipped));
+        assert!(!s.verify(&c, &flipped));
         assert_eq!(format!("{s:?}"), "Secret(..)", "never printed");
     }
 }
