@@ -1,6 +1,6 @@
 //! The `synfony` binary: argument parsing and error reporting at the edge
-//! (`anyhow` lives only here). `synfony render` mixes offline; the peer runtime
-//! (mesh, window, headless control) is issue 5 and not built yet.
+//! (`anyhow` lives only here). `synfony render` mixes offline; `synfony
+//! --headless` runs a peer (the mixer window is issue 7).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,11 +8,15 @@ use std::process::ExitCode;
 use std::net::SocketAddr;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use synfony::audio::ENGINE_RATE_HZ;
+use synfony::audio::output::OutputConfig;
 use synfony::audio::output::{
     DEFAULT_PERIOD_FRAMES, MAX_DEVICE_DRIFT_PPM, OutputKind, PERIOD_FRAMES_RANGE,
 };
 use synfony::audio::render::{RenderSpec, StemRef, load_stems, render, write_wav};
-use synfony::host_clock::LocalClock;
+use synfony::host_clock::{LocalClock, monotonic_ns};
+use synfony::runtime::auth::Secret;
+use synfony::runtime::peer::{PeerOptions, run_headless};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -198,17 +202,91 @@ fn validate_peer(args: &PeerArgs) -> Result<(), clap::Error> {
     Ok(())
 }
 
-/// The peer itself: the options are parsed and checked (INTERFACE.md), the
-/// runtime that uses them is being built (issue 5).
+/// The host name, for the default display name.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if ok && !name.is_empty() => name.chars().take(64).collect(),
+        _ => "synfony".to_string(),
+    }
+}
+
+/// The peer itself: loads the stems, then runs the mesh, the engine and the
+/// headless control until `quit` or a signal.
 fn run_peer(args: PeerArgs) -> anyhow::Result<()> {
-    let _ = args;
-    Err(anyhow::anyhow!(
-        "the peer runtime is not built yet (issue 5); `synfony render` mixes stems offline"
-    ))
+    if !args.headless {
+        anyhow::bail!(
+            "the mixer window is not built yet (issue 7); run a speaker peer with --headless"
+        );
+    }
+    let paths = if args.stems.is_empty() && args.joins.is_empty() {
+        vec![synfony::assets::demo_song_dir()]
+    } else {
+        args.stems.clone()
+    };
+    let stems = if paths.is_empty() {
+        tracing::warn!(
+            "no stems: this peer follows the session but plays silence until it has the files \
+             (fetching remote stems is issue 8)"
+        );
+        Vec::new()
+    } else {
+        load_stems(&paths, ENGINE_RATE_HZ)?
+    };
+    let clock = LocalClock::skewed(args.clock_offset_ms, args.clock_drift_ppm, monotonic_ns())?;
+    let output = args.output.unwrap_or(OutputKind::Null);
+    let opts = PeerOptions {
+        listen: args.listen,
+        advertise: args.advertise,
+        joins: args.joins,
+        name: args.name.unwrap_or_else(host_name),
+        secret: args.passphrase.as_deref().map(Secret::new),
+        clock,
+        session: synfony::session::Config::default(),
+        stems,
+        output,
+        output_cfg: OutputConfig {
+            clock,
+            latency_offset_ns: (args.latency_offset_ms * 1e6).round() as i64,
+            report: args.report,
+            period_frames: args.period_frames,
+            device_drift_ppm: args.device_drift_ppm,
+        },
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    // stdout gets its own thread, so a slow reader never stalls the session.
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let stdout = std::io::stdout();
+        for v in rx {
+            let mut out = stdout.lock();
+            if writeln!(out, "{v}").and_then(|()| out.flush()).is_err() {
+                return; // stdout closed: events are dropped, the peer plays on
+            }
+        }
+    });
+    let result = run_headless(
+        opts,
+        Box::new(move |v| {
+            let _ = tx.send(v);
+        }),
+    );
+    let _ = writer.join();
+    Ok(result?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let result = match cli.command {
         Some(Command::Render(args)) => run_render(args),
         None => {

@@ -15,7 +15,7 @@ pub mod render;
 pub mod streamer;
 
 pub use decode::{DecodeError, StemAudio, decode_file};
-pub use engine::{AllStatus, BlockInfo, Engine, EngineHandle, MixGains, Scheduled};
+pub use engine::{AllStatus, BlockInfo, Engine, EngineHandle, MixGains, Retired, Scheduled};
 pub use streamer::{RemoteStem, Streamer};
 
 /// The engine's sample rate.

@@ -2,9 +2,9 @@
 //! `../shared/INTERFACE.md`. Pure: parsing and formatting only, so every
 //! command and every event shape is unit-tested without a process.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::session::{Channel, Event};
+use crate::session::{Channel, Decision, Event, PeerId, Round, SessionState, Verdict};
 
 /// Longest seek accepted, in seconds (a day; the session clamps into the song).
 pub const MAX_SEEK_SECS: f64 = 86_400.0;
@@ -156,9 +156,123 @@ pub fn db_json(db: f32) -> Value {
     }
 }
 
+/// A channel as events name it: `all` (the master), a stem's name, or
+/// `stemN` for a channel this peer has no file for.
+pub fn channel_name(channel: Channel, stems: &[String]) -> String {
+    match channel {
+        Channel::Master => "all".to_string(),
+        Channel::Stem(i) => stems
+            .get(usize::from(i))
+            .cloned()
+            .unwrap_or_else(|| format!("stem{i}")),
+    }
+}
+
+/// A user action as JSON: `{"action":"seek","position_secs":10.0}`.
+pub fn action_json(event: &Event, stems: &[String]) -> Value {
+    match *event {
+        Event::None => json!({ "action": "none" }),
+        Event::Play => json!({ "action": "play" }),
+        Event::Pause => json!({ "action": "pause" }),
+        Event::Seek { position_ns } => {
+            json!({ "action": "seek", "position_secs": position_ns as f64 / 1e9 })
+        }
+        Event::Volume { channel, gain_db } => json!({
+            "action": "volume",
+            "stem": channel_name(channel, stems),
+            "gain_db": db_json(gain_db),
+        }),
+        Event::Mute { channel, muted } => json!({
+            "action": if muted { "mute" } else { "unmute" },
+            "stem": channel_name(channel, stems),
+        }),
+    }
+}
+
+fn verdict_json(v: &Verdict) -> Value {
+    match v {
+        Verdict::Applied => json!("applied"),
+        Verdict::Abstained => json!("abstained"),
+        Verdict::Overruled { by } => json!(format!("overruled by {by}")),
+        Verdict::Rejected(r) => json!(format!("rejected: {r:?}").to_lowercase()),
+    }
+}
+
+/// The fields of a `decision` event that describe the state from
+/// `apply_at_session_ns` on.
+fn state_json(
+    state: &SessionState,
+    apply_at_session_ns: i64,
+    stems: &[String],
+) -> Map<String, Value> {
+    let mut gains = Map::new();
+    let mut muted = Vec::new();
+    for (i, ch) in state.channels.iter().enumerate() {
+        let name = channel_name(Channel::Stem(i as u16), stems);
+        if ch.muted {
+            muted.push(json!(name.clone()));
+        }
+        gains.insert(name, db_json(ch.gain_db));
+    }
+    let mut m = Map::new();
+    m.insert(
+        "apply_at_session_ms".into(),
+        json!(apply_at_session_ns as f64 / 1e6),
+    );
+    m.insert("playing".into(), json!(state.timeline.playing));
+    m.insert(
+        "position_secs".into(),
+        json!(state.position_ns_at(apply_at_session_ns) as f64 / 1e9),
+    );
+    m.insert("gains_db".into(), Value::Object(gains));
+    m.insert("master_db".into(), db_json(state.master.gain_db));
+    m.insert("muted".into(), Value::Array(muted));
+    m
+}
+
+/// `{"event":"decision",...}` for a decided round, with every vote and its
+/// verdict.
+pub fn decision_event(d: &Decision, stems: &[String]) -> Value {
+    let mut m = Map::new();
+    m.insert("event".into(), json!("decision"));
+    m.insert("round".into(), json!(d.round.0));
+    m.extend(state_json(&d.state, d.apply_at_session_ns, stems));
+    let votes: Vec<Value> = d
+        .outcomes
+        .iter()
+        .filter(|o| o.vote.event != Event::None)
+        .map(|o| {
+            let mut v = action_json(&o.vote.event, stems);
+            v["peer_id"] = json!(o.vote.voter.to_string());
+            v["verdict"] = verdict_json(&o.verdict);
+            v
+        })
+        .collect();
+    m.insert("votes".into(), Value::Array(votes));
+    Value::Object(m)
+}
+
+/// A `decision` event for a state adopted from `from` after a divergence.
+pub fn adopted_event(
+    round: Round,
+    apply_at_session_ns: i64,
+    state: &SessionState,
+    from: PeerId,
+    stems: &[String],
+) -> Value {
+    let mut m = Map::new();
+    m.insert("event".into(), json!("decision"));
+    m.insert("round".into(), json!(round.0));
+    m.extend(state_json(state, apply_at_session_ns, stems));
+    m.insert("adopted_from".into(), json!(from.to_string()));
+    m.insert("votes".into(), json!([]));
+    Value::Object(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::{Vote, choose};
 
     fn stems() -> Vec<String> {
         ["drums", "bass", "keys", "lead"].map(String::from).to_vec()
@@ -229,6 +343,54 @@ mod tests {
         assert!(err("volume vocals -3").contains("no stem 'vocals'"));
         assert!(err("volume 4 -3").contains("no stem '4'"));
         assert!(err("play now").contains("usage: play"));
+    }
+
+    #[test]
+    fn a_decision_event_names_stems_votes_and_verdicts() {
+        let prev = SessionState::new(60_000_000_000, 2);
+        let stems = &stems()[..2];
+        let vote = |voter, event| Vote {
+            voter: PeerId(voter),
+            round: Round(7),
+            event,
+        };
+        let d = choose(
+            &prev,
+            Round(7),
+            1_000_000_000,
+            &[
+                vote(1, Event::Play),
+                vote(2, Event::Pause),
+                vote(
+                    3,
+                    Event::Volume {
+                        channel: Channel::Stem(1),
+                        gain_db: f32::NEG_INFINITY,
+                    },
+                ),
+                vote(4, Event::None),
+            ],
+        );
+        let e = decision_event(&d, stems);
+        assert_eq!(e["event"], "decision");
+        assert_eq!(e["round"], 7);
+        assert_eq!(e["apply_at_session_ms"], 1000.0);
+        assert_eq!(e["playing"], false, "pause beats play");
+        assert_eq!(e["position_secs"], 0.0);
+        assert_eq!(e["gains_db"], json!({"drums": 0.0, "bass": "-inf"}));
+        let votes = e["votes"].as_array().unwrap();
+        assert_eq!(votes.len(), 3, "abstentions are left out: {votes:?}");
+        assert_eq!(votes[0]["action"], "play");
+        assert_eq!(votes[0]["verdict"], format!("overruled by {}", PeerId(2)));
+        assert_eq!(votes[1]["verdict"], "applied");
+        assert_eq!(votes[2]["stem"], "bass");
+        let a = adopted_event(Round(9), 0, &d.state, PeerId(5), stems);
+        assert_eq!(a["adopted_from"], PeerId(5).to_string());
+        assert_eq!(
+            channel_name(Channel::Stem(9), stems),
+            "stem9",
+            "a channel with no local file"
+        );
     }
 
     #[test]

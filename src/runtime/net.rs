@@ -1,0 +1,556 @@
+//! Links: one TCP connection to one peer, its framing, and the handshake that
+//! opens it.
+//!
+//! [`Connection`] is the only thing that touches a `TcpStream` (as in
+//! mini-redis): it reads into a [`FrameBuffer`] and takes whole frames out, and
+//! writes whole frames. After the handshake it splits into a [`LinkReader`] and a
+//! [`LinkWriter`], each owned by one task of the peer runtime.
+//!
+//! # Handshake
+//!
+//! ```text
+//! dialer                                   acceptor
+//!   Hello{nonce_d, proof: None}      ──►
+//!                                    ◄──   Hello{nonce_a, proof: HMAC(acceptor, nonce_d, nonce_a)}   (proof only with a passphrase)
+//!   Auth{HMAC(dialer, nonce_a, nonce_d)} ──►                                                          (only with a passphrase)
+//! ```
+//! Nothing else is read or sent before the handshake completes, a refusal is a
+//! `Goodbye` with the reason, and the whole exchange has [`HANDSHAKE_TIMEOUT`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::host_clock::LocalClock;
+use crate::message::{AUTH_LEN, Auth, Goodbye, Hello, Message, PeerInfo};
+use crate::session::PeerId;
+use crate::wire::{FrameBuffer, Next, PROTOCOL_VERSION, WireError, encode_frame};
+
+use super::auth::{Challenge, Role, Secret, fresh_nonce};
+
+/// A connection that has not finished its handshake by then is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connect attempt gives up after this long.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bytes read from the socket at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("broken stream: {0}")]
+    Wire(#[from] WireError),
+    #[error("the connection closed")]
+    Closed,
+    #[error("no handshake within {0:?}")]
+    Timeout(Duration),
+    #[error("it speaks protocol version {found}; this build speaks {PROTOCOL_VERSION}")]
+    Version { found: u16 },
+    #[error("expected {expected} during the handshake, got {got}")]
+    Unexpected {
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("it refused us: {0}")]
+    Refused(String),
+    #[error("wrong passphrase (its proof does not match ours)")]
+    WrongPassphrase,
+    #[error("the session there needs a passphrase (--passphrase)")]
+    NeedsPassphrase,
+    #[error("it does not know the passphrase (an open session)")]
+    PeerHasNoPassphrase,
+    #[error("that is this peer itself")]
+    SelfLink,
+    #[error("no OS randomness for a nonce: {0}")]
+    Nonce(String),
+}
+
+impl LinkError {
+    /// Maps a wire error to the clearest link error (another version is common
+    /// enough to deserve its own words).
+    fn from_wire(e: WireError) -> LinkError {
+        match e {
+            WireError::VersionMismatch { found, .. } => LinkError::Version { found },
+            e => LinkError::Wire(e),
+        }
+    }
+}
+
+/// Who this peer is, as it introduces itself on every link.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub peer_id: PeerId,
+    pub name: String,
+    /// The address others should dial (`--advertise`, else the bound address).
+    pub advertise: SocketAddr,
+}
+
+/// One framed TCP connection (before it is split).
+pub struct Connection {
+    stream: TcpStream,
+    frames: FrameBuffer,
+    chunk: Vec<u8>,
+    out: Vec<u8>,
+    remote: SocketAddr,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream) -> std::io::Result<Connection> {
+        stream.set_nodelay(true)?;
+        let remote = stream.peer_addr()?;
+        Ok(Connection {
+            stream,
+            frames: FrameBuffer::new(),
+            chunk: vec![0; READ_CHUNK],
+            out: Vec::new(),
+            remote,
+        })
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The next message; a malformed frame fails the handshake.
+    async fn read_message(&mut self) -> Result<Message, LinkError> {
+        loop {
+            match self.frames.next_frame::<Message>() {
+                Ok(Next::Frame(m)) => return Ok(m),
+                Ok(Next::Dropped(e)) => return Err(LinkError::Wire(e)),
+                Ok(Next::NeedMore) => {}
+                Err(e) => return Err(LinkError::from_wire(e)),
+            }
+            let n = self.stream.read(&mut self.chunk).await?;
+            if n == 0 {
+                return Err(LinkError::Closed);
+            }
+            self.frames.extend(&self.chunk[..n]);
+        }
+    }
+
+    async fn write_message(&mut self, m: &Message) -> Result<(), LinkError> {
+        self.out.clear();
+        encode_frame(m, &mut self.out)?;
+        self.stream.write_all(&self.out).await?;
+        Ok(())
+    }
+
+    /// Sends a refusal (best effort) before the connection is dropped.
+    async fn refuse(&mut self, reason: &str) {
+        let bye = Message::Goodbye(Goodbye {
+            reason: reason.chars().take(64).collect(),
+        });
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.write_message(&bye)).await;
+    }
+
+    /// Splits an authenticated connection into its two owners.
+    pub fn split(self, clock: LocalClock) -> (LinkReader, LinkWriter) {
+        let (rd, wr) = self.stream.into_split();
+        (
+            LinkReader {
+                rd,
+                frames: self.frames,
+                chunk: self.chunk,
+                clock,
+            },
+            LinkWriter { wr, out: self.out },
+        )
+    }
+}
+
+/// What a link's reader got.
+#[derive(Debug)]
+pub enum Read {
+    /// A message, with the local time its bytes were read.
+    Message { message: Message, at_ns: i64 },
+    /// A well-delimited frame that failed to decode: skipped, the link goes on.
+    Dropped(WireError),
+}
+
+/// The receive half of a link.
+pub struct LinkReader {
+    rd: OwnedReadHalf,
+    frames: FrameBuffer,
+    chunk: Vec<u8>,
+    clock: LocalClock,
+}
+
+impl LinkReader {
+    /// Reads until at least one frame is out, and hands every whole frame
+    /// buffered to `each`, stamped with the local time of the read (taken right
+    /// after the read returns, for the clock samples). `Err` ends the link.
+    pub async fn read(&mut self, mut each: impl FnMut(Read)) -> Result<(), LinkError> {
+        // Frames left over from the handshake's last read come first.
+        let mut at_ns = self.clock.now_ns();
+        loop {
+            let mut any = false;
+            loop {
+                match self.frames.next_frame::<Message>() {
+                    Ok(Next::Frame(message)) => each(Read::Message { message, at_ns }),
+                    Ok(Next::Dropped(e)) => each(Read::Dropped(e)),
+                    Ok(Next::NeedMore) => break,
+                    Err(e) => return Err(LinkError::from_wire(e)),
+                }
+                any = true;
+            }
+            if any {
+                return Ok(());
+            }
+            let n = self.rd.read(&mut self.chunk).await?;
+            at_ns = self.clock.now_ns();
+            if n == 0 {
+                return Err(LinkError::Closed);
+            }
+            self.frames.extend(&self.chunk[..n]);
+        }
+    }
+}
+
+/// The send half of a link.
+pub struct LinkWriter {
+    wr: OwnedWriteHalf,
+    out: Vec<u8>,
+}
+
+impl LinkWriter {
+    /// Frames and sends a batch of messages in one write.
+    pub async fn send(&mut self, messages: &[Message]) -> Result<(), LinkError> {
+        self.out.clear();
+        for m in messages {
+            encode_frame(m, &mut self.out)?;
+        }
+        self.wr.write_all(&self.out).await?;
+        Ok(())
+    }
+
+    pub async fn shutdown(mut self) {
+        let _ = self.wr.shutdown().await;
+    }
+}
+
+/// The peer at the other end of a completed handshake.
+#[derive(Clone, Debug)]
+pub struct Handshaken {
+    pub info: PeerInfo,
+    /// The peer that dialled this connection (decides which of two
+    /// simultaneous connections survives).
+    pub dialer: PeerId,
+}
+
+fn kind(m: &Message) -> &'static str {
+    match m {
+        Message::Hello(_) => "hello",
+        Message::Auth(_) => "auth",
+        Message::PeerList(_) => "peer list",
+        Message::Heartbeat(_) => "heartbeat",
+        Message::ClockPing(_) => "clock ping",
+        Message::ClockPong(_) => "clock pong",
+        Message::Goodbye(_) => "goodbye",
+        Message::Snapshot(_) => "snapshot",
+        Message::Room(_) => "room",
+    }
+}
+
+fn nonce() -> Result<[u8; AUTH_LEN], LinkError> {
+    fresh_nonce().map_err(|e| LinkError::Nonce(e.to_string()))
+}
+
+fn hello(me: &Identity, nonce: [u8; AUTH_LEN], proof: Option<[u8; AUTH_LEN]>) -> Message {
+    Message::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        peer_id: me.peer_id,
+        name: me.name.clone(),
+        listen_addr: me.advertise,
+        nonce,
+        proof,
+    })
+}
+
+async fn expect_hello(conn: &mut Connection, me: &Identity) -> Result<Hello, LinkError> {
+    match conn.read_message().await? {
+        Message::Hello(h) if h.protocol_version != PROTOCOL_VERSION => Err(LinkError::Version {
+            found: h.protocol_version,
+        }),
+        Message::Hello(h) if h.peer_id == me.peer_id => Err(LinkError::SelfLink),
+        Message::Hello(h) => Ok(h),
+        Message::Goodbye(g) => Err(LinkError::Refused(g.reason)),
+        other => Err(LinkError::Unexpected {
+            expected: "hello",
+            got: kind(&other),
+        }),
+    }
+}
+
+/// An advertised address with an unspecified IP (`0.0.0.0:7878`) is reached
+/// at the IP this connection came from or went to.
+fn reachable(advertised: SocketAddr, seen: SocketAddr) -> SocketAddr {
+    if advertised.ip().is_unspecified() {
+        SocketAddr::new(seen.ip(), advertised.port())
+    } else {
+        advertised
+    }
+}
+
+/// The dialling side of the handshake, with its timeout.
+pub async fn handshake_dialer(
+    conn: &mut Connection,
+    me: &Identity,
+    secret: Option<&Secret>,
+) -> Result<Handshaken, LinkError> {
+    let run = async {
+        let my_nonce = nonce()?;
+        conn.write_message(&hello(me, my_nonce, None)).await?;
+        let theirs = expect_hello(conn, me).await?;
+        let info = PeerInfo {
+            peer_id: theirs.peer_id,
+            name: theirs.name.clone(),
+            addr: reachable(theirs.listen_addr, conn.remote()),
+        };
+        match (secret, theirs.proof) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                conn.refuse("no passphrase").await;
+                return Err(LinkError::NeedsPassphrase);
+            }
+            (Some(_), None) => {
+                conn.refuse("this peer's session needs a passphrase").await;
+                return Err(LinkError::PeerHasNoPassphrase);
+            }
+            (Some(s), Some(proof)) => {
+                let theirs_ok = s.verify(
+                    &Challenge {
+                        role: Role::Acceptor,
+                        prover: theirs.peer_id,
+                        verifier: me.peer_id,
+                        verifier_nonce: &my_nonce,
+                        prover_nonce: &theirs.nonce,
+                    },
+                    &proof,
+                );
+                if !theirs_ok {
+                    conn.refuse("wrong passphrase").await;
+                    return Err(LinkError::WrongPassphrase);
+                }
+                let mine = s.proof(&Challenge {
+                    role: Role::Dialer,
+                    prover: me.peer_id,
+                    verifier: theirs.peer_id,
+                    verifier_nonce: &theirs.nonce,
+                    prover_nonce: &my_nonce,
+                });
+                conn.write_message(&Message::Auth(Auth { proof: mine }))
+                    .await?;
+            }
+        }
+        Ok(Handshaken {
+            info,
+            dialer: me.peer_id,
+        })
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
+        .await
+        .map_err(|_| LinkError::Timeout(HANDSHAKE_TIMEOUT))?
+}
+
+/// The accepting side of the handshake, with its timeout.
+pub async fn handshake_acceptor(
+    conn: &mut Connection,
+    me: &Identity,
+    secret: Option<&Secret>,
+) -> Result<Handshaken, LinkError> {
+    let run = async {
+        let theirs = match expect_hello(conn, me).await {
+            Err(LinkError::Version { found }) => {
+                conn.refuse(&format!(
+                    "protocol version {found} is not ours ({PROTOCOL_VERSION})"
+                ))
+                .await;
+                return Err(LinkError::Version { found });
+            }
+            r => r?,
+        };
+        let my_nonce = nonce()?;
+        let proof = secret.map(|s| {
+            s.proof(&Challenge {
+                role: Role::Acceptor,
+                prover: me.peer_id,
+                verifier: theirs.peer_id,
+                verifier_nonce: &theirs.nonce,
+                prover_nonce: &my_nonce,
+            })
+        });
+        conn.write_message(&hello(me, my_nonce, proof)).await?;
+        if let Some(s) = secret {
+            let proof = match conn.read_message().await? {
+                Message::Auth(a) => a.proof,
+                Message::Goodbye(g) => return Err(LinkError::Refused(g.reason)),
+                other => {
+                    conn.refuse("this session needs a passphrase").await;
+                    return Err(LinkError::Unexpected {
+                        expected: "auth",
+                        got: kind(&other),
+                    });
+                }
+            };
+            let ok = s.verify(
+                &Challenge {
+                    role: Role::Dialer,
+                    prover: theirs.peer_id,
+                    verifier: me.peer_id,
+                    verifier_nonce: &my_nonce,
+                    prover_nonce: &theirs.nonce,
+                },
+                &proof,
+            );
+            if !ok {
+                conn.refuse("wrong passphrase").await;
+                return Err(LinkError::WrongPassphrase);
+            }
+        }
+        Ok(Handshaken {
+            info: PeerInfo {
+                peer_id: theirs.peer_id,
+                name: theirs.name,
+                addr: reachable(theirs.listen_addr, conn.remote()),
+            },
+            dialer: theirs.peer_id,
+        })
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
+        .await
+        .map_err(|_| LinkError::Timeout(HANDSHAKE_TIMEOUT))?
+}
+
+/// Connects to `addr` with [`CONNECT_TIMEOUT`].
+pub async fn connect(addr: SocketAddr) -> Result<Connection, LinkError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            LinkError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {CONNECT_TIMEOUT:?}"),
+            ))
+        })??;
+    Ok(Connection::new(stream)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    fn id(n: u64, addr: SocketAddr) -> Identity {
+        Identity {
+            peer_id: PeerId(n),
+            name: format!("p{n}"),
+            advertise: addr,
+        }
+    }
+
+    /// Runs both sides of a handshake over loopback.
+    async fn pair(
+        dialer_secret: Option<&str>,
+        acceptor_secret: Option<&str>,
+    ) -> (Result<Handshaken, LinkError>, Result<Handshaken, LinkError>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let a_secret = acceptor_secret.map(Secret::new);
+        let acceptor = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut c = Connection::new(s).unwrap();
+            handshake_acceptor(&mut c, &id(1, addr), a_secret.as_ref()).await
+        });
+        let mut c = connect(addr).await.unwrap();
+        let d_secret = dialer_secret.map(Secret::new);
+        let d = handshake_dialer(
+            &mut c,
+            &id(2, "0.0.0.0:9".parse().unwrap()),
+            d_secret.as_ref(),
+        )
+        .await;
+        drop(c);
+        (d, acceptor.await.unwrap())
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn open_and_protected_handshakes_succeed() {
+        rt().block_on(async {
+            for secret in [None, Some("s3cret")] {
+                let (d, a) = pair(secret, secret).await;
+                let (d, a) = (d.unwrap(), a.unwrap());
+                assert_eq!(d.info.peer_id, PeerId(1));
+                assert_eq!(a.info.peer_id, PeerId(2));
+                assert_eq!((d.dialer, a.dialer), (PeerId(2), PeerId(2)));
+                // An unspecified advertised IP is replaced by the one seen.
+                assert_eq!(a.info.addr.ip().to_string(), "127.0.0.1");
+                assert_eq!(a.info.addr.port(), 9);
+            }
+        });
+    }
+
+    #[test]
+    fn a_wrong_or_missing_passphrase_is_refused_on_both_sides() {
+        rt().block_on(async {
+            let (d, a) = pair(Some("right"), Some("wrong")).await;
+            assert!(matches!(d, Err(LinkError::WrongPassphrase)), "{d:?}");
+            assert!(a.is_err(), "{a:?}");
+            let (d, a) = pair(None, Some("s")).await;
+            assert!(matches!(d, Err(LinkError::NeedsPassphrase)), "{d:?}");
+            assert!(a.is_err(), "{a:?}");
+            // An open peer cannot tell that the dialler refused it until the
+            // refusal (a goodbye) arrives after its side of the handshake.
+            let (d, _) = pair(Some("s"), None).await;
+            assert!(matches!(d, Err(LinkError::PeerHasNoPassphrase)), "{d:?}");
+        });
+    }
+
+    #[test]
+    fn garbage_another_version_and_silence_fail_the_handshake() {
+        rt().block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            async fn accept_one(
+                listener: &TcpListener,
+                bytes: Vec<u8>,
+            ) -> (Result<Handshaken, LinkError>, TcpStream) {
+                let addr = listener.local_addr().unwrap();
+                let mut raw = TcpStream::connect(addr).await.unwrap();
+                raw.write_all(&bytes).await.unwrap();
+                let (s, _) = listener.accept().await.unwrap();
+                let mut c = Connection::new(s).unwrap();
+                let r = handshake_acceptor(&mut c, &id(1, addr), None).await;
+                (r, raw)
+            }
+            let (r, _raw) = accept_one(&listener, b"GET / HTTP/1.1\r\n\r\n".to_vec()).await;
+            assert!(
+                matches!(r, Err(LinkError::Wire(WireError::BadMagic { .. }))),
+                "{r:?}"
+            );
+            let mut v3 = b"SYNF".to_vec();
+            v3.extend_from_slice(&3u16.to_be_bytes());
+            v3.extend_from_slice(&4u32.to_be_bytes());
+            let (r, _raw) = accept_one(&listener, v3).await;
+            assert!(matches!(r, Err(LinkError::Version { found: 3 })), "{r:?}");
+            let mut huge = b"SYNF".to_vec();
+            huge.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+            huge.extend_from_slice(&u32::MAX.to_be_bytes());
+            let (r, _raw) = accept_one(&listener, huge).await;
+            assert!(
+                matches!(r, Err(LinkError::Wire(WireError::FrameTooLong { .. }))),
+                "{r:?}"
+            );
+        });
+        // Silence (the handshake timeout) is tested on a real peer in
+        // tests/peers.rs.
+    }
+}

@@ -1,0 +1,885 @@
+//! The peer: a thin async shell (tokio, one thread) around the sans-IO
+//! [`Session`] and the audio engine.
+//!
+//! ```text
+//!  listener ─► handshake task ─┐                      ┌─► link writer task ─► socket
+//!  dialer   ─► handshake task ─┼─► inputs ─► core ────┤   (one per link, bounded queue)
+//!  link reader tasks ──────────┤   (one task:         ├─► engine (schedule, set_map)
+//!  stdin lines ────────────────┘    Session + timers) └─► events (JSON lines)
+//! ```
+//!
+//! The core task is the only owner of the [`Session`]; each socket half has one
+//! owner task; they talk over channels. The core passes the local time
+//! ([`LocalClock`], skewable for tests) to every session call, sleeps until
+//! [`Session::poll_timeout`], sends what [`Session::poll_transmit`] gives, and
+//! turns [`SessionEvent`]s into dials, closed links, engine schedules and
+//! events.
+//!
+//! **One link per pair.** When two connections to one peer are up (both dialled
+//! at once), both ends keep the one dialled by the lower peer id and close the
+//! other; a newer connection from the same dialler replaces an older one (the
+//! old one is likely dead).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinHandle};
+use tracing::{debug, info, warn};
+
+use crate::audio::output::{self, OutputConfig, OutputError, OutputKind, Running};
+use crate::audio::{ENGINE_RATE_HZ, Engine, EngineHandle, Retired, StemAudio, Streamer};
+use crate::host_clock::{LocalClock, monotonic_ns};
+use crate::message::{Message, PeerInfo};
+use crate::session::{
+    self, DownReason, Event, PeerId, Session, SessionEvent, SessionMap, SessionState, Start,
+    frames_to_ns,
+};
+
+use super::auth::Secret;
+use super::control::{self, Command, action_json, adopted_event, decision_event, error_event};
+use super::net::{self, Connection, Handshaken, Identity, LinkError, Read};
+
+/// Messages waiting for one link's writer; a peer that lets this many pile up
+/// is not reading, and its link is closed.
+const LINK_QUEUE: usize = 1024;
+/// Inputs waiting for the core (readers wait when it is full).
+const INPUT_QUEUE: usize = 4096;
+/// Housekeeping: join retries, freeing retired engine states, output errors.
+const TICK: Duration = Duration::from_millis(100);
+/// Redials of a peer that refused or could not be reached back off up to this.
+const MAX_BACKOFF_NS: i64 = 5_000_000_000;
+const FIRST_BACKOFF_NS: i64 = 250_000_000;
+/// How long writers get to flush goodbyes when the peer quits.
+const QUIT_FLUSH: Duration = Duration::from_millis(300);
+
+/// Everything a peer is started with (the CLI's options, parsed and loaded).
+pub struct PeerOptions {
+    pub listen: SocketAddr,
+    pub advertise: Option<SocketAddr>,
+    /// `--join` addresses, as given (host names are resolved when dialled).
+    pub joins: Vec<String>,
+    pub name: String,
+    pub secret: Option<Secret>,
+    /// This peer's notion of time (skewed by the test-only options).
+    pub clock: LocalClock,
+    pub session: session::Config,
+    pub stems: Vec<StemAudio>,
+    pub output: OutputKind,
+    pub output_cfg: OutputConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("cannot listen on {addr}: {cause}")]
+    Listen {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("cannot start the network runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("no OS randomness for a peer id: {0}")]
+    Randomness(String),
+}
+
+/// Where the peer's JSON events go (stdout in headless mode).
+pub type EventSink = Box<dyn FnMut(Value) + Send>;
+
+/// Runs a headless peer until `quit`, SIGINT or SIGTERM: commands from stdin,
+/// events to `events`.
+pub fn run_headless(opts: PeerOptions, events: EventSink) -> Result<(), PeerError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(PeerError::Runtime)?;
+    rt.block_on(run(opts, events))
+}
+
+fn random_peer_id() -> Result<PeerId, PeerError> {
+    use rand::TryRng;
+    loop {
+        let id = rand::rngs::SysRng
+            .try_next_u64()
+            .map_err(|e| PeerError::Randomness(e.to_string()))?;
+        if id != 0 {
+            return Ok(PeerId(id));
+        }
+    }
+}
+
+async fn run(opts: PeerOptions, mut events: EventSink) -> Result<(), PeerError> {
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|cause| PeerError::Listen {
+            addr: opts.listen,
+            cause,
+        })?;
+    let bound = listener.local_addr().map_err(|cause| PeerError::Listen {
+        addr: opts.listen,
+        cause,
+    })?;
+    let me = Identity {
+        peer_id: random_peer_id()?,
+        name: opts.name.clone(),
+        advertise: opts.advertise.unwrap_or(bound),
+    };
+    let clock = opts.clock;
+    let stem_names: Vec<String> = opts.stems.iter().map(|s| s.name.clone()).collect();
+    let duration_ns = opts
+        .stems
+        .iter()
+        .map(|s| frames_to_ns(s.frames() as i64, ENGINE_RATE_HZ))
+        .max()
+        .unwrap_or(0);
+    let (engine, engine_handle, retired) = Engine::new(
+        opts.stems.iter().map(Streamer::local).collect(),
+        ENGINE_RATE_HZ,
+    );
+    drop(opts.stems);
+    let backend = output::backend(&opts.output, &opts.output_cfg)?;
+    let described = backend.describe();
+    let running = output::start(backend, engine, &opts.output_cfg)?;
+
+    let start = if opts.joins.is_empty() {
+        Start::Create {
+            state: SessionState::new(duration_ns, stem_names.len()),
+        }
+    } else {
+        Start::Join
+    };
+    let now = clock.now_ns();
+    let info = PeerInfo {
+        peer_id: me.peer_id,
+        name: me.name.clone(),
+        addr: me.advertise,
+    };
+    let session = Session::new(opts.session, info, now, start);
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+
+    events(json!({
+        "event": "ready",
+        "peer_id": me.peer_id.to_string(),
+        "name": me.name,
+        "listen": bound.to_string(),
+        "advertise": me.advertise.to_string(),
+        "stems": stem_names,
+        "output": described,
+        "joining": !opts.joins.is_empty(),
+    }));
+    info!(peer_id = %me.peer_id, listen = %bound, advertise = %me.advertise, "ready");
+
+    let secret = opts.secret.map(Arc::new);
+    tokio::spawn(accept_loop(
+        listener,
+        me.clone(),
+        secret.clone(),
+        tx.clone(),
+    ));
+    tokio::spawn(stdin_loop(tx.clone()));
+
+    let mut core = Core {
+        clock,
+        session,
+        me,
+        secret,
+        engine: engine_handle,
+        retired,
+        running: Some(running),
+        stems: stem_names,
+        links: HashMap::new(),
+        next_conn: 0,
+        dialing: HashSet::new(),
+        backoff: HashMap::new(),
+        joins: opts
+            .joins
+            .into_iter()
+            .map(|spec| JoinTarget {
+                spec,
+                next_try_ns: now,
+                backoff_ns: FIRST_BACKOFF_NS,
+                in_flight: false,
+                last_error: None,
+            })
+            .collect(),
+        inputs: tx,
+        last_map: None,
+        last_scheduled: None,
+        events,
+        writers: Vec::new(),
+        quit: false,
+        malformed_frames: 0,
+    };
+    if let Some((_, state)) = core.session.latest() {
+        // A new session: play its (paused) state from now on.
+        let state = state.clone();
+        core.schedule(0, &state);
+    }
+    core.run(rx).await;
+    Ok(())
+}
+
+/// Something for the core to handle.
+enum Input {
+    /// A connection finished its handshake.
+    Linked {
+        conn: Connection,
+        peer: Handshaken,
+    },
+    /// A dial did not produce a link.
+    DialFailed {
+        target: DialTarget,
+        error: LinkError,
+    },
+    /// A message (or a malformed frame) from an established link.
+    Read {
+        conn: u64,
+        peer: PeerId,
+        read: Read,
+    },
+    /// An established link closed (its reader ended).
+    Closed {
+        conn: u64,
+        peer: PeerId,
+        error: LinkError,
+    },
+    Line(String),
+    StdinClosed,
+    Signal(&'static str),
+}
+
+#[derive(Clone, Debug)]
+enum DialTarget {
+    /// A member the session asked for.
+    Member(PeerId),
+    /// The i-th `--join` address.
+    Join(usize),
+}
+
+struct LinkSlot {
+    conn: u64,
+    dialer: PeerId,
+    tx: mpsc::Sender<Message>,
+    reader: AbortHandle,
+}
+
+struct JoinTarget {
+    spec: String,
+    next_try_ns: i64,
+    backoff_ns: i64,
+    in_flight: bool,
+    last_error: Option<String>,
+}
+
+struct Core {
+    clock: LocalClock,
+    session: Session,
+    me: Identity,
+    secret: Option<Arc<Secret>>,
+    engine: EngineHandle,
+    retired: Retired,
+    running: Option<Running>,
+    stems: Vec<String>,
+    links: HashMap<PeerId, LinkSlot>,
+    next_conn: u64,
+    /// Members being dialled.
+    dialing: HashSet<PeerId>,
+    /// Members whose last dial failed: (not before, current backoff).
+    backoff: HashMap<PeerId, (i64, i64)>,
+    joins: Vec<JoinTarget>,
+    inputs: mpsc::Sender<Input>,
+    last_map: Option<SessionMap>,
+    last_scheduled: Option<SessionState>,
+    events: EventSink,
+    writers: Vec<JoinHandle<()>>,
+    quit: bool,
+    malformed_frames: u64,
+}
+
+impl Core {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Input>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.quit {
+            let wake = self.session.poll_timeout().map(|t| self.instant_at(t));
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(input) => self.handle(input),
+                    None => break,
+                },
+                _ = sleep_until_opt(wake) => {
+                    let now = self.clock.now_ns();
+                    self.session.handle_timeout(now);
+                }
+                _ = tick.tick() => self.housekeeping(),
+            }
+            self.drain();
+        }
+        self.shutdown().await;
+    }
+
+    /// The tokio instant of local time `local_ns`.
+    fn instant_at(&self, local_ns: i64) -> tokio::time::Instant {
+        let ahead_ns = self.clock.mono_at(local_ns) - monotonic_ns();
+        tokio::time::Instant::now() + Duration::from_nanos(ahead_ns.max(0) as u64)
+    }
+
+    fn emit(&mut self, v: Value) {
+        (self.events)(v);
+    }
+
+    fn error(&mut self, message: String) {
+        warn!("{message}");
+        self.emit(error_event(&message));
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Linked { conn, peer } => self.on_linked(conn, peer),
+            Input::DialFailed { target, error } => self.on_dial_failed(target, error),
+            Input::Read { conn, peer, read } => {
+                if self.links.get(&peer).is_none_or(|l| l.conn != conn) {
+                    return; // a link we already replaced or closed
+                }
+                match read {
+                    Read::Message { message, at_ns } => {
+                        self.session.handle_message(at_ns, peer, message)
+                    }
+                    Read::Dropped(e) => {
+                        self.malformed_frames += 1;
+                        warn!(%peer, "dropped a malformed frame: {e}");
+                    }
+                }
+            }
+            Input::Closed { conn, peer, error } => {
+                if self.links.get(&peer).is_some_and(|l| l.conn == conn) {
+                    info!(%peer, "link closed: {error}");
+                    self.close_link(peer);
+                    let now = self.clock.now_ns();
+                    self.session.handle_link_down(now, peer);
+                }
+            }
+            Input::Line(line) => self.on_line(&line),
+            Input::StdinClosed => {
+                info!("stdin closed: running until quit by a signal");
+            }
+            Input::Signal(name) => {
+                info!("{name}: leaving the session");
+                self.quit = true;
+            }
+        }
+    }
+
+    fn on_line(&mut self, line: &str) {
+        match control::parse_command(line, &self.stems) {
+            Ok(None) => {}
+            Ok(Some(Command::Vote(event))) => match self.session.vote(event) {
+                Ok(()) => {
+                    let mut v = action_json(&event, &self.stems);
+                    v["event"] = json!("vote");
+                    self.emit(v);
+                }
+                Err(e) => self.error(e.to_string()),
+            },
+            Ok(Some(Command::Status)) => {
+                let v = self.status();
+                self.emit(v);
+            }
+            Ok(Some(Command::Peers)) => {
+                let v = self.peers_event();
+                self.emit(v);
+            }
+            Ok(Some(Command::Quit)) => self.quit = true,
+            Err(e) => self.error(e.to_string()),
+        }
+    }
+
+    fn on_linked(&mut self, conn: Connection, hs: Handshaken) {
+        let peer = hs.info.peer_id;
+        self.dialing.remove(&peer);
+        self.backoff.remove(&peer);
+        if let Some(existing) = self.links.get(&peer) {
+            let preferred = self.me.peer_id.min(peer);
+            if existing.dialer == preferred && hs.dialer != preferred {
+                debug!(%peer, "a second connection lost to the one dialled by {preferred}");
+                return; // dropping `conn` closes it
+            }
+            debug!(%peer, "a newer or preferred connection replaces the link");
+            self.close_link(peer);
+        }
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let (reader, writer) = conn.split(self.clock);
+        let (tx, rx) = mpsc::channel(LINK_QUEUE);
+        let inputs = self.inputs.clone();
+        let reader = tokio::spawn(read_loop(reader, id, peer, inputs)).abort_handle();
+        self.writers.retain(|w| !w.is_finished());
+        self.writers
+            .push(tokio::spawn(write_loop(writer, rx, peer)));
+        self.links.insert(
+            peer,
+            LinkSlot {
+                conn: id,
+                dialer: hs.dialer,
+                tx,
+                reader,
+            },
+        );
+        info!(%peer, name = %hs.info.name, addr = %hs.info.addr, "link up");
+        let now = self.clock.now_ns();
+        self.session.handle_link_up(now, hs.info);
+    }
+
+    fn on_dial_failed(&mut self, target: DialTarget, error: LinkError) {
+        let now = self.clock.now_ns();
+        match target {
+            DialTarget::Member(peer) => {
+                self.dialing.remove(&peer);
+                let backoff = self
+                    .backoff
+                    .get(&peer)
+                    .map_or(FIRST_BACKOFF_NS, |&(_, b)| (b * 2).min(MAX_BACKOFF_NS));
+                self.backoff.insert(peer, (now + backoff, backoff));
+                debug!(%peer, "dial failed: {error}; next try in {} ms", backoff / 1_000_000);
+                if matches!(
+                    error,
+                    LinkError::WrongPassphrase
+                        | LinkError::NeedsPassphrase
+                        | LinkError::PeerHasNoPassphrase
+                        | LinkError::Version { .. }
+                ) {
+                    self.error(format!("peer {peer} refused: {error}"));
+                }
+            }
+            DialTarget::Join(i) => {
+                let Some(j) = self.joins.get_mut(i) else {
+                    return;
+                };
+                j.in_flight = false;
+                j.next_try_ns = now + j.backoff_ns;
+                let retry_ms = j.backoff_ns / 1_000_000;
+                j.backoff_ns = (j.backoff_ns * 2).min(MAX_BACKOFF_NS);
+                let text = error.to_string();
+                // Say it once per kind of failure, not on every retry.
+                if j.last_error.as_deref() != Some(text.as_str()) {
+                    j.last_error = Some(text.clone());
+                    let spec = j.spec.clone();
+                    self.error(format!(
+                        "cannot join via {spec}: {text} (retrying every {retry_ms} ms or more)"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Closes the link to `peer`, if any, without telling the session.
+    fn close_link(&mut self, peer: PeerId) {
+        if let Some(slot) = self.links.remove(&peer) {
+            slot.reader.abort();
+            // Dropping `tx` ends the writer, which shuts the socket down.
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        self.retired.collect();
+        let errors: Vec<OutputError> = match &self.running {
+            Some(r) => r.errors.try_iter().collect(),
+            None => vec![],
+        };
+        for e in errors {
+            self.error(format!("output: {e}"));
+        }
+        // Joins are retried while this peer is linked to nobody.
+        if !self.links.is_empty() {
+            return;
+        }
+        let now = self.clock.now_ns();
+        for i in 0..self.joins.len() {
+            let j = &mut self.joins[i];
+            if j.in_flight || now < j.next_try_ns {
+                continue;
+            }
+            j.in_flight = true;
+            let spec = j.spec.clone();
+            self.spawn_dial(DialTarget::Join(i), DialAddr::Spec(spec));
+        }
+    }
+
+    fn spawn_dial(&self, target: DialTarget, addr: DialAddr) {
+        let me = self.me.clone();
+        let secret = self.secret.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let addr = match addr {
+                    DialAddr::Addr(a) => a,
+                    DialAddr::Spec(spec) => resolve(&spec).await?,
+                };
+                let mut conn = net::connect(addr).await?;
+                let peer = net::handshake_dialer(&mut conn, &me, secret.as_deref()).await?;
+                Ok::<_, LinkError>((conn, peer))
+            }
+            .await;
+            let input = match result {
+                Ok((conn, peer)) => Input::Linked { conn, peer },
+                Err(error) => Input::DialFailed { target, error },
+            };
+            let _ = inputs.send(input).await;
+        });
+    }
+
+    /// Sends what the session queued and acts on what it reported.
+    fn drain(&mut self) {
+        while let Some(t) = self.session.poll_transmit() {
+            let Some(slot) = self.links.get(&t.to) else {
+                continue;
+            };
+            if let Err(e) = slot.tx.try_send(t.message) {
+                let peer = t.to;
+                match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        warn!(%peer, "not reading ({LINK_QUEUE} messages queued): closing the link");
+                    }
+                    mpsc::error::TrySendError::Closed(_) => {
+                        debug!(%peer, "writer gone");
+                    }
+                }
+                self.close_link(peer);
+                let now = self.clock.now_ns();
+                self.session.handle_link_down(now, peer);
+            }
+        }
+        while let Some(e) = self.session.poll_event() {
+            self.on_session_event(e);
+        }
+        if let Some(map) = self.session.map()
+            && self.last_map != Some(map)
+        {
+            self.last_map = Some(map);
+            if self.engine.set_map(map).is_err() {
+                warn!("the engine's queue is full: a map update was lost");
+            }
+        }
+    }
+
+    fn on_session_event(&mut self, e: SessionEvent) {
+        match e {
+            SessionEvent::Dial(info) => {
+                let peer = info.peer_id;
+                let now = self.clock.now_ns();
+                let backing_off = self.backoff.get(&peer).is_some_and(|&(t, _)| now < t);
+                if !self.links.contains_key(&peer) && !self.dialing.contains(&peer) && !backing_off
+                {
+                    self.dialing.insert(peer);
+                    self.spawn_dial(DialTarget::Member(peer), DialAddr::Addr(info.addr));
+                }
+            }
+            SessionEvent::Disconnect { peer } => self.close_link(peer),
+            SessionEvent::PeerUp(info) => self.emit(json!({
+                "event": "peer_up",
+                "peer_id": info.peer_id.to_string(),
+                "name": info.name,
+                "addr": info.addr.to_string(),
+            })),
+            SessionEvent::PeerDown { peer, reason } => {
+                self.close_link(peer);
+                let reason = match reason {
+                    DownReason::Left => "left",
+                    DownReason::Silent => "silent",
+                    DownReason::LinkClosed => "link closed",
+                };
+                info!(%peer, reason, "peer down");
+                self.emit(json!({
+                    "event": "peer_down",
+                    "peer_id": peer.to_string(),
+                    "reason": reason,
+                }));
+            }
+            SessionEvent::Synced { root } => {
+                info!(%root, "synced");
+                self.emit(json!({ "event": "synced", "root": root.to_string() }));
+            }
+            SessionEvent::RootChanged { root } => info!(%root, "now following"),
+            SessionEvent::Decided(d) => {
+                if self.last_scheduled.as_ref() != Some(&d.state) {
+                    self.schedule(d.apply_at_session_ns, &d.state);
+                }
+                if d.outcomes.iter().any(|o| o.vote.event != Event::None) {
+                    let v = decision_event(&d, &self.stems);
+                    self.emit(v);
+                }
+            }
+            SessionEvent::Adopted {
+                round,
+                apply_at_session_ns,
+                state,
+                from,
+            } => {
+                self.schedule(apply_at_session_ns, &state);
+                let v = adopted_event(round, apply_at_session_ns, &state, from, &self.stems);
+                self.emit(v);
+            }
+            SessionEvent::Superseded { vote, by } => {
+                let mut v = action_json(&vote.event, &self.stems);
+                v["event"] = json!("superseded");
+                v["by"] = json!(by.to_string());
+                self.emit(v);
+            }
+            SessionEvent::VoteDropped { event, reason } => {
+                let mut v = action_json(&event, &self.stems);
+                v["event"] = json!("vote_dropped");
+                v["reason"] = json!(format!("{reason:?}").to_lowercase());
+                self.emit(v);
+            }
+            SessionEvent::Ignored { from, reason } => debug!(%from, ?reason, "ignored"),
+        }
+    }
+
+    fn schedule(&mut self, apply_at_session_ns: i64, state: &SessionState) {
+        let solo = vec![false; self.stems.len()];
+        if self
+            .engine
+            .schedule(apply_at_session_ns, state, &solo)
+            .is_err()
+        {
+            self.error("the audio engine's queue is full: a decision was not scheduled".into());
+            return;
+        }
+        self.last_scheduled = Some(state.clone());
+    }
+
+    fn status(&mut self) -> Value {
+        let now = self.clock.now_ns();
+        let all = self.engine.all();
+        let mut offsets = Map::new();
+        let mut rtts = Map::new();
+        let peers = self.session.peers(now);
+        for p in &peers {
+            let id = p.info.peer_id.to_string();
+            if let Some(o) = p.clock_offset_ns {
+                offsets.insert(id.clone(), json!(o / 1e6));
+            }
+            if let Some(r) = p.rtt_ns {
+                rtts.insert(id, json!(r as f64 / 1e6));
+            }
+        }
+        let buffering: Vec<&String> = self
+            .stems
+            .iter()
+            .zip(self.engine.meters.stems.iter())
+            .filter(|(_, m)| m.buffering())
+            .map(|(n, _)| n)
+            .collect();
+        let (xruns, blocks) = self.running.as_ref().map_or((0, 0), |r| {
+            (r.stats.xruns.load(Relaxed), r.stats.blocks.load(Relaxed))
+        });
+        json!({
+            "event": "status",
+            "playing": all.playing,
+            "position_secs": all.pos_frames as f64 / f64::from(ENGINE_RATE_HZ),
+            "peers": peers.len(),
+            "clock_offset_ms": offsets,
+            "rtt_ms": rtts,
+            "peer_id": self.me.peer_id.to_string(),
+            "synced": self.session.map().is_some(),
+            "root": self.session.root().map(|r| r.to_string()),
+            "session_ms": self.session.session_ns_at(now).map(|t| t as f64 / 1e6),
+            "round": self.session.latest().map(|(r, _)| r.0),
+            "blocks": blocks,
+            "xruns": xruns,
+            "underruns": self.engine.stats.underruns.load(Relaxed),
+            "buffering": buffering,
+            "malformed_frames": self.malformed_frames,
+        })
+    }
+
+    fn peers_event(&mut self) -> Value {
+        let now = self.clock.now_ns();
+        let peers: Vec<Value> = self
+            .session
+            .peers(now)
+            .iter()
+            .map(|p| {
+                json!({
+                    "peer_id": p.info.peer_id.to_string(),
+                    "name": p.info.name,
+                    "addr": p.info.addr.to_string(),
+                    "rtt_ms": p.rtt_ns.map(|r| r as f64 / 1e6),
+                    "clock_offset_ms": p.clock_offset_ns.map(|o| o / 1e6),
+                    "clock_rate_ppm": p.clock_rate_ppm,
+                    "heard_ago_ms": p.heard_ago_ns as f64 / 1e6,
+                    "synced": p.synced,
+                    "is_root": p.is_root,
+                })
+            })
+            .collect();
+        json!({ "event": "peers", "peers": peers })
+    }
+
+    async fn shutdown(&mut self) {
+        self.session.leave("quit");
+        self.drain();
+        let peers: Vec<PeerId> = self.links.keys().copied().collect();
+        for p in peers {
+            self.close_link(p);
+        }
+        let writers = std::mem::take(&mut self.writers);
+        let _ = tokio::time::timeout(QUIT_FLUSH, async {
+            for w in writers {
+                let _ = w.await;
+            }
+        })
+        .await;
+        if let Some(r) = self.running.take() {
+            r.stop();
+        }
+        self.emit(json!({ "event": "bye" }));
+    }
+}
+
+enum DialAddr {
+    Addr(SocketAddr),
+    /// A `--join` argument: `host:port`, resolved when dialled.
+    Spec(String),
+}
+
+async fn resolve(spec: &str) -> Result<SocketAddr, LinkError> {
+    let mut addrs = tokio::net::lookup_host(spec).await.map_err(|e| {
+        LinkError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot resolve {spec:?} (expected HOST:PORT): {e}"),
+        ))
+    })?;
+    addrs.next().ok_or_else(|| {
+        LinkError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{spec:?} resolves to no address"),
+        ))
+    })
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    me: Identity,
+    secret: Option<Arc<Secret>>,
+    inputs: mpsc::Sender<Input>,
+) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: pause, then go on.
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let me = me.clone();
+        let secret = secret.clone();
+        let inputs = inputs.clone();
+        tokio::spawn(async move {
+            let mut conn = match Connection::new(stream) {
+                Ok(c) => c,
+                Err(e) => return debug!(%remote, "connection lost at once: {e}"),
+            };
+            match net::handshake_acceptor(&mut conn, &me, secret.as_deref()).await {
+                Ok(peer) => {
+                    let _ = inputs.send(Input::Linked { conn, peer }).await;
+                }
+                Err(e) => warn!(%remote, "refused a connection: {e}"),
+            }
+        });
+    }
+}
+
+async fn read_loop(
+    mut reader: net::LinkReader,
+    conn: u64,
+    peer: PeerId,
+    inputs: mpsc::Sender<Input>,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let result = reader.read(|r| batch.push(r)).await;
+        for read in batch.drain(..) {
+            if inputs.send(Input::Read { conn, peer, read }).await.is_err() {
+                return;
+            }
+        }
+        if let Err(error) = result {
+            let _ = inputs.send(Input::Closed { conn, peer, error }).await;
+            return;
+        }
+    }
+}
+
+async fn write_loop(mut writer: net::LinkWriter, mut rx: mpsc::Receiver<Message>, peer: PeerId) {
+    let mut batch = Vec::new();
+    while let Some(m) = rx.recv().await {
+        batch.push(m);
+        while let Ok(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        if let Err(e) = writer.send(&batch).await {
+            debug!(%peer, "write failed: {e}");
+            return;
+        }
+        batch.clear();
+    }
+    writer.shutdown().await;
+}
+
+async fn stdin_loop(inputs: mpsc::Sender<Input>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let signals = signal_loop(inputs.clone());
+    tokio::pin!(signals);
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let input = match line {
+                    Ok(Some(l)) => Input::Line(l),
+                    Ok(None) | Err(_) => Input::StdinClosed,
+                };
+                let closed = matches!(input, Input::StdinClosed);
+                if inputs.send(input).await.is_err() {
+                    return;
+                }
+                if closed {
+                    break;
+                }
+            }
+            () = &mut signals => return,
+        }
+    }
+    signals.await;
+}
+
+/// Turns SIGINT and SIGTERM into a graceful quit.
+async fn signal_loop(inputs: mpsc::Sender<Input>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        warn!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    let _ = inputs.send(Input::Signal(name)).await;
+}
