@@ -14,6 +14,8 @@ pub mod assets;
 pub mod audio;
 pub mod host_clock;
 pub mod message;
+pub mod proxy;
+pub mod report;
 pub mod runtime;
 pub mod session;
 pub mod sim;

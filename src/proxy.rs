@@ -1,0 +1,315 @@
+//! A fault-injecting TCP proxy for tests and the sync bench: real delays
+//! between real processes on loopback, where the kernel has no `netem`.
+//!
+//! A [`Proxy`] listens on a loopback port and forwards every connection to one
+//! upstream address. Each direction delays every chunk of bytes by a base plus
+//! a uniformly random jitter (seeded), keeping TCP's order: a chunk never
+//! overtakes the one before it, as on a real FIFO link. [`Proxy::cut`] closes
+//! every connection and holds new ones silent (a partition: dials hang until
+//! they time out), [`Proxy::restore`] ends the partition.
+//!
+//! A peer behind a proxy advertises the proxy's address (`--advertise`), so
+//! every link *to* that peer passes through it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// One direction's delay: `base_ms` plus a uniform draw in `[0, jitter_ms]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Delay {
+    pub base_ms: f64,
+    pub jitter_ms: f64,
+}
+
+impl Delay {
+    pub fn new(base_ms: f64, jitter_ms: f64) -> Delay {
+        Delay { base_ms, jitter_ms }
+    }
+
+    fn draw(&self, rng: &mut ChaCha8Rng) -> Duration {
+        let jitter = if self.jitter_ms > 0.0 {
+            rng.random_range(0.0..self.jitter_ms)
+        } else {
+            0.0
+        };
+        Duration::from_secs_f64(((self.base_ms + jitter) / 1e3).max(0.0))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Faults {
+    /// Towards the upstream (the peer behind the proxy), and back.
+    to_upstream: Delay,
+    from_upstream: Delay,
+    cut: bool,
+}
+
+/// Bytes forwarded, each way.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    pub to_upstream_bytes: AtomicU64,
+    pub from_upstream_bytes: AtomicU64,
+    pub connections: AtomicU64,
+}
+
+/// A running proxy (its own thread). Dropping it closes every connection.
+pub struct Proxy {
+    addr: SocketAddr,
+    faults: watch::Sender<Faults>,
+    pub stats: Arc<ProxyStats>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Listens on a free loopback port and forwards to `upstream`; `seed`
+    /// makes the jitter replayable.
+    pub fn start(upstream: SocketAddr, seed: u64) -> std::io::Result<Proxy> {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let (faults, faults_rx) = watch::channel(Faults::default());
+        let (stop, stop_rx) = tokio::sync::oneshot::channel();
+        let stats = Arc::new(ProxyStats::default());
+        let thread_stats = stats.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("synfony-proxy".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(std_listener) else {
+                        return;
+                    };
+                    let rng = Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)));
+                    tokio::select! {
+                        _ = accept_loop(listener, upstream, faults_rx, rng, thread_stats) => {}
+                        _ = stop_rx => {}
+                    }
+                });
+            })?;
+        Ok(Proxy {
+            addr,
+            faults,
+            stats,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Where to connect (and what the peer behind it should advertise).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sets both directions' delay (for new and existing connections).
+    pub fn set_delay(&self, to_upstream: Delay, from_upstream: Delay) {
+        self.faults.send_modify(|f| {
+            f.to_upstream = to_upstream;
+            f.from_upstream = from_upstream;
+        });
+    }
+
+    /// Partitions: closes every connection; new ones are held silent.
+    pub fn cut(&self) {
+        self.faults.send_modify(|f| f.cut = true);
+    }
+
+    /// Ends a partition: new connections are forwarded again.
+    pub fn restore(&self) {
+        self.faults.send_modify(|f| f.cut = false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    faults: watch::Receiver<Faults>,
+    rng: Arc<Mutex<ChaCha8Rng>>,
+    stats: Arc<ProxyStats>,
+) {
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        stats.connections.fetch_add(1, Relaxed);
+        tokio::spawn(connection(
+            client,
+            upstream,
+            faults.clone(),
+            rng.clone(),
+            stats.clone(),
+        ));
+    }
+}
+
+/// Resolves when the proxy is (or becomes) cut.
+async fn until_cut(faults: &mut watch::Receiver<Faults>) {
+    let _ = faults.wait_for(|f| f.cut).await;
+}
+
+async fn connection(
+    client: TcpStream,
+    upstream: SocketAddr,
+    mut faults: watch::Receiver<Faults>,
+    rng: Arc<Mutex<ChaCha8Rng>>,
+    stats: Arc<ProxyStats>,
+) {
+    if faults.borrow().cut {
+        // Held silent until the partition ends, then closed.
+        let _ = faults.wait_for(|f| !f.cut).await;
+        drop(client);
+        return;
+    }
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (c_rd, c_wr) = client.into_split();
+    let (s_rd, s_wr) = server.into_split();
+    let up = pipe(c_rd, s_wr, faults.clone(), rng.clone(), stats.clone(), true);
+    let down = pipe(s_rd, c_wr, faults.clone(), rng, stats, false);
+    tokio::select! {
+        _ = async { tokio::join!(up, down) } => {}
+        _ = until_cut(&mut faults) => {}
+    }
+}
+
+/// One direction: read chunks, stamp each with its delivery time, deliver in
+/// order.
+async fn pipe(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    faults: watch::Receiver<Faults>,
+    rng: Arc<Mutex<ChaCha8Rng>>,
+    stats: Arc<ProxyStats>,
+    to_upstream: bool,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let reader = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut last = Instant::now();
+        loop {
+            let n = match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let delay = {
+                let f = *faults.borrow();
+                let d = if to_upstream {
+                    f.to_upstream
+                } else {
+                    f.from_upstream
+                };
+                let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
+                d.draw(&mut rng)
+            };
+            // FIFO: never before the chunk ahead of it.
+            last = last.max(Instant::now() + delay);
+            if tx.send((last, buf[..n].to_vec())).is_err() {
+                return;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((at, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if wr.write_all(&bytes).await.is_err() {
+                return;
+            }
+            let counter = if to_upstream {
+                &stats.to_upstream_bytes
+            } else {
+                &stats.from_upstream_bytes
+            };
+            counter.fetch_add(bytes.len() as u64, Relaxed);
+        }
+        let _ = wr.shutdown().await;
+    };
+    tokio::join!(reader, writer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// An echo server on loopback.
+    fn echo() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn forwards_in_order_with_the_delay_and_cuts() {
+        let proxy = Proxy::start(echo(), 7).unwrap();
+        proxy.set_delay(Delay::new(30.0, 10.0), Delay::new(30.0, 10.0));
+        let mut s = std::net::TcpStream::connect(proxy.addr()).unwrap();
+        let t0 = std::time::Instant::now();
+        for i in 0..20u8 {
+            s.write_all(&[i]).unwrap();
+        }
+        let mut got = [0u8; 20];
+        s.read_exact(&mut got).unwrap();
+        let rtt = t0.elapsed();
+        assert_eq!(got.to_vec(), (0..20).collect::<Vec<u8>>(), "order kept");
+        // Two ways of at least 30 ms each (an order-of-magnitude check, not a
+        // timing: the delay is a sleep, and sleeps are never short).
+        assert!(rtt >= Duration::from_millis(60), "{rtt:?}");
+        assert_eq!(proxy.stats.to_upstream_bytes.load(Relaxed), 20);
+
+        proxy.cut();
+        let mut buf = [0u8; 1];
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "a cut closes the link");
+        // While cut, a new connection is accepted but nothing comes back.
+        let mut held = std::net::TcpStream::connect(proxy.addr()).unwrap();
+        held.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        held.write_all(b"x").unwrap();
+        assert!(held.read(&mut buf).is_err(), "silence while cut");
+        proxy.restore();
+        proxy.set_delay(Delay::default(), Delay::default());
+        let mut s = std::net::TcpStream::connect(proxy.addr()).unwrap();
+        s.write_all(b"y").unwrap();
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"y");
+    }
+}

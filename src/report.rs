@@ -1,0 +1,224 @@
+//! Reading `--report` files and measuring how far apart peers play: the one
+//! method the integration tests and the sync bench share.
+//!
+//! Peers on one machine stamp their report lines with the same real
+//! `CLOCK_MONOTONIC`, so the skew between two peers at an instant `t` is the
+//! difference of their song positions at `t`. A position between two report
+//! lines is interpolated, but only inside a *continuous* stretch: both lines
+//! playing, and the position advancing by the elapsed time (within
+//! [`CONTINUITY_FRAMES`]). Across a seek, a pause or a resync there is no
+//! sample.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::audio::output::ReportLine;
+
+/// How far a stretch between two lines may stray from real time and still be
+/// "continuous" (0.5 ms at 48 kHz: far above drift correction, far below a
+/// jump).
+pub const CONTINUITY_FRAMES: f64 = 24.0;
+
+/// Parses one report line (`None` for anything else).
+pub fn parse_line(line: &str) -> Option<(ReportLine, u32)> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    Some((
+        ReportLine {
+            mono_ns: v["mono_ns"].as_i64()?,
+            pos_frames: v["pos_frames"].as_i64()?,
+            playing: v["playing"].as_bool()?,
+        },
+        u32::try_from(v["rate"].as_u64()?).ok()?,
+    ))
+}
+
+/// A peer's report, in order, at one rate.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub lines: Vec<ReportLine>,
+    pub rate_hz: u32,
+}
+
+impl Report {
+    /// Reads a report file; lines that do not parse (a partial last line
+    /// while the peer writes) are skipped.
+    pub fn read(path: &Path) -> std::io::Result<Report> {
+        let text = std::fs::read_to_string(path)?;
+        Ok(Report::parse(&text))
+    }
+
+    pub fn parse(text: &str) -> Report {
+        let mut r = Report {
+            lines: Vec::new(),
+            rate_hz: 48_000,
+        };
+        for (line, rate) in text.lines().filter_map(parse_line) {
+            r.rate_hz = rate;
+            r.lines.push(line);
+        }
+        r
+    }
+
+    /// The lines from `mono_ns` on.
+    pub fn since(&self, mono_ns: i64) -> Report {
+        Report {
+            lines: self
+                .lines
+                .iter()
+                .copied()
+                .filter(|l| l.mono_ns >= mono_ns)
+                .collect(),
+            rate_hz: self.rate_hz,
+        }
+    }
+
+    /// Whether the stretch from line `i` to line `i + 1` is continuous play.
+    fn continuous(&self, i: usize) -> bool {
+        let (a, b) = (self.lines[i], self.lines[i + 1]);
+        if !(a.playing && b.playing) || b.mono_ns <= a.mono_ns {
+            return false;
+        }
+        let elapsed = (b.mono_ns - a.mono_ns) as f64 * f64::from(self.rate_hz) / 1e9;
+        ((b.pos_frames - a.pos_frames) as f64 - elapsed).abs() <= CONTINUITY_FRAMES
+    }
+
+    /// The song position (fractional frames) at real time `mono_ns`, if that
+    /// falls inside a continuous stretch.
+    pub fn position_at(&self, mono_ns: i64) -> Option<f64> {
+        let i = self.lines.partition_point(|l| l.mono_ns <= mono_ns);
+        if i == 0 || i >= self.lines.len() || !self.continuous(i - 1) {
+            return None;
+        }
+        let (a, b) = (self.lines[i - 1], self.lines[i]);
+        let slope = (b.pos_frames - a.pos_frames) as f64 / (b.mono_ns - a.mono_ns) as f64;
+        Some(a.pos_frames as f64 + (mono_ns - a.mono_ns) as f64 * slope)
+    }
+
+    /// Gaps in delivery: consecutive lines further apart than `period_ns`
+    /// (plus 1 ms of scheduling slack), i.e. blocks the device missed.
+    pub fn gaps(&self, period_ns: i64) -> usize {
+        self.lines
+            .windows(2)
+            .filter(|w| w[1].mono_ns - w[0].mono_ns > period_ns + 1_000_000)
+            .count()
+    }
+}
+
+/// `b`'s position minus `a`'s, in ms, at each of `a`'s lines where both play
+/// continuously: `(mono_ns, skew_ms)`.
+pub fn skew_ms(a: &Report, b: &Report) -> Vec<(i64, f64)> {
+    let ms_per_frame = 1e3 / f64::from(a.rate_hz);
+    a.lines
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i + 1 < a.lines.len() && a.continuous(i))
+        .filter_map(|(_, l)| {
+            let pb = b.position_at(l.mono_ns)?;
+            Some((l.mono_ns, (pb - l.pos_frames as f64) * ms_per_frame))
+        })
+        .collect()
+}
+
+/// Percentiles of absolute values.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Summary {
+    pub n: usize,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    pub fn of_abs(values: impl IntoIterator<Item = f64>) -> Summary {
+        let mut v: Vec<f64> = values.into_iter().map(f64::abs).collect();
+        if v.is_empty() {
+            return Summary::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Summary {
+            n: v.len(),
+            p50: at(0.5),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms, max {:.3} ms (n = {})",
+            self.p50, self.p95, self.p99, self.max, self.n
+        )
+    }
+}
+
+/// The first instant from which every skew sample stays within `bound_ms`.
+pub fn settled_at(samples: &[(i64, f64)], bound_ms: f64) -> Option<i64> {
+    let last_bad = samples.iter().rposition(|(_, s)| s.abs() > bound_ms);
+    match last_bad {
+        None => samples.first().map(|s| s.0),
+        Some(i) => samples.get(i + 1).map(|s| s.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(mono_ms: i64, pos_frames: i64, playing: bool) -> String {
+        format!(
+            "{{\"mono_ns\":{},\"pos_frames\":{pos_frames},\"rate\":48000,\"playing\":{playing}}}\n",
+            mono_ms * 1_000_000
+        )
+    }
+
+    /// Playing from `pos0` at `t0_ms`, one line per 50 ms, `n` lines.
+    fn playing(t0_ms: i64, pos0: i64, n: i64) -> String {
+        (0..n)
+            .map(|k| line(t0_ms + 50 * k, pos0 + 2400 * k, true))
+            .collect()
+    }
+
+    #[test]
+    fn skew_is_measured_inside_continuous_stretches_only() {
+        let a = Report::parse(&playing(0, 0, 10));
+        // b is 48 frames (1 ms) ahead, and its lines fall between a's.
+        let b = Report::parse(&playing(25, 1200 + 48, 10));
+        let s = skew_ms(&a, &b);
+        assert!(!s.is_empty());
+        for (_, ms) in &s {
+            assert!((ms - 1.0).abs() < 1e-9, "{s:?}");
+        }
+        // A seek in b (a jump of 10 s) removes the samples around it.
+        let mut text = playing(25, 1200, 5);
+        text += &playing(275, 480_000, 5);
+        let b = Report::parse(&text);
+        let s = skew_ms(&a, &b);
+        assert!(
+            s.iter().all(|(t, _)| *t < 225_000_000 || *t >= 275_000_000),
+            "{s:?}"
+        );
+        // Paused lines give nothing.
+        let p = Report::parse(&(0..10).map(|k| line(50 * k, 0, false)).collect::<String>());
+        assert!(skew_ms(&a, &p).is_empty());
+    }
+
+    #[test]
+    fn gaps_settling_and_summaries() {
+        let mut text = playing(0, 0, 4);
+        text += &playing(300, 2400 * 6, 4); // 100 ms missing after 150 ms
+        assert_eq!(Report::parse(&text).gaps(50_000_000), 1);
+        let samples = [(0, 5.0), (1, 0.2), (2, 3.0), (3, 0.1), (4, 0.05)];
+        assert_eq!(settled_at(&samples, 1.0), Some(3));
+        assert_eq!(settled_at(&samples[..3], 1.0), None);
+        let s = Summary::of_abs([-3.0, 1.0, 2.0]);
+        assert_eq!((s.n, s.p50, s.max), (3, 2.0, 3.0));
+        assert!(parse_line("{\"mono_ns\":1").is_none(), "a partial line");
+    }
+}

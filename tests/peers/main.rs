@@ -1,0 +1,410 @@
+//! Real peers, real processes, real TCP on loopback: the mesh, the handshake,
+//! the headless interface and sync, with delays and cuts from the
+//! fault-injecting proxy. The figures (skew, join times) are printed, not
+//! asserted as timings; the asserts are correctness bounds far from them.
+
+mod harness;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use harness::{Peer, events_named, free_port, stems};
+use serde_json::Value;
+use synfony::proxy::{Delay, Proxy};
+use synfony::report::{Summary, settled_at, skew_ms};
+
+const SEC: Duration = Duration::from_secs(1);
+const PERIOD_NS: i64 = 50_000_000;
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A peer listening behind its own proxy (which it advertises), so every link
+/// to it crosses the proxy's delays.
+struct Proxied {
+    peer: Peer,
+    proxy: Proxy,
+}
+
+fn proxied(name: &str, dir: &std::path::Path, delay: Delay, seed: u64, extra: &[&str]) -> Proxied {
+    let listen = free_port();
+    let proxy = Proxy::start(listen, seed).unwrap();
+    proxy.set_delay(delay, delay);
+    let mut a = args(&[
+        "--listen",
+        &listen.to_string(),
+        "--advertise",
+        &proxy.addr().to_string(),
+    ]);
+    a.extend(args(extra));
+    a.push(stems().display().to_string());
+    let peer = Peer::spawn(name, dir, &a);
+    Proxied { peer, proxy }
+}
+
+/// Waits for the decision that carries `peer`'s vote `action` on `p`.
+fn decision_with(p: &mut Peer, voter: &str, action: &str) -> Value {
+    let voter = voter.to_string();
+    let action = action.to_string();
+    p.wait_for(
+        &format!("a decision with {voter}'s {action}"),
+        |e| {
+            e["event"] == "decision"
+                && e["votes"].as_array().is_some_and(|vs| {
+                    vs.iter()
+                        .any(|v| v["peer_id"] == voter.as_str() && v["action"] == action.as_str())
+                })
+        },
+        5 * SEC,
+    )
+}
+
+/// Casts `line` on `voters[i]` and checks every peer decided the same round,
+/// instant and state for it.
+fn vote_everywhere(peers: &mut [&mut Peer], voter: usize, line: &str, action: &str) -> Value {
+    let voter_id = peers[voter].peer_id.clone();
+    peers[voter].send(line);
+    let first = decision_with(peers[voter], &voter_id, action);
+    for p in peers.iter_mut() {
+        let d = decision_with(p, &voter_id, action);
+        for field in ["round", "apply_at_session_ms", "playing", "position_secs"] {
+            assert_eq!(d[field], first[field], "{}: {field} of {line:?}", p.name);
+        }
+    }
+    first
+}
+
+fn skew_summary(a: &Peer, b: &Peer, since_mono_ns: i64) -> (Summary, Vec<(i64, f64)>) {
+    let ra = a.read_report().since(since_mono_ns);
+    let rb = b.read_report().since(since_mono_ns);
+    let s = skew_ms(&ra, &rb);
+    (Summary::of_abs(s.iter().map(|x| x.1)), s)
+}
+
+/// Three peers with different clocks, through 20–40 ms jittered links: they
+/// join, play, seek, change a stem's volume and pause in agreement; one is
+/// killed and the others play on; it returns, and a fourth joins late.
+#[test]
+fn three_peers_through_delays_agree_survive_a_kill_and_take_late_joiners() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let delay = Delay::new(20.0, 20.0);
+    let mut a = proxied("a", d, delay, 1, &["--clock-offset-ms", "0"]);
+    let join = a.proxy.addr().to_string();
+    let mut b = proxied(
+        "b",
+        d,
+        delay,
+        2,
+        &[
+            "--join",
+            &join,
+            "--clock-offset-ms",
+            "7000",
+            "--clock-drift-ppm",
+            "150",
+            "--device-drift-ppm",
+            "40",
+        ],
+    );
+    let c_args = [
+        "--join",
+        &join,
+        "--clock-offset-ms",
+        "-3000",
+        "--clock-drift-ppm",
+        "-120",
+        "--device-drift-ppm",
+        "-60",
+    ];
+    let mut c = proxied("c", d, delay, 3, &c_args);
+    for p in [&mut a.peer, &mut b.peer, &mut c.peer] {
+        p.wait_linked(2, 10 * SEC);
+    }
+
+    let t_play = synfony::host_clock::monotonic_ns();
+    {
+        let mut all = [&mut a.peer, &mut b.peer, &mut c.peer];
+        let play = vote_everywhere(&mut all, 0, "play", "play");
+        assert_eq!(play["playing"], true);
+        std::thread::sleep(2 * SEC);
+        let seek = vote_everywhere(&mut all, 1, "seek 5", "seek");
+        assert_eq!(seek["position_secs"], 5.0);
+        std::thread::sleep(SEC);
+        let vol = vote_everywhere(&mut all, 2, "volume 1 -6", "volume");
+        assert_eq!(vol["gains_db"]["impulses"], -6.0, "{vol}");
+        std::thread::sleep(2 * SEC);
+    }
+    let (s, _) = skew_summary(&a.peer, &b.peer, t_play);
+    let (s2, _) = skew_summary(&a.peer, &c.peer, t_play);
+    println!("skew a–b while playing: {s}");
+    println!("skew a–c while playing: {s2}");
+    assert!(s.n > 40 && s2.n > 40, "too few samples: {s} / {s2}");
+    assert!(s.max < 5.0 && s2.max < 5.0, "out of sync: {s} / {s2}");
+    {
+        let mut all = [&mut a.peer, &mut b.peer, &mut c.peer];
+        let pause = vote_everywhere(&mut all, 0, "pause", "pause");
+        assert_eq!(pause["playing"], false);
+        std::thread::sleep(SEC / 2);
+        vote_everywhere(&mut all, 1, "play", "play");
+    }
+
+    // SIGKILL c: a and b play on, without a gap.
+    std::thread::sleep(SEC);
+    let t_kill = synfony::host_clock::monotonic_ns();
+    c.peer.kill();
+    let c_id = c.peer.peer_id.clone();
+    for p in [&mut a.peer, &mut b.peer] {
+        p.wait_for(
+            "c's peer_down",
+            |e| e["event"] == "peer_down" && e["peer_id"] == c_id.as_str(),
+            5 * SEC,
+        );
+    }
+    std::thread::sleep(SEC);
+    for p in [&mut a.peer, &mut b.peer] {
+        let r = p.read_report().since(t_kill);
+        assert_eq!(r.gaps(PERIOD_NS), 0, "{}: a gap after the kill", p.name);
+        let st = p.status();
+        assert_eq!(st["underruns"], 0, "{st}");
+        assert_eq!(st["xruns"], 0, "{st}");
+        assert_eq!(st["playing"], true, "{st}");
+    }
+
+    // c comes back (a new process on a new port), then d joins late.
+    let c2 = proxied("c2", d, delay, 4, &c_args);
+    let dd = proxied("d", d, delay, 5, &["--join", &b.proxy.addr().to_string()]);
+    let (mut c2, mut dd) = (c2, dd);
+    for p in [&mut c2.peer, &mut dd.peer] {
+        p.wait_linked(3, 10 * SEC);
+    }
+    std::thread::sleep(3 * SEC);
+    for p in [&c2.peer, &dd.peer] {
+        let (s, samples) = skew_summary(&a.peer, p, p.started_mono_ns);
+        let settled = settled_at(&samples, 1.0);
+        let secs = settled.map(|t| (t - p.started_mono_ns) as f64 / 1e9);
+        println!(
+            "{}: in sync (< 1 ms, and staying) {secs:?} s after its start; skew since: {s}",
+            p.name
+        );
+        assert!(settled.is_some(), "{}: never in sync: {s}", p.name);
+    }
+    let (s, _) = skew_summary(&a.peer, &b.peer, t_kill);
+    println!("skew a–b after the kill: {s}");
+
+    for p in [a.peer, b.peer, c2.peer, dd.peer] {
+        let name = p.name.clone();
+        let status = p.quit();
+        assert!(status.success(), "{name}: {status:?}");
+    }
+}
+
+/// With a passphrase, a peer without it or with another one is refused on
+/// both sides; one with it joins.
+#[test]
+fn a_wrong_or_missing_passphrase_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let stems = stems().display().to_string();
+    let mut a = Peer::spawn(
+        "a",
+        d,
+        &args(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--passphrase",
+            "open sesame",
+            &stems,
+        ]),
+    );
+    let join = a.listen.to_string();
+    let mut wrong = Peer::spawn(
+        "wrong",
+        d,
+        &args(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--join",
+            &join,
+            "--passphrase",
+            "guess",
+        ]),
+    );
+    wrong.wait_for(
+        "a refusal",
+        |e| e["event"] == "error" && e["message"].as_str().unwrap().contains("passphrase"),
+        5 * SEC,
+    );
+    let mut none = Peer::spawn(
+        "none",
+        d,
+        &args(&["--listen", "127.0.0.1:0", "--join", &join]),
+    );
+    let e = none.wait_for("a refusal", |e| e["event"] == "error", 5 * SEC);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs a passphrase"),
+        "{e}"
+    );
+    let mut right = Peer::spawn(
+        "right",
+        d,
+        &args(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--join",
+            &join,
+            "--passphrase",
+            "open sesame",
+        ]),
+    );
+    right.wait_linked(1, 10 * SEC);
+    let peers = a.status();
+    assert_eq!(peers["peers"], 1, "only the right one is linked: {peers}");
+    assert_eq!(wrong.status()["peers"], 0);
+    assert_eq!(none.status()["peers"], 0);
+    assert!(events_named(&a, "peer_up").count() == 1, "{:#?}", a.seen);
+}
+
+/// Garbage, oversized frames, another protocol version and silence on a
+/// peer's port cost those connections only; the peer plays on with others.
+#[test]
+fn garbage_oversized_frames_and_silence_are_dropped_without_harm() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let stems = stems().display().to_string();
+    let mut a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", &stems]));
+    a.send("play");
+    let closed_by_peer = |bytes: &[u8], within: Duration| {
+        let mut s = TcpStream::connect(a.listen).unwrap();
+        s.set_read_timeout(Some(within)).unwrap();
+        let _ = s.write_all(bytes);
+        let mut buf = [0u8; 256];
+        let t = Instant::now();
+        // The peer may answer a refusal first; what matters is the close.
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return t.elapsed(),
+                Ok(_) => continue,
+                Err(e) => panic!("still open after {within:?}: {e}"),
+            }
+        }
+    };
+    closed_by_peer(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 2 * SEC);
+    let mut huge = b"SYNF".to_vec();
+    huge.extend_from_slice(&synfony::wire::PROTOCOL_VERSION.to_be_bytes());
+    huge.extend_from_slice(&u32::MAX.to_be_bytes());
+    closed_by_peer(&huge, 2 * SEC);
+    let mut v9 = b"SYNF".to_vec();
+    v9.extend_from_slice(&9u16.to_be_bytes());
+    v9.extend_from_slice(&0u32.to_be_bytes());
+    closed_by_peer(&v9, 2 * SEC);
+    let silent = closed_by_peer(b"", 6 * SEC);
+    println!("a silent connection was closed after {silent:?}");
+    assert!(silent >= Duration::from_secs(2), "{silent:?}: too early");
+
+    // Unharmed: a real peer joins and follows.
+    let mut b = Peer::spawn(
+        "b",
+        d,
+        &args(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--join",
+            &a.listen.to_string(),
+            &stems,
+        ]),
+    );
+    b.wait_linked(1, 10 * SEC);
+    std::thread::sleep(SEC);
+    let st = b.status();
+    assert_eq!(st["playing"], true, "{st}");
+    assert_eq!(a.status()["peers"], 1);
+}
+
+/// Bad commands, a port in use, an unreachable `--join` and a peer speaking
+/// another protocol version: a clear error, and the peer goes on.
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let stems = stems().display().to_string();
+    let mut a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", &stems]));
+    for (line, says) in [
+        ("dance", "unknown command 'dance'"),
+        ("seek -3", "between 0 and a day"),
+        ("volume nope -3", "no stem 'nope'"),
+        ("volume 0 NaN", "not a gain"),
+    ] {
+        let before = a.seen.len();
+        a.send(line);
+        let e = a.wait_for(
+            "an error",
+            |e| e["event"] == "error" && e.to_string().contains(says),
+            5 * SEC,
+        );
+        assert!(a.seen.len() > before, "{e}");
+    }
+    assert_eq!(events_named(&a, "vote").count(), 0, "no vote was cast");
+    assert_eq!(a.status()["playing"], false);
+
+    // The same port again: exit 1 with one line naming the address.
+    let out = std::process::Command::new(harness::BIN)
+        .args(["--headless", "--listen", &a.listen.to_string(), &stems])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {}", a.listen)),
+        "{err}"
+    );
+
+    // Nobody listens there: an error event, and the joiner stays up.
+    let nobody = free_port();
+    let mut lost = Peer::spawn(
+        "lost",
+        d,
+        &args(&["--listen", "127.0.0.1:0", "--join", &nobody.to_string()]),
+    );
+    let e = lost.wait_for("an error", |e| e["event"] == "error", 5 * SEC);
+    assert!(
+        e["message"].as_str().unwrap().contains("cannot join via"),
+        "{e}"
+    );
+    assert!(lost.is_running());
+    assert_eq!(lost.status()["peers"], 0);
+
+    // A "peer" that answers in protocol version 9.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_addr = fake.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in fake.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut frame = b"SYNF".to_vec();
+            frame.extend_from_slice(&9u16.to_be_bytes());
+            frame.extend_from_slice(&0u32.to_be_bytes());
+            let _ = s.write_all(&frame);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut other = Peer::spawn(
+        "other",
+        d,
+        &args(&["--listen", "127.0.0.1:0", "--join", &fake_addr.to_string()]),
+    );
+    let e = other.wait_for("an error", |e| e["event"] == "error", 5 * SEC);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("protocol version 9"),
+        "{e}"
+    );
+    assert!(other.is_running());
+}
