@@ -610,7 +610,8 @@ impl Core {
                     self.schedule(d.apply_at_session_ns, &d.state);
                 }
                 if d.outcomes.iter().any(|o| o.vote.event != Event::None) {
-                    let v = decision_event(&d, &self.stems);
+                    let mut v = decision_event(&d, &self.stems);
+                    v["apply_at_mono_ns"] = json!(self.mono_of_session(d.apply_at_session_ns));
                     self.emit(v);
                 }
             }
@@ -621,7 +622,8 @@ impl Core {
                 from,
             } => {
                 self.schedule(apply_at_session_ns, &state);
-                let v = adopted_event(round, apply_at_session_ns, &state, from, &self.stems);
+                let mut v = adopted_event(round, apply_at_session_ns, &state, from, &self.stems);
+                v["apply_at_mono_ns"] = json!(self.mono_of_session(apply_at_session_ns));
                 self.emit(v);
             }
             SessionEvent::Superseded { vote, by } => {
@@ -638,6 +640,14 @@ impl Core {
             }
             SessionEvent::Ignored { from, reason } => debug!(%from, ?reason, "ignored"),
         }
+    }
+
+    /// The real monotonic instant (as `--report`'s `mono_ns`) at which
+    /// session time `session_ns` comes on this peer, if synced: lets a bench
+    /// time a vote from command to sound.
+    fn mono_of_session(&self, session_ns: i64) -> Option<i64> {
+        let map = self.session.map()?;
+        Some(self.clock.mono_at(map.local_ns_at(session_ns)))
     }
 
     fn schedule(&mut self, apply_at_session_ns: i64, state: &SessionState) {

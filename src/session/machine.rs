@@ -61,7 +61,10 @@ pub struct Config {
     /// delay + guard + a margin for clock error. Every peer must use the same.
     pub lead_ns: i64,
     /// A round is decided this long before it applies, so the audio engine has
-    /// the decision ahead of time (its render-ahead must be shorter).
+    /// the decision before it renders that instant: it must exceed the output's
+    /// render-ahead (the null device's default 50 ms block plus its 10 ms lead;
+    /// a sound card's buffer). `lead − guard` must still exceed the worst
+    /// one-way delay: 80 ms by default, for links up to 60 ms.
     pub decide_guard_ns: i64,
     /// Votes for rounds more than this far ahead of ours are ignored.
     pub vote_horizon_rounds: u64,
@@ -89,7 +92,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             lead_ns: 150_000_000,
-            decide_guard_ns: 30_000_000,
+            decide_guard_ns: 70_000_000,
             vote_horizon_rounds: 5,
             history_rounds: 600,
             dead_after_ns: 500_000_000,

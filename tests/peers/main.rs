@@ -63,16 +63,27 @@ fn decision_with(p: &mut Peer, voter: &str, action: &str) -> Value {
 
 /// Casts `line` on `voters[i]` and checks every peer decided the same round,
 /// instant and state for it.
+/// Prints the control latency (command to the last peer's apply instant).
 fn vote_everywhere(peers: &mut [&mut Peer], voter: usize, line: &str, action: &str) -> Value {
     let voter_id = peers[voter].peer_id.clone();
+    let sent_mono_ns = synfony::host_clock::monotonic_ns();
     peers[voter].send(line);
     let first = decision_with(peers[voter], &voter_id, action);
+    let mut applied: Vec<i64> = Vec::new();
     for p in peers.iter_mut() {
         let d = decision_with(p, &voter_id, action);
         for field in ["round", "apply_at_session_ms", "playing", "position_secs"] {
             assert_eq!(d[field], first[field], "{}: {field} of {line:?}", p.name);
         }
+        applied.push(d["apply_at_mono_ns"].as_i64().expect("apply_at_mono_ns"));
     }
+    let last = applied.iter().max().unwrap();
+    let spread = last - applied.iter().min().unwrap();
+    println!(
+        "{line:?}: applied on all {} ms after the command (spread {:.3} ms)",
+        (last - sent_mono_ns) / 1_000_000,
+        spread as f64 / 1e6
+    );
     first
 }
 
