@@ -218,8 +218,10 @@ fn host_name() -> String {
 /// headless control until `quit` or a signal.
 fn run_peer(args: PeerArgs) -> anyhow::Result<()> {
     if !args.headless {
-        anyhow::bail!(
-            "the mixer window is not built yet (issue 7); run a speaker peer with --headless"
+        // Until the mixer window exists (issue 7), a windowed run is a
+        // headless peer on the sound card.
+        tracing::warn!(
+            "the mixer window is not built yet (issue 7): running headless, commands on stdin"
         );
     }
     let paths = if args.stems.is_empty() && args.joins.is_empty() {
@@ -237,7 +239,11 @@ fn run_peer(args: PeerArgs) -> anyhow::Result<()> {
         load_stems(&paths, ENGINE_RATE_HZ)?
     };
     let clock = LocalClock::skewed(args.clock_offset_ms, args.clock_drift_ppm, monotonic_ns())?;
-    let output = args.output.unwrap_or(OutputKind::Null);
+    let output = args.output.unwrap_or(if args.headless {
+        OutputKind::Null
+    } else {
+        OutputKind::Device
+    });
     let opts = PeerOptions {
         listen: args.listen,
         advertise: args.advertise,
