@@ -12,8 +12,8 @@
 //! every link *to* that peer passes through it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::rngs::ChaCha8Rng;
@@ -51,6 +51,9 @@ struct Faults {
     to_upstream: Delay,
     from_upstream: Delay,
     cut: bool,
+    /// Cuts so far: a connection closes when this moves, even if the cut was
+    /// restored before it looked.
+    cuts: u64,
 }
 
 /// Bytes forwarded, each way.
@@ -72,7 +75,8 @@ pub struct Proxy {
 
 impl Proxy {
     /// Listens on a free loopback port and forwards to `upstream`; `seed`
-    /// makes the jitter replayable.
+    /// makes the jitter replayable (per connection, in accept order, and
+    /// direction).
     pub fn start(upstream: SocketAddr, seed: u64) -> std::io::Result<Proxy> {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         std_listener.set_nonblocking(true)?;
@@ -91,9 +95,8 @@ impl Proxy {
                     let Ok(listener) = TcpListener::from_std(std_listener) else {
                         return;
                     };
-                    let rng = Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)));
                     tokio::select! {
-                        _ = accept_loop(listener, upstream, faults_rx, rng, thread_stats) => {}
+                        _ = accept_loop(listener, upstream, faults_rx, seed, thread_stats) => {}
                         _ = stop_rx => {}
                     }
                 });
@@ -122,7 +125,10 @@ impl Proxy {
 
     /// Partitions: closes every connection; new ones are held silent.
     pub fn cut(&self) {
-        self.faults.send_modify(|f| f.cut = true);
+        self.faults.send_modify(|f| {
+            f.cut = true;
+            f.cuts += 1;
+        });
     }
 
     /// Ends a partition: new connections are forwarded again.
@@ -146,7 +152,7 @@ async fn accept_loop(
     listener: TcpListener,
     upstream: SocketAddr,
     faults: watch::Receiver<Faults>,
-    rng: Arc<Mutex<ChaCha8Rng>>,
+    seed: u64,
     stats: Arc<ProxyStats>,
 ) {
     loop {
@@ -154,29 +160,37 @@ async fn accept_loop(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        stats.connections.fetch_add(1, Relaxed);
+        let n = stats.connections.fetch_add(1, Relaxed);
+        // Each connection and direction draws from its own stream, so the
+        // jitter of one does not depend on the traffic of another.
+        let rng = |direction: u64| {
+            ChaCha8Rng::seed_from_u64(
+                seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n << 1 | direction),
+            )
+        };
         tokio::spawn(connection(
             client,
             upstream,
             faults.clone(),
-            rng.clone(),
+            [rng(0), rng(1)],
             stats.clone(),
         ));
     }
 }
 
-/// Resolves when the proxy is (or becomes) cut.
-async fn until_cut(faults: &mut watch::Receiver<Faults>) {
-    let _ = faults.wait_for(|f| f.cut).await;
+/// Resolves when a cut comes after `cuts` cuts.
+async fn until_cut(faults: &mut watch::Receiver<Faults>, cuts: u64) {
+    let _ = faults.wait_for(|f| f.cuts != cuts).await;
 }
 
 async fn connection(
     client: TcpStream,
     upstream: SocketAddr,
     mut faults: watch::Receiver<Faults>,
-    rng: Arc<Mutex<ChaCha8Rng>>,
+    [rng_up, rng_down]: [ChaCha8Rng; 2],
     stats: Arc<ProxyStats>,
 ) {
+    let cuts = faults.borrow().cuts;
     if faults.borrow().cut {
         // Held silent until the partition ends, then closed.
         let _ = faults.wait_for(|f| !f.cut).await;
@@ -190,11 +204,11 @@ async fn connection(
     let _ = server.set_nodelay(true);
     let (c_rd, c_wr) = client.into_split();
     let (s_rd, s_wr) = server.into_split();
-    let up = pipe(c_rd, s_wr, faults.clone(), rng.clone(), stats.clone(), true);
-    let down = pipe(s_rd, c_wr, faults.clone(), rng, stats, false);
+    let up = pipe(c_rd, s_wr, faults.clone(), rng_up, stats.clone(), true);
+    let down = pipe(s_rd, c_wr, faults.clone(), rng_down, stats, false);
     tokio::select! {
         _ = async { tokio::join!(up, down) } => {}
-        _ = until_cut(&mut faults) => {}
+        _ = until_cut(&mut faults, cuts) => {}
     }
 }
 
@@ -204,7 +218,7 @@ async fn pipe(
     mut rd: tokio::net::tcp::OwnedReadHalf,
     mut wr: tokio::net::tcp::OwnedWriteHalf,
     faults: watch::Receiver<Faults>,
-    rng: Arc<Mutex<ChaCha8Rng>>,
+    mut rng: ChaCha8Rng,
     stats: Arc<ProxyStats>,
     to_upstream: bool,
 ) {
@@ -224,7 +238,6 @@ async fn pipe(
                 } else {
                     f.from_upstream
                 };
-                let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
                 d.draw(&mut rng)
             };
             // FIFO: never before the chunk ahead of it.

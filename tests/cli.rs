@@ -48,6 +48,8 @@ fn bad_peer_options_are_usage_errors_naming_the_option() {
         (&["--output", "wav:"][..], "wav:PATH"),
         (&["--period-frames", "0"][..], "--period-frames"),
         (&["--listen", "nowhere"][..], "--listen"),
+        (&["--join", "10.0.0.5"][..], "is not HOST:PORT"),
+        (&["--join", "host:0"][..], "--join"),
         (&["--latency-offset-ms", "NaN"][..], "--latency-offset-ms"),
         (&["--clock-drift-ppm", "1e9"][..], "clock drift"),
         (&["--clock-offset-ms", "inf"][..], "clock offset"),

@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::host_clock::LocalClock;
+use crate::host_clock::{LocalClock, monotonic_ns};
 use crate::message::{AUTH_LEN, Auth, Goodbye, Hello, Message, PeerInfo};
 use crate::session::PeerId;
 use crate::wire::{FrameBuffer, Next, PROTOCOL_VERSION, WireError, encode_frame};
@@ -63,7 +63,7 @@ pub enum LinkError {
     NeedsPassphrase,
     #[error("it does not know the passphrase (an open session)")]
     PeerHasNoPassphrase,
-    #[error("that is this peer itself")]
+    #[error("that address is this peer itself")]
     SelfLink,
     #[error("no OS randomness for a nonce: {0}")]
     Nonce(String),
@@ -96,6 +96,9 @@ pub struct Connection {
     chunk: Vec<u8>,
     out: Vec<u8>,
     remote: SocketAddr,
+    /// `CLOCK_MONOTONIC` of the last read: stamps frames still buffered when
+    /// the handshake ends.
+    last_read_mono_ns: i64,
 }
 
 impl Connection {
@@ -108,6 +111,7 @@ impl Connection {
             chunk: vec![0; READ_CHUNK],
             out: Vec::new(),
             remote,
+            last_read_mono_ns: monotonic_ns(),
         })
     }
 
@@ -125,6 +129,7 @@ impl Connection {
                 Err(e) => return Err(LinkError::from_wire(e)),
             }
             let n = self.stream.read(&mut self.chunk).await?;
+            self.last_read_mono_ns = monotonic_ns();
             if n == 0 {
                 return Err(LinkError::Closed);
             }
@@ -156,6 +161,7 @@ impl Connection {
                 frames: self.frames,
                 chunk: self.chunk,
                 clock,
+                buffered_at_ns: clock.local_at(self.last_read_mono_ns),
             },
             LinkWriter { wr, out: self.out },
         )
@@ -177,6 +183,8 @@ pub struct LinkReader {
     frames: FrameBuffer,
     chunk: Vec<u8>,
     clock: LocalClock,
+    /// When the frames buffered at the split were read.
+    buffered_at_ns: i64,
 }
 
 impl LinkReader {
@@ -184,8 +192,9 @@ impl LinkReader {
     /// buffered to `each`, stamped with the local time of the read (taken right
     /// after the read returns, for the clock samples). `Err` ends the link.
     pub async fn read(&mut self, mut each: impl FnMut(Read)) -> Result<(), LinkError> {
-        // Frames left over from the handshake's last read come first.
-        let mut at_ns = self.clock.now_ns();
+        // Frames already buffered (left over from the handshake's last read)
+        // carry the time they were read.
+        let mut at_ns = self.buffered_at_ns;
         loop {
             let mut any = false;
             loop {
@@ -202,6 +211,7 @@ impl LinkReader {
             }
             let n = self.rd.read(&mut self.chunk).await?;
             at_ns = self.clock.now_ns();
+            self.buffered_at_ns = at_ns;
             if n == 0 {
                 return Err(LinkError::Closed);
             }
@@ -275,7 +285,10 @@ async fn expect_hello(conn: &mut Connection, me: &Identity) -> Result<Hello, Lin
         Message::Hello(h) if h.protocol_version != PROTOCOL_VERSION => Err(LinkError::Version {
             found: h.protocol_version,
         }),
-        Message::Hello(h) if h.peer_id == me.peer_id => Err(LinkError::SelfLink),
+        Message::Hello(h) if h.peer_id == me.peer_id => {
+            conn.refuse("that is this peer itself").await;
+            Err(LinkError::SelfLink)
+        }
         Message::Hello(h) => Ok(h),
         Message::Goodbye(g) => Err(LinkError::Refused(g.reason)),
         other => Err(LinkError::Unexpected {

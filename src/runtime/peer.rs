@@ -54,6 +54,11 @@ const TICK: Duration = Duration::from_millis(100);
 /// Redials of a peer that refused or could not be reached back off up to this.
 const MAX_BACKOFF_NS: i64 = 5_000_000_000;
 const FIRST_BACKOFF_NS: i64 = 250_000_000;
+/// A write that cannot complete this long means the peer stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections in their handshake at once; more are closed at once (a flood
+/// of silent connections must not exhaust memory or descriptors).
+const MAX_HANDSHAKES: usize = 64;
 /// How long writers get to flush goodbyes when the peer quits.
 const QUIT_FLUSH: Duration = Duration::from_millis(300);
 
@@ -98,7 +103,11 @@ pub fn run_headless(opts: PeerOptions, events: EventSink) -> Result<(), PeerErro
         .enable_all()
         .build()
         .map_err(PeerError::Runtime)?;
-    rt.block_on(run(opts, events))
+    let result = rt.block_on(run(opts, events));
+    // tokio reads stdin with a blocking read that cannot be cancelled: do not
+    // wait for it, or `quit` with stdin still open would never exit.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    result
 }
 
 fn random_peer_id() -> Result<PeerId, PeerError> {
@@ -230,6 +239,8 @@ enum Input {
     Linked {
         conn: Connection,
         peer: Handshaken,
+        /// The dial that made it (`None`: accepted).
+        dialed: Option<DialTarget>,
     },
     /// A dial did not produce a link.
     DialFailed {
@@ -340,7 +351,7 @@ impl Core {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Linked { conn, peer } => self.on_linked(conn, peer),
+            Input::Linked { conn, peer, dialed } => self.on_linked(conn, peer, dialed),
             Input::DialFailed { target, error } => self.on_dial_failed(target, error),
             Input::Read { conn, peer, read } => {
                 if self.links.get(&peer).is_none_or(|l| l.conn != conn) {
@@ -399,18 +410,39 @@ impl Core {
         }
     }
 
-    fn on_linked(&mut self, conn: Connection, hs: Handshaken) {
+    fn on_linked(&mut self, conn: Connection, hs: Handshaken, dialed: Option<DialTarget>) {
         let peer = hs.info.peer_id;
-        self.dialing.remove(&peer);
+        match dialed {
+            Some(DialTarget::Member(asked)) => {
+                self.dialing.remove(&asked);
+            }
+            Some(DialTarget::Join(i)) => {
+                if let Some(j) = self.joins.get_mut(i) {
+                    // Ready to be tried again if this peer ends up alone.
+                    j.in_flight = false;
+                    j.backoff_ns = FIRST_BACKOFF_NS;
+                    j.last_error = None;
+                }
+            }
+            None => {}
+        }
         self.backoff.remove(&peer);
         if let Some(existing) = self.links.get(&peer) {
             let preferred = self.me.peer_id.min(peer);
             if existing.dialer == preferred && hs.dialer != preferred {
                 debug!(%peer, "a second connection lost to the one dialled by {preferred}");
-                return; // dropping `conn` closes it
+                linger(conn);
+                return;
             }
             debug!(%peer, "a newer or preferred connection replaces the link");
-            self.close_link(peer);
+            if let Some(old) = self.links.remove(&peer) {
+                // Its reads stop now; its socket lingers (see `linger`).
+                old.reader.abort();
+                tokio::spawn(async move {
+                    tokio::time::sleep(net::HANDSHAKE_TIMEOUT).await;
+                    drop(old.tx);
+                });
+            }
         }
         let id = self.next_conn;
         self.next_conn += 1;
@@ -526,7 +558,11 @@ impl Core {
             }
             .await;
             let input = match result {
-                Ok((conn, peer)) => Input::Linked { conn, peer },
+                Ok((conn, peer)) => Input::Linked {
+                    conn,
+                    peer,
+                    dialed: Some(target),
+                },
                 Err(error) => Input::DialFailed { target, error },
             };
             let _ = inputs.send(input).await;
@@ -752,6 +788,16 @@ impl Core {
     }
 }
 
+/// Keeps the losing one of two simultaneous connections open, unread, for a
+/// while before closing it: the other end may not have seen the winner yet,
+/// and closing at once would make it report the peer down and up again.
+fn linger(conn: Connection) {
+    tokio::spawn(async move {
+        tokio::time::sleep(net::HANDSHAKE_TIMEOUT).await;
+        drop(conn);
+    });
+}
+
 enum DialAddr {
     Addr(SocketAddr),
     /// A `--join` argument: `host:port`, resolved when dialled.
@@ -786,6 +832,7 @@ async fn accept_loop(
     secret: Option<Arc<Secret>>,
     inputs: mpsc::Sender<Input>,
 ) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
@@ -796,17 +843,28 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            warn!(%remote, "{MAX_HANDSHAKES} handshakes under way: connection closed");
+            continue;
+        };
         let me = me.clone();
         let secret = secret.clone();
         let inputs = inputs.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut conn = match Connection::new(stream) {
                 Ok(c) => c,
                 Err(e) => return debug!(%remote, "connection lost at once: {e}"),
             };
             match net::handshake_acceptor(&mut conn, &me, secret.as_deref()).await {
                 Ok(peer) => {
-                    let _ = inputs.send(Input::Linked { conn, peer }).await;
+                    let _ = inputs
+                        .send(Input::Linked {
+                            conn,
+                            peer,
+                            dialed: None,
+                        })
+                        .await;
                 }
                 Err(e) => warn!(%remote, "refused a connection: {e}"),
             }
@@ -842,9 +900,11 @@ async fn write_loop(mut writer: net::LinkWriter, mut rx: mpsc::Receiver<Message>
         while let Ok(m) = rx.try_recv() {
             batch.push(m);
         }
-        if let Err(e) = writer.send(&batch).await {
-            debug!(%peer, "write failed: {e}");
-            return;
+        match tokio::time::timeout(WRITE_TIMEOUT, writer.send(&batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return debug!(%peer, "write failed: {e}"),
+            // Not reading: drop the socket rather than hold it forever.
+            Err(_) => return debug!(%peer, "write stalled for {WRITE_TIMEOUT:?}"),
         }
         batch.clear();
     }

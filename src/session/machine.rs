@@ -378,11 +378,18 @@ impl Session {
 
     // ----- inputs -----------------------------------------------------------
 
-    /// A link to `info.peer_id` is up (authenticated). A link that already
-    /// existed is replaced: the peer may have restarted.
+    /// A link to `info.peer_id` is up (authenticated). If one already existed
+    /// (the shell swapped connections: a simultaneous dial, a redial), it goes
+    /// on with what it knew — clock samples, map, seniority — and no second
+    /// `PeerUp` is reported.
     pub fn handle_link_up(&mut self, now_ns: i64, info: PeerInfo) {
         let peer = info.peer_id;
         if peer == self.me.peer_id {
+            return;
+        }
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.info = info;
+            link.last_heard_ns = now_ns;
             return;
         }
         let clock = self

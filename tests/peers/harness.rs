@@ -173,18 +173,32 @@ impl Peer {
         let _ = self.child.wait();
     }
 
-    /// `quit`, then waits for the exit status.
+    /// `quit` (stdin stays open, as at a terminal), then the exit status.
     pub fn quit(mut self) -> std::process::ExitStatus {
         self.send("quit");
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "{}: did not quit", self.name);
+            assert!(
+                Instant::now() < deadline,
+                "{}: still running after {timeout:?}",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends SIGTERM (stdin stays open).
+    pub fn terminate(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
     }
 
     pub fn is_running(&mut self) -> bool {
