@@ -23,6 +23,25 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// A test's turn, its scratch directory, and the stems argument.
+fn setup() -> (
+    std::sync::MutexGuard<'static, ()>,
+    tempfile::TempDir,
+    String,
+) {
+    let turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    (turn, dir, stems().display().to_string())
+}
+
+/// A frame header: magic, `version`, payload length.
+fn header(version: u16, len: u32) -> Vec<u8> {
+    let mut h = b"SYNF".to_vec();
+    h.extend_from_slice(&version.to_be_bytes());
+    h.extend_from_slice(&len.to_be_bytes());
+    h
+}
 const PERIOD_NS: i64 = 50_000_000;
 
 fn args(list: &[&str]) -> Vec<String> {
@@ -257,10 +276,8 @@ fn three_peers_through_delays_agree_survive_a_kill_and_take_late_joiners() {
 /// both sides; one with it joins.
 #[test]
 fn a_wrong_or_missing_passphrase_is_refused() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let (_turn, dir, stems) = setup();
     let d = dir.path();
-    let stems = stems().display().to_string();
     let mut a = Peer::spawn(
         "a",
         d,
@@ -327,10 +344,8 @@ fn a_wrong_or_missing_passphrase_is_refused() {
 /// peer's port cost those connections only; the peer plays on with others.
 #[test]
 fn garbage_oversized_frames_and_silence_are_dropped_without_harm() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let (_turn, dir, stems) = setup();
     let d = dir.path();
-    let stems = stems().display().to_string();
     let mut a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", &stems]));
     a.send("play");
     let closed_by_peer = |bytes: &[u8], within: Duration| {
@@ -349,14 +364,8 @@ fn garbage_oversized_frames_and_silence_are_dropped_without_harm() {
         }
     };
     closed_by_peer(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 2 * SEC);
-    let mut huge = b"SYNF".to_vec();
-    huge.extend_from_slice(&synfony::wire::PROTOCOL_VERSION.to_be_bytes());
-    huge.extend_from_slice(&u32::MAX.to_be_bytes());
-    closed_by_peer(&huge, 2 * SEC);
-    let mut v9 = b"SYNF".to_vec();
-    v9.extend_from_slice(&9u16.to_be_bytes());
-    v9.extend_from_slice(&0u32.to_be_bytes());
-    closed_by_peer(&v9, 2 * SEC);
+    closed_by_peer(&header(synfony::wire::PROTOCOL_VERSION, u32::MAX), 2 * SEC);
+    closed_by_peer(&header(9, 0), 2 * SEC);
     let silent = closed_by_peer(b"", 6 * SEC);
     println!("a silent connection was closed after {silent:?}");
     assert!(silent >= Duration::from_secs(2), "{silent:?}: too early");
@@ -384,10 +393,8 @@ fn garbage_oversized_frames_and_silence_are_dropped_without_harm() {
 /// another protocol version: a clear error, and the peer goes on.
 #[test]
 fn bad_input_gets_a_clear_error_and_changes_nothing() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let (_turn, dir, stems) = setup();
     let d = dir.path();
-    let stems = stems().display().to_string();
     let mut a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", &stems]));
     for (line, says) in [
         ("dance", "unknown command 'dance'"),
@@ -441,10 +448,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     std::thread::spawn(move || {
         for s in fake.incoming() {
             let Ok(mut s) = s else { return };
-            let mut frame = b"SYNF".to_vec();
-            frame.extend_from_slice(&9u16.to_be_bytes());
-            frame.extend_from_slice(&0u32.to_be_bytes());
-            let _ = s.write_all(&frame);
+            let _ = s.write_all(&header(9, 0));
             std::thread::sleep(Duration::from_millis(200));
         }
     });
@@ -473,10 +477,8 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
 /// finds it again (joins are retried whenever the peer is alone).
 #[test]
 fn a_lone_joiner_dials_its_join_address_again() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
+    let (_turn, dir, stems) = setup();
     let d = dir.path();
-    let stems = stems().display().to_string();
     let listen = free_port().to_string();
     let a = Peer::spawn("a", d, &args(&["--listen", &listen, &stems]));
     let mut b = Peer::spawn(
