@@ -308,6 +308,51 @@ fn reachable(advertised: SocketAddr, seen: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The two proofs of one link: theirs (answering our nonce) and ours
+/// (answering theirs). Only the role differs between the two ends.
+struct Nonces<'a> {
+    me: PeerId,
+    mine: &'a [u8; AUTH_LEN],
+    them: PeerId,
+    theirs: &'a [u8; AUTH_LEN],
+}
+
+impl Nonces<'_> {
+    /// The proof we send, as `role`.
+    fn prove(&self, secret: &Secret, role: Role) -> [u8; AUTH_LEN] {
+        secret.proof(&Challenge {
+            role,
+            prover: self.me,
+            verifier: self.them,
+            verifier_nonce: self.theirs,
+            prover_nonce: self.mine,
+        })
+    }
+
+    /// Checks the proof they sent as `role`; a wrong one is refused.
+    async fn check(
+        &self,
+        conn: &mut Connection,
+        secret: &Secret,
+        role: Role,
+        proof: &[u8; AUTH_LEN],
+    ) -> Result<(), LinkError> {
+        let challenge = Challenge {
+            role,
+            prover: self.them,
+            verifier: self.me,
+            verifier_nonce: self.mine,
+            prover_nonce: self.theirs,
+        };
+        if secret.verify(&challenge, proof) {
+            Ok(())
+        } else {
+            conn.refuse("wrong passphrase").await;
+            Err(LinkError::WrongPassphrase)
+        }
+    }
+}
+
 /// The dialling side of the handshake, with its timeout.
 pub async fn handshake_dialer(
     conn: &mut Connection,
@@ -334,29 +379,15 @@ pub async fn handshake_dialer(
                 return Err(LinkError::PeerHasNoPassphrase);
             }
             (Some(s), Some(proof)) => {
-                let theirs_ok = s.verify(
-                    &Challenge {
-                        role: Role::Acceptor,
-                        prover: theirs.peer_id,
-                        verifier: me.peer_id,
-                        verifier_nonce: &my_nonce,
-                        prover_nonce: &theirs.nonce,
-                    },
-                    &proof,
-                );
-                if !theirs_ok {
-                    conn.refuse("wrong passphrase").await;
-                    return Err(LinkError::WrongPassphrase);
-                }
-                let mine = s.proof(&Challenge {
-                    role: Role::Dialer,
-                    prover: me.peer_id,
-                    verifier: theirs.peer_id,
-                    verifier_nonce: &theirs.nonce,
-                    prover_nonce: &my_nonce,
-                });
-                conn.write_message(&Message::Auth(Auth { proof: mine }))
-                    .await?;
+                let nonces = Nonces {
+                    me: me.peer_id,
+                    mine: &my_nonce,
+                    them: theirs.peer_id,
+                    theirs: &theirs.nonce,
+                };
+                nonces.check(conn, s, Role::Acceptor, &proof).await?;
+                let proof = nonces.prove(s, Role::Dialer);
+                conn.write_message(&Message::Auth(Auth { proof })).await?;
             }
         }
         Ok(Handshaken {
@@ -387,15 +418,13 @@ pub async fn handshake_acceptor(
             r => r?,
         };
         let my_nonce = nonce()?;
-        let proof = secret.map(|s| {
-            s.proof(&Challenge {
-                role: Role::Acceptor,
-                prover: me.peer_id,
-                verifier: theirs.peer_id,
-                verifier_nonce: &theirs.nonce,
-                prover_nonce: &my_nonce,
-            })
-        });
+        let nonces = Nonces {
+            me: me.peer_id,
+            mine: &my_nonce,
+            them: theirs.peer_id,
+            theirs: &theirs.nonce,
+        };
+        let proof = secret.map(|s| nonces.prove(s, Role::Acceptor));
         conn.write_message(&hello(me, my_nonce, proof)).await?;
         if let Some(s) = secret {
             let proof = match conn.read_message().await? {
@@ -409,20 +438,7 @@ pub async fn handshake_acceptor(
                     });
                 }
             };
-            let ok = s.verify(
-                &Challenge {
-                    role: Role::Dialer,
-                    prover: theirs.peer_id,
-                    verifier: me.peer_id,
-                    verifier_nonce: &my_nonce,
-                    prover_nonce: &theirs.nonce,
-                },
-                &proof,
-            );
-            if !ok {
-                conn.refuse("wrong passphrase").await;
-                return Err(LinkError::WrongPassphrase);
-            }
+            nonces.check(conn, s, Role::Dialer, &proof).await?;
         }
         Ok(Handshaken {
             info: PeerInfo {

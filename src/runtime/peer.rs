@@ -191,6 +191,7 @@ async fn run(opts: PeerOptions, mut events: EventSink) -> Result<(), PeerError> 
         tx.clone(),
     ));
     tokio::spawn(stdin_loop(tx.clone()));
+    tokio::spawn(signal_loop(tx.clone()));
 
     let mut core = Core {
         clock,
@@ -436,12 +437,10 @@ impl Core {
             }
             debug!(%peer, "a newer or preferred connection replaces the link");
             if let Some(old) = self.links.remove(&peer) {
-                // Its reads stop now; its socket lingers (see `linger`).
+                // Its reads stop now; its socket lingers (its writer lives
+                // until `tx` is dropped).
                 old.reader.abort();
-                tokio::spawn(async move {
-                    tokio::time::sleep(net::HANDSHAKE_TIMEOUT).await;
-                    drop(old.tx);
-                });
+                linger(old.tx);
             }
         }
         let id = self.next_conn;
@@ -788,13 +787,15 @@ impl Core {
     }
 }
 
-/// Keeps the losing one of two simultaneous connections open, unread, for a
-/// while before closing it: the other end may not have seen the winner yet,
-/// and closing at once would make it report the peer down and up again.
-fn linger(conn: Connection) {
+/// Keeps the losing one of two connections to a peer open, unread, for a
+/// while before closing it (by dropping `held`: the connection itself, or
+/// the sender that keeps its writer alive). The other end may not have seen
+/// the winner yet, and closing at once would make it report the peer down
+/// and up again.
+fn linger<T: Send + 'static>(held: T) {
     tokio::spawn(async move {
         tokio::time::sleep(net::HANDSHAKE_TIMEOUT).await;
-        drop(conn);
+        drop(held);
     });
 }
 
@@ -914,27 +915,16 @@ async fn write_loop(mut writer: net::LinkWriter, mut rx: mpsc::Receiver<Message>
 async fn stdin_loop(inputs: mpsc::Sender<Input>) {
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let signals = signal_loop(inputs.clone());
-    tokio::pin!(signals);
     loop {
-        tokio::select! {
-            line = lines.next_line() => {
-                let input = match line {
-                    Ok(Some(l)) => Input::Line(l),
-                    Ok(None) | Err(_) => Input::StdinClosed,
-                };
-                let closed = matches!(input, Input::StdinClosed);
-                if inputs.send(input).await.is_err() {
-                    return;
-                }
-                if closed {
-                    break;
-                }
-            }
-            () = &mut signals => return,
+        let input = match lines.next_line().await {
+            Ok(Some(l)) => Input::Line(l),
+            Ok(None) | Err(_) => Input::StdinClosed,
+        };
+        let closed = matches!(input, Input::StdinClosed);
+        if inputs.send(input).await.is_err() || closed {
+            return;
         }
     }
-    signals.await;
 }
 
 /// Turns SIGINT and SIGTERM into a graceful quit.

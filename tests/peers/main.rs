@@ -48,6 +48,13 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// A peer on a free loopback port joining `join`, plus `extra`.
+fn joining(join: &str, extra: &[&str]) -> Vec<String> {
+    let mut a = args(&["--listen", "127.0.0.1:0", "--join", join]);
+    a.extend(args(extra));
+    a
+}
+
 /// A peer listening behind its own proxy (which it advertises), so every link
 /// to it crosses the proxy's delays.
 struct Proxied {
@@ -290,28 +297,13 @@ fn a_wrong_or_missing_passphrase_is_refused() {
         ]),
     );
     let join = a.listen.to_string();
-    let mut wrong = Peer::spawn(
-        "wrong",
-        d,
-        &args(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--join",
-            &join,
-            "--passphrase",
-            "guess",
-        ]),
-    );
+    let mut wrong = Peer::spawn("wrong", d, &joining(&join, &["--passphrase", "guess"]));
     wrong.wait_for(
         "a refusal",
         |e| e["event"] == "error" && e["message"].as_str().unwrap().contains("passphrase"),
         5 * SEC,
     );
-    let mut none = Peer::spawn(
-        "none",
-        d,
-        &args(&["--listen", "127.0.0.1:0", "--join", &join]),
-    );
+    let mut none = Peer::spawn("none", d, &joining(&join, &[]));
     let e = none.wait_for("a refusal", |e| e["event"] == "error", 5 * SEC);
     assert!(
         e["message"]
@@ -323,14 +315,7 @@ fn a_wrong_or_missing_passphrase_is_refused() {
     let mut right = Peer::spawn(
         "right",
         d,
-        &args(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--join",
-            &join,
-            "--passphrase",
-            "open sesame",
-        ]),
+        &joining(&join, &["--passphrase", "open sesame"]),
     );
     right.wait_linked(1, 10 * SEC);
     let peers = a.status();
@@ -371,17 +356,7 @@ fn garbage_oversized_frames_and_silence_are_dropped_without_harm() {
     assert!(silent >= Duration::from_secs(2), "{silent:?}: too early");
 
     // Unharmed: a real peer joins and follows.
-    let mut b = Peer::spawn(
-        "b",
-        d,
-        &args(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--join",
-            &a.listen.to_string(),
-            &stems,
-        ]),
-    );
+    let mut b = Peer::spawn("b", d, &joining(&a.listen.to_string(), &[&stems]));
     b.wait_linked(1, 10 * SEC);
     std::thread::sleep(SEC);
     let st = b.status();
@@ -429,11 +404,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
     // Nobody listens there: an error event, and the joiner stays up.
     let nobody = free_port();
-    let mut lost = Peer::spawn(
-        "lost",
-        d,
-        &args(&["--listen", "127.0.0.1:0", "--join", &nobody.to_string()]),
-    );
+    let mut lost = Peer::spawn("lost", d, &joining(&nobody.to_string(), &[]));
     let e = lost.wait_for("an error", |e| e["event"] == "error", 5 * SEC);
     assert!(
         e["message"].as_str().unwrap().contains("cannot join via"),
@@ -452,11 +423,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             std::thread::sleep(Duration::from_millis(200));
         }
     });
-    let mut other = Peer::spawn(
-        "other",
-        d,
-        &args(&["--listen", "127.0.0.1:0", "--join", &fake_addr.to_string()]),
-    );
+    let mut other = Peer::spawn("other", d, &joining(&fake_addr.to_string(), &[]));
     let e = other.wait_for("an error", |e| e["event"] == "error", 5 * SEC);
     assert!(
         e["message"]
@@ -481,11 +448,7 @@ fn a_lone_joiner_dials_its_join_address_again() {
     let d = dir.path();
     let listen = free_port().to_string();
     let a = Peer::spawn("a", d, &args(&["--listen", &listen, &stems]));
-    let mut b = Peer::spawn(
-        "b",
-        d,
-        &args(&["--listen", "127.0.0.1:0", "--join", &listen, &stems]),
-    );
+    let mut b = Peer::spawn("b", d, &joining(&listen, &[&stems]));
     b.wait_linked(1, 10 * SEC);
     assert!(a.quit().success());
     b.wait_for("a's goodbye", |e| e["event"] == "peer_down", 5 * SEC);
