@@ -12,7 +12,9 @@
 
 pub mod assets;
 pub mod audio;
+pub mod harness;
 pub mod host_clock;
+pub mod impulse;
 pub mod message;
 pub mod proxy;
 pub mod report;

@@ -740,6 +740,8 @@ impl Core {
             "underruns": self.engine.stats.underruns.load(Relaxed),
             "buffering": buffering,
             "malformed_frames": self.malformed_frames,
+            "heartbeats_on_time": self.session.stats().heartbeats_on_time,
+            "heartbeats_late": self.session.stats().heartbeats_late,
         })
     }
 

@@ -327,6 +327,17 @@ pub struct Session {
     repaired: BTreeMap<PeerId, Round>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SessionEvent>,
+    stats: SessionStats,
+}
+
+/// Counters of the protocol's health, for telemetry and the sync bench.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Synced heartbeats that arrived while their round was still open here.
+    pub heartbeats_on_time: u64,
+    /// Synced heartbeats that arrived after this peer had decided their round:
+    /// a vote they carried could not count here.
+    pub heartbeats_late: u64,
 }
 
 impl Session {
@@ -350,6 +361,7 @@ impl Session {
             repaired: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            stats: SessionStats::default(),
         };
         if let Start::Create { state } = start {
             let map = SessionMap::starting_at(now_ns);
@@ -613,6 +625,11 @@ impl Session {
     }
 
     /// The peer whose time base we follow (ourselves if root).
+    /// The protocol's health counters so far.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
     pub fn root(&self) -> Option<PeerId> {
         self.root
     }
@@ -701,6 +718,13 @@ impl Session {
         }
         if !was_synced {
             self.choose_root();
+        }
+        if let Some((&last, _)) = self.decided.last_key_value() {
+            if hb.round > last {
+                self.stats.heartbeats_on_time += 1;
+            } else {
+                self.stats.heartbeats_late += 1;
+            }
         }
         self.accept_vote(from, hb.vote_of(from));
         for v in hb.relayed.into_iter().take(MAX_RELAYED_VOTES) {
@@ -1316,6 +1340,42 @@ mod tests {
                 echo: None,
             },
         })
+    }
+
+    /// Heartbeats are counted on time while their round is open, late after
+    /// it was decided.
+    #[test]
+    fn heartbeat_timeliness_is_counted() {
+        let mut s = Session::new(
+            Config::default(),
+            info(1),
+            0,
+            Start::Create {
+                state: SessionState::new(60_000_000_000, 2),
+            },
+        );
+        s.handle_link_up(0, info(2));
+        let mut t = 0;
+        while t < 1_000_000_000 {
+            t += 10_000_000;
+            s.handle_timeout(t);
+            if t % 100_000_000 == 0 {
+                // Keep the link alive with a heartbeat for the current round.
+                s.handle_message(
+                    t,
+                    PeerId(2),
+                    heartbeat(t as u64 / ROUND_NS as u64, Event::None, vec![]),
+                );
+            }
+        }
+        drain(&mut s);
+        let on_time = s.stats().heartbeats_on_time;
+        assert!(on_time >= 9, "{:?}", s.stats());
+        assert_eq!(s.stats().heartbeats_late, 0);
+        let (last, _) = s.latest().unwrap();
+        s.handle_message(t, PeerId(2), heartbeat(last.0, Event::None, vec![]));
+        assert_eq!(s.stats().heartbeats_late, 1);
+        assert_eq!(s.stats().heartbeats_on_time, on_time);
     }
 
     /// A creator decides every round on its own, and bad input from a linked or
