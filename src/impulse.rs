@@ -25,7 +25,6 @@
 //! left channel's centroid and its index the ratio of the channels' sums,
 //! checked against the spacing from the impulse before.
 
-use std::io::Read as _;
 use std::path::Path;
 
 pub use crate::assets::{IMPULSE_MARKER, IMPULSE_SPACING_FRAMES};
