@@ -183,6 +183,27 @@ impl PeerProcess {
         }
     }
 
+    /// Waits for the decision that carries `voter`'s vote `action` (a vote's
+    /// `action` field: play, pause, seek, volume…).
+    pub fn wait_decision(
+        &mut self,
+        voter: &str,
+        action: &str,
+        timeout: Duration,
+    ) -> Result<Value, HarnessError> {
+        self.wait_for(
+            &format!("a decision with {voter}'s {action}"),
+            |e| {
+                e["event"] == "decision"
+                    && e["votes"].as_array().is_some_and(|vs| {
+                        vs.iter()
+                            .any(|v| v["peer_id"] == voter && v["action"] == action)
+                    })
+            },
+            timeout,
+        )
+    }
+
     /// Takes every event that has arrived, without waiting. A line that is
     /// not JSON is kept as `{"event":"not_json","line":…}`.
     pub fn poll(&mut self) {

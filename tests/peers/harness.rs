@@ -59,6 +59,14 @@ impl Peer {
         }
     }
 
+    /// Waits for the decision that carries `voter`'s vote `action`.
+    pub fn wait_decision(&mut self, voter: &str, action: &str, timeout: Duration) -> Value {
+        match self.0.wait_decision(voter, action, timeout) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}; all events: {:#?}", self.0.seen),
+        }
+    }
+
     /// Sends `status` and returns the answer.
     pub fn status(&mut self) -> Value {
         self.0.status().unwrap_or_else(|e| panic!("{e}"))

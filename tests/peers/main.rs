@@ -78,23 +78,6 @@ fn proxied(name: &str, dir: &std::path::Path, delay: Delay, seed: u64, extra: &[
     Proxied { peer, proxy }
 }
 
-/// Waits for the decision that carries `peer`'s vote `action` on `p`.
-fn decision_with(p: &mut Peer, voter: &str, action: &str) -> Value {
-    let voter = voter.to_string();
-    let action = action.to_string();
-    p.wait_for(
-        &format!("a decision with {voter}'s {action}"),
-        |e| {
-            e["event"] == "decision"
-                && e["votes"].as_array().is_some_and(|vs| {
-                    vs.iter()
-                        .any(|v| v["peer_id"] == voter.as_str() && v["action"] == action.as_str())
-                })
-        },
-        5 * SEC,
-    )
-}
-
 /// Casts `line` on `voters[i]` and checks every peer decided the same round,
 /// instant and state for it.
 /// Prints the control latency (command to the last peer's apply instant).
@@ -102,10 +85,10 @@ fn vote_everywhere(peers: &mut [&mut Peer], voter: usize, line: &str, action: &s
     let voter_id = peers[voter].peer_id.clone();
     let sent_mono_ns = synfony::host_clock::monotonic_ns();
     peers[voter].send(line);
-    let first = decision_with(peers[voter], &voter_id, action);
+    let first = peers[voter].wait_decision(&voter_id, action, 5 * SEC);
     let mut applied: Vec<i64> = Vec::new();
     for p in peers.iter_mut() {
-        let d = decision_with(p, &voter_id, action);
+        let d = p.wait_decision(&voter_id, action, 5 * SEC);
         for field in ["round", "apply_at_session_ms", "playing", "position_secs"] {
             assert_eq!(d[field], first[field], "{}: {field} of {line:?}", p.name);
         }

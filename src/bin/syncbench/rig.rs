@@ -1,0 +1,308 @@
+//! A session of synfony peers for the bench: each a real process behind its
+//! own delaying proxy (which it advertises, so every link to it crosses the
+//! proxy), each with its own clock offset, clock drift and device drift.
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+use serde_json::{Value, json};
+use synfony::harness::{PeerProcess, cpu_secs, free_port};
+use synfony::host_clock::monotonic_ns;
+use synfony::impulse::{Capture, capture};
+use synfony::proxy::{Delay, Proxy};
+use synfony::report::{Report, Summary, skew_ms};
+
+pub const SEC: Duration = Duration::from_secs(1);
+/// The virtual device's block (the default 2400 frames at 48 kHz).
+pub const PERIOD_NS: i64 = 50_000_000;
+
+/// One peer's clock errors.
+#[derive(Clone, Debug)]
+pub struct Clocks {
+    pub offset_ms: f64,
+    pub drift_ppm: f64,
+    pub device_drift_ppm: f64,
+}
+
+impl Clocks {
+    /// Peer `i`'s errors: the first runs true; the others are drawn from the
+    /// seed (offsets within ±5 s, clock drift within ±150 ppm, device drift
+    /// within ±100 ppm), as separate machines' would be.
+    pub fn draw(seed: u64, i: usize) -> Clocks {
+        if i == 0 {
+            return Clocks {
+                offset_ms: 0.0,
+                drift_ppm: 0.0,
+                device_drift_ppm: 0.0,
+            };
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(i as u64));
+        Clocks {
+            offset_ms: (rng.random_range(-5000.0..5000.0f64)).round(),
+            drift_ppm: (rng.random_range(-150.0..150.0f64)).round(),
+            device_drift_ppm: (rng.random_range(-100.0..100.0f64)).round(),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--clock-offset-ms".into(),
+            self.offset_ms.to_string(),
+            "--clock-drift-ppm".into(),
+            self.drift_ppm.to_string(),
+            "--device-drift-ppm".into(),
+            self.device_drift_ppm.to_string(),
+        ]
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "clock_offset_ms": self.offset_ms,
+            "clock_drift_ppm": self.drift_ppm,
+            "device_drift_ppm": self.device_drift_ppm,
+        })
+    }
+}
+
+/// One peer of the rig.
+pub struct Node {
+    pub peer: PeerProcess,
+    pub proxy: Proxy,
+    pub clocks: Clocks,
+    /// The raw output being read, when asked for: the FIFO and its reader.
+    capture: Option<(PathBuf, JoinHandle<std::io::Result<Capture>>)>,
+}
+
+/// A session of peers.
+pub struct Rig {
+    bin: PathBuf,
+    pub dir: PathBuf,
+    pub delay: Delay,
+    pub stem: PathBuf,
+    seed: u64,
+    /// Peers spawned so far (names and clock draws never repeat).
+    spawned: usize,
+    pub nodes: Vec<Node>,
+}
+
+impl Rig {
+    pub fn new(bin: &Path, dir: &Path, delay: Delay, stem: &Path, seed: u64) -> Rig {
+        Rig {
+            bin: bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+            delay,
+            stem: stem.to_path_buf(),
+            seed,
+            spawned: 0,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Starts `n` peers: the first creates the session, the others join it.
+    pub fn start(&mut self, n: usize, raw: bool) -> anyhow::Result<()> {
+        for _ in 0..n {
+            self.spawn(raw, None)?;
+        }
+        Ok(())
+    }
+
+    /// Spawns one more peer (joining the first node, if any), with the next
+    /// clock draw or `clocks`; returns its index.
+    pub fn spawn(&mut self, raw: bool, clocks: Option<Clocks>) -> anyhow::Result<usize> {
+        let k = self.spawned;
+        self.spawned += 1;
+        let name = format!("p{k}");
+        let clocks = clocks.unwrap_or_else(|| Clocks::draw(self.seed, k));
+        let listen = free_port()?;
+        let proxy = Proxy::start(listen, self.seed.wrapping_mul(7919).wrapping_add(k as u64))?;
+        proxy.set_delay(self.delay, self.delay);
+        let mut args = vec![
+            "--listen".to_string(),
+            listen.to_string(),
+            "--advertise".into(),
+            proxy.addr().to_string(),
+        ];
+        if let Some(first) = self.nodes.first() {
+            args.push("--join".into());
+            args.push(first.proxy.addr().to_string());
+        }
+        args.extend(clocks.args());
+        let capture = if raw {
+            let fifo = self.dir.join(format!("{name}.raw"));
+            mkfifo(&fifo)?;
+            args.push("--output".into());
+            args.push(format!("raw:{}", fifo.display()));
+            let path = fifo.clone();
+            Some((
+                fifo,
+                std::thread::spawn(move || {
+                    // Opening blocks until the peer opens its end.
+                    capture(std::fs::File::open(&path)?)
+                }),
+            ))
+        } else {
+            args.push("--output".into());
+            args.push("null".into());
+            None
+        };
+        args.push(self.stem.display().to_string());
+        let peer = PeerProcess::spawn(&self.bin, &name, &self.dir, &args)?;
+        self.nodes.push(Node {
+            peer,
+            proxy,
+            clocks,
+            capture,
+        });
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Waits until every peer is linked to every other and synced.
+    pub fn wait_mesh(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let n = self.nodes.len();
+        for node in &mut self.nodes {
+            node.peer.wait_linked(n - 1, timeout)?;
+        }
+        Ok(())
+    }
+
+    /// Casts `line` on node `voter` and waits until every peer decided it:
+    /// the time from the command to the last peer's apply instant, and the
+    /// spread of the apply instants.
+    pub fn vote(&mut self, voter: usize, line: &str, action: &str) -> anyhow::Result<Control> {
+        let voter_id = self.nodes[voter].peer.peer_id.clone();
+        let sent_mono_ns = monotonic_ns();
+        self.nodes[voter].peer.send(line)?;
+        let mut applied = Vec::new();
+        let mut round = None;
+        for node in &mut self.nodes {
+            let d = node.peer.wait_decision(&voter_id, action, 10 * SEC)?;
+            if round.is_some_and(|r| r != d["round"]) {
+                bail!("peers decided {line:?} in different rounds");
+            }
+            round = Some(d["round"].clone());
+            applied.push(d["apply_at_mono_ns"].as_i64().context("apply_at_mono_ns")?);
+        }
+        let last = *applied.iter().max().context("no peers")?;
+        let first = *applied.iter().min().context("no peers")?;
+        Ok(Control {
+            latency_ms: (last - sent_mono_ns) as f64 / 1e6,
+            spread_ms: (last - first) as f64 / 1e6,
+        })
+    }
+
+    pub fn reports(&self, since_mono_ns: i64) -> Vec<Report> {
+        self.nodes
+            .iter()
+            .map(|n| n.peer.read_report().since(since_mono_ns))
+            .collect()
+    }
+
+    /// Every peer's status, summed where it counts.
+    pub fn statuses(&mut self) -> anyhow::Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for n in &mut self.nodes {
+            if n.peer.is_running() {
+                out.push(n.peer.status()?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// CPU seconds each peer has used so far.
+    pub fn cpu_secs(&self) -> Vec<f64> {
+        self.nodes
+            .iter()
+            .map(|n| cpu_secs(n.peer.pid()).unwrap_or(f64::NAN))
+            .collect()
+    }
+
+    /// Bytes every proxy forwarded (both ways): all the links' traffic.
+    pub fn link_bytes(&self) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.nodes
+            .iter()
+            .map(|n| {
+                n.proxy.stats.to_upstream_bytes.load(Relaxed)
+                    + n.proxy.stats.from_upstream_bytes.load(Relaxed)
+            })
+            .sum()
+    }
+
+    /// Stops every peer (`quit`) and returns the raw captures, in node order
+    /// (`None` where there was none).
+    pub fn stop(self) -> anyhow::Result<Vec<Option<Capture>>> {
+        let mut caps = Vec::new();
+        for node in self.nodes {
+            let Node { peer, capture, .. } = node;
+            let mut peer = peer;
+            if peer.is_running() {
+                let _ = peer.quit();
+            }
+            caps.push(match capture {
+                Some((fifo, h)) => Some({
+                    // A reader still waiting for a peer that never opened
+                    // its end is let go by a writer that opens and leaves.
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let _ = std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NONBLOCK)
+                        .open(&fifo);
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("a capture thread panicked"))??
+                }),
+                None => None,
+            });
+        }
+        Ok(caps)
+    }
+}
+
+/// One vote's control figures.
+#[derive(Clone, Copy, Debug)]
+pub struct Control {
+    pub latency_ms: f64,
+    pub spread_ms: f64,
+}
+
+/// Skew between every pair of reports, pooled and per pair.
+pub fn pair_skews(names: &[String], reports: &[Report]) -> (Summary, Vec<Value>, Vec<(i64, f64)>) {
+    let mut all = Vec::new();
+    let mut pairs = Vec::new();
+    for i in 0..reports.len() {
+        for j in i + 1..reports.len() {
+            let s = skew_ms(&reports[i], &reports[j]);
+            pairs.push(json!({
+                "a": names[i],
+                "b": names[j],
+                "skew_ms": summary_json(&Summary::of_abs(s.iter().map(|x| x.1))),
+            }));
+            all.extend(s);
+        }
+    }
+    (Summary::of_abs(all.iter().map(|x| x.1)), pairs, all)
+}
+
+pub fn summary_json(s: &Summary) -> Value {
+    json!({ "n": s.n, "p50": s.p50, "p95": s.p95, "p99": s.p99, "max": s.max })
+}
+
+/// Percentiles of plain values (not absolute) for latencies.
+pub fn summary_of(values: &[f64]) -> Value {
+    summary_json(&Summary::of_abs(values.iter().copied()))
+}
+
+/// A named FIFO at `path`.
+pub fn mkfifo(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: a valid NUL-terminated path and a mode.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("mkfifo {}", path.display()));
+    }
+    Ok(())
+}

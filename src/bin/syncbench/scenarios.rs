@@ -1,0 +1,682 @@
+//! synfony's scenarios: each starts a [`Rig`], drives it, measures, and
+//! writes its results file and plots.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use synfony::host_clock::monotonic_ns;
+use synfony::impulse::{Capture, play_times, skew_by_index};
+use synfony::proxy::Delay;
+use synfony::report::{Summary, settled_at, skew_ms};
+
+use crate::plot::{Plot, Series, draw, quantiles, thin};
+use crate::rig::{PERIOD_NS, Rig, SEC, pair_skews, summary_json, summary_of};
+use crate::{Options, Scenario, scratch, write_results};
+
+/// Seconds of play before a steady measurement starts (joins, the first
+/// clock estimates), the same for synfony and Snapcast.
+pub const WARMUP_SECS: f64 = 10.0;
+/// Skew under which a peer counts as in sync.
+const IN_SYNC_MS: f64 = 1.0;
+
+pub fn run(s: Scenario, bin: &Path, opts: &Options) -> anyhow::Result<()> {
+    match s {
+        Scenario::Steady => steady(s, bin, opts, Delay::new(20.0, 40.0), 120.0),
+        Scenario::SteadyLan => steady(s, bin, opts, Delay::new(0.0, 0.0), 60.0),
+        Scenario::Smoke => smoke(bin, opts),
+        Scenario::Control => control(bin, opts),
+        Scenario::Join => join(bin, opts),
+        Scenario::Crash => crash(bin, opts),
+        Scenario::Partition => partition(bin, opts),
+        Scenario::Scale => scale(bin, opts),
+        other => bail!("{} is not a synfony scenario", other.name()),
+    }
+}
+
+/// The links' delay: the options', else the scenario's.
+pub fn delay_of(opts: &Options, default: Delay) -> Delay {
+    Delay::new(
+        opts.delay_ms.unwrap_or(default.base_ms),
+        opts.jitter_ms.unwrap_or(default.jitter_ms),
+    )
+}
+
+fn delay_json(d: Delay) -> Value {
+    json!({ "base_ms": d.base_ms, "jitter_ms": d.jitter_ms, "each_way": true })
+}
+
+/// The impulse-train stem, long enough for `secs` of play from the start.
+fn impulse_stem(dir: &Path, secs: f64) -> anyhow::Result<std::path::PathBuf> {
+    let path = dir.join("impulses.wav");
+    let frames = ((secs + 30.0) * 48_000.0) as usize;
+    synfony::impulse::write_wav(&path, frames).context("writing the impulse stem")?;
+    Ok(path)
+}
+
+fn names(rig: &Rig) -> Vec<String> {
+    rig.nodes.iter().map(|n| n.peer.name.clone()).collect()
+}
+
+/// Impulse-measured skew between every pair of captures, from `since_mono_ns`.
+pub fn impulse_skews(
+    names: &[String],
+    caps: &[Capture],
+    since_mono_ns: i64,
+) -> (Summary, Vec<Value>, Vec<(i64, f64)>) {
+    let times: Vec<Vec<(u32, f64)>> = caps
+        .iter()
+        .map(|c| {
+            play_times(c)
+                .into_iter()
+                .filter(|&(_, t)| t >= since_mono_ns as f64)
+                .collect()
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut pairs = Vec::new();
+    for i in 0..times.len() {
+        for j in i + 1..times.len() {
+            let s = skew_by_index(&times[i], &times[j]);
+            pairs.push(json!({
+                "a": names[i],
+                "b": names[j],
+                "skew_ms": summary_json(&Summary::of_abs(s.iter().map(|x| x.1))),
+            }));
+            all.extend(s);
+        }
+    }
+    (Summary::of_abs(all.iter().map(|x| x.1)), pairs, all)
+}
+
+/// Sums of every status's counters.
+fn counters(statuses: &[Value]) -> Value {
+    let sum = |k: &str| -> u64 { statuses.iter().filter_map(|s| s[k].as_u64()).sum() };
+    json!({
+        "underruns": sum("underruns"),
+        "xruns": sum("xruns"),
+        "heartbeats_on_time": sum("heartbeats_on_time"),
+        "heartbeats_late": sum("heartbeats_late"),
+        "malformed_frames": sum("malformed_frames"),
+    })
+}
+
+fn sleep_secs(s: f64) {
+    std::thread::sleep(Duration::from_secs_f64(s.max(0.0)));
+}
+
+/// Skew between every pair over a long run, by both methods.
+fn steady(
+    s: Scenario,
+    bin: &Path,
+    opts: &Options,
+    default_delay: Delay,
+    default_secs: f64,
+) -> anyhow::Result<()> {
+    let name = s.name();
+    let n = opts.peers.unwrap_or(3).max(2);
+    let secs = opts.secs.unwrap_or(default_secs);
+    let delay = delay_of(opts, default_delay);
+    let dir = scratch(opts, &name)?;
+    let stem = impulse_stem(&dir.path, WARMUP_SECS + secs)?;
+    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
+    rig.start(n, true)?;
+    rig.wait_mesh(30 * SEC)?;
+    rig.vote(0, "play", "play")?;
+    let t_measure = monotonic_ns() + (WARMUP_SECS * 1e9) as i64;
+    eprintln!("   {n} peers playing; measuring {secs} s after {WARMUP_SECS} s of warm-up");
+    sleep_secs(WARMUP_SECS + secs);
+    let statuses = rig.statuses()?;
+    let reports = rig.reports(t_measure);
+    let names = names(&rig);
+    let clocks: Vec<Value> = rig.nodes.iter().map(|n| n.clocks.json()).collect();
+    let gaps: usize = reports.iter().map(|r| r.gaps(PERIOD_NS)).sum();
+    let caps: Vec<Capture> = rig.stop()?.into_iter().flatten().collect();
+    let (report_all, report_pairs, report_samples) = pair_skews(&names, &reports);
+    let (imp_all, imp_pairs, imp_samples) = impulse_skews(&names, &caps, t_measure);
+    eprintln!("   skew (reports):  {report_all}");
+    eprintln!("   skew (impulses): {imp_all}");
+    let results = json!({
+        "scenario": name,
+        "system": "synfony",
+        "peers": n,
+        "secs": secs,
+        "warmup_secs": WARMUP_SECS,
+        "delay": delay_json(delay),
+        "clocks": clocks,
+        "report_skew_ms": { "all": summary_json(&report_all), "pairs": report_pairs },
+        "impulse_skew_ms": { "all": summary_json(&imp_all), "pairs": imp_pairs },
+        "impulse_cdf_ms": quantiles(imp_samples.iter().map(|x| x.1), 101),
+        "report_cdf_ms": quantiles(report_samples.iter().map(|x| x.1), 101),
+        "gaps": gaps,
+        "counters": counters(&statuses),
+    });
+    write_results(&opts.out, &name, &results)?;
+    // Skew of every peer against the first, over time.
+    let series: Vec<Series> = (1..reports.len())
+        .map(|j| {
+            let s = skew_ms(&reports[0], &reports[j]);
+            Series::new(
+                format!("{} − {}", names[j], names[0]),
+                thin(&s, t_measure, 0.5),
+            )
+        })
+        .collect();
+    let title = format!(
+        "synfony, {n} peers, links {}–{} ms each way: skew against {}",
+        delay.base_ms,
+        delay.base_ms + delay.jitter_ms,
+        names[0]
+    );
+    draw(
+        &opts.figures.join(format!("{name}-skew.svg")),
+        &Plot::lines(&title, "time (s)", "skew (ms)"),
+        &series,
+    )
+}
+
+/// A few seconds, 3 peers, one vote: that every part of the bench works.
+fn smoke(bin: &Path, opts: &Options) -> anyhow::Result<()> {
+    let n = opts.peers.unwrap_or(3).max(2);
+    let delay = delay_of(opts, Delay::new(20.0, 10.0));
+    let secs = opts.secs.unwrap_or(4.0);
+    let dir = scratch(opts, "smoke")?;
+    let stem = impulse_stem(&dir.path, secs + 5.0)?;
+    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
+    rig.start(n, true)?;
+    rig.wait_mesh(30 * SEC)?;
+    let play = rig.vote(0, "play", "play")?;
+    let t0 = monotonic_ns() + 1_000_000_000;
+    sleep_secs(secs / 2.0);
+    let volume = rig.vote(n - 1, "volume 0 -1", "volume")?;
+    sleep_secs(secs / 2.0);
+    let statuses = rig.statuses()?;
+    let reports = rig.reports(t0);
+    let names = names(&rig);
+    let caps: Vec<Capture> = rig.stop()?.into_iter().flatten().collect();
+    let (report_all, _, samples) = pair_skews(&names, &reports);
+    let (imp_all, _, _) = impulse_skews(&names, &caps, t0);
+    eprintln!("   skew (reports):  {report_all}");
+    eprintln!("   skew (impulses): {imp_all}");
+    let results = json!({
+        "scenario": "smoke",
+        "peers": n,
+        "report_skew_ms": summary_json(&report_all),
+        "impulse_skew_ms": summary_json(&imp_all),
+        "control_ms": [play.latency_ms, volume.latency_ms],
+        "counters": counters(&statuses),
+    });
+    write_results(&opts.out, "smoke", &results)?;
+    let series = vec![Series::new(
+        "all pairs",
+        thin(&samples, t0, 0.25).into_iter().collect(),
+    )];
+    draw(
+        &opts.figures.join("smoke-skew.svg"),
+        &Plot::lines("smoke: skew, all pairs", "time (s)", "skew (ms)"),
+        &series,
+    )?;
+    // Correctness bounds far from the figures: the bench measured something,
+    // and what it measured is sync.
+    if report_all.n < 10 || imp_all.n < 5 {
+        bail!("too few samples: reports {report_all}, impulses {imp_all}");
+    }
+    if report_all.max > 5.0 || imp_all.max > 5.0 {
+        bail!("peers out of sync: reports {report_all}, impulses {imp_all}");
+    }
+    Ok(())
+}
+
+/// Command to apply on every peer, at ~50 ms RTT.
+fn control(bin: &Path, opts: &Options) -> anyhow::Result<()> {
+    let n = opts.peers.unwrap_or(3).max(2);
+    // 20–30 ms each way: a 50 ms round trip on average.
+    let delay = delay_of(opts, Delay::new(20.0, 10.0));
+    let votes = 40;
+    let dir = scratch(opts, "control")?;
+    let stem = impulse_stem(&dir.path, 60.0)?;
+    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
+    rig.start(n, false)?;
+    rig.wait_mesh(30 * SEC)?;
+    rig.vote(0, "play", "play")?;
+    sleep_secs(3.0);
+    let actions = [
+        ("volume 0 -3", "volume"),
+        ("volume 0 0", "volume"),
+        ("seek 10", "seek"),
+        ("pause", "pause"),
+        ("play", "play"),
+    ];
+    let mut samples = Vec::new();
+    for k in 0..votes {
+        let (line, action) = actions[k % actions.len()];
+        let voter = k % n;
+        let c = rig.vote(voter, line, action)?;
+        samples.push(json!({"voter": voter, "command": line, "latency_ms": c.latency_ms, "spread_ms": c.spread_ms}));
+        // Off the heartbeat grid, so commands land at every phase of a round.
+        sleep_secs(0.537);
+    }
+    rig.stop()?;
+    let lat: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s["latency_ms"].as_f64())
+        .collect();
+    let spread: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s["spread_ms"].as_f64())
+        .collect();
+    eprintln!(
+        "   command → applied on all: {}",
+        Summary::of_abs(lat.iter().copied())
+    );
+    let results = json!({
+        "scenario": "control",
+        "peers": n,
+        "delay": delay_json(delay),
+        "latency_ms": summary_of(&lat),
+        "latency_mean_ms": lat.iter().sum::<f64>() / lat.len().max(1) as f64,
+        "spread_ms": summary_of(&spread),
+        "votes": samples,
+    });
+    write_results(&opts.out, "control", &results)?;
+    let pts: Vec<(f64, f64)> = lat
+        .iter()
+        .enumerate()
+        .map(|(k, &l)| (k as f64, l))
+        .collect();
+    let mut plot = Plot::lines(
+        "synfony: command to applied on every peer (~50 ms RTT)",
+        "vote",
+        "latency (ms)",
+    );
+    plot.marks = true;
+    draw(
+        &opts.figures.join("control-latency.svg"),
+        &plot,
+        &[Series::new("", pts)],
+    )
+}
+
+/// Time from a peer's process start until it plays within 1 ms of `reference`
+/// and stays there; with the skew samples.
+fn time_to_sync(rig: &Rig, reference: usize, peer: usize) -> (Option<f64>, Vec<(i64, f64)>) {
+    let started = rig.nodes[peer].peer.started_mono_ns;
+    let a = rig.nodes[reference].peer.read_report().since(started);
+    let b = rig.nodes[peer].peer.read_report().since(started);
+    let s = skew_ms(&a, &b);
+    let settled = settled_at(&s, IN_SYNC_MS).map(|t| (t - started) as f64 / 1e9);
+    (settled, s)
+}
+
+/// A late joiner, and a peer restarted after SIGKILL, several times each.
+fn join(bin: &Path, opts: &Options) -> anyhow::Result<()> {
+    let delay = delay_of(opts, Delay::new(20.0, 40.0));
+    let rounds = 4;
+    let watch_secs = 8.0;
+    let dir = scratch(opts, "join")?;
+    let stem = impulse_stem(&dir.path, 60.0 + 2.0 * rounds as f64 * (watch_secs + 2.0))?;
+    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
+    rig.start(2, false)?;
+    rig.wait_mesh(30 * SEC)?;
+    rig.vote(0, "play", "play")?;
+    sleep_secs(3.0);
+    let mut late = Vec::new();
+    let mut rejoin = Vec::new();
+    let mut series = Vec::new();
+    for k in 0..rounds {
+        // A new peer joins the session, plays for a while, and leaves.
+        let j = rig.spawn(false, None)?;
+        sleep_secs(watch_secs);
+        let (t, s) = time_to_sync(&rig, 0, j);
+        eprintln!("   late join {k}: in sync after {t:?} s");
+        late.push(t);
+        series.push(Series::new(
+            format!("late join {k}"),
+            thin(&s, rig.nodes[j].peer.started_mono_ns, 0.05)
+                .into_iter()
+                .map(|(x, y)| (x, y.abs()))
+                .collect(),
+        ));
+        let node = rig.nodes.remove(j);
+        let _ = node.peer.quit();
+        sleep_secs(1.0);
+    }
+    for k in 0..rounds {
+        // Peer 1 dies (SIGKILL) and comes back as a new process with the
+        // same clocks, as a crashed laptop would.
+        let clocks = rig.nodes[1].clocks.clone();
+        drop(rig.nodes.remove(1));
+        sleep_secs(1.0);
+        let j = rig.spawn(false, Some(clocks))?;
+        sleep_secs(watch_secs);
+        let (t, s) = time_to_sync(&rig, 0, j);
+        eprintln!("   rejoin {k}: in sync after {t:?} s");
+        rejoin.push(t);
+        series.push(Series::new(
+            format!("rejoin {k}"),
+            thin(&s, rig.nodes[j].peer.started_mono_ns, 0.05)
+                .into_iter()
+                .map(|(x, y)| (x, y.abs()))
+                .collect(),
+        ));
+    }
+    rig.stop()?;
+    let summary = |v: &[Option<f64>]| {
+        let ok: Vec<f64> = v.iter().flatten().copied().collect();
+        json!({
+            "secs": v,
+            "median": median(&ok),
+            "max": ok.iter().copied().fold(f64::NAN, f64::max),
+            "never": v.iter().filter(|x| x.is_none()).count(),
+        })
+    };
+    let results = json!({
+        "scenario": "join",
+        "delay": delay_json(delay),
+        "in_sync_ms": IN_SYNC_MS,
+        "late_join": summary(&late),
+        "rejoin": summary(&rejoin),
+    });
+    write_results(&opts.out, "join", &results)?;
+    let mut plot = Plot::lines(
+        "synfony: |skew| of a joining peer from its process start",
+        "time since process start (s)",
+        "|skew| (ms)",
+    );
+    plot.log_y = true;
+    draw(&opts.figures.join("join-skew.svg"), &plot, &series)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The root dies: survivors' underruns, gaps, skew and control stall.
+fn crash(bin: &Path, opts: &Options) -> anyhow::Result<()> {
+    let n = opts.peers.unwrap_or(4).max(3);
+    let delay = delay_of(opts, Delay::new(20.0, 40.0));
+    let dir = scratch(opts, "crash")?;
+    let stem = impulse_stem(&dir.path, 60.0)?;
+    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
+    rig.start(n, false)?;
+    rig.wait_mesh(30 * SEC)?;
+    rig.vote(0, "play", "play")?;
+    sleep_secs(5.0);
+    let before = rig.vote(1, "volume 0 -1", "volume")?;
+    let underruns_before: u64 = rig
+        .statuses()?
+        .iter()
+        .skip(1)
+        .filter_map(|s| s["underruns"].as_u64())
+        .sum();
+    sleep_secs(2.0);
+    // SIGKILL the creator (the root of session time).
+    let t_kill = monotonic_ns();
+    drop(rig.nodes.remove(0));
+    let mut after = Vec::new();
+    for (k, line) in ["volume 0 -2", "volume 0 -3", "volume 0 -4", "volume 0 -5"]
+        .iter()
+        .enumerate()
+    {
+        let at_ms = (monotonic_ns() - t_kill) as f64 / 1e6;
+        let c = rig.vote(k % rig.nodes.len(), line, "volume")?;
+        after.push(json!({"at_ms": at_ms, "latency_ms": c.latency_ms, "spread_ms": c.spread_ms}));
+        sleep_secs(0.3);
+    }
+    sleep_secs(5.0);
+    let statuses = rig.statuses()?;
+    let reports = rig.reports(t_kill);
+    let names = names(&rig);
+    let gaps: usize = reports.iter().map(|r| r.gaps(PERIOD_NS)).sum();
+    let underruns_after: u64 = statuses
+        .iter()
+        .filter_map(|s| s["underruns"].as_u64())
+        .sum();
+    let (skew_all, pairs, samples) = pair_skews(&names, &reports);
+    rig.stop()?;
+    eprintln!(
+        "   survivors: {} underruns, {gaps} gaps; skew after the kill {skew_all}",
+        underruns_after - underruns_before
+    );
+    let results = json!({
+        "scenario": "crash",
+        "peers": n,
+        "delay": delay_json(delay),
+        "killed": "p0 (the session's creator and root)",
+        "survivor_underruns": underruns_after - underruns_before,
+        "survivor_gaps": gaps,
+        "survivor_skew_ms": { "all": summary_json(&skew_all), "pairs": pairs },
+        "control_before_ms": before.latency_ms,
+        "control_after": after,
+        "counters": counters(&statuses),
+    });
+    write_results(&opts.out, "crash", &results)?;
+    draw(
+        &opts.figures.join("crash-skew.svg"),
+        &Plot::lines(
+            "synfony: skew between survivors after the root's SIGKILL (at 0 s)",
+            "time since the kill (s)",
+            "skew (ms)",
+        ),
+        &[Series::new(
+            "all survivor pairs",
+            thin(&samples, t_kill, 0.25),
+        )],
+    )
+}
+
+/// Every link cut for 10 s, then restored.
+fn partition(bin: &Path, opts: &Options) -> anyhow::Result<()> {
+    let n = opts.peers.unwrap_or(3).max(2);
+    let delay = delay_of(opts, Delay::new(20.0, 40.0));
+    let cut_secs = 10.0;
+    let dir = scratch(opts, "partition")?;
+    let stem = impulse_stem(&dir.path, 90.0)?;
+    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
+    rig.start(n, false)?;
+    rig.wait_mesh(30 * SEC)?;
+    rig.vote(0, "play", "play")?;
+    sleep_secs(8.0);
+    let t_cut = monotonic_ns();
+    for node in &rig.nodes {
+        node.proxy.cut();
+    }
+    sleep_secs(2.0);
+    // A vote on one side while cut off: applied there alone, and the states
+    // must agree again after the heal.
+    rig.nodes[1].peer.send("volume 0 -6")?;
+    sleep_secs(cut_secs - 2.0);
+    let t_restore = monotonic_ns();
+    for node in &rig.nodes {
+        node.proxy.restore();
+    }
+    let relinked = rig
+        .wait_mesh(30 * SEC)
+        .map(|()| (monotonic_ns() - t_restore) as f64 / 1e9);
+    sleep_secs(12.0);
+    let t_end = monotonic_ns();
+    let reports = rig.reports(t_cut - 5_000_000_000);
+    let names = names(&rig);
+    // Skew during the cut, and when each pair is back in sync after it.
+    let mut during = Vec::new();
+    let mut settle = Vec::new();
+    let mut series = Vec::new();
+    for i in 0..reports.len() {
+        for j in i + 1..reports.len() {
+            let s = skew_ms(&reports[i], &reports[j]);
+            during.extend(
+                s.iter()
+                    .filter(|(t, _)| (t_cut..t_restore).contains(t))
+                    .map(|x| x.1),
+            );
+            let after: Vec<(i64, f64)> =
+                s.iter().copied().filter(|(t, _)| *t >= t_restore).collect();
+            settle.push(
+                settled_at(&after, IN_SYNC_MS)
+                    .filter(|&t| t < t_end - 2_000_000_000)
+                    .map(|t| (t - t_restore) as f64 / 1e9),
+            );
+            series.push(Series::new(
+                format!("{} − {}", names[j], names[i]),
+                thin(&s, t_cut, 0.25),
+            ));
+        }
+    }
+    // Does every peer end in the same state? The last decision's gains.
+    let mut last_gains = Vec::new();
+    let mut adopted = 0;
+    for node in &mut rig.nodes {
+        node.peer.poll();
+        adopted += node
+            .peer
+            .events_named("decision")
+            .filter(|d| d.get("adopted_from").is_some())
+            .count();
+        last_gains.push(
+            node.peer
+                .events_named("decision")
+                .last()
+                .map(|d| d["gains_db"].clone())
+                .unwrap_or(Value::Null),
+        );
+    }
+    let converged = last_gains.windows(2).all(|w| w[0] == w[1]);
+    rig.stop()?;
+    let during_s = Summary::of_abs(during);
+    eprintln!(
+        "   during the cut: {during_s}; relinked after {relinked:?} s; in sync after {settle:?} s; states agree: {converged}"
+    );
+    let results = json!({
+        "scenario": "partition",
+        "peers": n,
+        "delay": delay_json(delay),
+        "cut_secs": cut_secs,
+        "skew_during_cut_ms": summary_json(&during_s),
+        "relinked_after_secs": relinked.ok(),
+        "in_sync_after_secs": settle,
+        "in_sync_after_max_secs": settle.iter().flatten().copied().fold(f64::NAN, f64::max),
+        "states_agree": converged,
+        "adopted_decisions": adopted,
+    });
+    write_results(&opts.out, "partition", &results)?;
+    let mut plot = Plot::lines(
+        "synfony: skew through a 10 s cut of every link (shaded)",
+        "time since the cut (s)",
+        "skew (ms)",
+    );
+    plot.shade = Some((0.0, (t_restore - t_cut) as f64 / 1e9));
+    draw(&opts.figures.join("partition-skew.svg"), &plot, &series)
+}
+
+/// 2 to 32 peers: CPU per peer (paused and playing), bytes per peer per
+/// round, heartbeats on time, skew.
+fn scale(bin: &Path, opts: &Options) -> anyhow::Result<()> {
+    let sizes: Vec<usize> = match opts.peers {
+        Some(n) => vec![n],
+        None => vec![2, 4, 8, 16, 32],
+    };
+    let delay = delay_of(opts, Delay::new(20.0, 40.0));
+    let window = opts.secs.unwrap_or(10.0);
+    let dir = scratch(opts, "scale")?;
+    let stem = impulse_stem(&dir.path, window + 20.0)?;
+    let mut rows = Vec::new();
+    for &n in &sizes {
+        let sub = dir.path.join(format!("n{n}"));
+        std::fs::create_dir_all(&sub)?;
+        let mut rig = Rig::new(bin, &sub, delay, &stem, opts.seed);
+        rig.start(n, false)?;
+        let t_start = monotonic_ns();
+        rig.wait_mesh(Duration::from_secs(60 + n as u64 * 2))?;
+        let mesh_secs = (monotonic_ns() - t_start) as f64 / 1e9;
+        sleep_secs(3.0);
+        let measure = |rig: &mut Rig| -> anyhow::Result<(f64, f64, Value)> {
+            let (c0, b0, s0) = (rig.cpu_secs(), rig.link_bytes(), counters(&rig.statuses()?));
+            let t0 = monotonic_ns();
+            sleep_secs(window);
+            let (c1, b1, s1) = (rig.cpu_secs(), rig.link_bytes(), counters(&rig.statuses()?));
+            let wall = (monotonic_ns() - t0) as f64 / 1e9;
+            let cpu: Vec<f64> = c0
+                .iter()
+                .zip(&c1)
+                .map(|(a, b)| (b - a) / wall * 100.0)
+                .collect();
+            let rounds = wall / 0.1;
+            let bytes = (b1 - b0) as f64 / n as f64 / rounds;
+            let on_time = s1["heartbeats_on_time"].as_u64().unwrap_or(0)
+                - s0["heartbeats_on_time"].as_u64().unwrap_or(0);
+            let late = s1["heartbeats_late"].as_u64().unwrap_or(0)
+                - s0["heartbeats_late"].as_u64().unwrap_or(0);
+            let hb = json!({
+                "on_time": on_time,
+                "late": late,
+                "on_time_fraction": on_time as f64 / (on_time + late).max(1) as f64,
+            });
+            Ok((median(&cpu), bytes, hb))
+        };
+        let (cpu_paused, bytes_paused, hb_paused) = measure(&mut rig)?;
+        rig.vote(0, "play", "play")?;
+        sleep_secs(2.0);
+        let t_play = monotonic_ns();
+        let (cpu_playing, bytes_playing, hb_playing) = measure(&mut rig)?;
+        let reports = rig.reports(t_play);
+        let names = names(&rig);
+        let gaps: usize = reports.iter().map(|r| r.gaps(PERIOD_NS)).sum();
+        let (skew, _, _) = pair_skews(&names, &reports);
+        let underruns = counters(&rig.statuses()?)["underruns"].clone();
+        rig.stop()?;
+        eprintln!(
+            "   {n:2} peers: CPU {cpu_paused:.1}% paused, {cpu_playing:.1}% playing; {bytes_playing:.0} B/peer/round; heartbeats on time {}; skew {skew}",
+            hb_playing["on_time_fraction"]
+        );
+        rows.push(json!({
+            "peers": n,
+            "mesh_secs": mesh_secs,
+            "cpu_pct_paused": cpu_paused,
+            "cpu_pct_playing": cpu_playing,
+            "bytes_per_peer_per_round_paused": bytes_paused,
+            "bytes_per_peer_per_round_playing": bytes_playing,
+            "heartbeats_paused": hb_paused,
+            "heartbeats_playing": hb_playing,
+            "skew_ms": summary_json(&skew),
+            "gaps": gaps,
+            "underruns": underruns,
+        }));
+    }
+    let results = json!({
+        "scenario": "scale",
+        "delay": delay_json(delay),
+        "window_secs": window,
+        "cpu_note": "median over peers of (user+system CPU time) / wall time, % of one core",
+        "rows": rows,
+    });
+    write_results(&opts.out, "scale", &results)?;
+    let col = |k: &str| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter_map(|r| Some((r["peers"].as_f64()?, r[k].as_f64()?)))
+            .collect()
+    };
+    draw(
+        &opts.figures.join("scale-cpu.svg"),
+        &Plot::lines("synfony: CPU per peer", "peers", "CPU (% of one core)"),
+        &[
+            Series::new("paused", col("cpu_pct_paused")),
+            Series::new("playing", col("cpu_pct_playing")),
+        ],
+    )?;
+    draw(
+        &opts.figures.join("scale-bytes.svg"),
+        &Plot::lines("synfony: bytes sent per peer per round", "peers", "bytes"),
+        &[Series::new(
+            "playing",
+            col("bytes_per_peer_per_round_playing"),
+        )],
+    )?;
+    Ok(())
+}
