@@ -14,9 +14,9 @@
 //! **Reconstructing play time.** A paced player writes block `k` at
 //! `t0 + k·period`; its reader sees it a little later (scheduling, never
 //! earlier). So the stream's frame → time map is a line, and each read lies on
-//! or above it. The slope is the median of read-to-read rates over ~1 s spans,
-//! refined by the least late reads near both ends of the run; the offset near
-//! a read is the least late read within ±1 s; a lasting jump (a block the
+//! or above it. The slope is the median of block-to-block rates over ~1 s
+//! spans, refined by the least late blocks across the run; the offset near a
+//! block is the least late block within ±1 s; a lasting jump (a block the
 //! player skipped) starts a new segment.
 //!
 //! **Finding impulses.** A resampling player (synfony's drift loop reads at a
@@ -249,32 +249,44 @@ struct Candidate {
 }
 
 /// The instant (real `CLOCK_MONOTONIC` ns) each impulse was played:
-/// `(index, mono_ns)`, in stream order.
-pub fn play_times(cap: &Capture) -> Vec<(u32, f64)> {
-    let reads = &cap.reads;
-    let Some(rough) = slope_ns_per_frame(reads) else {
+/// `(index, mono_ns)`, in stream order. `block_frames` is the player's write
+/// size (both synfony's virtual device and snapclient's file player write
+/// 2400 frames every 50 ms).
+///
+/// A read is stamped to the block holding its *last* frame: the newest data
+/// it carries was written last. (snapclient writes through stdio, which hands
+/// the pipe 4096-byte pieces, so a read may begin with the tail of the block
+/// before.)
+pub fn play_times(cap: &Capture, block_frames: u64) -> Vec<(u32, f64)> {
+    let block_frames = block_frames.max(1);
+    // (block's first frame, earliest read that reached into it)
+    let mut points: Vec<(f64, f64)> = Vec::with_capacity(cap.reads.len());
+    for r in cap.reads.iter().filter(|r| r.frames > 0) {
+        let block = (r.start_frame + r.frames - 1) / block_frames * block_frames;
+        let (f, t) = (block as f64, r.mono_ns as f64);
+        match points.last_mut() {
+            Some(last) if last.0 == f => last.1 = last.1.min(t),
+            Some(last) if last.0 > f => {}
+            _ => points.push((f, t)),
+        }
+    }
+    let Some(rough) = slope_ns_per_frame(&points) else {
         return Vec::new();
     };
-    let residual = |slope: f64| -> Vec<f64> {
-        reads
-            .iter()
-            .map(|r| r.mono_ns as f64 - slope * r.start_frame as f64)
-            .collect()
-    };
+    let residual = |slope: f64| -> Vec<f64> { points.iter().map(|p| p.1 - slope * p.0).collect() };
     let segment = segments(&residual(rough));
-    let slope = refine_slope(reads, &residual(rough), &segment, rough);
+    let slope = rough + slope_correction(&points, &residual(rough), &segment);
     let residual = residual(slope);
     cap.impulses
         .iter()
         .filter_map(|imp| {
-            let f = imp.frame.max(0.0) as u64;
-            // The read that held the impulse's frame; the least late read
-            // near it in the same segment is the schedule.
-            let j = reads
-                .partition_point(|r| r.start_frame <= f)
+            // The block that held the impulse; the least late block near it
+            // in the same segment is the schedule.
+            let j = points
+                .partition_point(|p| p.0 <= imp.frame)
                 .checked_sub(1)?;
             let lo = j.saturating_sub(ENVELOPE_READS);
-            let hi = (j + ENVELOPE_READS + 1).min(reads.len());
+            let hi = (j + ENVELOPE_READS + 1).min(points.len());
             let under = (lo..hi)
                 .filter(|&k| segment[k] == segment[j])
                 .map(|k| residual[k])
@@ -284,9 +296,10 @@ pub fn play_times(cap: &Capture) -> Vec<(u32, f64)> {
         .collect()
 }
 
-/// The pace from the least late reads near both ends of the longest segment,
-/// far apart: a slope good to a few ppm, whatever the reads' lateness.
-fn refine_slope(reads: &[StreamRead], residual: &[f64], segment: &[usize], rough: f64) -> f64 {
+/// How far the rough pace is off, from the least late block in each tenth of
+/// the longest segment (Theil–Sen: the median of their pairwise slopes), so
+/// neither late reads nor a burst at the start bend it.
+fn slope_correction(points: &[(f64, f64)], residual: &[f64], segment: &[usize]) -> f64 {
     let mut best = (0, 0); // (length, start) of the longest segment
     let mut start = 0;
     for j in 1..=segment.len() {
@@ -298,36 +311,42 @@ fn refine_slope(reads: &[StreamRead], residual: &[f64], segment: &[usize], rough
         }
     }
     let (len, start) = best;
-    let edge = len / 5;
-    if edge < 2 {
-        return rough;
+    const PARTS: usize = 10;
+    if len < PARTS * 2 {
+        return 0.0;
     }
-    let least = |range: std::ops::Range<usize>| {
-        range
-            .min_by(|&a, &b| residual[a].total_cmp(&residual[b]))
-            .expect("non-empty")
-    };
-    let a = least(start..start + edge);
-    let b = least(start + len - edge..start + len);
-    let frames = reads[b].start_frame as f64 - reads[a].start_frame as f64;
-    if frames <= 0.0 {
-        return rough;
+    let lows: Vec<usize> = (0..PARTS)
+        .map(|k| {
+            let part = start + k * len / PARTS..start + (k + 1) * len / PARTS;
+            part.min_by(|&a, &b| residual[a].total_cmp(&residual[b]))
+                .expect("non-empty part")
+        })
+        .collect();
+    let mut slopes = Vec::new();
+    for (i, &a) in lows.iter().enumerate() {
+        for &b in &lows[i + 1..] {
+            let frames = points[b].0 - points[a].0;
+            if frames > 0.0 {
+                slopes.push((residual[b] - residual[a]) / frames);
+            }
+        }
     }
-    rough + (residual[b] - residual[a]) / frames
+    slopes.sort_by(f64::total_cmp);
+    slopes.get(slopes.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// The stream's pace: the median over ~1 s spans of read-to-read ns per frame.
-fn slope_ns_per_frame(reads: &[StreamRead]) -> Option<f64> {
-    let span = SLOPE_SPAN_READS.min(reads.len().checked_sub(1)?);
+/// The stream's pace: the median over ~1 s spans of block-to-block ns per
+/// frame.
+fn slope_ns_per_frame(points: &[(f64, f64)]) -> Option<f64> {
+    let span = SLOPE_SPAN_READS.min(points.len().checked_sub(1)?);
     if span == 0 {
         return None;
     }
-    let mut rates: Vec<f64> = reads
+    let mut rates: Vec<f64> = points
         .windows(span + 1)
         .filter_map(|w| {
             let (a, b) = (w[0], w[span]);
-            let frames = b.start_frame.checked_sub(a.start_frame)?;
-            (frames > 0).then(|| (b.mono_ns - a.mono_ns) as f64 / frames as f64)
+            (b.0 > a.0).then(|| (b.1 - a.1) / (b.0 - a.0))
         })
         .collect();
     if rates.is_empty() {
@@ -508,7 +527,7 @@ mod tests {
                 frame: (k as usize * IMPULSE_SPACING_FRAMES) as f64 + 0.5,
             })
             .collect();
-        let times = play_times(&cap);
+        let times = play_times(&cap, 2400);
         assert_eq!(times.len(), 90);
         for (i, t) in &times {
             let f = ((i - 1) as usize * IMPULSE_SPACING_FRAMES) as f64 + 0.5;
@@ -523,13 +542,61 @@ mod tests {
         for r in cap.reads.iter_mut().skip(100) {
             r.mono_ns += period as i64;
         }
-        let times = play_times(&cap);
+        let times = play_times(&cap, 2400);
         for (i, t) in &times {
             let f = ((i - 1) as usize * IMPULSE_SPACING_FRAMES) as f64 + 0.5;
             let late = if f >= 240_000.0 { period } else { 0.0 };
             let truth = 1e9 + f / 2400.0 * period + late;
             assert!(
                 (t - truth).abs() < 0.1e6 / 4.0,
+                "impulse {i}: {} ns off",
+                t - truth
+            );
+        }
+    }
+
+    /// A writer behind stdio's 4096-byte buffer (snapclient): each 2400-frame
+    /// block reaches the reader as whole 1024-frame pieces, the tail held
+    /// back until the next block, and the first second is a burst.
+    #[test]
+    fn play_time_survives_stdio_chunking_and_a_starting_burst() {
+        let period = 50e6;
+        let mut reads = Vec::new();
+        let mut flushed = 0u64; // frames handed to the pipe so far
+        for k in 0..400u64 {
+            let written = (k + 1) * 2400;
+            let pieces = written * 4 / 4096 * 4096 / 4;
+            // The first 20 blocks are written in a burst at 1.0 s.
+            let at = if k < 20 { 1e9 } else { 1e9 + k as f64 * period };
+            let lag = ((k * 7919) % 13) as f64 * 20e3;
+            if pieces > flushed {
+                reads.push(StreamRead {
+                    mono_ns: (at + lag) as i64,
+                    start_frame: flushed,
+                    frames: pieces - flushed,
+                });
+                flushed = pieces;
+            }
+        }
+        let impulses = (0..190)
+            .map(|k| Impulse {
+                index: k + 1,
+                frame: (k as usize * IMPULSE_SPACING_FRAMES) as f64 + 100.0,
+            })
+            .collect();
+        let cap = Capture {
+            reads,
+            impulses,
+            frames: 0,
+        };
+        for (i, t) in play_times(&cap, 2400) {
+            let f = ((i - 1) as usize * IMPULSE_SPACING_FRAMES) as f64 + 100.0;
+            if f < 40.0 * 2400.0 {
+                continue; // within the burst and the envelope's reach of it
+            }
+            let truth = 1e9 + f / 2400.0 * period;
+            assert!(
+                (t - truth).abs() < 50e3,
                 "impulse {i}: {} ns off",
                 t - truth
             );

@@ -215,6 +215,10 @@ fn peer_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// Both players' write size: synfony's virtual device block (its default
+/// `--period-frames`) and snapclient's file player (50 ms).
+pub const BLOCK_FRAMES: u64 = 2400;
+
 /// Writes one scenario's results, pretty, and says where.
 pub fn write_results(out: &Path, name: &str, v: &serde_json::Value) -> anyhow::Result<()> {
     let path = out.join(format!("{name}.json"));
@@ -240,6 +244,20 @@ pub fn scratch(opts: &Options, name: &str) -> anyhow::Result<Scratch> {
             _tmp: Some(tmp),
         })
     }
+}
+
+/// With `--keep`, a capture's reads and impulses go beside the logs, for a
+/// look at how its play times were reconstructed.
+pub fn keep_capture(opts: &Options, dir: &Path, name: &str, cap: &synfony::impulse::Capture) {
+    if !opts.keep {
+        return;
+    }
+    let v = serde_json::json!({
+        "reads": cap.reads.iter().map(|r| [r.mono_ns, r.start_frame as i64, r.frames as i64]).collect::<Vec<_>>(),
+        "impulses": cap.impulses.iter().map(|i| (i.index, i.frame)).collect::<Vec<_>>(),
+        "play_times": synfony::impulse::play_times(cap, BLOCK_FRAMES),
+    });
+    let _ = std::fs::write(dir.join(format!("{name}.capture.json")), v.to_string());
 }
 
 pub struct Scratch {

@@ -68,7 +68,7 @@ pub fn impulse_skews(
     let times: Vec<Vec<(u32, f64)>> = caps
         .iter()
         .map(|c| {
-            play_times(c)
+            play_times(c, crate::BLOCK_FRAMES)
                 .into_iter()
                 .filter(|&(_, t)| t >= since_mono_ns as f64)
                 .collect()
@@ -133,6 +133,9 @@ fn steady(
     let clocks: Vec<Value> = rig.nodes.iter().map(|n| n.clocks.json()).collect();
     let gaps: usize = reports.iter().map(|r| r.gaps(PERIOD_NS)).sum();
     let caps: Vec<Capture> = rig.stop()?.into_iter().flatten().collect();
+    for (name, cap) in names.iter().zip(&caps) {
+        crate::keep_capture(opts, &dir.path, name, cap);
+    }
     let (report_all, report_pairs, report_samples) = pair_skews(&names, &reports);
     let (imp_all, imp_pairs, imp_samples) = impulse_skews(&names, &caps, t_measure);
     eprintln!("   skew (reports):  {report_all}");

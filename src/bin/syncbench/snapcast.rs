@@ -136,6 +136,9 @@ pub fn run(s: Scenario, opts: &Options) -> anyhow::Result<()> {
     }
     drop(server);
     let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    for (name, cap) in names.iter().zip(&caps) {
+        crate::keep_capture(opts, d, name, cap);
+    }
     let (all, pairs, samples) = impulse_skews(&names, &caps, t_measure);
     eprintln!("   skew (impulses): {all}");
     if all.n == 0 {
