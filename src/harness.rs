@@ -32,6 +32,12 @@ pub enum HarnessError {
         timeout: Duration,
         last: String,
     },
+    #[error("{peer}: exited while waiting for {what} (last events: {last})")]
+    Exited {
+        peer: String,
+        what: String,
+        last: String,
+    },
     #[error("{peer}: {what}")]
     Io { peer: String, what: String },
     #[error("{peer}: stdout is not JSON lines: {line:?}")]
@@ -68,6 +74,19 @@ impl PeerProcess {
         dir: &Path,
         args: &[String],
     ) -> Result<PeerProcess, HarnessError> {
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "synfony=debug".into());
+        PeerProcess::spawn_logging(program, name, dir, args, &log)
+    }
+
+    /// [`PeerProcess::spawn`] with the peer's `RUST_LOG` filter given (a
+    /// measurement keeps the peers' logging out of their CPU time).
+    pub fn spawn_logging(
+        program: &Path,
+        name: &str,
+        dir: &Path,
+        args: &[String],
+        log_filter: &str,
+    ) -> Result<PeerProcess, HarnessError> {
         let report = dir.join(format!("{name}.jsonl"));
         let io = |what: String| HarnessError::Io {
             peer: name.to_string(),
@@ -83,10 +102,7 @@ impl PeerProcess {
             .arg("--report")
             .arg(&report)
             .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "synfony=debug".into()),
-            )
+            .env("RUST_LOG", log_filter)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -151,7 +167,27 @@ impl PeerProcess {
         pred: impl Fn(&Value) -> bool,
         timeout: Duration,
     ) -> Result<Value, HarnessError> {
-        if let Some(e) = self.seen.iter().find(|e| pred(e)) {
+        self.wait_for_since(0, what, pred, timeout)
+    }
+
+    /// Every event so far taken in: the mark to wait for newer events from
+    /// (see [`PeerProcess::wait_for_since`]).
+    pub fn mark(&mut self) -> usize {
+        self.poll();
+        self.seen.len()
+    }
+
+    /// Waits for an event matching `pred` among those from `seen[since]` on
+    /// (an earlier, equal event does not count: a repeated command waits for
+    /// its own answer).
+    pub fn wait_for_since(
+        &mut self,
+        since: usize,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Result<Value, HarnessError> {
+        if let Some(e) = self.seen.iter().skip(since).find(|e| pred(e)) {
             return Ok(e.clone());
         }
         let deadline = Instant::now() + timeout;
@@ -170,28 +206,38 @@ impl PeerProcess {
                         line,
                     });
                 }
-                Err(_) => {
+                Err(e) => {
                     let tail = self.seen.len().saturating_sub(5);
-                    return Err(HarnessError::Timeout {
-                        peer: self.name.clone(),
-                        what: what.to_string(),
-                        timeout,
-                        last: Value::from(self.seen[tail..].to_vec()).to_string(),
+                    let last = Value::from(self.seen[tail..].to_vec()).to_string();
+                    let (peer, what) = (self.name.clone(), what.to_string());
+                    return Err(match e {
+                        mpsc::RecvTimeoutError::Timeout => HarnessError::Timeout {
+                            peer,
+                            what,
+                            timeout,
+                            last,
+                        },
+                        mpsc::RecvTimeoutError::Disconnected => {
+                            HarnessError::Exited { peer, what, last }
+                        }
                     });
                 }
             }
         }
     }
 
-    /// Waits for the decision that carries `voter`'s vote `action` (a vote's
-    /// `action` field: play, pause, seek, volume…).
+    /// Waits for a decision, among the events from `seen[since]` on, that
+    /// carries `voter`'s vote `action` (a vote's `action` field: play, pause,
+    /// seek, volume…).
     pub fn wait_decision(
         &mut self,
+        since: usize,
         voter: &str,
         action: &str,
         timeout: Duration,
     ) -> Result<Value, HarnessError> {
-        self.wait_for(
+        self.wait_for_since(
+            since,
             &format!("a decision with {voter}'s {action}"),
             |e| {
                 e["event"] == "decision"
@@ -326,6 +372,29 @@ impl Drop for PeerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Makes a named FIFO at `path`.
+pub fn mkfifo(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: a valid NUL-terminated path and a mode.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Lets go of a reader blocked opening the FIFO at `path` whose writer never
+/// came (opening a write end and closing it gives the reader an EOF); a no-op
+/// when nobody waits.
+pub fn release_fifo(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
 }
 
 /// CPU time (user + system) a process has used so far, in seconds, from

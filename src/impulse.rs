@@ -378,8 +378,9 @@ fn segments(residual: &[f64]) -> Vec<usize> {
     seg
 }
 
-/// `b`'s play time minus `a`'s for each impulse both played, in ms, at `a`'s
-/// instant: `(mono_ns, skew_ms)`. An index played more than once (a seek back)
+/// How far `b` plays ahead of `a`, in ms, for each impulse both played: `a`'s
+/// play time minus `b`'s, at `a`'s instant: `(mono_ns, skew_ms)` (the sign of
+/// [`crate::report::skew_ms`]). An index played more than once (a seek back)
 /// is paired with the nearest play of it within 1 s.
 pub fn skew_by_index(a: &[(u32, f64)], b: &[(u32, f64)]) -> Vec<(i64, f64)> {
     let mut by_index: std::collections::HashMap<u32, Vec<f64>> = Default::default();
@@ -393,7 +394,7 @@ pub fn skew_by_index(a: &[(u32, f64)], b: &[(u32, f64)]) -> Vec<(i64, f64)> {
                 .iter()
                 .copied()
                 .min_by(|x, y| (x - ta).abs().total_cmp(&(y - ta).abs()))?;
-            ((tb - ta).abs() < 1e9).then(|| (ta as i64, (tb - ta) / 1e6))
+            ((tb - ta).abs() < 1e9).then(|| (ta as i64, (ta - tb) / 1e6))
         })
         .collect()
 }
@@ -609,8 +610,9 @@ mod tests {
         let b = [(2, 1.1e9 + 2e5), (3, 1.2e9 - 1e5), (4, 1.3e9)];
         let s = skew_by_index(&a, &b);
         assert_eq!(s.len(), 2);
+        // b played impulse 2 later (behind) and impulse 3 earlier (ahead).
         assert!(
-            (s[0].1 - 0.2).abs() < 1e-9 && (s[1].1 + 0.1).abs() < 1e-9,
+            (s[0].1 + 0.2).abs() < 1e-9 && (s[1].1 - 0.1).abs() < 1e-9,
             "{s:?}"
         );
     }

@@ -73,6 +73,19 @@ impl Report {
         }
     }
 
+    /// The lines before `mono_ns`.
+    pub fn until(&self, mono_ns: i64) -> Report {
+        Report {
+            lines: self
+                .lines
+                .iter()
+                .copied()
+                .filter(|l| l.mono_ns < mono_ns)
+                .collect(),
+            rate_hz: self.rate_hz,
+        }
+    }
+
     /// Whether the stretch from line `i` to line `i + 1` is continuous play.
     fn continuous(&self, i: usize) -> bool {
         let (a, b) = (self.lines[i], self.lines[i + 1]);
@@ -131,21 +144,31 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Percentiles of the absolute values (for skew, whichever its sign).
     pub fn of_abs(values: impl IntoIterator<Item = f64>) -> Summary {
-        let mut v: Vec<f64> = values.into_iter().map(f64::abs).collect();
+        Summary::of(values.into_iter().map(f64::abs))
+    }
+
+    /// Percentiles of the values as they are (for latencies).
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Summary {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
         if v.is_empty() {
             return Summary::default();
         }
         v.sort_by(f64::total_cmp);
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
         Summary {
             n: v.len(),
-            p50: at(0.5),
-            p95: at(0.95),
-            p99: at(0.99),
+            p50: quantile(&v, 0.5),
+            p95: quantile(&v, 0.95),
+            p99: quantile(&v, 0.99),
             max: v[v.len() - 1],
         }
     }
+}
+
+/// The nearest-rank `q`-quantile (0 ≤ q ≤ 1) of sorted, non-empty values.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize]
 }
 
 impl std::fmt::Display for Summary {
@@ -219,6 +242,8 @@ mod tests {
         assert_eq!(settled_at(&samples[..3], 1.0), None);
         let s = Summary::of_abs([-3.0, 1.0, 2.0]);
         assert_eq!((s.n, s.p50, s.max), (3, 2.0, 3.0));
+        let s = Summary::of([-3.0, 1.0, 2.0, f64::NAN]);
+        assert_eq!((s.n, s.p50, s.max), (3, 1.0, 2.0));
         assert!(parse_line("{\"mono_ns\":1").is_none(), "a partial line");
     }
 }

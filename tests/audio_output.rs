@@ -204,9 +204,7 @@ fn raw_sink_writes_the_reported_blocks_as_s16le() {
 fn raw_sink_feeds_a_fifo_reader_block_by_block() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.fifo");
-    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    synfony::harness::mkfifo(&path).unwrap();
     let reader = {
         let path = path.clone();
         std::thread::spawn(move || {
@@ -339,9 +337,7 @@ fn the_device_backend_opens_or_says_why_not() {
 fn a_fifo_without_a_reader_neither_blocks_start_nor_stop() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nobody.fifo");
-    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    synfony::harness::mkfifo(&path).unwrap();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let (engine, _h, _r) = Engine::new(vec![], 48_000);

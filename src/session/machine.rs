@@ -624,12 +624,12 @@ impl Session {
         self.map.map(|m| m.session_ns_at(now_ns))
     }
 
-    /// The peer whose time base we follow (ourselves if root).
     /// The protocol's health counters so far.
     pub fn stats(&self) -> SessionStats {
         self.stats
     }
 
+    /// The peer whose time base we follow (ourselves if root).
     pub fn root(&self) -> Option<PeerId> {
         self.root
     }

@@ -59,9 +59,16 @@ impl Peer {
         }
     }
 
-    /// Waits for the decision that carries `voter`'s vote `action`.
-    pub fn wait_decision(&mut self, voter: &str, action: &str, timeout: Duration) -> Value {
-        match self.0.wait_decision(voter, action, timeout) {
+    /// Waits for a decision from `seen[since]` on that carries `voter`'s
+    /// vote `action`.
+    pub fn wait_decision(
+        &mut self,
+        since: usize,
+        voter: &str,
+        action: &str,
+        timeout: Duration,
+    ) -> Value {
+        match self.0.wait_decision(since, voter, action, timeout) {
             Ok(v) => v,
             Err(e) => panic!("{e}; all events: {:#?}", self.0.seen),
         }

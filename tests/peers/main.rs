@@ -83,12 +83,13 @@ fn proxied(name: &str, dir: &std::path::Path, delay: Delay, seed: u64, extra: &[
 /// Prints the control latency (command to the last peer's apply instant).
 fn vote_everywhere(peers: &mut [&mut Peer], voter: usize, line: &str, action: &str) -> Value {
     let voter_id = peers[voter].peer_id.clone();
+    let marks: Vec<usize> = peers.iter_mut().map(|p| p.mark()).collect();
     let sent_mono_ns = synfony::host_clock::monotonic_ns();
     peers[voter].send(line);
-    let first = peers[voter].wait_decision(&voter_id, action, 5 * SEC);
+    let first = peers[voter].wait_decision(marks[voter], &voter_id, action, 5 * SEC);
     let mut applied: Vec<i64> = Vec::new();
-    for p in peers.iter_mut() {
-        let d = p.wait_decision(&voter_id, action, 5 * SEC);
+    for (p, &mark) in peers.iter_mut().zip(&marks) {
+        let d = p.wait_decision(mark, &voter_id, action, 5 * SEC);
         for field in ["round", "apply_at_session_ms", "playing", "position_secs"] {
             assert_eq!(d[field], first[field], "{}: {field} of {line:?}", p.name);
         }

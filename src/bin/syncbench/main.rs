@@ -41,6 +41,9 @@ struct Cli {
 pub enum Scenario {
     /// Skew between every pair of peers over a long run, 20–60 ms links.
     Steady,
+    /// The same with every peer on the machine's own clock (as Snapcast's
+    /// clients are), to tell clock estimation from the rest.
+    SteadyTrueClocks,
     /// The same with no delay (a quiet LAN).
     SteadyLan,
     /// Snapcast through the same links and the same measurement.
@@ -98,8 +101,9 @@ pub struct Options {
     pub keep: bool,
 }
 
-const EVERY: [Scenario; 9] = [
+const EVERY: [Scenario; 10] = [
     Scenario::Steady,
+    Scenario::SteadyTrueClocks,
     Scenario::SteadyLan,
     Scenario::Snapcast,
     Scenario::SnapcastLan,
@@ -154,6 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         PathBuf::new()
     };
+    raise_open_file_limit(needs_peers);
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
     std::fs::create_dir_all(&opts.figures)
@@ -163,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         eprintln!("== {}", s.name());
         let result = match s {
-            Scenario::Paper => paper::render(&opts.out, Path::new("paper")),
+            Scenario::Paper => paper::render(&opts.out, Path::new("paper"), &opts.figures),
             Scenario::Snapcast | Scenario::SnapcastLan => snapcast::run(s, &opts),
             _ => scenarios::run(s, &bin, &opts),
         };
@@ -185,6 +190,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// 32 peers in a mesh behind proxies hold about 2·32² sockets in this
+/// process: raise the soft limit on open files to the hard one.
+fn raise_open_file_limit(needed: bool) {
+    if !needed {
+        return;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < 4096 {
+            eprintln!(
+                "syncbench: warning: only {} open files allowed; the 32-peer scale run needs about 4096",
+                lim.rlim_cur
+            );
+        }
+    }
+}
+
 /// The synfony binary: `--peer-bin`, or the one in this binary's directory —
 /// built first when run through `cargo run`, so the bench never measures a
 /// stale peer.
@@ -197,7 +227,7 @@ fn peer_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     let bin = dir.join("synfony");
     if let Some(cargo) = std::env::var_os("CARGO") {
         let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bin", "synfony"]);
+        cmd.args(["build", "--quiet", "--locked", "--bin", "synfony"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

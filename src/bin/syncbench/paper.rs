@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::plot::{Plot, Series, cdf, draw};
 
-pub fn render(results: &Path, paper: &Path) -> anyhow::Result<()> {
+pub fn render(results: &Path, paper: &Path, figures: &Path) -> anyhow::Result<()> {
     let mut all = BTreeMap::new();
     for entry in
         std::fs::read_dir(results).with_context(|| format!("reading {}", results.display()))?
@@ -37,7 +37,7 @@ pub fn render(results: &Path, paper: &Path) -> anyhow::Result<()> {
     let out = paper.join("paper.md");
     std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("   paper: {}", out.display());
-    compare_figure(&all, &paper.join("figures"))
+    compare_figure(&all, figures)
 }
 
 /// Replaces every `{{path[:digits]}}` in `template` with its value in `all`;
@@ -62,8 +62,11 @@ pub fn fill(template: &str, all: &Value) -> anyhow::Result<String> {
             ),
             None => (key, None),
         };
+        let scenario = path.split('.').next().unwrap_or_default();
         match lookup(all, path) {
             Some(v) => out.push_str(&format_value(v, digits)),
+            // A scenario that was skipped (Snapcast not installed) says so.
+            None if all[scenario].get("skipped").is_some() => out.push_str("n/a"),
             None => {
                 missing.push(path.to_string());
                 out.push_str("(missing)");
@@ -101,16 +104,26 @@ fn format_value(v: &Value, digits: Option<usize>) -> String {
 /// The CDF of |skew| for synfony and Snapcast, from their results' quantiles.
 fn compare_figure(all: &Value, figures: &Path) -> anyhow::Result<()> {
     let mut series = Vec::new();
-    for (key, label) in [
-        ("steady", "synfony, 20–60 ms links"),
-        ("snapcast", "Snapcast, 20–60 ms links"),
-        ("steady-lan", "synfony, no delay"),
-        ("snapcast-lan", "Snapcast, no delay"),
+    for (key, system) in [
+        ("steady", "synfony"),
+        ("steady-true-clocks", "synfony, true clocks"),
+        ("snapcast", "Snapcast"),
+        ("steady-lan", "synfony"),
+        ("snapcast-lan", "Snapcast"),
     ] {
-        if let Some(q) = all[key]["impulse_cdf_ms"].as_array() {
+        let r = &all[key];
+        if let Some(q) = r["impulse_cdf_ms"].as_array() {
             let q: Vec<f64> = q.iter().filter_map(Value::as_f64).collect();
+            let (base, jitter) = (
+                r["delay"]["base_ms"].as_f64(),
+                r["delay"]["jitter_ms"].as_f64(),
+            );
+            let links = match (base, jitter) {
+                (Some(b), Some(j)) if b + j > 0.0 => format!("{b}–{} ms links", b + j),
+                _ => "no delay".to_string(),
+            };
             if !q.is_empty() {
-                series.push(Series::new(label, cdf(&q)));
+                series.push(Series::new(format!("{system}, {links}"), cdf(&q)));
             }
         }
     }

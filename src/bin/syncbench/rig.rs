@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
-use synfony::harness::{PeerProcess, cpu_secs, free_port};
+use synfony::harness::{PeerProcess, cpu_secs, free_port, mkfifo, release_fifo};
 use synfony::host_clock::monotonic_ns;
 use synfony::impulse::{Capture, capture};
 use synfony::proxy::{Delay, Proxy};
@@ -84,6 +84,9 @@ pub struct Rig {
     pub delay: Delay,
     pub stem: PathBuf,
     seed: u64,
+    /// Whether peers get drawn clock errors (else all run on the machine's
+    /// own clock, as Snapcast's clients must).
+    pub clock_errors: bool,
     /// Peers spawned so far (names and clock draws never repeat).
     spawned: usize,
     pub nodes: Vec<Node>,
@@ -97,6 +100,7 @@ impl Rig {
             delay,
             stem: stem.to_path_buf(),
             seed,
+            clock_errors: true,
             spawned: 0,
             nodes: Vec::new(),
         }
@@ -116,7 +120,8 @@ impl Rig {
         let k = self.spawned;
         self.spawned += 1;
         let name = format!("p{k}");
-        let clocks = clocks.unwrap_or_else(|| Clocks::draw(self.seed, k));
+        let clocks = clocks
+            .unwrap_or_else(|| Clocks::draw(self.seed, if self.clock_errors { k } else { 0 }));
         let listen = free_port()?;
         let proxy = Proxy::start(listen, self.seed.wrapping_mul(7919).wrapping_add(k as u64))?;
         proxy.set_delay(self.delay, self.delay);
@@ -133,7 +138,7 @@ impl Rig {
         args.extend(clocks.args());
         let capture = if raw {
             let fifo = self.dir.join(format!("{name}.raw"));
-            mkfifo(&fifo)?;
+            mkfifo(&fifo).with_context(|| format!("mkfifo {}", fifo.display()))?;
             args.push("--output".into());
             args.push(format!("raw:{}", fifo.display()));
             let path = fifo.clone();
@@ -150,7 +155,17 @@ impl Rig {
             None
         };
         args.push(self.stem.display().to_string());
-        let peer = PeerProcess::spawn(&self.bin, &name, &self.dir, &args)?;
+        // Info logging: debug lines would count in the peers' CPU time.
+        let peer =
+            match PeerProcess::spawn_logging(&self.bin, &name, &self.dir, &args, "synfony=info") {
+                Ok(p) => p,
+                Err(e) => {
+                    if let Some((fifo, _)) = &capture {
+                        release_fifo(fifo);
+                    }
+                    return Err(e.into());
+                }
+            };
         self.nodes.push(Node {
             peer,
             proxy,
@@ -160,11 +175,14 @@ impl Rig {
         Ok(self.nodes.len() - 1)
     }
 
-    /// Waits until every peer is linked to every other and synced.
+    /// Waits until every peer is linked to every other and synced, all
+    /// within `timeout`.
     pub fn wait_mesh(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let n = self.nodes.len();
+        let deadline = std::time::Instant::now() + timeout;
         for node in &mut self.nodes {
-            node.peer.wait_linked(n - 1, timeout)?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            node.peer.wait_linked(n - 1, left)?;
         }
         Ok(())
     }
@@ -174,12 +192,15 @@ impl Rig {
     /// spread of the apply instants.
     pub fn vote(&mut self, voter: usize, line: &str, action: &str) -> anyhow::Result<Control> {
         let voter_id = self.nodes[voter].peer.peer_id.clone();
+        // Only decisions after this command count: the same voter may have
+        // cast the same action before.
+        let marks: Vec<usize> = self.nodes.iter_mut().map(|n| n.peer.mark()).collect();
         let sent_mono_ns = monotonic_ns();
         self.nodes[voter].peer.send(line)?;
         let mut applied = Vec::new();
         let mut round = None;
-        for node in &mut self.nodes {
-            let d = node.peer.wait_decision(&voter_id, action, 10 * SEC)?;
+        for (node, &mark) in self.nodes.iter_mut().zip(&marks) {
+            let d = node.peer.wait_decision(mark, &voter_id, action, 10 * SEC)?;
             if round.is_some_and(|r| r != d["round"]) {
                 bail!("peers decided {line:?} in different rounds");
             }
@@ -244,13 +265,8 @@ impl Rig {
             }
             caps.push(match capture {
                 Some((fifo, h)) => Some({
-                    // A reader still waiting for a peer that never opened
-                    // its end is let go by a writer that opens and leaves.
-                    use std::os::unix::fs::OpenOptionsExt;
-                    let _ = std::fs::OpenOptions::new()
-                        .write(true)
-                        .custom_flags(libc::O_NONBLOCK)
-                        .open(&fifo);
+                    // In case the peer never opened its end.
+                    release_fifo(&fifo);
                     h.join()
                         .map_err(|_| anyhow::anyhow!("a capture thread panicked"))??
                 }),
@@ -268,13 +284,18 @@ pub struct Control {
     pub spread_ms: f64,
 }
 
-/// Skew between every pair of reports, pooled and per pair.
-pub fn pair_skews(names: &[String], reports: &[Report]) -> (Summary, Vec<Value>, Vec<(i64, f64)>) {
+/// Skew between every pair of players (`skew(a, b)`: how far b plays ahead
+/// of a, `(mono_ns, ms)`), pooled (sorted by time) and per pair.
+pub fn pairwise<T>(
+    names: &[String],
+    players: &[T],
+    skew: impl Fn(&T, &T) -> Vec<(i64, f64)>,
+) -> (Summary, Vec<Value>, Vec<(i64, f64)>) {
     let mut all = Vec::new();
     let mut pairs = Vec::new();
-    for i in 0..reports.len() {
-        for j in i + 1..reports.len() {
-            let s = skew_ms(&reports[i], &reports[j]);
+    for i in 0..players.len() {
+        for j in i + 1..players.len() {
+            let s = skew(&players[i], &players[j]);
             pairs.push(json!({
                 "a": names[i],
                 "b": names[j],
@@ -283,26 +304,45 @@ pub fn pair_skews(names: &[String], reports: &[Report]) -> (Summary, Vec<Value>,
             all.extend(s);
         }
     }
+    all.sort_by_key(|x| x.0);
     (Summary::of_abs(all.iter().map(|x| x.1)), pairs, all)
+}
+
+/// Skew from the peers' reports, every pair.
+pub fn pair_skews(names: &[String], reports: &[Report]) -> (Summary, Vec<Value>, Vec<(i64, f64)>) {
+    pairwise(names, reports, skew_ms)
 }
 
 pub fn summary_json(s: &Summary) -> Value {
     json!({ "n": s.n, "p50": s.p50, "p95": s.p95, "p99": s.p99, "max": s.max })
 }
 
-/// Percentiles of plain values (not absolute) for latencies.
+/// Percentiles of plain values (not absolute), for latencies.
 pub fn summary_of(values: &[f64]) -> Value {
-    summary_json(&Summary::of_abs(values.iter().copied()))
+    summary_json(&Summary::of(values.iter().copied()))
 }
 
-/// A named FIFO at `path`.
-pub fn mkfifo(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: a valid NUL-terminated path and a mode.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("mkfifo {}", path.display()));
-    }
-    Ok(())
+/// `after[key] − before[key]` summed over the peers present in both (matched
+/// by peer id), never below zero: a peer that died drops out instead of
+/// making the sum wrap.
+pub fn counter_delta(before: &[Value], after: &[Value], key: &str) -> u64 {
+    after
+        .iter()
+        .filter_map(|a| {
+            let b = before.iter().find(|b| b["peer_id"] == a["peer_id"])?;
+            Some(a[key].as_u64()?.saturating_sub(b[key].as_u64()?))
+        })
+        .sum()
+}
+
+/// Every counter of interest as deltas between two rounds of statuses.
+pub fn counters_between(before: &[Value], after: &[Value]) -> Value {
+    let d = |k: &str| counter_delta(before, after, k);
+    json!({
+        "underruns": d("underruns"),
+        "xruns": d("xruns"),
+        "heartbeats_on_time": d("heartbeats_on_time"),
+        "heartbeats_late": d("heartbeats_late"),
+        "malformed_frames": d("malformed_frames"),
+    })
 }

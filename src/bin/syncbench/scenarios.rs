@@ -10,9 +10,13 @@ use synfony::host_clock::monotonic_ns;
 use synfony::impulse::{Capture, play_times, skew_by_index};
 use synfony::proxy::Delay;
 use synfony::report::{Summary, settled_at, skew_ms};
+use synfony::session::ROUND_NS;
 
 use crate::plot::{Plot, Series, draw, quantiles, thin};
-use crate::rig::{PERIOD_NS, Rig, SEC, pair_skews, summary_json, summary_of};
+use crate::rig::{
+    PERIOD_NS, Rig, SEC, counter_delta, counters_between, pair_skews, pairwise, summary_json,
+    summary_of,
+};
 use crate::{Options, Scenario, scratch, write_results};
 
 /// Seconds of play before a steady measurement starts (joins, the first
@@ -23,8 +27,9 @@ const IN_SYNC_MS: f64 = 1.0;
 
 pub fn run(s: Scenario, bin: &Path, opts: &Options) -> anyhow::Result<()> {
     match s {
-        Scenario::Steady => steady(s, bin, opts, Delay::new(20.0, 40.0), 120.0),
-        Scenario::SteadyLan => steady(s, bin, opts, Delay::new(0.0, 0.0), 60.0),
+        Scenario::Steady => steady(s, bin, opts, Delay::new(20.0, 40.0), 120.0, true),
+        Scenario::SteadyTrueClocks => steady(s, bin, opts, Delay::new(20.0, 40.0), 120.0, false),
+        Scenario::SteadyLan => steady(s, bin, opts, Delay::new(0.0, 0.0), 60.0, true),
         Scenario::Smoke => smoke(bin, opts),
         Scenario::Control => control(bin, opts),
         Scenario::Join => join(bin, opts),
@@ -43,7 +48,7 @@ pub fn delay_of(opts: &Options, default: Delay) -> Delay {
     )
 }
 
-fn delay_json(d: Delay) -> Value {
+pub fn delay_json(d: Delay) -> Value {
     json!({ "base_ms": d.base_ms, "jitter_ms": d.jitter_ms, "each_way": true })
 }
 
@@ -59,47 +64,25 @@ fn names(rig: &Rig) -> Vec<String> {
     rig.nodes.iter().map(|n| n.peer.name.clone()).collect()
 }
 
-/// Impulse-measured skew between every pair of captures, from `since_mono_ns`.
+/// Impulse-measured skew between every pair of captures, for impulses played
+/// in `[since_mono_ns, until_mono_ns)`.
 pub fn impulse_skews(
     names: &[String],
     caps: &[Capture],
     since_mono_ns: i64,
+    until_mono_ns: i64,
 ) -> (Summary, Vec<Value>, Vec<(i64, f64)>) {
+    let window = since_mono_ns as f64..until_mono_ns as f64;
     let times: Vec<Vec<(u32, f64)>> = caps
         .iter()
         .map(|c| {
             play_times(c, crate::BLOCK_FRAMES)
                 .into_iter()
-                .filter(|&(_, t)| t >= since_mono_ns as f64)
+                .filter(|(_, t)| window.contains(t))
                 .collect()
         })
         .collect();
-    let mut all = Vec::new();
-    let mut pairs = Vec::new();
-    for i in 0..times.len() {
-        for j in i + 1..times.len() {
-            let s = skew_by_index(&times[i], &times[j]);
-            pairs.push(json!({
-                "a": names[i],
-                "b": names[j],
-                "skew_ms": summary_json(&Summary::of_abs(s.iter().map(|x| x.1))),
-            }));
-            all.extend(s);
-        }
-    }
-    (Summary::of_abs(all.iter().map(|x| x.1)), pairs, all)
-}
-
-/// Sums of every status's counters.
-fn counters(statuses: &[Value]) -> Value {
-    let sum = |k: &str| -> u64 { statuses.iter().filter_map(|s| s[k].as_u64()).sum() };
-    json!({
-        "underruns": sum("underruns"),
-        "xruns": sum("xruns"),
-        "heartbeats_on_time": sum("heartbeats_on_time"),
-        "heartbeats_late": sum("heartbeats_late"),
-        "malformed_frames": sum("malformed_frames"),
-    })
+    pairwise(names, &times, |a, b| skew_by_index(a, b))
 }
 
 fn sleep_secs(s: f64) {
@@ -113,6 +96,7 @@ fn steady(
     opts: &Options,
     default_delay: Delay,
     default_secs: f64,
+    clock_errors: bool,
 ) -> anyhow::Result<()> {
     let name = s.name();
     let n = opts.peers.unwrap_or(3).max(2);
@@ -121,14 +105,22 @@ fn steady(
     let dir = scratch(opts, &name)?;
     let stem = impulse_stem(&dir.path, WARMUP_SECS + secs)?;
     let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
+    rig.clock_errors = clock_errors;
     rig.start(n, true)?;
     rig.wait_mesh(30 * SEC)?;
     rig.vote(0, "play", "play")?;
-    let t_measure = monotonic_ns() + (WARMUP_SECS * 1e9) as i64;
     eprintln!("   {n} peers playing; measuring {secs} s after {WARMUP_SECS} s of warm-up");
-    sleep_secs(WARMUP_SECS + secs);
-    let statuses = rig.statuses()?;
-    let reports = rig.reports(t_measure);
+    sleep_secs(WARMUP_SECS);
+    let t_measure = monotonic_ns();
+    let before = rig.statuses()?;
+    sleep_secs(secs);
+    let after = rig.statuses()?;
+    let t_end = monotonic_ns();
+    let reports: Vec<_> = rig
+        .reports(t_measure)
+        .into_iter()
+        .map(|r| r.until(t_end))
+        .collect();
     let names = names(&rig);
     let clocks: Vec<Value> = rig.nodes.iter().map(|n| n.clocks.json()).collect();
     let gaps: usize = reports.iter().map(|r| r.gaps(PERIOD_NS)).sum();
@@ -137,7 +129,7 @@ fn steady(
         crate::keep_capture(opts, &dir.path, name, cap);
     }
     let (report_all, report_pairs, report_samples) = pair_skews(&names, &reports);
-    let (imp_all, imp_pairs, imp_samples) = impulse_skews(&names, &caps, t_measure);
+    let (imp_all, imp_pairs, imp_samples) = impulse_skews(&names, &caps, t_measure, t_end);
     eprintln!("   skew (reports):  {report_all}");
     eprintln!("   skew (impulses): {imp_all}");
     let results = json!({
@@ -147,13 +139,14 @@ fn steady(
         "secs": secs,
         "warmup_secs": WARMUP_SECS,
         "delay": delay_json(delay),
+        "clock_errors": clock_errors,
         "clocks": clocks,
         "report_skew_ms": { "all": summary_json(&report_all), "pairs": report_pairs },
         "impulse_skew_ms": { "all": summary_json(&imp_all), "pairs": imp_pairs },
         "impulse_cdf_ms": quantiles(imp_samples.iter().map(|x| x.1), 101),
         "report_cdf_ms": quantiles(report_samples.iter().map(|x| x.1), 101),
         "gaps": gaps,
-        "counters": counters(&statuses),
+        "counters": counters_between(&before, &after),
     });
     write_results(&opts.out, &name, &results)?;
     // Skew of every peer against the first, over time.
@@ -167,9 +160,10 @@ fn steady(
         })
         .collect();
     let title = format!(
-        "synfony, {n} peers, links {}–{} ms each way: skew against {}",
+        "synfony, {n} peers, links {}–{} ms each way{}: skew against {}",
         delay.base_ms,
         delay.base_ms + delay.jitter_ms,
+        if clock_errors { "" } else { ", true clocks" },
         names[0]
     );
     draw(
@@ -189,17 +183,19 @@ fn smoke(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
     rig.start(n, true)?;
     rig.wait_mesh(30 * SEC)?;
+    let before = rig.statuses()?;
     let play = rig.vote(0, "play", "play")?;
     let t0 = monotonic_ns() + 1_000_000_000;
     sleep_secs(secs / 2.0);
     let volume = rig.vote(n - 1, "volume 0 -1", "volume")?;
     sleep_secs(secs / 2.0);
-    let statuses = rig.statuses()?;
+    let after = rig.statuses()?;
+    let t_end = monotonic_ns();
     let reports = rig.reports(t0);
     let names = names(&rig);
     let caps: Vec<Capture> = rig.stop()?.into_iter().flatten().collect();
     let (report_all, _, samples) = pair_skews(&names, &reports);
-    let (imp_all, _, _) = impulse_skews(&names, &caps, t0);
+    let (imp_all, _, _) = impulse_skews(&names, &caps, t0, t_end);
     eprintln!("   skew (reports):  {report_all}");
     eprintln!("   skew (impulses): {imp_all}");
     let results = json!({
@@ -208,7 +204,7 @@ fn smoke(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         "report_skew_ms": summary_json(&report_all),
         "impulse_skew_ms": summary_json(&imp_all),
         "control_ms": [play.latency_ms, volume.latency_ms],
-        "counters": counters(&statuses),
+        "counters": counters_between(&before, &after),
     });
     write_results(&opts.out, "smoke", &results)?;
     let series = vec![Series::new(
@@ -227,6 +223,9 @@ fn smoke(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     }
     if report_all.max > 5.0 || imp_all.max > 5.0 {
         bail!("peers out of sync: reports {report_all}, impulses {imp_all}");
+    }
+    if !(0.0..2000.0).contains(&play.latency_ms) || !(0.0..2000.0).contains(&volume.latency_ms) {
+        bail!("implausible control latencies: {play:?}, {volume:?}");
     }
     Ok(())
 }
@@ -316,7 +315,7 @@ fn time_to_sync(rig: &Rig, reference: usize, peer: usize) -> (Option<f64>, Vec<(
 fn join(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let delay = delay_of(opts, Delay::new(20.0, 40.0));
     let rounds = 4;
-    let watch_secs = 8.0;
+    let watch_secs = 10.0;
     let dir = scratch(opts, "join")?;
     let stem = impulse_stem(&dir.path, 60.0 + 2.0 * rounds as f64 * (watch_secs + 2.0))?;
     let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
@@ -371,13 +370,14 @@ fn join(bin: &Path, opts: &Options) -> anyhow::Result<()> {
             "secs": v,
             "median": median(&ok),
             "max": ok.iter().copied().fold(f64::NAN, f64::max),
-            "never": v.iter().filter(|x| x.is_none()).count(),
+            "not_in_sync_within_watch": v.iter().filter(|x| x.is_none()).count(),
         })
     };
     let results = json!({
         "scenario": "join",
         "delay": delay_json(delay),
         "in_sync_ms": IN_SYNC_MS,
+        "watch_secs": watch_secs,
         "late_join": summary(&late),
         "rejoin": summary(&rejoin),
     });
@@ -413,12 +413,7 @@ fn crash(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     rig.vote(0, "play", "play")?;
     sleep_secs(5.0);
     let before = rig.vote(1, "volume 0 -1", "volume")?;
-    let underruns_before: u64 = rig
-        .statuses()?
-        .iter()
-        .skip(1)
-        .filter_map(|s| s["underruns"].as_u64())
-        .sum();
+    let statuses_before = rig.statuses()?;
     sleep_secs(2.0);
     // SIGKILL the creator (the root of session time).
     let t_kill = monotonic_ns();
@@ -438,27 +433,21 @@ fn crash(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let reports = rig.reports(t_kill);
     let names = names(&rig);
     let gaps: usize = reports.iter().map(|r| r.gaps(PERIOD_NS)).sum();
-    let underruns_after: u64 = statuses
-        .iter()
-        .filter_map(|s| s["underruns"].as_u64())
-        .sum();
+    let underruns = counter_delta(&statuses_before, &statuses, "underruns");
     let (skew_all, pairs, samples) = pair_skews(&names, &reports);
     rig.stop()?;
-    eprintln!(
-        "   survivors: {} underruns, {gaps} gaps; skew after the kill {skew_all}",
-        underruns_after - underruns_before
-    );
+    eprintln!("   survivors: {underruns} underruns, {gaps} gaps; skew after the kill {skew_all}");
     let results = json!({
         "scenario": "crash",
         "peers": n,
         "delay": delay_json(delay),
         "killed": "p0 (the session's creator and root)",
-        "survivor_underruns": underruns_after - underruns_before,
+        "survivor_underruns": underruns,
         "survivor_gaps": gaps,
         "survivor_skew_ms": { "all": summary_json(&skew_all), "pairs": pairs },
         "control_before_ms": before.latency_ms,
         "control_after": after,
-        "counters": counters(&statuses),
+        "counters": counters_between(&statuses_before, &statuses),
     });
     write_results(&opts.out, "crash", &results)?;
     draw(
@@ -500,9 +489,13 @@ fn partition(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     for node in &rig.nodes {
         node.proxy.restore();
     }
-    let relinked = rig
-        .wait_mesh(30 * SEC)
-        .map(|()| (monotonic_ns() - t_restore) as f64 / 1e9);
+    let relinked = match rig.wait_mesh(30 * SEC) {
+        Ok(()) => Some((monotonic_ns() - t_restore) as f64 / 1e9),
+        Err(e) => {
+            eprintln!("   the mesh did not re-form: {e:#}");
+            None
+        }
+    };
     sleep_secs(12.0);
     let t_end = monotonic_ns();
     let reports = rig.reports(t_cut - 5_000_000_000);
@@ -562,7 +555,7 @@ fn partition(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         "delay": delay_json(delay),
         "cut_secs": cut_secs,
         "skew_during_cut_ms": summary_json(&during_s),
-        "relinked_after_secs": relinked.ok(),
+        "relinked_after_secs": relinked,
         "in_sync_after_secs": settle,
         "in_sync_after_max_secs": settle.iter().flatten().copied().fold(f64::NAN, f64::max),
         "states_agree": converged,
@@ -600,22 +593,20 @@ fn scale(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         let mesh_secs = (monotonic_ns() - t_start) as f64 / 1e9;
         sleep_secs(3.0);
         let measure = |rig: &mut Rig| -> anyhow::Result<(f64, f64, Value)> {
-            let (c0, b0, s0) = (rig.cpu_secs(), rig.link_bytes(), counters(&rig.statuses()?));
+            let (c0, b0, s0) = (rig.cpu_secs(), rig.link_bytes(), rig.statuses()?);
             let t0 = monotonic_ns();
             sleep_secs(window);
-            let (c1, b1, s1) = (rig.cpu_secs(), rig.link_bytes(), counters(&rig.statuses()?));
+            let (c1, b1, s1) = (rig.cpu_secs(), rig.link_bytes(), rig.statuses()?);
             let wall = (monotonic_ns() - t0) as f64 / 1e9;
             let cpu: Vec<f64> = c0
                 .iter()
                 .zip(&c1)
                 .map(|(a, b)| (b - a) / wall * 100.0)
                 .collect();
-            let rounds = wall / 0.1;
-            let bytes = (b1 - b0) as f64 / n as f64 / rounds;
-            let on_time = s1["heartbeats_on_time"].as_u64().unwrap_or(0)
-                - s0["heartbeats_on_time"].as_u64().unwrap_or(0);
-            let late = s1["heartbeats_late"].as_u64().unwrap_or(0)
-                - s0["heartbeats_late"].as_u64().unwrap_or(0);
+            let rounds = wall * 1e9 / ROUND_NS as f64;
+            let bytes = b1.saturating_sub(b0) as f64 / n as f64 / rounds;
+            let on_time = counter_delta(&s0, &s1, "heartbeats_on_time");
+            let late = counter_delta(&s0, &s1, "heartbeats_late");
             let hb = json!({
                 "on_time": on_time,
                 "late": late,
@@ -632,7 +623,11 @@ fn scale(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         let names = names(&rig);
         let gaps: usize = reports.iter().map(|r| r.gaps(PERIOD_NS)).sum();
         let (skew, _, _) = pair_skews(&names, &reports);
-        let underruns = counters(&rig.statuses()?)["underruns"].clone();
+        let underruns = rig
+            .statuses()?
+            .iter()
+            .filter_map(|s| s["underruns"].as_u64())
+            .sum::<u64>();
         rig.stop()?;
         eprintln!(
             "   {n:2} peers: CPU {cpu_paused:.1}% paused, {cpu_playing:.1}% playing; {bytes_playing:.0} B/peer/round; heartbeats on time {}; skew {skew}",

@@ -15,7 +15,7 @@ use synfony::proxy::{Delay, Proxy};
 
 use crate::plot::{Plot, Series, draw, quantiles, thin};
 use crate::rig::summary_json;
-use crate::scenarios::{WARMUP_SECS, delay_of, impulse_skews};
+use crate::scenarios::{WARMUP_SECS, delay_json, delay_of, impulse_skews};
 use crate::{Options, Scenario, scratch, write_results};
 
 const INSTALL: &str = "apt-get install snapserver snapclient";
@@ -52,10 +52,11 @@ fn version(program: &str) -> String {
 pub fn run(s: Scenario, opts: &Options) -> anyhow::Result<()> {
     let name = s.name();
     if !installed("snapserver") || !installed("snapclient") {
-        eprintln!(
-            "   skipped: Snapcast is not installed (`{INSTALL}` on Debian); synfony's own scenarios do not need it"
-        );
-        return Ok(());
+        let why = format!("Snapcast is not installed (`{INSTALL}` on Debian)");
+        eprintln!("   skipped: {why}; synfony's own scenarios do not need it");
+        // A results file that says so, so the paper shows "n/a" rather than
+        // an older run's figures.
+        return write_results(&opts.out, &name, &json!({"scenario": name, "skipped": why}));
     }
     let (default_delay, default_secs) = if s == Scenario::SnapcastLan {
         (Delay::new(0.0, 0.0), 60.0)
@@ -125,6 +126,7 @@ pub fn run(s: Scenario, opts: &Options) -> anyhow::Result<()> {
     let t_measure = monotonic_ns() + (WARMUP_SECS * 1e9) as i64;
     eprintln!("   {n} snapclients playing; measuring {secs} s after {WARMUP_SECS} s of warm-up");
     std::thread::sleep(std::time::Duration::from_secs_f64(WARMUP_SECS + secs));
+    let t_end = monotonic_ns();
     drop(clients); // their stdout closes: the captures end
     let mut caps: Vec<Capture> = Vec::new();
     for h in captures {
@@ -139,7 +141,7 @@ pub fn run(s: Scenario, opts: &Options) -> anyhow::Result<()> {
     for (name, cap) in names.iter().zip(&caps) {
         crate::keep_capture(opts, d, name, cap);
     }
-    let (all, pairs, samples) = impulse_skews(&names, &caps, t_measure);
+    let (all, pairs, samples) = impulse_skews(&names, &caps, t_measure, t_end);
     eprintln!("   skew (impulses): {all}");
     if all.n == 0 {
         bail!("no impulse was heard by two clients (see the logs with --keep)");
@@ -151,7 +153,8 @@ pub fn run(s: Scenario, opts: &Options) -> anyhow::Result<()> {
         "clients": n,
         "secs": secs,
         "warmup_secs": WARMUP_SECS,
-        "delay": { "base_ms": delay.base_ms, "jitter_ms": delay.jitter_ms, "each_way": true },
+        "delay": delay_json(delay),
+        "clocks": "the machine's own (snapclient cannot be given clock errors)",
         "impulse_skew_ms": { "all": summary_json(&all), "pairs": pairs },
         "impulse_cdf_ms": quantiles(samples.iter().map(|x| x.1), 101),
         "frames_read": caps.iter().map(|c| c.frames).collect::<Vec<_>>(),
