@@ -1342,10 +1342,9 @@ mod tests {
         })
     }
 
-    /// Heartbeats are counted on time while their round is open, late after
-    /// it was decided.
-    #[test]
-    fn heartbeat_timeliness_is_counted() {
+    /// Peer 1, which created the session (a 60 s song, 2 stems), linked to
+    /// peer 2.
+    fn creator_linked_to_2() -> Session {
         let mut s = Session::new(
             Config::default(),
             info(1),
@@ -1355,6 +1354,14 @@ mod tests {
             },
         );
         s.handle_link_up(0, info(2));
+        s
+    }
+
+    /// Heartbeats are counted on time while their round is open, late after
+    /// it was decided.
+    #[test]
+    fn heartbeat_timeliness_is_counted() {
+        let mut s = creator_linked_to_2();
         let mut t = 0;
         while t < 1_000_000_000 {
             t += 10_000_000;
@@ -1382,15 +1389,7 @@ mod tests {
     /// unknown peer is ignored with a reason, never changing what is decided.
     #[test]
     fn bad_input_is_ignored_and_never_corrupts_state() {
-        let mut s = Session::new(
-            Config::default(),
-            info(1),
-            0,
-            Start::Create {
-                state: SessionState::new(60_000_000_000, 2),
-            },
-        );
-        s.handle_link_up(0, info(2));
+        let mut s = creator_linked_to_2();
         fn run_to(s: &mut Session, from: i64, until: i64) -> i64 {
             let mut t = from;
             while t < until {

@@ -14,10 +14,10 @@ use synfony::session::ROUND_NS;
 
 use crate::plot::{Plot, Series, draw, quantiles, thin};
 use crate::rig::{
-    PERIOD_NS, Rig, SEC, counter_delta, counters_between, pair_skews, pairwise, summary_json,
-    summary_of,
+    Control, PERIOD_NS, Rig, SEC, counter_delta, counters_between, pair_skews, pairwise,
+    summary_json, summary_of,
 };
-use crate::{Options, Scenario, scratch, write_results};
+use crate::{Options, Scenario, Scratch, scratch, write_results};
 
 /// Seconds of play before a steady measurement starts (joins, the first
 /// clock estimates), the same for synfony and Snapcast.
@@ -63,6 +63,35 @@ fn impulse_stem(dir: &Path, secs: f64) -> anyhow::Result<std::path::PathBuf> {
     Ok(path)
 }
 
+/// How a scenario's session starts.
+struct Setup<'a> {
+    name: &'a str,
+    peers: usize,
+    delay: Delay,
+    /// Seconds of impulse stem to play from the start.
+    stem_secs: f64,
+    /// Read every peer's raw output (for the impulse measure).
+    raw: bool,
+    clock_errors: bool,
+}
+
+/// A scratch directory, an impulse stem, `peers` peers in a full mesh, and
+/// `play` decided on all of them.
+fn playing(
+    bin: &Path,
+    opts: &Options,
+    setup: Setup<'_>,
+) -> anyhow::Result<(Scratch, Rig, Control)> {
+    let dir = scratch(opts, setup.name)?;
+    let stem = impulse_stem(&dir.path, setup.stem_secs)?;
+    let mut rig = Rig::new(bin, &dir.path, setup.delay, &stem, opts.seed);
+    rig.clock_errors = setup.clock_errors;
+    rig.start(setup.peers, setup.raw)?;
+    rig.wait_mesh(30 * SEC)?;
+    let play = rig.vote(0, "play", "play")?;
+    Ok((dir, rig, play))
+}
+
 fn names(rig: &Rig) -> Vec<String> {
     rig.nodes.iter().map(|n| n.peer.name.clone()).collect()
 }
@@ -105,13 +134,15 @@ fn steady(
     let n = opts.peers.unwrap_or(3).max(2);
     let secs = opts.secs.unwrap_or(default_secs);
     let delay = delay_of(opts, default_delay);
-    let dir = scratch(opts, &name)?;
-    let stem = impulse_stem(&dir.path, WARMUP_SECS + secs)?;
-    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
-    rig.clock_errors = clock_errors;
-    rig.start(n, true)?;
-    rig.wait_mesh(30 * SEC)?;
-    rig.vote(0, "play", "play")?;
+    let setup = Setup {
+        name: &name,
+        peers: n,
+        delay,
+        stem_secs: WARMUP_SECS + secs,
+        raw: true,
+        clock_errors,
+    };
+    let (dir, mut rig, _) = playing(bin, opts, setup)?;
     eprintln!("   {n} peers playing; measuring {secs} s after {WARMUP_SECS} s of warm-up");
     sleep_secs(WARMUP_SECS);
     let t_measure = monotonic_ns();
@@ -181,13 +212,16 @@ fn smoke(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let n = opts.peers.unwrap_or(3).max(2);
     let delay = delay_of(opts, Delay::new(20.0, 10.0));
     let secs = opts.secs.unwrap_or(4.0);
-    let dir = scratch(opts, "smoke")?;
-    let stem = impulse_stem(&dir.path, secs + 5.0)?;
-    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
-    rig.start(n, true)?;
-    rig.wait_mesh(30 * SEC)?;
+    let setup = Setup {
+        name: "smoke",
+        peers: n,
+        delay,
+        stem_secs: secs + 5.0,
+        raw: true,
+        clock_errors: true,
+    };
+    let (_dir, mut rig, play) = playing(bin, opts, setup)?;
     let before = rig.statuses()?;
-    let play = rig.vote(0, "play", "play")?;
     let t0 = monotonic_ns() + 1_000_000_000;
     sleep_secs(secs / 2.0);
     let volume = rig.vote(n - 1, "volume 0 -1", "volume")?;
@@ -239,12 +273,15 @@ fn control(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     // 20–30 ms each way: a 50 ms round trip on average.
     let delay = delay_of(opts, Delay::new(20.0, 10.0));
     let votes = 40;
-    let dir = scratch(opts, "control")?;
-    let stem = impulse_stem(&dir.path, 60.0)?;
-    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
-    rig.start(n, false)?;
-    rig.wait_mesh(30 * SEC)?;
-    rig.vote(0, "play", "play")?;
+    let setup = Setup {
+        name: "control",
+        peers: n,
+        delay,
+        stem_secs: 60.0,
+        raw: false,
+        clock_errors: true,
+    };
+    let (_dir, mut rig, _) = playing(bin, opts, setup)?;
     sleep_secs(3.0);
     let actions = [
         ("volume 0 -3", "volume"),
@@ -321,12 +358,15 @@ fn join(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let delay = delay_of(opts, Delay::new(20.0, 40.0));
     let rounds = 4;
     let watch_secs = 15.0;
-    let dir = scratch(opts, "join")?;
-    let stem = impulse_stem(&dir.path, 60.0 + 2.0 * rounds as f64 * (watch_secs + 2.0))?;
-    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
-    rig.start(2, false)?;
-    rig.wait_mesh(30 * SEC)?;
-    rig.vote(0, "play", "play")?;
+    let setup = Setup {
+        name: "join",
+        peers: 2,
+        delay,
+        stem_secs: 60.0 + 2.0 * rounds as f64 * (watch_secs + 2.0),
+        raw: false,
+        clock_errors: true,
+    };
+    let (_dir, mut rig, _) = playing(bin, opts, setup)?;
     sleep_secs(3.0);
     let mut late = Vec::new();
     let mut rejoin = Vec::new();
@@ -413,12 +453,15 @@ fn median(v: &[f64]) -> f64 {
 fn crash(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let n = opts.peers.unwrap_or(4).max(3);
     let delay = delay_of(opts, Delay::new(20.0, 40.0));
-    let dir = scratch(opts, "crash")?;
-    let stem = impulse_stem(&dir.path, 60.0)?;
-    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
-    rig.start(n, false)?;
-    rig.wait_mesh(30 * SEC)?;
-    rig.vote(0, "play", "play")?;
+    let setup = Setup {
+        name: "crash",
+        peers: n,
+        delay,
+        stem_secs: 60.0,
+        raw: false,
+        clock_errors: true,
+    };
+    let (_dir, mut rig, _) = playing(bin, opts, setup)?;
     sleep_secs(5.0);
     let before = rig.vote(1, "volume 0 -1", "volume")?;
     let statuses_before = rig.statuses()?;
@@ -477,12 +520,15 @@ fn partition(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let n = opts.peers.unwrap_or(3).max(2);
     let delay = delay_of(opts, Delay::new(20.0, 40.0));
     let cut_secs = 10.0;
-    let dir = scratch(opts, "partition")?;
-    let stem = impulse_stem(&dir.path, 90.0)?;
-    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
-    rig.start(n, false)?;
-    rig.wait_mesh(30 * SEC)?;
-    rig.vote(0, "play", "play")?;
+    let setup = Setup {
+        name: "partition",
+        peers: n,
+        delay,
+        stem_secs: 90.0,
+        raw: false,
+        clock_errors: true,
+    };
+    let (_dir, mut rig, _) = playing(bin, opts, setup)?;
     sleep_secs(8.0);
     let t_cut = monotonic_ns();
     for node in &rig.nodes {
