@@ -75,6 +75,20 @@ struct Setup<'a> {
     clock_errors: bool,
 }
 
+impl<'a> Setup<'a> {
+    /// Peers with drawn clock errors, measured by their reports only.
+    fn new(name: &'a str, peers: usize, delay: Delay, stem_secs: f64) -> Setup<'a> {
+        Setup {
+            name,
+            peers,
+            delay,
+            stem_secs,
+            raw: false,
+            clock_errors: true,
+        }
+    }
+}
+
 /// A scratch directory, an impulse stem, `peers` peers in a full mesh, and
 /// `play` decided on all of them.
 fn playing(
@@ -135,12 +149,9 @@ fn steady(
     let secs = opts.secs.unwrap_or(default_secs);
     let delay = delay_of(opts, default_delay);
     let setup = Setup {
-        name: &name,
-        peers: n,
-        delay,
-        stem_secs: WARMUP_SECS + secs,
         raw: true,
         clock_errors,
+        ..Setup::new(&name, n, delay, WARMUP_SECS + secs)
     };
     let (dir, mut rig, _) = playing(bin, opts, setup)?;
     eprintln!("   {n} peers playing; measuring {secs} s after {WARMUP_SECS} s of warm-up");
@@ -213,12 +224,8 @@ fn smoke(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let delay = delay_of(opts, Delay::new(20.0, 10.0));
     let secs = opts.secs.unwrap_or(4.0);
     let setup = Setup {
-        name: "smoke",
-        peers: n,
-        delay,
-        stem_secs: secs + 5.0,
         raw: true,
-        clock_errors: true,
+        ..Setup::new("smoke", n, delay, secs + 5.0)
     };
     let (_dir, mut rig, play) = playing(bin, opts, setup)?;
     let before = rig.statuses()?;
@@ -273,14 +280,7 @@ fn control(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     // 20–30 ms each way: a 50 ms round trip on average.
     let delay = delay_of(opts, Delay::new(20.0, 10.0));
     let votes = 40;
-    let setup = Setup {
-        name: "control",
-        peers: n,
-        delay,
-        stem_secs: 60.0,
-        raw: false,
-        clock_errors: true,
-    };
+    let setup = Setup::new("control", n, delay, 60.0);
     let (_dir, mut rig, _) = playing(bin, opts, setup)?;
     sleep_secs(3.0);
     let actions = [
@@ -358,14 +358,12 @@ fn join(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let delay = delay_of(opts, Delay::new(20.0, 40.0));
     let rounds = 4;
     let watch_secs = 15.0;
-    let setup = Setup {
-        name: "join",
-        peers: 2,
+    let setup = Setup::new(
+        "join",
+        2,
         delay,
-        stem_secs: 60.0 + 2.0 * rounds as f64 * (watch_secs + 2.0),
-        raw: false,
-        clock_errors: true,
-    };
+        60.0 + 2.0 * rounds as f64 * (watch_secs + 2.0),
+    );
     let (_dir, mut rig, _) = playing(bin, opts, setup)?;
     sleep_secs(3.0);
     let mut late = Vec::new();
@@ -453,14 +451,7 @@ fn median(v: &[f64]) -> f64 {
 fn crash(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let n = opts.peers.unwrap_or(4).max(3);
     let delay = delay_of(opts, Delay::new(20.0, 40.0));
-    let setup = Setup {
-        name: "crash",
-        peers: n,
-        delay,
-        stem_secs: 60.0,
-        raw: false,
-        clock_errors: true,
-    };
+    let setup = Setup::new("crash", n, delay, 60.0);
     let (_dir, mut rig, _) = playing(bin, opts, setup)?;
     sleep_secs(5.0);
     let before = rig.vote(1, "volume 0 -1", "volume")?;
@@ -520,14 +511,7 @@ fn partition(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let n = opts.peers.unwrap_or(3).max(2);
     let delay = delay_of(opts, Delay::new(20.0, 40.0));
     let cut_secs = 10.0;
-    let setup = Setup {
-        name: "partition",
-        peers: n,
-        delay,
-        stem_secs: 90.0,
-        raw: false,
-        clock_errors: true,
-    };
+    let setup = Setup::new("partition", n, delay, 90.0);
     let (_dir, mut rig, _) = playing(bin, opts, setup)?;
     sleep_secs(8.0);
     let t_cut = monotonic_ns();
