@@ -21,4 +21,5 @@ pub mod report;
 pub mod runtime;
 pub mod session;
 pub mod sim;
+pub mod ui;
 pub mod wire;

@@ -1,6 +1,7 @@
 //! The `synfony` binary: argument parsing and error reporting at the edge
-//! (`anyhow` lives only here). `synfony render` mixes offline; `synfony
-//! --headless` runs a peer (the mixer window is issue 7).
+//! (`anyhow` lives only here). `synfony` opens the mixer window over a peer;
+//! `synfony --headless` runs a peer driven on stdin; `synfony render` mixes
+//! offline.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,9 @@ use synfony::audio::render::{RenderSpec, StemRef, load_stems, render, write_wav}
 use synfony::host_clock::{LocalClock, monotonic_ns};
 use synfony::runtime::auth::Secret;
 use synfony::runtime::peer::{PeerOptions, run_headless};
+use synfony::ui::PeerTemplate;
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:7878";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,7 +42,7 @@ struct PeerArgs {
     /// the bundled demo song.
     stems: Vec<PathBuf>,
     /// TCP address to accept peers on; port 0 picks a free port.
-    #[arg(long, default_value = "0.0.0.0:7878")]
+    #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// The address other peers should dial to reach this one (NAT, a port
     /// forward, a proxy). Default: the bound listen address.
@@ -94,6 +98,10 @@ struct PeerArgs {
         allow_negative_numbers = true
     )]
     device_drift_ppm: f64,
+    /// Measuring the window: one JSON line a second of frame rate and UI
+    /// time to this file.
+    #[arg(long, hide = true)]
+    frame_stats: Option<PathBuf>,
 }
 
 fn parse_output(s: &str) -> Result<OutputKind, String> {
@@ -224,21 +232,54 @@ fn host_name() -> String {
     }
 }
 
-/// The peer itself: loads the stems, then runs the mesh, the engine and the
-/// headless control until `quit` or a signal.
-fn run_peer(args: PeerArgs) -> anyhow::Result<()> {
-    if !args.headless {
-        // Until the mixer window exists (issue 7), a windowed run is a
-        // headless peer on the sound card.
-        tracing::warn!(
-            "the mixer window is not built yet (issue 7): running headless, commands on stdin"
-        );
-    }
-    let paths = if args.stems.is_empty() && args.joins.is_empty() {
+/// The peer's options from the command line, less the stems.
+fn template(args: &PeerArgs) -> anyhow::Result<PeerTemplate> {
+    let clock = LocalClock::skewed(args.clock_offset_ms, args.clock_drift_ppm, monotonic_ns())?;
+    let output = args.output.clone().unwrap_or(if args.headless {
+        OutputKind::Null
+    } else {
+        OutputKind::Device
+    });
+    Ok(PeerTemplate {
+        listen: args.listen,
+        listen_is_default: args.listen == DEFAULT_LISTEN.parse::<SocketAddr>()?,
+        advertise: args.advertise,
+        joins: args.joins.clone(),
+        name: args.name.clone().unwrap_or_else(host_name),
+        passphrase: args.passphrase.clone(),
+        clock,
+        session: synfony::session::Config::default(),
+        output,
+        output_cfg: OutputConfig {
+            clock,
+            latency_offset_ns: (args.latency_offset_ms * 1e6).round() as i64,
+            report: args.report.clone(),
+            period_frames: args.period_frames,
+            device_drift_ppm: args.device_drift_ppm,
+        },
+    })
+}
+
+/// The stems to start with: those given, else (not joining) the demo song.
+fn stem_paths(args: &PeerArgs) -> Vec<PathBuf> {
+    if args.stems.is_empty() && args.joins.is_empty() {
         vec![synfony::assets::demo_song_dir()]
     } else {
         args.stems.clone()
-    };
+    }
+}
+
+/// The mixer window over a peer; returns when the window closes.
+fn run_window(args: PeerArgs) -> anyhow::Result<()> {
+    let template = template(&args)?;
+    synfony::ui::run(template, stem_paths(&args), args.frame_stats)?;
+    Ok(())
+}
+
+/// A headless peer: loads the stems, then runs the mesh, the engine and the
+/// control on stdin until `quit` or a signal.
+fn run_headless_peer(args: PeerArgs) -> anyhow::Result<()> {
+    let paths = stem_paths(&args);
     let stems = if paths.is_empty() {
         tracing::warn!(
             "no stems: this peer follows the session but plays silence until it has the files \
@@ -248,29 +289,18 @@ fn run_peer(args: PeerArgs) -> anyhow::Result<()> {
     } else {
         load_stems(&paths, ENGINE_RATE_HZ)?
     };
-    let clock = LocalClock::skewed(args.clock_offset_ms, args.clock_drift_ppm, monotonic_ns())?;
-    let output = args.output.unwrap_or(if args.headless {
-        OutputKind::Null
-    } else {
-        OutputKind::Device
-    });
+    let t = template(&args)?;
     let opts = PeerOptions {
-        listen: args.listen,
-        advertise: args.advertise,
-        joins: args.joins,
-        name: args.name.unwrap_or_else(host_name),
-        secret: args.passphrase.as_deref().map(Secret::new),
-        clock,
-        session: synfony::session::Config::default(),
+        listen: t.listen,
+        advertise: t.advertise,
+        joins: t.joins,
+        name: t.name,
+        secret: t.passphrase.as_deref().map(Secret::new),
+        clock: t.clock,
+        session: t.session,
         stems,
-        output,
-        output_cfg: OutputConfig {
-            clock,
-            latency_offset_ns: (args.latency_offset_ms * 1e6).round() as i64,
-            report: args.report,
-            period_frames: args.period_frames,
-            device_drift_ppm: args.device_drift_ppm,
-        },
+        output: t.output,
+        output_cfg: t.output_cfg,
     };
     let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
     // stdout gets its own thread, so a slow reader never stalls the session.
@@ -309,7 +339,11 @@ fn main() -> ExitCode {
             if let Err(e) = validate_peer(&cli.peer) {
                 e.exit();
             }
-            run_peer(cli.peer)
+            if cli.peer.headless {
+                run_headless_peer(cli.peer)
+            } else {
+                run_window(cli.peer)
+            }
         }
     };
     match result {

@@ -158,6 +158,54 @@ impl Meter {
     }
 }
 
+/// This peer's solo set: a local monitoring choice (not voted), written by
+/// the control side and read by the engine at each block. When any stem is
+/// soloed, only soloed stems sound.
+#[derive(Debug)]
+pub struct Solo {
+    stems: Box<[AtomicBool]>,
+    /// Bumped after every change, so the engine looks only when it moved.
+    generation: AtomicU64,
+}
+
+impl Solo {
+    fn new(stems: usize) -> Solo {
+        Solo {
+            stems: (0..stems).map(|_| AtomicBool::new(false)).collect(),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_soloed(&self, stem: usize) -> bool {
+        self.stems
+            .get(stem)
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// Solos or unsolos `stem`; false if there is no such stem.
+    pub fn set(&self, stem: usize, on: bool) -> bool {
+        let Some(s) = self.stems.get(stem) else {
+            return false;
+        };
+        s.store(on, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Release);
+        true
+    }
+
+    /// `gains` with every stem outside a non-empty solo set silenced.
+    fn mask(&self, gains: &MixGains) -> MixGains {
+        let mut g = *gains;
+        if self.stems.iter().any(|s| s.load(Ordering::Relaxed)) {
+            for (i, s) in self.stems.iter().enumerate().take(MAX_STEMS) {
+                if !s.load(Ordering::Relaxed) {
+                    g.stems[i] = 0.0;
+                }
+            }
+        }
+        g
+    }
+}
+
 /// Counters the engine publishes (lock-free).
 #[derive(Debug, Default)]
 pub struct EngineStats {
@@ -197,6 +245,7 @@ pub struct EngineHandle {
     commands: rtrb::Producer<Command>,
     pub meters: Arc<Meters>,
     pub stats: Arc<EngineStats>,
+    pub solo: Arc<Solo>,
     stem_names: Vec<String>,
 }
 
@@ -275,7 +324,11 @@ pub struct Engine {
     pending_seq: [u64; MAX_PENDING],
     next_seq: u64,
     current: Scheduled,
-    /// The gains ramping towards `current.gains` (the effective gains when the
+    /// What the gains ramp towards: `current.gains` through the solo set.
+    target: MixGains,
+    solo: Arc<Solo>,
+    solo_seen: u64,
+    /// The gains ramping towards `target` (the effective gains when the
     /// target last changed), and how many frames of the ramp have played.
     ramp_from: MixGains,
     ramp_done: u32,
@@ -324,10 +377,12 @@ impl Engine {
             master: Meter::default(),
         });
         let stats = Arc::new(EngineStats::default());
+        let solo = Arc::new(Solo::new(stems.len()));
         let handle = EngineHandle {
             commands: tx,
             meters: meters.clone(),
             stats: stats.clone(),
+            solo: solo.clone(),
             stem_names: stems.iter().map(|s| s.name.clone()).collect(),
         };
         let engine = Engine {
@@ -348,6 +403,9 @@ impl Engine {
                 },
                 gains: MixGains::UNITY,
             },
+            target: MixGains::UNITY,
+            solo,
+            solo_seen: 0,
             ramp_from: MixGains::UNITY,
             ramp_done: GAIN_RAMP_FRAMES,
             pos_frames: 0.0,
@@ -377,6 +435,7 @@ impl Engine {
     /// speaker at local time `play_local_ns`. Real-time safe.
     pub fn render(&mut self, out: &mut [f32], play_local_ns: i64) -> BlockInfo {
         self.drain_commands();
+        self.follow_solo();
         let frames = out.len() / CHANNELS;
         let Some(map) = self.map else {
             // Not synced yet: nothing has a place on the timeline.
@@ -482,14 +541,27 @@ impl Engine {
             let Some(next) = self.pending[i].take() else {
                 break;
             };
-            if next.gains != self.current.gains {
-                // Ramp from wherever the gains are now to the new ones.
-                self.ramp_from =
-                    effective_gains(&self.ramp_from, &self.current.gains, self.ramp_done);
-                self.ramp_done = 0;
-            }
             self.current = *next.as_ref();
             self.retire(next);
+            self.retarget(self.solo.mask(&self.current.gains));
+        }
+    }
+
+    /// Ramps from wherever the gains are now to `target`.
+    fn retarget(&mut self, target: MixGains) {
+        if target != self.target {
+            self.ramp_from = effective_gains(&self.ramp_from, &self.target, self.ramp_done);
+            self.ramp_done = 0;
+            self.target = target;
+        }
+    }
+
+    /// Takes up a change of the solo set (ramped, like a gain change).
+    fn follow_solo(&mut self) {
+        let generation = self.solo.generation.load(Ordering::Acquire);
+        if generation != self.solo_seen {
+            self.solo_seen = generation;
+            self.retarget(self.solo.mask(&self.current.gains));
         }
     }
 
@@ -549,7 +621,7 @@ impl Engine {
             self.pos_frames = target.round();
             self.error_frames = target - self.pos_frames;
             // Nothing was sounding: the new gains apply at once, no ramp.
-            self.ramp_from = self.current.gains;
+            self.ramp_from = self.target;
             self.ramp_done = GAIN_RAMP_FRAMES;
             self.audible = true;
             self.fade_in_left = if self.drift_correction {
@@ -615,7 +687,7 @@ impl Engine {
                 &self.stems,
                 &self.taps,
                 &self.ramp_from,
-                &self.current.gains,
+                &self.target,
                 ramp_done,
                 Some(&self.meters),
             );
@@ -644,7 +716,7 @@ impl Engine {
                 &self.stems,
                 &self.taps,
                 &self.ramp_from,
-                &self.current.gains,
+                &self.target,
                 ramp_done,
                 None,
             );
@@ -662,7 +734,7 @@ impl Engine {
             }
         }
         // Master gain, ramped; master meter.
-        let (from, to) = (self.ramp_from.master, self.current.gains.master);
+        let (from, to) = (self.ramp_from.master, self.target.master);
         let (mut peak, mut sum) = (0f32, 0f64);
         for i in 0..frames {
             let g = ramp_at(from, to, ramp_done as usize + i);
@@ -683,7 +755,7 @@ impl Engine {
         if self.ramp_done == GAIN_RAMP_FRAMES && ramp_done < GAIN_RAMP_FRAMES {
             // The ramp is over: from now on the gains are constant (and a
             // muted stem is skipped, not mixed at zero gain).
-            self.ramp_from = self.current.gains;
+            self.ramp_from = self.target;
         }
     }
 }

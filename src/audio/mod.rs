@@ -15,7 +15,10 @@ pub mod render;
 pub mod streamer;
 
 pub use decode::{DecodeError, StemAudio, decode_file};
-pub use engine::{AllStatus, BlockInfo, Engine, EngineHandle, MixGains, Retired, Scheduled};
+pub use engine::{
+    AllStatus, BlockInfo, Engine, EngineHandle, EngineStats, Meter, Meters, MixGains, Retired,
+    Scheduled, Solo,
+};
 pub use streamer::{RemoteStem, Streamer};
 
 /// The engine's sample rate.

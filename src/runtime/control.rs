@@ -14,6 +14,9 @@ pub const MAX_SEEK_SECS: f64 = 86_400.0;
 pub enum Command {
     /// A vote for the next round.
     Vote(Event),
+    /// Solo or unsolo a stem on this peer only (a monitoring choice, not
+    /// voted): while any stem is soloed, only soloed stems sound here.
+    Solo { stem: usize, on: bool },
     Status,
     Peers,
     Quit,
@@ -22,7 +25,7 @@ pub enum Command {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CommandError {
     #[error(
-        "unknown command '{0}' (expected play, pause, seek SECS, volume STEM DB, mute STEM, unmute STEM, status, peers or quit)"
+        "unknown command '{0}' (expected play, pause, seek SECS, volume STEM DB, mute STEM, unmute STEM, solo STEM, unsolo STEM, status, peers or quit)"
     )]
     Unknown(String),
     #[error("{command}: {reason}")]
@@ -83,6 +86,21 @@ pub fn parse_command(line: &str, stems: &[String]) -> Result<Option<Command>, Co
                 channel: resolve_channel(args[0], stems)?,
                 muted: word.eq_ignore_ascii_case("mute"),
             })
+        }
+        "solo" | "unsolo" => {
+            arity("solo", 1, "solo STEM | unsolo STEM")?;
+            match resolve_channel(args[0], stems)? {
+                Channel::Stem(i) => Command::Solo {
+                    stem: usize::from(i),
+                    on: word.eq_ignore_ascii_case("solo"),
+                },
+                Channel::Master => {
+                    return Err(CommandError::Argument {
+                        command: "solo",
+                        reason: "the master cannot be soloed (name a stem)".into(),
+                    });
+                }
+            }
         }
         "status" => {
             arity("status", 0, "status")?;
@@ -322,6 +340,18 @@ mod tests {
         );
         assert_eq!(parse("status"), Ok(Some(Command::Status)));
         assert_eq!(parse("peers"), Ok(Some(Command::Peers)));
+        assert_eq!(
+            parse("solo keys"),
+            Ok(Some(Command::Solo { stem: 2, on: true }))
+        );
+        assert_eq!(
+            parse("unsolo 0"),
+            Ok(Some(Command::Solo { stem: 0, on: false }))
+        );
+        assert!(matches!(
+            parse("solo all"),
+            Err(CommandError::Argument { command: "solo", .. })
+        ));
         assert_eq!(parse("quit"), Ok(Some(Command::Quit)));
         assert_eq!(parse(""), Ok(None));
         assert_eq!(parse("# a comment"), Ok(None));

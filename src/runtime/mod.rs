@@ -8,5 +8,6 @@
 
 pub mod auth;
 pub mod control;
+pub mod events;
 pub mod net;
 pub mod peer;

@@ -26,22 +26,24 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{debug, info, warn};
 
 use crate::audio::output::{self, OutputConfig, OutputError, OutputKind, Running};
-use crate::audio::{ENGINE_RATE_HZ, Engine, EngineHandle, Retired, StemAudio, Streamer};
+use crate::audio::{
+    ENGINE_RATE_HZ, Engine, EngineHandle, EngineStats, Meters, Retired, Solo, StemAudio, Streamer,
+};
 use crate::host_clock::{LocalClock, monotonic_ns};
 use crate::message::{Message, PeerInfo};
 use crate::session::{
-    self, DownReason, Event, PeerId, Session, SessionEvent, SessionMap, SessionState, Start,
-    frames_to_ns,
+    self, Event, PeerId, Session, SessionEvent, SessionMap, SessionState, Start, frames_to_ns,
 };
 
 use super::auth::Secret;
-use super::control::{self, Command, action_json, adopted_event, decision_event, error_event};
+use super::control::{self, Command};
+use super::events::{PeerEvent, Ready, Status};
 use super::net::{self, Connection, Handshaken, Identity, LinkError, Read};
 
 /// Messages waiting for one link's writer; a peer that lets this many pile up
@@ -91,23 +93,185 @@ pub enum PeerError {
     Runtime(std::io::Error),
     #[error("no OS randomness for a peer id: {0}")]
     Randomness(String),
+    #[error("the peer stopped unexpectedly")]
+    Stopped,
 }
 
-/// Where the peer's JSON events go (stdout in headless mode).
-pub type EventSink = Box<dyn FnMut(Value) + Send>;
+/// Where a peer's events go, with the stem names to print them with.
+pub type EventSink = Box<dyn FnMut(PeerEvent, &[String]) + Send>;
+
+/// Where a peer's commands come from.
+enum Control {
+    /// Lines of stdin (headless); SIGINT and SIGTERM quit.
+    Stdin,
+    /// Typed commands from the window; a status event every tick.
+    Channel(mpsc::Receiver<Command>),
+}
 
 /// Runs a headless peer until `quit`, SIGINT or SIGTERM: commands from stdin,
-/// events to `events`.
-pub fn run_headless(opts: PeerOptions, events: EventSink) -> Result<(), PeerError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(PeerError::Runtime)?;
-    let result = rt.block_on(run(opts, events));
+/// events as JSON objects to `events`.
+pub fn run_headless(
+    opts: PeerOptions,
+    mut events: Box<dyn FnMut(Value) + Send>,
+) -> Result<(), PeerError> {
+    let sink: EventSink = Box::new(move |e, stems| events(e.to_json(stems)));
+    let rt = runtime()?;
+    let result = rt.block_on(run(opts, Control::Stdin, sink));
     // tokio reads stdin with a blocking read that cannot be cancelled: do not
     // wait for it, or `quit` with stdin still open would never exit.
     rt.shutdown_timeout(Duration::from_millis(100));
     result
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, PeerError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(PeerError::Runtime)
+}
+
+/// A peer running on its own thread, for the mixer window: commands in,
+/// typed events out, and the engine's meters and counters to read at frame
+/// rate. Nothing here blocks: [`PeerHandle::send`] never waits, and events
+/// are taken with [`PeerHandle::try_event`].
+pub struct PeerHandle {
+    commands: mpsc::Sender<Command>,
+    events: std::sync::mpsc::Receiver<PeerEvent>,
+    pub meters: Arc<Meters>,
+    pub stats: Arc<EngineStats>,
+    pub solo: Arc<Solo>,
+    thread: Option<std::thread::JoinHandle<Result<(), PeerError>>>,
+}
+
+/// Commands the window may queue before the peer takes them.
+const COMMAND_QUEUE: usize = 256;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    #[error("the peer is busy (too many commands queued)")]
+    Busy,
+    #[error("the peer has stopped")]
+    Stopped,
+}
+
+impl PeerHandle {
+    /// Starts a peer on a thread of its own. Returns once it listens (so a
+    /// port in use or a missing sound device is an error here), with its
+    /// `Ready` event as the first event. `wake` is called after every event
+    /// (the window's `request_repaint`).
+    pub fn spawn(
+        opts: PeerOptions,
+        wake: Box<dyn Fn() + Send>,
+    ) -> Result<PeerHandle, PeerError> {
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (ev_tx, ev_rx) = std::sync::mpsc::channel();
+        let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("synfony-peer".into())
+            .spawn(move || {
+                let rt = runtime()?;
+                let sink: EventSink = Box::new(move |e, _stems| {
+                    let _ = ev_tx.send(e);
+                    wake();
+                });
+                let result = rt.block_on(run_with(
+                    opts,
+                    Control::Channel(cmd_rx),
+                    sink,
+                    Some(started_tx.clone()),
+                ));
+                if let Err(e) = &result {
+                    let _ = started_tx.try_send(Err(e.to_string()));
+                }
+                rt.shutdown_timeout(Duration::from_millis(100));
+                result
+            })
+            .map_err(PeerError::Runtime)?;
+        match started_rx.recv() {
+            Ok(Ok(parts)) => Ok(PeerHandle {
+                commands: cmd_tx,
+                events: ev_rx,
+                meters: parts.meters,
+                stats: parts.stats,
+                solo: parts.solo,
+                thread: Some(thread),
+            }),
+            // The thread failed before it listened: its own error says why.
+            _ => Err(match thread.join() {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) | Err(_) => PeerError::Stopped,
+            }),
+        }
+    }
+
+    /// A handle wired to nothing: the test's ends of its channels stand in
+    /// for a peer (the window's tests drive the UI without a network).
+    pub fn detached(stems: usize) -> (PeerHandle, DetachedPeer) {
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (ev_tx, ev_rx) = std::sync::mpsc::channel();
+        let (_engine, engine, _retired) = Engine::new(
+            (0..stems)
+                .map(|i| Streamer::local(&StemAudio::silence(&format!("stem{i}"), 0)))
+                .collect(),
+            ENGINE_RATE_HZ,
+        );
+        let handle = PeerHandle {
+            commands: cmd_tx,
+            events: ev_rx,
+            meters: engine.meters.clone(),
+            stats: engine.stats.clone(),
+            solo: engine.solo.clone(),
+            thread: None,
+        };
+        (
+            handle,
+            DetachedPeer {
+                commands: cmd_rx,
+                events: ev_tx,
+            },
+        )
+    }
+
+    /// Queues a command for the peer; never blocks.
+    pub fn send(&self, command: Command) -> Result<(), SendError> {
+        self.commands.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Busy,
+            mpsc::error::TrySendError::Closed(_) => SendError::Stopped,
+        })
+    }
+
+    /// The next event, if one is waiting.
+    pub fn try_event(&self) -> Option<PeerEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// Whether the peer's thread has ended (it quit, or failed).
+    pub fn is_stopped(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| t.is_finished())
+    }
+
+    /// Asks the peer to leave the session and waits for its thread (it says
+    /// goodbye to its links and stops its output: well under a second).
+    pub fn shutdown(mut self) -> Result<(), PeerError> {
+        let _ = self.commands.try_send(Command::Quit);
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or(Err(PeerError::Stopped)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The far ends of a [`PeerHandle::detached`]'s channels.
+pub struct DetachedPeer {
+    pub commands: mpsc::Receiver<Command>,
+    pub events: std::sync::mpsc::Sender<PeerEvent>,
+}
+
+/// What a spawned peer hands its [`PeerHandle`] once it listens.
+struct Started {
+    meters: Arc<Meters>,
+    stats: Arc<EngineStats>,
+    solo: Arc<Solo>,
 }
 
 fn random_peer_id() -> Result<PeerId, PeerError> {
@@ -122,7 +286,16 @@ fn random_peer_id() -> Result<PeerId, PeerError> {
     }
 }
 
-async fn run(opts: PeerOptions, mut events: EventSink) -> Result<(), PeerError> {
+async fn run(opts: PeerOptions, control: Control, events: EventSink) -> Result<(), PeerError> {
+    run_with(opts, control, events, None).await
+}
+
+async fn run_with(
+    opts: PeerOptions,
+    control: Control,
+    mut events: EventSink,
+    started: Option<std::sync::mpsc::SyncSender<Result<Started, String>>>,
+) -> Result<(), PeerError> {
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|cause| PeerError::Listen {
@@ -154,6 +327,13 @@ async fn run(opts: PeerOptions, mut events: EventSink) -> Result<(), PeerError> 
     let backend = output::backend(&opts.output, &opts.output_cfg)?;
     let described = backend.describe();
     let running = output::start(backend, engine, &opts.output_cfg)?;
+    if let Some(started) = started {
+        let _ = started.try_send(Ok(Started {
+            meters: engine_handle.meters.clone(),
+            stats: engine_handle.stats.clone(),
+            solo: engine_handle.solo.clone(),
+        }));
+    }
 
     let start = if opts.joins.is_empty() {
         Start::Create {
@@ -171,16 +351,18 @@ async fn run(opts: PeerOptions, mut events: EventSink) -> Result<(), PeerError> 
     let session = Session::new(opts.session, info, now, start);
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
 
-    events(json!({
-        "event": "ready",
-        "peer_id": me.peer_id.to_string(),
-        "name": me.name,
-        "listen": bound.to_string(),
-        "advertise": me.advertise.to_string(),
-        "stems": stem_names,
-        "output": described,
-        "joining": !opts.joins.is_empty(),
-    }));
+    events(
+        PeerEvent::Ready(Ready {
+            peer_id: me.peer_id,
+            name: me.name.clone(),
+            listen: bound,
+            advertise: me.advertise,
+            stems: stem_names.clone(),
+            output: described,
+            joining: !opts.joins.is_empty(),
+        }),
+        &stem_names,
+    );
     info!(peer_id = %me.peer_id, listen = %bound, advertise = %me.advertise, "ready");
 
     let secret = opts.secret.map(Arc::new);
@@ -190,8 +372,17 @@ async fn run(opts: PeerOptions, mut events: EventSink) -> Result<(), PeerError> 
         secret.clone(),
         tx.clone(),
     ));
-    tokio::spawn(stdin_loop(tx.clone()));
-    tokio::spawn(signal_loop(tx.clone()));
+    let push_status = match control {
+        Control::Stdin => {
+            tokio::spawn(stdin_loop(tx.clone()));
+            tokio::spawn(signal_loop(tx.clone()));
+            false
+        }
+        Control::Channel(commands) => {
+            tokio::spawn(command_loop(commands, tx.clone()));
+            true
+        }
+    };
 
     let mut core = Core {
         clock,
@@ -224,6 +415,7 @@ async fn run(opts: PeerOptions, mut events: EventSink) -> Result<(), PeerError> 
         writers: Vec::new(),
         quit: false,
         malformed_frames: 0,
+        push_status,
     };
     if let Some((_, state)) = core.session.latest() {
         // A new session: play its (paused) state from now on.
@@ -261,6 +453,7 @@ enum Input {
         error: LinkError,
     },
     Line(String),
+    Command(Command),
     StdinClosed,
     Signal(&'static str),
 }
@@ -311,6 +504,8 @@ struct Core {
     writers: Vec<JoinHandle<()>>,
     quit: bool,
     malformed_frames: u64,
+    /// Emit a status event every tick (for the window).
+    push_status: bool,
 }
 
 impl Core {
@@ -341,13 +536,13 @@ impl Core {
         tokio::time::Instant::now() + Duration::from_nanos(ahead_ns.max(0) as u64)
     }
 
-    fn emit(&mut self, v: Value) {
-        (self.events)(v);
+    fn emit(&mut self, e: PeerEvent) {
+        (self.events)(e, &self.stems);
     }
 
     fn error(&mut self, message: String) {
         warn!("{message}");
-        self.emit(error_event(&message));
+        self.emit(PeerEvent::Error(message));
     }
 
     fn handle(&mut self, input: Input) {
@@ -376,7 +571,12 @@ impl Core {
                     self.session.handle_link_down(now, peer);
                 }
             }
-            Input::Line(line) => self.on_line(&line),
+            Input::Line(line) => match control::parse_command(&line, &self.stems) {
+                Ok(None) => {}
+                Ok(Some(command)) => self.on_command(command),
+                Err(e) => self.error(e.to_string()),
+            },
+            Input::Command(command) => self.on_command(command),
             Input::StdinClosed => {
                 info!("stdin closed: running until quit by a signal");
             }
@@ -387,27 +587,27 @@ impl Core {
         }
     }
 
-    fn on_line(&mut self, line: &str) {
-        match control::parse_command(line, &self.stems) {
-            Ok(None) => {}
-            Ok(Some(Command::Vote(event))) => match self.session.vote(event) {
-                Ok(()) => {
-                    let mut v = action_json(&event, &self.stems);
-                    v["event"] = json!("vote");
-                    self.emit(v);
-                }
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Vote(event) => match self.session.vote(event) {
+                Ok(()) => self.emit(PeerEvent::Voted(event)),
                 Err(e) => self.error(e.to_string()),
             },
-            Ok(Some(Command::Status)) => {
-                let v = self.status();
-                self.emit(v);
+            Command::Solo { stem, on } => {
+                if !self.engine.solo.set(stem, on) {
+                    self.error(format!("solo: this peer has no stem {stem}"));
+                }
             }
-            Ok(Some(Command::Peers)) => {
-                let v = self.peers_event();
-                self.emit(v);
+            Command::Status => {
+                let s = self.status();
+                self.emit(PeerEvent::Status(Box::new(s)));
             }
-            Ok(Some(Command::Quit)) => self.quit = true,
-            Err(e) => self.error(e.to_string()),
+            Command::Peers => {
+                let now = self.clock.now_ns();
+                let peers = self.session.peers(now);
+                self.emit(PeerEvent::Peers(peers));
+            }
+            Command::Quit => self.quit = true,
         }
     }
 
@@ -518,6 +718,10 @@ impl Core {
 
     fn housekeeping(&mut self) {
         self.retired.collect();
+        if self.push_status {
+            let s = self.status();
+            self.emit(PeerEvent::Status(Box::new(s)));
+        }
         let errors: Vec<OutputError> = match &self.running {
             Some(r) => r.errors.try_iter().collect(),
             None => vec![],
@@ -615,29 +819,15 @@ impl Core {
                 }
             }
             SessionEvent::Disconnect { peer } => self.close_link(peer),
-            SessionEvent::PeerUp(info) => self.emit(json!({
-                "event": "peer_up",
-                "peer_id": info.peer_id.to_string(),
-                "name": info.name,
-                "addr": info.addr.to_string(),
-            })),
+            SessionEvent::PeerUp(info) => self.emit(PeerEvent::PeerUp(info)),
             SessionEvent::PeerDown { peer, reason } => {
                 self.close_link(peer);
-                let reason = match reason {
-                    DownReason::Left => "left",
-                    DownReason::Silent => "silent",
-                    DownReason::LinkClosed => "link closed",
-                };
-                info!(%peer, reason, "peer down");
-                self.emit(json!({
-                    "event": "peer_down",
-                    "peer_id": peer.to_string(),
-                    "reason": reason,
-                }));
+                info!(%peer, ?reason, "peer down");
+                self.emit(PeerEvent::PeerDown { peer, reason });
             }
             SessionEvent::Synced { root } => {
                 info!(%root, "synced");
-                self.emit(json!({ "event": "synced", "root": root.to_string() }));
+                self.emit(PeerEvent::Synced { root });
             }
             SessionEvent::RootChanged { root } => info!(%root, "now following"),
             SessionEvent::Decided(d) => {
@@ -645,9 +835,11 @@ impl Core {
                     self.schedule(d.apply_at_session_ns, &d.state);
                 }
                 if d.outcomes.iter().any(|o| o.vote.event != Event::None) {
-                    let mut v = decision_event(&d, &self.stems);
-                    v["apply_at_mono_ns"] = json!(self.mono_of_session(d.apply_at_session_ns));
-                    self.emit(v);
+                    let apply_at_mono_ns = self.mono_of_session(d.apply_at_session_ns);
+                    self.emit(PeerEvent::Decided {
+                        decision: d,
+                        apply_at_mono_ns,
+                    });
                 }
             }
             SessionEvent::Adopted {
@@ -657,21 +849,18 @@ impl Core {
                 from,
             } => {
                 self.schedule(apply_at_session_ns, &state);
-                let mut v = adopted_event(round, apply_at_session_ns, &state, from, &self.stems);
-                v["apply_at_mono_ns"] = json!(self.mono_of_session(apply_at_session_ns));
-                self.emit(v);
+                let apply_at_mono_ns = self.mono_of_session(apply_at_session_ns);
+                self.emit(PeerEvent::Adopted {
+                    round,
+                    apply_at_session_ns,
+                    state,
+                    from,
+                    apply_at_mono_ns,
+                });
             }
-            SessionEvent::Superseded { vote, by } => {
-                let mut v = action_json(&vote.event, &self.stems);
-                v["event"] = json!("superseded");
-                v["by"] = json!(by.to_string());
-                self.emit(v);
-            }
+            SessionEvent::Superseded { vote, by } => self.emit(PeerEvent::Superseded { vote, by }),
             SessionEvent::VoteDropped { event, reason } => {
-                let mut v = action_json(&event, &self.stems);
-                v["event"] = json!("vote_dropped");
-                v["reason"] = json!(format!("{reason:?}").to_lowercase());
-                self.emit(v);
+                self.emit(PeerEvent::VoteDropped { event, reason })
             }
             SessionEvent::Ignored { from, reason } => debug!(%from, ?reason, "ignored"),
         }
@@ -698,74 +887,35 @@ impl Core {
         self.last_scheduled = Some(state.clone());
     }
 
-    fn status(&mut self) -> Value {
+    fn status(&mut self) -> Status {
         let now = self.clock.now_ns();
         let all = self.engine.all();
-        let mut offsets = Map::new();
-        let mut rtts = Map::new();
-        let peers = self.session.peers(now);
-        for p in &peers {
-            let id = p.info.peer_id.to_string();
-            if let Some(o) = p.clock_offset_ns {
-                offsets.insert(id.clone(), json!(o / 1e6));
-            }
-            if let Some(r) = p.rtt_ns {
-                rtts.insert(id, json!(r as f64 / 1e6));
-            }
-        }
-        let buffering: Vec<&String> = self
-            .stems
-            .iter()
-            .zip(self.engine.meters.stems.iter())
+        let buffering = (self.engine.meters.stems.iter().enumerate())
             .filter(|(_, m)| m.buffering())
-            .map(|(n, _)| n)
+            .map(|(i, _)| i)
             .collect();
         let (xruns, blocks) = self.running.as_ref().map_or((0, 0), |r| {
             (r.stats.xruns.load(Relaxed), r.stats.blocks.load(Relaxed))
         });
-        json!({
-            "event": "status",
-            "playing": all.playing,
-            "position_secs": all.pos_frames as f64 / f64::from(ENGINE_RATE_HZ),
-            "peers": peers.len(),
-            "clock_offset_ms": offsets,
-            "rtt_ms": rtts,
-            "peer_id": self.me.peer_id.to_string(),
-            "synced": self.session.map().is_some(),
-            "root": self.session.root().map(|r| r.to_string()),
-            "session_ms": self.session.session_ns_at(now).map(|t| t as f64 / 1e6),
-            "round": self.session.latest().map(|(r, _)| r.0),
-            "blocks": blocks,
-            "xruns": xruns,
-            "underruns": self.engine.stats.underruns.load(Relaxed),
-            "buffering": buffering,
-            "malformed_frames": self.malformed_frames,
-            "heartbeats_on_time": self.session.stats().heartbeats_on_time,
-            "heartbeats_late": self.session.stats().heartbeats_late,
-        })
-    }
-
-    fn peers_event(&mut self) -> Value {
-        let now = self.clock.now_ns();
-        let peers: Vec<Value> = self
-            .session
-            .peers(now)
-            .iter()
-            .map(|p| {
-                json!({
-                    "peer_id": p.info.peer_id.to_string(),
-                    "name": p.info.name,
-                    "addr": p.info.addr.to_string(),
-                    "rtt_ms": p.rtt_ns.map(|r| r as f64 / 1e6),
-                    "clock_offset_ms": p.clock_offset_ns.map(|o| o / 1e6),
-                    "clock_rate_ppm": p.clock_rate_ppm,
-                    "heard_ago_ms": p.heard_ago_ns as f64 / 1e6,
-                    "synced": p.synced,
-                    "is_root": p.is_root,
-                })
-            })
-            .collect();
-        json!({ "event": "peers", "peers": peers })
+        let latest = self.session.latest();
+        Status {
+            peer_id: self.me.peer_id,
+            playing: all.playing,
+            pos_frames: all.pos_frames,
+            synced: self.session.map().is_some(),
+            root: self.session.root(),
+            session_ns: self.session.session_ns_at(now),
+            round: latest.map(|(r, _)| r),
+            state: latest.map(|(_, s)| s.clone()),
+            peers: self.session.peers(now),
+            blocks,
+            xruns,
+            underruns: self.engine.stats.underruns.load(Relaxed),
+            buffering,
+            malformed_frames: self.malformed_frames,
+            heartbeats_on_time: self.session.stats().heartbeats_on_time,
+            heartbeats_late: self.session.stats().heartbeats_late,
+        }
     }
 
     async fn shutdown(&mut self) {
@@ -785,7 +935,7 @@ impl Core {
         if let Some(r) = self.running.take() {
             r.stop();
         }
-        self.emit(json!({ "event": "bye" }));
+        self.emit(PeerEvent::Bye);
     }
 }
 
@@ -912,6 +1062,17 @@ async fn write_loop(mut writer: net::LinkWriter, mut rx: mpsc::Receiver<Message>
         batch.clear();
     }
     writer.shutdown().await;
+}
+
+/// Forwards the window's commands to the core; when the window is gone, the
+/// peer quits.
+async fn command_loop(mut commands: mpsc::Receiver<Command>, inputs: mpsc::Sender<Input>) {
+    while let Some(c) = commands.recv().await {
+        if inputs.send(Input::Command(c)).await.is_err() {
+            return;
+        }
+    }
+    let _ = inputs.send(Input::Command(Command::Quit)).await;
 }
 
 async fn stdin_loop(inputs: mpsc::Sender<Input>) {

@@ -1289,7 +1289,7 @@ fn rank(changed_round: Round, digest: u64) -> (Round, std::cmp::Reverse<u64>) {
 }
 
 /// Actions of the same kind replace each other while queued.
-fn action_kind(e: &Event) -> (u8, Option<crate::session::Channel>) {
+pub fn action_kind(e: &Event) -> (u8, Option<crate::session::Channel>) {
     match *e {
         Event::None => (0, None),
         Event::Play | Event::Pause => (1, None),

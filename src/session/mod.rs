@@ -14,7 +14,7 @@ pub mod time;
 pub use choice::{Decision, Rejection, Verdict, VoteOutcome, choose};
 pub use clock::{ClockEstimate, LinkClock};
 pub use machine::{
-    Config, DownReason, DropReason, Ignored, PeerStatus, Session, SessionEvent, SessionStats,
+    action_kind, Config, DownReason, DropReason, Ignored, PeerStatus, Session, SessionEvent, SessionStats,
     Start, Transmit, VoteError,
 };
 pub use state::{

@@ -1,0 +1,204 @@
+//! Starting (and restarting) the window's peer off the UI thread: decoding
+//! stems, stopping the previous peer, and starting the next with what the
+//! user chose (a session to join, a passphrase, stems added).
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use crate::audio::decode::decode_file;
+use crate::audio::output::{OutputConfig, OutputKind};
+use crate::audio::render::expand_stem_paths;
+use crate::audio::{ENGINE_RATE_HZ, StemAudio};
+use crate::host_clock::LocalClock;
+use crate::runtime::auth::Secret;
+use crate::runtime::peer::{PeerError, PeerHandle, PeerOptions};
+use crate::session::{self, MAX_STEMS};
+
+use super::timeline::Overview;
+
+/// How to start the peer, less its stems.
+#[derive(Clone, Debug)]
+pub struct PeerTemplate {
+    pub listen: SocketAddr,
+    /// The listen address was not asked for: if its port is taken (another
+    /// synfony on this machine), a free port is used instead.
+    pub listen_is_default: bool,
+    pub advertise: Option<SocketAddr>,
+    pub joins: Vec<String>,
+    pub name: String,
+    pub passphrase: Option<String>,
+    pub clock: LocalClock,
+    pub session: session::Config,
+    pub output: OutputKind,
+    pub output_cfg: OutputConfig,
+}
+
+impl PeerTemplate {
+    /// A peer on loopback (a free port), on the silent virtual device, with
+    /// real clocks: for tests and local experiments.
+    pub fn loopback(name: &str) -> PeerTemplate {
+        PeerTemplate {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen_is_default: false,
+            advertise: None,
+            joins: vec![],
+            name: name.to_string(),
+            passphrase: None,
+            clock: LocalClock::REAL,
+            session: session::Config::default(),
+            output: OutputKind::Null,
+            output_cfg: OutputConfig::default(),
+        }
+    }
+}
+
+/// A decoded stem and its overview, kept by the window across restarts.
+#[derive(Clone)]
+pub struct LoadedStem {
+    pub path: PathBuf,
+    pub audio: StemAudio,
+    pub overview: Overview,
+}
+
+/// The outcome of a launch.
+pub struct Launched {
+    /// `None` if the peer could not start (the reason is in `errors`).
+    pub handle: Option<PeerHandle>,
+    pub stems: Vec<LoadedStem>,
+    /// What the peer was started with (the port it fell back to, say).
+    pub template: PeerTemplate,
+    /// Problems to show in the window (a bad file, no sound device).
+    pub errors: Vec<String>,
+}
+
+/// Decodes the audio files among `paths` (files or folders), reusing the
+/// ones in `cache`. Bad files are skipped with an error each.
+pub fn load_stems(
+    paths: &[PathBuf],
+    cache: &[LoadedStem],
+    errors: &mut Vec<String>,
+) -> Vec<LoadedStem> {
+    let mut out: Vec<LoadedStem> = Vec::new();
+    for path in paths {
+        let files = match expand_stem_paths(std::slice::from_ref(path)) {
+            Ok(f) => f,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        for file in files {
+            if out.iter().any(|s| s.path == file) {
+                continue;
+            }
+            if out.len() >= MAX_STEMS {
+                errors.push(format!("more than {MAX_STEMS} stems: {} skipped", file.display()));
+                continue;
+            }
+            if let Some(s) = cache.iter().find(|s| s.path == file) {
+                out.push(s.clone());
+                continue;
+            }
+            match decode_file(&file, ENGINE_RATE_HZ) {
+                Ok(audio) => out.push(LoadedStem {
+                    overview: Overview::of(&audio),
+                    path: file,
+                    audio,
+                }),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+    }
+    out
+}
+
+/// Stops `previous` (if any), decodes `paths` and starts a peer with them.
+/// Blocking (decoding takes a while): the window calls [`spawn_launch`].
+pub fn launch(
+    template: PeerTemplate,
+    paths: Vec<PathBuf>,
+    cache: Vec<LoadedStem>,
+    previous: Option<PeerHandle>,
+    wake: impl Fn() + Send + Clone + 'static,
+) -> Launched {
+    let mut errors = Vec::new();
+    if let Some(p) = previous
+        && let Err(e) = p.shutdown()
+    {
+        errors.push(format!("the previous peer stopped with an error: {e}"));
+    }
+    let stems = load_stems(&paths, &cache, &mut errors);
+    let mut template = template;
+    let handle = loop {
+        let opts = PeerOptions {
+            listen: template.listen,
+            advertise: template.advertise,
+            joins: template.joins.clone(),
+            name: template.name.clone(),
+            secret: template.passphrase.as_deref().map(Secret::new),
+            clock: template.clock,
+            session: template.session.clone(),
+            stems: stems.iter().map(|s| s.audio.clone()).collect(),
+            output: template.output.clone(),
+            output_cfg: template.output_cfg.clone(),
+        };
+        let w = wake.clone();
+        match PeerHandle::spawn(opts, Box::new(move || w())) {
+            Ok(h) => break Some(h),
+            Err(PeerError::Listen { addr, cause })
+                if cause.kind() == ErrorKind::AddrInUse && template.listen_is_default =>
+            {
+                errors.push(format!(
+                    "{addr} is taken (another synfony?): listening on a free port instead"
+                ));
+                template.listen.set_port(0);
+                template.listen_is_default = false;
+            }
+            Err(PeerError::Output(e)) if template.output == OutputKind::Device => {
+                errors.push(format!(
+                    "no sound device ({e}): playing on a silent virtual device instead"
+                ));
+                template.output = OutputKind::Null;
+            }
+            Err(e) => {
+                errors.push(format!("cannot start the peer: {e}"));
+                break None;
+            }
+        }
+    };
+    Launched {
+        handle,
+        stems,
+        template,
+        errors,
+    }
+}
+
+/// Runs [`launch`] on a thread; the result arrives on the returned channel
+/// (and `wake` is called).
+pub fn spawn_launch(
+    template: PeerTemplate,
+    paths: Vec<PathBuf>,
+    cache: Vec<LoadedStem>,
+    previous: Option<PeerHandle>,
+    wake: impl Fn() + Send + Sync + Clone + 'static,
+) -> mpsc::Receiver<Launched> {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("synfony-launch".into())
+        .spawn({
+            let wake = wake.clone();
+            move || {
+                let launched = launch(template, paths, cache, previous, wake.clone());
+                let _ = tx.send(launched);
+                wake();
+            }
+        });
+    if let Err(e) = spawned {
+        // No thread: the window shows the launch as failed (the sender is gone).
+        tracing::error!("cannot start a launch thread: {e}");
+    }
+    rx
+}

@@ -1,0 +1,347 @@
+//! The mixer window, driven headless with egui_kittest: the app is built
+//! from the library, clicked and typed at, and its state checked. Most tests
+//! put a detached peer behind it (the test plays the peer's part through
+//! its channels); one runs a real peer on loopback.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use egui::Key;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use synfony::audio::{ENGINE_RATE_HZ, StemAudio};
+use synfony::runtime::control::Command;
+use synfony::runtime::events::{PeerEvent, Ready};
+use synfony::runtime::peer::{DetachedPeer, PeerHandle};
+use synfony::session::{
+    Channel, Decision, Event, PeerId, Round, SessionState, Verdict, Vote, VoteOutcome,
+};
+use synfony::ui::timeline::Overview;
+use synfony::ui::{LoadedStem, MixerApp, PeerTemplate, Settings};
+
+const ME: PeerId = PeerId(0xA11CE);
+const BOB: PeerId = PeerId(0xB0B);
+
+fn stems(names: &[&str], secs: f64) -> Vec<LoadedStem> {
+    names
+        .iter()
+        .map(|n| {
+            let frames = (secs * f64::from(ENGINE_RATE_HZ)) as usize;
+            // A quiet 220 Hz tone, so meters and the overview have something.
+            let samples: Vec<f32> = (0..frames * 2)
+                .map(|i| 0.2 * (i as f32 / 2.0 * 220.0 * std::f32::consts::TAU / 48_000.0).sin())
+                .collect();
+            let audio = StemAudio::from_interleaved(n, ENGINE_RATE_HZ, samples);
+            LoadedStem {
+                path: PathBuf::from(format!("/stems/{n}.flac")),
+                overview: Overview::of(&audio),
+                audio,
+            }
+        })
+        .collect()
+}
+
+/// A window over a detached peer with stems bass, drums, keys, already
+/// "ready" as peer `ME`.
+fn detached() -> (Harness<'static, MixerApp>, DetachedPeer) {
+    let (handle, peer) = PeerHandle::detached(3);
+    let app = MixerApp::with_peer(
+        &egui::Context::default(),
+        Settings::default(),
+        PeerTemplate::loopback("me"),
+        handle,
+        stems(&["bass", "drums", "keys"], 10.0),
+    );
+    peer.events
+        .send(PeerEvent::Ready(Ready {
+            peer_id: ME,
+            name: "me".into(),
+            listen: "127.0.0.1:7878".parse().unwrap(),
+            advertise: "127.0.0.1:7878".parse().unwrap(),
+            stems: vec!["bass".into(), "drums".into(), "keys".into()],
+            output: "null".into(),
+            joining: false,
+        }))
+        .unwrap();
+    let mut harness = Harness::builder()
+        .with_size([1200.0, 760.0])
+        .build_ui_state(|ui, app: &mut MixerApp| app.show(ui), app);
+    harness.run_steps(2);
+    (harness, peer)
+}
+
+/// Every command the window sent since the last call.
+fn sent(peer: &mut DetachedPeer) -> Vec<Command> {
+    let mut out = vec![];
+    while let Ok(c) = peer.commands.try_recv() {
+        out.push(c);
+    }
+    out
+}
+
+fn decision(round: u64, state: SessionState, votes: &[(PeerId, Event, Verdict)]) -> PeerEvent {
+    PeerEvent::Decided {
+        decision: Decision {
+            round: Round(round),
+            apply_at_session_ns: 0,
+            state,
+            outcomes: votes
+                .iter()
+                .map(|&(voter, event, verdict)| VoteOutcome {
+                    vote: Vote {
+                        voter,
+                        round: Round(round),
+                        event,
+                    },
+                    verdict,
+                })
+                .collect(),
+        },
+        apply_at_mono_ns: None,
+    }
+}
+
+/// Clicking Play casts a play vote; the window shows it pending until the
+/// decision, then logs who voted what and which won, and the button turns
+/// to Pause.
+#[test]
+fn play_click_is_a_vote_shown_pending_then_decided() {
+    let (mut h, mut peer) = detached();
+    h.get_by_label("Play").click();
+    h.run_steps(2);
+    assert_eq!(sent(&mut peer), vec![Command::Vote(Event::Play)]);
+
+    peer.events.send(PeerEvent::Voted(Event::Play)).unwrap();
+    h.run_steps(2);
+    assert_eq!(h.state().view.pending.len(), 1);
+    h.get_by_label_contains("play (waiting for its round");
+
+    let mut state = SessionState::new(10_000_000_000, 3);
+    state.timeline.playing = true;
+    peer.events
+        .send(decision(
+            42,
+            state,
+            &[
+                (ME, Event::Play, Verdict::Applied),
+                (BOB, Event::Pause, Verdict::Overruled { by: ME }),
+            ],
+        ))
+        .unwrap();
+    h.run_steps(2);
+    assert!(h.state().view.pending.is_empty());
+    assert!(h.state().decided_playing());
+    h.get_by_label("Pause");
+    h.get_by_label("you: play (won)");
+    h.get_by_label_contains("pause (lost to you)");
+}
+
+/// Space toggles play by vote too, and the arrow keys seek from the
+/// playhead (repeated presses add up while the seek waits).
+#[test]
+fn keyboard_votes_play_and_seeks() {
+    let (mut h, mut peer) = detached();
+    h.key_press(Key::Space);
+    h.run_steps(2);
+    h.key_press(Key::ArrowRight);
+    h.run_steps(2);
+    let seek = Event::Seek {
+        position_ns: 5_000_000_000,
+    };
+    assert_eq!(
+        sent(&mut peer),
+        vec![Command::Vote(Event::Play), Command::Vote(seek)]
+    );
+    peer.events.send(PeerEvent::Voted(seek)).unwrap();
+    h.run_steps(2);
+    h.key_press(Key::ArrowRight);
+    h.run_steps(2);
+    assert_eq!(
+        sent(&mut peer),
+        vec![Command::Vote(Event::Seek {
+            position_ns: 10_000_000_000
+        })]
+    );
+    h.key_press(Key::F1);
+    h.run_steps(2);
+    h.get_by_label("Keyboard shortcuts");
+}
+
+/// Moving a fader casts volume votes: dragging it down, a step with the
+/// arrow keys, a typed value, and Ctrl-click back to 0 dB.
+#[test]
+fn fader_moves_are_volume_votes() {
+    let (mut h, mut peer) = detached();
+    let volume = |cmds: Vec<Command>| -> Vec<(Channel, f32)> {
+        cmds.into_iter()
+            .filter_map(|c| match c {
+                Command::Vote(Event::Volume { channel, gain_db }) => Some((channel, gain_db)),
+                _ => None,
+            })
+            .collect()
+    };
+
+    // Drag the drums fader down by 60 px.
+    let rect = h.get_by_label("drums fader").rect();
+    let from = rect.center() - egui::vec2(0.0, rect.height() * 0.28);
+    h.hover_at(from);
+    h.run_steps(1);
+    h.event(egui::Event::PointerButton {
+        pos: from,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: Default::default(),
+    });
+    h.run_steps(1);
+    for k in 1..=6 {
+        h.hover_at(from + egui::vec2(0.0, 10.0 * k as f32));
+        h.run_steps(1);
+    }
+    h.event(egui::Event::PointerButton {
+        pos: from + egui::vec2(0.0, 60.0),
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: Default::default(),
+    });
+    h.run_steps(2);
+    let votes = volume(sent(&mut peer));
+    assert!(!votes.is_empty(), "a drag casts volume votes");
+    assert!(votes.iter().all(|(c, _)| *c == Channel::Stem(1)));
+    let last = votes.last().unwrap().1;
+    assert!(last < -1.0, "dragged down: {last} dB");
+
+    // The arrow keys step the focused fader.
+    h.get_by_label("bass fader").click();
+    h.run_steps(1);
+    h.key_press(Key::ArrowDown);
+    h.run_steps(2);
+    assert_eq!(
+        volume(sent(&mut peer)).last(),
+        Some(&(Channel::Stem(0), -0.5))
+    );
+
+    // Ctrl-click is the reset gesture.
+    h.get_by_label("drums fader")
+        .click_modifiers(egui::Modifiers::COMMAND);
+    h.run_steps(2);
+    assert_eq!(
+        volume(sent(&mut peer)).last(),
+        Some(&(Channel::Stem(1), 0.0))
+    );
+}
+
+/// A decision from another peer shows in the strips: the fader and its
+/// readout move, the mute button lights, the master follows.
+#[test]
+fn a_decision_is_reflected_in_the_strips() {
+    let (mut h, peer) = detached();
+    let mut state = SessionState::new(10_000_000_000, 3);
+    state.channels[2].gain_db = -12.0;
+    state.channels[1].muted = true;
+    state.master.gain_db = f32::NEG_INFINITY;
+    peer.events
+        .send(decision(
+            7,
+            state,
+            &[(
+                BOB,
+                Event::Volume {
+                    channel: Channel::Stem(2),
+                    gain_db: -12.0,
+                },
+                Verdict::Applied,
+            )],
+        ))
+        .unwrap();
+    h.run_steps(2);
+    let now = 100.0;
+    let app = h.state();
+    assert_eq!(app.shown_gain_db(Channel::Stem(2), now), -12.0);
+    assert!(app.decided_muted(Channel::Stem(1)));
+    assert_eq!(app.shown_gain_db(Channel::Master, now), f32::NEG_INFINITY);
+    h.get_by_label("-12.0 dB");
+    h.get_by_label("-∞ dB");
+    h.get_by_label_contains("keys -12.0 dB (won)");
+}
+
+/// Solo is local: a click sends a solo command, not a vote.
+#[test]
+fn solo_is_local_not_voted() {
+    let (mut h, mut peer) = detached();
+    h.get_all_by_label("S").nth(1).unwrap().click();
+    h.run_steps(2);
+    assert_eq!(
+        sent(&mut peer),
+        vec![Command::Solo { stem: 1, on: true }]
+    );
+    assert_eq!(h.state().settings.solo, vec!["drums".to_string()]);
+}
+
+/// A join address that is not HOST:PORT is refused in the window, with the
+/// reason shown.
+#[test]
+fn a_bad_join_address_shows_an_error() {
+    let (mut h, _peer) = detached();
+    h.get_by_label("Join").click();
+    h.run_steps(2);
+    h.get_by_label_contains("is not HOST:PORT");
+}
+
+/// With a real peer on loopback: Play is voted, decided and played; the
+/// window follows it through events alone.
+#[test]
+fn a_real_peer_plays_what_the_window_votes() {
+    let stems = stems(&["bass", "keys"], 5.0);
+    let handle = PeerHandle::spawn(
+        synfony::runtime::peer::PeerOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            advertise: None,
+            joins: vec![],
+            name: "me".into(),
+            secret: None,
+            clock: synfony::host_clock::LocalClock::REAL,
+            session: synfony::session::Config::default(),
+            stems: stems.iter().map(|s| s.audio.clone()).collect(),
+            output: synfony::audio::output::OutputKind::Null,
+            output_cfg: Default::default(),
+        },
+        Box::new(|| {}),
+    )
+    .expect("a peer starts on loopback");
+    let app = MixerApp::with_peer(
+        &egui::Context::default(),
+        Settings::default(),
+        PeerTemplate::loopback("me"),
+        handle,
+        stems,
+    );
+    let mut h = Harness::builder()
+        .with_size([1200.0, 760.0])
+        .build_ui_state(|ui, app: &mut MixerApp| app.show(ui), app);
+    let wait = |h: &mut Harness<'_, MixerApp>, what: &str, ok: &dyn Fn(&MixerApp) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ok(h.state()) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+            h.run_steps(1);
+        }
+    };
+    wait(&mut h, "sync", &|a| {
+        a.view.status.as_ref().is_some_and(|s| s.synced)
+    });
+    h.get_by_label("Play").click();
+    h.run_steps(1);
+    wait(&mut h, "the decision", &|a| a.decided_playing());
+    wait(&mut h, "the engine to play", &|a| a.position_secs() > 0.2);
+    let app = h.state();
+    let me = app.view.my_id().unwrap();
+    assert!(app.view.log.iter().any(|e| e
+        .votes
+        .iter()
+        .any(|v| v.0 == me && v.1 == Event::Play && v.2 == Verdict::Applied)));
+    assert!(app.view.pending.is_empty());
+    let app = h.into_state();
+    if let Some(p) = app.peer {
+        p.shutdown().expect("the peer stops cleanly");
+    }
+}
