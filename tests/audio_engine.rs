@@ -202,23 +202,48 @@ fn gains_mute_and_master_apply() {
     assert_eq!(m.master.peak(), 0.5);
 }
 
-/// A decided state becomes linear gains: −∞ dB and mute are silence, a local
-/// solo silences the stems not soloed, and the master applies on top.
+/// A decided state becomes linear gains: −∞ dB and mute are silence, and the
+/// master applies on top.
 #[test]
-fn gains_follow_the_decided_state_and_local_solo() {
+fn gains_follow_the_decided_state() {
     let mut state = synfony::session::SessionState::new(60 * SEC, 4);
     state.channels[0].gain_db = -6.0;
     state.channels[1].gain_db = f32::NEG_INFINITY;
     state.channels[2].muted = true;
     state.master.gain_db = 6.0;
-    let g = MixGains::from_state(&state, &[]);
+    let g = MixGains::from_state(&state);
     assert!((g.stems[0] - 0.501_187).abs() < 1e-5, "{}", g.stems[0]);
     assert_eq!(&g.stems[1..4], &[0.0, 0.0, 1.0]);
     assert!((g.master - 1.995_262).abs() < 1e-5);
-    let soloed = MixGains::from_state(&state, &[false, false, false, true]);
-    assert_eq!(&soloed.stems[0..4], &[0.0, 0.0, 0.0, 1.0]);
     state.master.muted = true;
-    assert_eq!(MixGains::from_state(&state, &[]).master, 0.0);
+    assert_eq!(MixGains::from_state(&state).master, 0.0);
+}
+
+/// The local solo set: while any stem is soloed only soloed stems sound
+/// (several at once), the change ramps like a gain change, and unsoloing
+/// brings every stem back.
+#[test]
+fn solo_silences_the_other_stems_on_this_peer() {
+    let stems = [
+        constant_stem("a", 96_000, 0.125),
+        constant_stem("b", 96_000, 0.25),
+        constant_stem("c", 96_000, 0.5),
+    ];
+    let (mut e, mut h) = engine(&stems);
+    h.schedule_raw(play_from(0, 0)).unwrap();
+    let solo = h.solo.clone();
+    let (out, _) = run(&mut e, 0, 480, 10, 0.0);
+    assert_eq!(out[out.len() - 1], 0.875, "all three");
+    assert!(solo.set(1, true) && solo.set(2, true));
+    assert!(!solo.set(3, true), "no such stem");
+    let (out, _) = run(&mut e, 4_800 * SEC / 48_000, 480, 2, 0.0);
+    assert!(out[0] > 0.75 && out[0] < 0.875, "ramping: {}", out[0]);
+    assert_eq!(out[out.len() - 1], 0.75, "b and c only");
+    assert!(solo.is_soloed(1) && !solo.is_soloed(0));
+    solo.set(1, false);
+    solo.set(2, false);
+    let (out, _) = run(&mut e, 5_760 * SEC / 48_000, 480, 2, 0.0);
+    assert_eq!(out[out.len() - 1], 0.875, "all three again");
 }
 
 /// A constant stem (left = right = `v`) of `frames` frames.

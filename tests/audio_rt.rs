@@ -1,7 +1,7 @@
 //! The output callback is real-time safe: `Engine::render` never allocates or
 //! frees, whatever it is asked to do (start, seek mid-block, gain ramps, pause,
-//! drift, a block longer than its scratch, a full pending list). Runs under
-//! `assert_no_alloc`, which aborts on any allocation in the guarded closure.
+//! drift, a block longer than its scratch, a full pending list, solo changes).
+//! Runs under `assert_no_alloc`, which aborts on any allocation in the guarded closure.
 
 use assert_no_alloc::{AllocDisabler, assert_no_alloc};
 use synfony::audio::engine::MAX_BLOCK_FRAMES;
@@ -67,7 +67,12 @@ fn render_never_allocates() {
     }
     let mut out = vec![0.0f32; (MAX_BLOCK_FRAMES + 1000) * CHANNELS];
     let mut t = 0i64;
-    for block in [256usize, 512, 1024, MAX_BLOCK_FRAMES + 1000, 480] {
+    for (b, block) in [256usize, 512, 1024, MAX_BLOCK_FRAMES + 1000, 480]
+        .into_iter()
+        .enumerate()
+    {
+        // The window solos and unsolos while it plays (a ramped change).
+        handle.solo.set(b % 3, b % 2 == 0);
         for _ in 0..20 {
             let buf = &mut out[..block * CHANNELS];
             // The device runs 300 ppm fast relative to the local clock.

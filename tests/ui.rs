@@ -167,8 +167,8 @@ fn keyboard_votes_play_and_seeks() {
     h.get_by_label("Keyboard shortcuts");
 }
 
-/// Moving a fader casts volume votes: dragging it down, a step with the
-/// arrow keys, a typed value, and Ctrl-click back to 0 dB.
+/// Moving a fader casts volume votes: dragging it down, steps with the
+/// arrow keys, and Ctrl-click back to 0 dB; a double-click opens the editor.
 #[test]
 fn fader_moves_are_volume_votes() {
     let (mut h, mut peer) = detached();
@@ -210,15 +210,31 @@ fn fader_moves_are_volume_votes() {
     let last = votes.last().unwrap().1;
     assert!(last < -1.0, "dragged down: {last} dB");
 
-    // The arrow keys step the focused fader.
+    // The arrow keys step the focused fader, and keep the focus on it.
     h.get_by_label("bass fader").click();
-    h.run_steps(1);
+    h.run_steps(3);
     h.key_press(Key::ArrowDown);
     h.run_steps(2);
     assert_eq!(
         volume(sent(&mut peer)).last(),
         Some(&(Channel::Stem(0), -0.5))
     );
+    h.key_press(Key::ArrowDown);
+    h.run_steps(2);
+    assert_eq!(
+        volume(sent(&mut peer)).last(),
+        Some(&(Channel::Stem(0), -1.0)),
+        "a second press steps again"
+    );
+
+    // Double-click the value to open its editor (typing into it is not
+    // driven here: kittest's focus did not reach the editor; `parse_db` is
+    // unit-tested).
+    h.get_all_by_label("0.0 dB").next().unwrap().click();
+    h.run_steps(1);
+    h.get_all_by_label("0.0 dB").next().unwrap().click();
+    h.run_steps(2);
+    h.get_by_role(egui::accesskit::Role::TextInput);
 
     // Ctrl-click is the reset gesture.
     h.get_by_label("drums fader")
@@ -270,10 +286,7 @@ fn solo_is_local_not_voted() {
     let (mut h, mut peer) = detached();
     h.get_all_by_label("S").nth(1).unwrap().click();
     h.run_steps(2);
-    assert_eq!(
-        sent(&mut peer),
-        vec![Command::Solo { stem: 1, on: true }]
-    );
+    assert_eq!(sent(&mut peer), vec![Command::Solo { stem: 1, on: true }]);
     assert_eq!(h.state().settings.solo, vec!["drums".to_string()]);
 }
 
@@ -335,10 +348,11 @@ fn a_real_peer_plays_what_the_window_votes() {
     wait(&mut h, "the engine to play", &|a| a.position_secs() > 0.2);
     let app = h.state();
     let me = app.view.my_id().unwrap();
-    assert!(app.view.log.iter().any(|e| e
-        .votes
-        .iter()
-        .any(|v| v.0 == me && v.1 == Event::Play && v.2 == Verdict::Applied)));
+    assert!(app.view.log.iter().any(|e| {
+        e.votes
+            .iter()
+            .any(|v| v.0 == me && v.1 == Event::Play && v.2 == Verdict::Applied)
+    }));
     assert!(app.view.pending.is_empty());
     let app = h.into_state();
     if let Some(p) = app.peer {

@@ -67,15 +67,12 @@ impl MixGains {
         master: 1.0,
     };
 
-    /// The gains a decided state asks for, with this peer's local solo set (a
-    /// monitoring choice, not voted): when any stem is soloed, only soloed stems
-    /// sound.
-    pub fn from_state(state: &SessionState, solo: &[bool]) -> MixGains {
-        let any_solo = solo.iter().any(|&s| s);
+    /// The gains a decided state asks for (this peer's solo set applies on
+    /// top, in the engine: see [`Solo`]).
+    pub fn from_state(state: &SessionState) -> MixGains {
         let mut stems = [0.0; MAX_STEMS];
         for (i, ch) in state.channels.iter().enumerate().take(MAX_STEMS) {
-            let soloed_out = any_solo && !solo.get(i).copied().unwrap_or(false);
-            stems[i] = if ch.muted || soloed_out {
+            stems[i] = if ch.muted {
                 0.0
             } else {
                 db_to_gain(ch.gain_db)
@@ -125,8 +122,9 @@ pub struct BlockInfo {
     pub playing: bool,
 }
 
-/// Peak and RMS of the last block, per stem and for the master, as f32 bits
-/// (lock-free; the UI adds hold and release).
+/// Peak (the highest since the reader last took it) and RMS (of the last
+/// block), per stem and for the master, as f32 bits (lock-free; the window
+/// adds hold and release).
 #[derive(Debug)]
 pub struct Meters {
     pub stems: Box<[Meter]>,
@@ -146,14 +144,22 @@ impl Meter {
     pub fn buffering(&self) -> bool {
         self.buffering.load(Ordering::Relaxed)
     }
+    /// The highest peak since the last [`Meter::take_peak`] (so a reader
+    /// slower than the blocks misses no peak, and no clip).
     pub fn peak(&self) -> f32 {
         f32::from_bits(self.peak.load(Ordering::Relaxed))
+    }
+    /// The highest peak since the last take, and a fresh start (the window
+    /// takes it once a frame).
+    pub fn take_peak(&self) -> f32 {
+        f32::from_bits(self.peak.swap(0, Ordering::Relaxed))
     }
     pub fn rms(&self) -> f32 {
         f32::from_bits(self.rms.load(Ordering::Relaxed))
     }
     fn store(&self, peak: f32, rms: f32) {
-        self.peak.store(peak.to_bits(), Ordering::Relaxed);
+        // Non-negative floats order as their bits do.
+        self.peak.fetch_max(peak.abs().to_bits(), Ordering::Relaxed);
         self.rms.store(rms.to_bits(), Ordering::Relaxed);
     }
 }
@@ -261,12 +267,11 @@ impl EngineHandle {
         &mut self,
         apply_at_session_ns: i64,
         state: &SessionState,
-        solo: &[bool],
     ) -> Result<(), EngineError> {
         self.send(Command::Schedule(Box::new(Scheduled {
             apply_at_session_ns,
             timeline: state.timeline,
-            gains: MixGains::from_state(state, solo),
+            gains: MixGains::from_state(state),
         })))
     }
 

@@ -16,7 +16,10 @@ pub enum Command {
     Vote(Event),
     /// Solo or unsolo a stem on this peer only (a monitoring choice, not
     /// voted): while any stem is soloed, only soloed stems sound here.
-    Solo { stem: usize, on: bool },
+    Solo {
+        stem: usize,
+        on: bool,
+    },
     Status,
     Peers,
     Quit,
@@ -350,7 +353,10 @@ mod tests {
         );
         assert!(matches!(
             parse("solo all"),
-            Err(CommandError::Argument { command: "solo", .. })
+            Err(CommandError::Argument {
+                command: "solo",
+                ..
+            })
         ));
         assert_eq!(parse("quit"), Ok(Some(Command::Quit)));
         assert_eq!(parse(""), Ok(None));

@@ -77,7 +77,8 @@ pub struct Ready {
     pub joining: bool,
 }
 
-/// A snapshot of the peer: the answer to `status`, and what the window polls.
+/// A snapshot of the peer: the answer to `status`, and what the window is
+/// sent every tick.
 #[derive(Clone, Debug)]
 pub struct Status {
     pub peer_id: PeerId,

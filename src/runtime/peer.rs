@@ -159,10 +159,7 @@ impl PeerHandle {
     /// port in use or a missing sound device is an error here), with its
     /// `Ready` event as the first event. `wake` is called after every event
     /// (the window's `request_repaint`).
-    pub fn spawn(
-        opts: PeerOptions,
-        wake: Box<dyn Fn() + Send>,
-    ) -> Result<PeerHandle, PeerError> {
+    pub fn spawn(opts: PeerOptions, wake: Box<dyn Fn() + Send>) -> Result<PeerHandle, PeerError> {
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ev_tx, ev_rx) = std::sync::mpsc::channel();
         let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
@@ -252,9 +249,14 @@ impl PeerHandle {
 
     /// Asks the peer to leave the session and waits for its thread (it says
     /// goodbye to its links and stops its output: well under a second).
-    pub fn shutdown(mut self) -> Result<(), PeerError> {
-        let _ = self.commands.try_send(Command::Quit);
-        match self.thread.take() {
+    pub fn shutdown(self) -> Result<(), PeerError> {
+        let PeerHandle {
+            commands, thread, ..
+        } = self;
+        let _ = commands.try_send(Command::Quit);
+        // If the queue was full, the closed channel makes the peer quit.
+        drop(commands);
+        match thread {
             Some(t) => t.join().unwrap_or(Err(PeerError::Stopped)),
             None => Ok(()),
         }
@@ -875,12 +877,7 @@ impl Core {
     }
 
     fn schedule(&mut self, apply_at_session_ns: i64, state: &SessionState) {
-        let solo = vec![false; self.stems.len()];
-        if self
-            .engine
-            .schedule(apply_at_session_ns, state, &solo)
-            .is_err()
-        {
+        if self.engine.schedule(apply_at_session_ns, state).is_err() {
             self.error("the audio engine's queue is full: a decision was not scheduled".into());
             return;
         }

@@ -14,8 +14,8 @@ pub mod time;
 pub use choice::{Decision, Rejection, Verdict, VoteOutcome, choose};
 pub use clock::{ClockEstimate, LinkClock};
 pub use machine::{
-    action_kind, Config, DownReason, DropReason, Ignored, PeerStatus, Session, SessionEvent, SessionStats,
-    Start, Transmit, VoteError,
+    Config, DownReason, DropReason, Ignored, PeerStatus, Session, SessionEvent, SessionStats,
+    Start, Transmit, VoteError, action_kind,
 };
 pub use state::{
     Channel, ChannelState, Event, EventCode, MAX_GAIN_DB, MAX_STEMS, PeerId, ROUND_NS, Round,

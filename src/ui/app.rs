@@ -18,11 +18,11 @@ use super::browser::FileBrowser;
 use super::fader::{FaderChange, db_readout_ui, fader_ui};
 use super::launch::{Launched, LoadedStem, PeerTemplate, spawn_launch};
 use super::meter::{Ballistics, meter_ui};
-use super::model::SessionView;
+use super::model::{Pending, SessionView};
 use super::panels;
 use super::timeline::{Overview, TimelineAction, format_secs, timeline_ui};
 
-/// Arrow keys seek this far (Shift: a tenth of it).
+/// Arrow keys seek this far (Shift: a fifth of it).
 pub const SEEK_STEP_SECS: f64 = 5.0;
 /// A fader the user moved shows the user's value this long before it
 /// follows the session's decisions again.
@@ -50,7 +50,10 @@ pub struct Settings {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     Vote(Event),
-    Solo { stem: usize, on: bool },
+    Solo {
+        stem: usize,
+        on: bool,
+    },
     /// Leave this session and join the one at this address.
     Join(String),
     /// Leave and start a session of our own.
@@ -76,6 +79,10 @@ pub struct MixerApp {
     stem_paths: Vec<PathBuf>,
     pub peer: Option<PeerHandle>,
     launching: Option<mpsc::Receiver<Launched>>,
+    relaunch_wanted: bool,
+    /// This peer's address as others should dial it (with this machine's
+    /// outbound address for an unspecified one), for the advertised address.
+    shared_address: Option<(std::net::SocketAddr, String)>,
     pub stems: Vec<LoadedStem>,
     overview: Overview,
     pub view: SessionView,
@@ -134,6 +141,8 @@ impl MixerApp {
             stem_paths,
             peer: None,
             launching: None,
+            relaunch_wanted: false,
+            shared_address: None,
             stems: vec![],
             overview: Overview::default(),
             view: SessionView::default(),
@@ -155,7 +164,17 @@ impl MixerApp {
 
     /// Stops the peer (if any) and starts it again with the current
     /// template and stems, in the background.
+    ///
+    /// One launch at a time: asked again while one runs, it runs once more
+    /// after it (with whatever was asked meanwhile).
     fn relaunch(&mut self) {
+        if self.launching.is_some() {
+            self.relaunch_wanted = true;
+            return;
+        }
+        self.relaunch_wanted = false;
+        // What the old peer still has to say (a refused join, its goodbye).
+        self.poll_peer(self.last_time.unwrap_or(0.0));
         let wake = self.wake.clone();
         self.launching = Some(spawn_launch(
             self.template.clone(),
@@ -177,17 +196,26 @@ impl MixerApp {
             match rx.try_recv() {
                 Ok(l) => {
                     self.launching = None;
-                    for e in l.errors {
-                        self.view.push_error(e);
-                    }
-                    self.template = l.template;
-                    self.set_stems(l.stems);
-                    self.peer = l.handle;
                     self.view = SessionView {
                         errors: std::mem::take(&mut self.view.errors),
                         ..SessionView::default()
                     };
+                    for e in l.errors {
+                        self.view.push_error(e);
+                    }
+                    self.template = l.template;
+                    // Only what loaded: a bad file is not tried again.
+                    self.stem_paths = l.stems.iter().map(|s| s.path.clone()).collect();
+                    let stems = &l.stems;
+                    self.settings
+                        .recent_stems
+                        .retain(|r| r.is_dir() || stems.iter().any(|s| s.path == *r));
+                    self.set_stems(l.stems);
+                    self.peer = l.handle;
                     self.restore_solo();
+                    if self.relaunch_wanted {
+                        self.relaunch();
+                    }
                 }
                 Err(TryRecvError::Empty) => {}
                 Err(TryRecvError::Disconnected) => {
@@ -196,14 +224,46 @@ impl MixerApp {
                 }
             }
         }
-        if let Some(peer) = &self.peer {
-            // Bounded per frame, so a flood of events cannot stall drawing.
-            for _ in 0..512 {
-                let Some(e) = peer.try_event() else { break };
-                self.view.apply(e, now_secs);
+        self.poll_peer(now_secs);
+        self.view.expire(now_secs);
+    }
+
+    fn poll_peer(&mut self, now_secs: f64) {
+        let Some(peer) = &self.peer else { return };
+        // Bounded per frame, so a flood of events cannot stall drawing.
+        for _ in 0..512 {
+            let Some(e) = peer.try_event() else { break };
+            self.view.apply(e, now_secs);
+        }
+        if let Some(me) = &self.view.me {
+            if self
+                .shared_address
+                .as_ref()
+                .is_none_or(|(a, _)| *a != me.advertise)
+            {
+                self.shared_address = Some((me.advertise, panels::share_address(me.advertise)));
+            }
+            // Restarts keep the port others know this peer by.
+            if self.template.listen.port() == 0 {
+                self.template.listen.set_port(me.listen.port());
             }
         }
-        self.view.expire(now_secs);
+        if peer.is_stopped() && !self.view.stopped {
+            self.view.stopped = true;
+            self.view
+                .push_error("the peer stopped; join or leave to start it again".into());
+        }
+    }
+
+    /// Before a restart that should stay in this session (stems changed):
+    /// join it again through the peers linked now.
+    fn stay_in_session(&mut self) {
+        if !self.template.joins.is_empty() {
+            return;
+        }
+        if let Some(s) = &self.view.status {
+            self.template.joins = s.peers.iter().map(|p| p.info.addr.to_string()).collect();
+        }
     }
 
     fn restore_solo(&mut self) {
@@ -257,7 +317,9 @@ impl MixerApp {
     pub fn position_secs(&self) -> f64 {
         match &self.peer {
             Some(p) => {
-                p.stats.pos_frames.load(std::sync::atomic::Ordering::Relaxed) as f64
+                p.stats
+                    .pos_frames
+                    .load(std::sync::atomic::Ordering::Relaxed) as f64
                     / f64::from(ENGINE_RATE_HZ)
             }
             None => 0.0,
@@ -266,10 +328,7 @@ impl MixerApp {
 
     /// Whether the session's latest decision is to play.
     pub fn decided_playing(&self) -> bool {
-        self.view
-            .state
-            .as_ref()
-            .is_some_and(|s| s.timeline.playing)
+        self.view.state.as_ref().is_some_and(|s| s.timeline.playing)
     }
 
     /// What a channel's fader shows: the user's value while it is held,
@@ -326,7 +385,9 @@ impl MixerApp {
             egui::Panel::bottom("votes")
                 .resizable(true)
                 .default_size(130.0)
-                .show(ui, |ui| panels::votes_ui(ui, &self.view, now, &self.stem_names()));
+                .show(ui, |ui| {
+                    panels::votes_ui(ui, &self.view, now, &self.stem_names())
+                });
         }
         egui::Panel::right("side")
             .resizable(true)
@@ -360,7 +421,11 @@ impl MixerApp {
         }
         let busy = self.view.status.as_ref().is_some_and(|s| s.playing)
             || !self.view.pending.is_empty()
-            || self.strips.iter().chain([&self.master]).any(|s| s.meter.level_db > super::meter::FLOOR_DB);
+            || self
+                .strips
+                .iter()
+                .chain([&self.master])
+                .any(|s| s.meter.level_db > super::meter::FLOOR_DB);
         if busy {
             // Meters and the playhead move: about 60 frames a second.
             ui.ctx()
@@ -372,16 +437,18 @@ impl MixerApp {
     }
 
     fn stem_names(&self) -> Vec<String> {
-        (0..self.channel_count()).map(|i| self.stem_name(i)).collect()
+        (0..self.channel_count())
+            .map(|i| self.stem_name(i))
+            .collect()
     }
 
     fn update_meters(&mut self, dt: f32) {
         let Some(peer) = &self.peer else { return };
         for (i, strip) in self.strips.iter_mut().enumerate() {
-            let peak = peer.meters.stems.get(i).map_or(0.0, |m| m.peak());
+            let peak = peer.meters.stems.get(i).map_or(0.0, |m| m.take_peak());
             strip.meter.update(peak, dt);
         }
-        self.master.meter.update(peer.meters.master.peak(), dt);
+        self.master.meter.update(peer.meters.master.take_peak(), dt);
     }
 
     fn shortcuts(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
@@ -404,10 +471,16 @@ impl MixerApp {
             actions.push(Action::Vote(self.toggle_event()));
         }
         if left || right {
-            let step = if shift { SEEK_STEP_SECS / 5.0 } else { SEEK_STEP_SECS };
+            let step = if shift {
+                SEEK_STEP_SECS / 5.0
+            } else {
+                SEEK_STEP_SECS
+            };
             let from = self.seek_base_secs();
             let to = if right { from + step } else { from - step };
-            actions.push(Action::Vote(seek_event(to.clamp(0.0, self.duration_secs()))));
+            actions.push(Action::Vote(seek_event(
+                to.clamp(0.0, self.duration_secs()),
+            )));
         }
         if home {
             actions.push(Action::Vote(seek_event(0.0)));
@@ -461,12 +534,14 @@ impl MixerApp {
             let pending_toggle = self.view.pending_like(&Event::Play).map(|p| p.event);
             let playing = self.decided_playing();
             let label = if playing { "Pause" } else { "Play" };
-            let mut button = egui::Button::new(RichText::new(label).size(18.0))
-                .min_size(Vec2::new(96.0, 32.0));
+            let mut button =
+                egui::Button::new(RichText::new(label).size(18.0)).min_size(Vec2::new(96.0, 32.0));
             if pending_toggle.is_some() {
                 button = button.stroke(egui::Stroke::new(1.5, Color32::from_rgb(230, 170, 60)));
             }
-            let r = ui.add(button).on_hover_text("play/pause for everyone (Space)");
+            let r = ui
+                .add(button)
+                .on_hover_text("play/pause for everyone (Space)");
             if r.clicked() {
                 actions.push(Action::Vote(self.toggle_event()));
             }
@@ -482,12 +557,19 @@ impl MixerApp {
             );
             if let Some(p) = &pending_toggle {
                 ui.label(
-                    RichText::new(format!("{} voted, waiting for its round", panels::event_text(p, &[])))
-                        .color(Color32::from_rgb(230, 170, 60)),
+                    RichText::new(format!(
+                        "{} voted, waiting for its round",
+                        panels::event_text(p, &[])
+                    ))
+                    .color(Color32::from_rgb(230, 170, 60)),
                 );
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                if ui.button("?").on_hover_text("keyboard shortcuts (F1)").clicked() {
+                if ui
+                    .button("?")
+                    .on_hover_text("keyboard shortcuts (F1)")
+                    .clicked()
+                {
                     actions.push(Action::ToggleHelp);
                 }
                 ui.toggle_value(&mut self.settings.hide_votes, "hide votes");
@@ -495,10 +577,13 @@ impl MixerApp {
                 panels::sync_badge(ui, &self.view, self.is_launching());
             });
         });
-        let pending_seek = self.view.pending_like(&seek_event(0.0)).and_then(|p| match p.event {
-            Event::Seek { position_ns } => Some(position_ns as f64 / 1e9),
-            _ => None,
-        });
+        let pending_seek = self
+            .view
+            .pending_like(&seek_event(0.0))
+            .and_then(|p| match p.event {
+                Event::Seek { position_ns } => Some(position_ns as f64 / 1e9),
+                _ => None,
+            });
         if let Some(TimelineAction::Seek { position_secs }) = timeline_ui(
             ui,
             &self.overview,
@@ -531,10 +616,8 @@ impl MixerApp {
                         Some(_) => Source::Local,
                         None => Source::Missing,
                     };
-                    let soloed = self
-                        .peer
-                        .as_ref()
-                        .is_some_and(|p| p.solo.is_soloed(i));
+                    let soloed = (i < self.stems.len())
+                        .then(|| self.peer.as_ref().is_some_and(|p| p.solo.is_soloed(i)));
                     let strip = StripView {
                         name: self.stem_name(i),
                         source,
@@ -542,18 +625,18 @@ impl MixerApp {
                         muted: self.decided_muted(channel),
                         mute_pending: self
                             .view
-                            .pending_like(&Event::Mute { channel, muted: true })
+                            .pending_like(&Event::Mute {
+                                channel,
+                                muted: true,
+                            })
                             .is_some(),
-                        soloed: Some(soloed),
+                        soloed,
                     };
-                    if i < self.strips.len() {
-                        let out = strip_ui(ui, i, &strip, fader_height, &mut self.strips[i]);
-                        self.take_strip_output(out, channel, now, actions);
-                    } else {
-                        let mut scratch = StripUi::default();
-                        let out = strip_ui(ui, i, &strip, fader_height, &mut scratch);
-                        self.take_strip_output(out, channel, now, actions);
+                    if self.strips.len() < n {
+                        self.strips.resize(n, StripUi::default());
                     }
+                    let out = strip_ui(ui, i, &strip, fader_height, &mut self.strips[i]);
+                    self.take_strip_output(out, channel, now, actions);
                 }
                 ui.separator();
                 let all = StripView {
@@ -593,19 +676,39 @@ impl MixerApp {
                 Channel::Master => Some(&mut self.master),
                 Channel::Stem(i) => self.strips.get_mut(usize::from(i)),
             };
+            // The end of a drag repeats its last value: no second vote.
+            let repeat = strip.as_ref().is_some_and(|s| {
+                s.dragging
+                    && !change.dragging
+                    && s.held
+                        .is_some_and(|(db, _)| db.to_bits() == change.db.to_bits())
+            });
             if let Some(s) = strip {
                 s.held = Some((change.db, now));
                 s.dragging = change.dragging;
             }
-            actions.push(Action::Vote(Event::Volume {
-                channel,
-                gain_db: change.db,
-            }));
+            if !repeat {
+                actions.push(Action::Vote(Event::Volume {
+                    channel,
+                    gain_db: change.db,
+                }));
+            }
         }
         if out.toggle_mute {
+            // Toggle what will be: a pending mute vote, else the decision.
+            let muted = match self.view.pending_like(&Event::Mute {
+                channel,
+                muted: true,
+            }) {
+                Some(Pending {
+                    event: Event::Mute { muted, .. },
+                    ..
+                }) => *muted,
+                _ => self.decided_muted(channel),
+            };
             actions.push(Action::Vote(Event::Mute {
                 channel,
-                muted: !self.decided_muted(channel),
+                muted: !muted,
             }));
         }
         if let (Some(on), Channel::Stem(i)) = (out.solo, channel) {
@@ -619,12 +722,15 @@ impl MixerApp {
     fn session_ui(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
         let out = panels::session_ui(
             ui,
-            &self.view,
-            &self.template,
-            &self.stems,
+            &panels::SessionPanel {
+                view: &self.view,
+                joined: !self.template.joins.is_empty(),
+                stems: &self.stems,
+                recent: &self.settings.recent_stems,
+                share: self.shared_address.as_ref().map(|(_, s)| s.as_str()),
+            },
             &mut self.join_text,
             &mut self.passphrase_text,
-            &self.settings.recent_stems,
         );
         if out.open_browser {
             self.browser = Some(FileBrowser::new(
@@ -658,9 +764,13 @@ impl MixerApp {
             }
             Action::Join(addr) => {
                 let addr = addr.trim().to_string();
-                if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
-                    self.view
-                        .push_error(format!("{addr:?} is not HOST:PORT (e.g. 192.168.1.20:7878)"));
+                if addr
+                    .rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                {
+                    self.view.push_error(format!(
+                        "{addr:?} is not HOST:PORT (e.g. 192.168.1.20:7878)"
+                    ));
                     return;
                 }
                 self.settings.join_address = addr.clone();
@@ -680,6 +790,7 @@ impl MixerApp {
                 }
                 self.settings.recent_stems.truncate(10);
                 self.stem_paths.extend(paths);
+                self.stay_in_session();
                 self.relaunch();
             }
             Action::RemoveStem(i) => {
@@ -693,6 +804,7 @@ impl MixerApp {
                         .filter(|p| *p != path)
                         .collect();
                     self.stem_paths = others;
+                    self.stay_in_session();
                     self.relaunch();
                 }
             }
@@ -719,7 +831,10 @@ pub enum Source {
     Buffering,
     /// The session has this channel; this peer has no file for it.
     Missing,
-    All { stems: usize, buffering: usize },
+    All {
+        stems: usize,
+        buffering: usize,
+    },
 }
 
 struct StripView {
@@ -754,21 +869,34 @@ fn strip_ui(
                 ui.label(RichText::new(&s.name).strong());
                 let (text, fill, hint) = match s.source {
                     Source::Local => ("local", 1.0, "a file on this peer: all of it is here"),
-                    Source::Buffering => ("buffering", 0.0, "its data is missing at the playhead: silence until it arrives"),
-                    Source::Missing => ("no file", 0.0, "the session has this stem; this peer has no file for it"),
+                    Source::Buffering => (
+                        "buffering",
+                        0.0,
+                        "its data is missing at the playhead: silence until it arrives",
+                    ),
+                    Source::Missing => (
+                        "no file",
+                        0.0,
+                        "the session has this stem; this peer has no file for it",
+                    ),
                     Source::All { stems, buffering } => (
                         "all channels",
-                        if stems == 0 { 1.0 } else { (stems - buffering) as f32 / stems as f32 },
+                        if stems == 0 {
+                            1.0
+                        } else {
+                            (stems - buffering) as f32 / stems as f32
+                        },
                         "the master: drives every channel at once",
                     ),
                 };
-                ui.label(RichText::new(text).small().weak()).on_hover_text(hint);
+                ui.label(RichText::new(text).small().weak())
+                    .on_hover_text(hint);
                 ui.add(
                     egui::ProgressBar::new(fill)
                         .desired_width(STRIP_WIDTH - 8.0)
                         .desired_height(4.0),
                 )
-                .on_hover_text("buffered ahead of the playhead");
+                .on_hover_text("how much of this stem's audio this peer has");
                 ui.horizontal(|ui| {
                     ui.add_space(4.0);
                     let (_, change) = fader_ui(ui, &s.name, s.db, Vec2::new(44.0, fader_height));

@@ -82,7 +82,8 @@ impl FileBrowser {
                             for (name, is_dir) in entries {
                                 let path = self.dir.join(name);
                                 if *is_dir {
-                                    if ui.selectable_label(false, format!("📁 {name}")).clicked() {
+                                    if ui.selectable_label(false, format!("📁 {name}")).clicked()
+                                    {
                                         enter = Some(path);
                                     }
                                 } else {

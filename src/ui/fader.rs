@@ -1,6 +1,6 @@
 //! The channel fader: a vertical control in dB, laid out as a console fader
-//! is (−∞ at the bottom, most of the travel near 0 dB), with the gestures a
-//! musician expects:
+//! is (−∞ at the bottom, a quarter of the travel within ±6 dB of unity), with
+//! the gestures a musician expects:
 //! - drag (Shift: five times finer);
 //! - double-click the value to type one (`-6`, `-6 dB`, `-inf`);
 //! - Ctrl-, Cmd- or Alt-click: back to 0 dB;
@@ -66,7 +66,7 @@ pub fn position_to_db(position: f32) -> f32 {
 /// a step below the bottom is −∞, and nothing goes past the top.
 pub fn step_db(db: f32, step_db: f32) -> f32 {
     let bottom = SCALE[0].1;
-    if db == f32::NEG_INFINITY || db.is_nan() {
+    if db < bottom || db.is_nan() {
         return if step_db > 0.0 {
             bottom
         } else {
@@ -79,7 +79,8 @@ pub fn step_db(db: f32, step_db: f32) -> f32 {
     } else {
         // Steps land on whole multiples of themselves (−5.5 → −5.0, not −5.2).
         let q = step_db.abs();
-        ((next / q).round() * q).min(MAX_GAIN_DB)
+        // `+ 0.0` makes −0 dB plain 0 dB (votes compare bitwise).
+        ((next / q).round() * q).min(MAX_GAIN_DB) + 0.0
     }
 }
 
@@ -118,13 +119,32 @@ pub struct FaderChange {
 /// and tests); returns a change the user asked for.
 pub fn fader_ui(ui: &mut Ui, label: &str, db: f32, size: Vec2) -> (Response, Option<FaderChange>) {
     let (rect, response) = ui.allocate_exact_size(size, Sense::click_and_drag());
-    response.widget_info(|| {
-        egui::WidgetInfo::slider(true, f64::from(db), format!("{label} fader"))
-    });
+    response
+        .widget_info(|| egui::WidgetInfo::slider(true, f64::from(db), format!("{label} fader")));
     let track = Rect::from_center_size(rect.center(), Vec2::new(6.0, rect.height() - 16.0));
     let y_of = |p: f32| track.bottom() - p * track.height();
     let mut change = None;
-    let (modifiers, scroll) = ui.input(|i| (i.modifiers, i.smooth_scroll_delta.y));
+    let modifiers = ui.input(|i| i.modifiers);
+    // Wheel notches, one step each (the smoothed delta would spread one
+    // notch over many frames).
+    let notches: f32 = if response.hovered() {
+        ui.input(|i| {
+            i.events
+                .iter()
+                .filter_map(|e| match e {
+                    egui::Event::MouseWheel { delta, .. } if delta.y != 0.0 => {
+                        Some(delta.y.signum())
+                    }
+                    _ => None,
+                })
+                .sum()
+        })
+    } else {
+        0.0
+    };
+    // While dragging, the fader's own position (the dB it shows is rounded
+    // through the scale, and would pin a slow drag at −∞).
+    let drag_id = response.id.with("drag_position");
 
     if response.clicked() && (modifiers.command || modifiers.alt) {
         change = Some(FaderChange {
@@ -135,14 +155,19 @@ pub fn fader_ui(ui: &mut Ui, label: &str, db: f32, size: Vec2) -> (Response, Opt
         // Relative, so grabbing the cap never makes it jump.
         let scale = if modifiers.shift { 0.2 } else { 1.0 };
         let dp = -response.drag_delta().y / track.height() * scale;
+        let from = ui
+            .data(|d| d.get_temp::<f32>(drag_id))
+            .unwrap_or_else(|| db_to_position(db));
         if dp != 0.0 {
-            let p = (db_to_position(db) + dp).clamp(0.0, 1.0);
+            let p = (from + dp).clamp(0.0, 1.0);
+            ui.data_mut(|d| d.insert_temp(drag_id, p));
             change = Some(FaderChange {
                 db: position_to_db(p),
                 dragging: true,
             });
         }
     } else if response.drag_stopped() {
+        ui.data_mut(|d| d.remove::<f32>(drag_id));
         change = Some(FaderChange {
             db,
             dragging: false,
@@ -151,13 +176,27 @@ pub fn fader_ui(ui: &mut Ui, label: &str, db: f32, size: Vec2) -> (Response, Opt
     if response.clicked() || response.drag_started() {
         response.request_focus();
     }
-    if response.hovered() && scroll.abs() > 0.5 {
+    if notches != 0.0 {
+        let mut stepped = db;
+        for _ in 0..notches.abs() as usize {
+            stepped = step_db(stepped, notches.signum());
+        }
         change = Some(FaderChange {
-            db: step_db(db, scroll.signum()),
+            db: stepped,
             dragging: false,
         });
     }
     if response.has_focus() {
+        // Up and down step the fader instead of moving the focus.
+        ui.memory_mut(|m| {
+            m.set_focus_lock_filter(
+                response.id,
+                egui::EventFilter {
+                    vertical_arrows: true,
+                    ..Default::default()
+                },
+            )
+        });
         let fine = if modifiers.shift { 0.1 } else { 0.5 };
         let (up, down) = ui.input_mut(|i| {
             (
@@ -182,12 +221,18 @@ pub fn fader_ui(ui: &mut Ui, label: &str, db: f32, size: Vec2) -> (Response, Opt
             let y = y_of(db_to_position(t));
             let color = ui.visuals().weak_text_color();
             painter.line_segment(
-                [Pos2::new(rect.left() + 2.0, y), Pos2::new(track.left() - 3.0, y)],
+                [
+                    Pos2::new(rect.left() + 2.0, y),
+                    Pos2::new(track.left() - 3.0, y),
+                ],
                 Stroke::new(1.0, color),
             );
             if t == 0.0 {
                 painter.line_segment(
-                    [Pos2::new(track.right() + 3.0, y), Pos2::new(rect.right() - 2.0, y)],
+                    [
+                        Pos2::new(track.right() + 3.0, y),
+                        Pos2::new(rect.right() - 2.0, y),
+                    ],
                     Stroke::new(1.0, color),
                 );
             }
@@ -227,6 +272,8 @@ pub fn db_readout_ui(ui: &mut Ui, id_salt: impl egui::AsIdSalt, db: f32) -> Opti
     if let Some(mut text) = editing {
         let r = ui.add(
             egui::TextEdit::singleline(&mut text)
+                .id(id.with("text"))
+                .hint_text(format_db(db))
                 .desired_width(ui.available_width())
                 .align(Align2::CENTER_CENTER),
         );
@@ -239,15 +286,12 @@ pub fn db_readout_ui(ui: &mut Ui, id_salt: impl egui::AsIdSalt, db: f32) -> Opti
             }
             return None;
         }
-        if !r.has_focus() && !r.lost_focus() {
-            r.request_focus();
-        }
         ui.data_mut(|d| d.insert_temp(id, text));
         return None;
     }
     let label = format!("{} dB", format_db(db));
     let (rect, r) = ui.allocate_exact_size(Vec2::new(ui.available_width(), 18.0), Sense::click());
-    r.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Label, true, &label));
+    r.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, &label));
     ui.painter().text(
         rect.center(),
         Align2::CENTER_CENTER,
@@ -256,7 +300,9 @@ pub fn db_readout_ui(ui: &mut Ui, id_salt: impl egui::AsIdSalt, db: f32) -> Opti
         ui.visuals().text_color(),
     );
     if r.double_clicked() {
-        ui.data_mut(|d| d.insert_temp(id, format_db(db).replace('∞', "inf")));
+        // Empty, with the value as a hint: typing replaces it.
+        ui.data_mut(|d| d.insert_temp(id, String::new()));
+        ui.memory_mut(|m| m.request_focus(id.with("text")));
     }
     r.on_hover_text("double-click to type a gain (e.g. -6, -inf)");
     None
@@ -324,6 +370,8 @@ mod tests {
         assert_eq!(step_db(11.8, 1.0), MAX_GAIN_DB);
         assert_eq!(step_db(-5.2, 0.5), -4.5);
         assert_eq!(step_db(0.0, -0.1), -0.1);
+        assert_eq!(step_db(-90.0, 0.5), -80.0, "from below the scale, up");
+        assert_eq!(step_db(-0.5, 0.5).to_bits(), 0f32.to_bits(), "no -0");
     }
 
     /// Shown gains: signed, one decimal, no "-0.0", and −∞.

@@ -94,7 +94,10 @@ pub fn load_stems(
                 continue;
             }
             if out.len() >= MAX_STEMS {
-                errors.push(format!("more than {MAX_STEMS} stems: {} skipped", file.display()));
+                errors.push(format!(
+                    "more than {MAX_STEMS} stems: {} skipped",
+                    file.display()
+                ));
                 continue;
             }
             if let Some(s) = cache.iter().find(|s| s.path == file) {
@@ -124,12 +127,13 @@ pub fn launch(
     wake: impl Fn() + Send + Clone + 'static,
 ) -> Launched {
     let mut errors = Vec::new();
+    // Decode first: the music plays on meanwhile.
+    let stems = load_stems(&paths, &cache, &mut errors);
     if let Some(p) = previous
         && let Err(e) = p.shutdown()
     {
         errors.push(format!("the previous peer stopped with an error: {e}"));
     }
-    let stems = load_stems(&paths, &cache, &mut errors);
     let mut template = template;
     let handle = loop {
         let opts = PeerOptions {
@@ -145,7 +149,7 @@ pub fn launch(
             output_cfg: template.output_cfg.clone(),
         };
         let w = wake.clone();
-        match PeerHandle::spawn(opts, Box::new(move || w())) {
+        match PeerHandle::spawn(opts, Box::new(w)) {
             Ok(h) => break Some(h),
             Err(PeerError::Listen { addr, cause })
                 if cause.kind() == ErrorKind::AddrInUse && template.listen_is_default =>

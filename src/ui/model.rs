@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::runtime::events::{PeerEvent, Ready, Status};
-use crate::session::{Event, PeerId, Round, SessionState, Verdict, action_kind};
+use crate::session::{DropReason, Event, PeerId, Round, SessionState, Verdict, action_kind};
 
 /// Decided rounds kept in the vote log.
 pub const LOG_LEN: usize = 12;
@@ -154,6 +154,12 @@ impl SessionView {
                     dropped: None,
                 });
             }
+            // Replaced: `Voted` already put the newer one in its place (and
+            // the two may be equal, so removing by value would lose it).
+            PeerEvent::VoteDropped {
+                reason: DropReason::Replaced,
+                ..
+            } => {}
             PeerEvent::VoteDropped { event, .. } => {
                 if let Some(i) = self.pending.iter().position(|p| p.event == event) {
                     self.pending.remove(i);
@@ -208,7 +214,7 @@ impl SessionView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Channel, Decision, VoteOutcome, Vote};
+    use crate::session::{Channel, Decision, Vote, VoteOutcome};
 
     fn ready(id: u64) -> PeerEvent {
         PeerEvent::Ready(Ready {
@@ -258,11 +264,13 @@ mod tests {
         };
         v.apply(PeerEvent::Voted(vol), 1.0);
         assert_eq!(v.pending.len(), 1);
-        assert!(v.pending_like(&Event::Volume {
-            channel: Channel::Stem(0),
-            gain_db: 0.0
-        })
-        .is_some());
+        assert!(
+            v.pending_like(&Event::Volume {
+                channel: Channel::Stem(0),
+                gain_db: 0.0
+            })
+            .is_some()
+        );
         v.apply(
             decided(
                 7,
@@ -290,14 +298,31 @@ mod tests {
             position_ns: s * 1_000_000_000,
         };
         v.apply(PeerEvent::Voted(seek(1)), 0.0);
+        // The runtime reports the replaced one dropped before the new vote.
+        v.apply(
+            PeerEvent::VoteDropped {
+                event: seek(1),
+                reason: DropReason::Replaced,
+            },
+            0.1,
+        );
         v.apply(PeerEvent::Voted(seek(2)), 0.1);
+        // Equal events: the drop of the old must not remove the new.
+        v.apply(PeerEvent::Voted(seek(2)), 0.1);
+        v.apply(
+            PeerEvent::VoteDropped {
+                event: seek(2),
+                reason: DropReason::Replaced,
+            },
+            0.1,
+        );
         v.apply(PeerEvent::Voted(Event::Play), 0.1);
         assert_eq!(v.pending.len(), 2);
         assert_eq!(v.pending_like(&seek(0)).unwrap().event, seek(2));
         v.apply(
             PeerEvent::VoteDropped {
                 event: Event::Play,
-                reason: crate::session::DropReason::QueueFull,
+                reason: DropReason::QueueFull,
             },
             0.2,
         );

@@ -10,7 +10,7 @@ use crate::session::{Event, Verdict};
 
 use super::app::Action;
 use super::fader::format_db;
-use super::launch::{LoadedStem, PeerTemplate};
+use super::launch::LoadedStem;
 use super::model::SessionView;
 use super::timeline::format_secs;
 
@@ -158,10 +158,9 @@ pub fn peers_ui(ui: &mut Ui, view: &SessionView, now: f64) {
                         .map_or("—".into(), |r| format!("{:.1} ms", r as f64 / 1e6)),
                 );
                 ui.label(p.clock_offset_ns.map_or("—".into(), offset_text))
-                .on_hover_text(
-                    p.clock_rate_ppm
-                        .map_or("rate unknown".into(), |r| format!("its clock runs {r:+.1} ppm")),
-                );
+                    .on_hover_text(p.clock_rate_ppm.map_or("rate unknown".into(), |r| {
+                        format!("its clock runs {r:+.1} ppm")
+                    }));
                 let heard_ms = p.heard_ago_ns as f64 / 1e6;
                 ui.label(
                     RichText::new(format!("{heard_ms:.0} ms")).color(if heard_ms > 500.0 {
@@ -234,15 +233,30 @@ pub struct SessionOutput {
     pub dismiss_error: Option<usize>,
 }
 
+/// What the session panel shows.
+pub struct SessionPanel<'a> {
+    pub view: &'a SessionView,
+    /// This peer was started to join someone (so it can leave).
+    pub joined: bool,
+    pub stems: &'a [LoadedStem],
+    pub recent: &'a [std::path::PathBuf],
+    /// The address to give others.
+    pub share: Option<&'a str>,
+}
+
 pub fn session_ui(
     ui: &mut Ui,
-    view: &SessionView,
-    template: &PeerTemplate,
-    stems: &[LoadedStem],
+    p: &SessionPanel<'_>,
     join_text: &mut String,
     passphrase: &mut String,
-    recent: &[std::path::PathBuf],
 ) -> SessionOutput {
+    let SessionPanel {
+        view,
+        joined,
+        stems,
+        recent,
+        share,
+    } = *p;
     let mut out = SessionOutput::default();
     ui.heading("Session");
     for (i, e) in view.errors.iter().enumerate() {
@@ -253,17 +267,16 @@ pub fn session_ui(
             ui.label(RichText::new(e).color(RED));
         });
     }
-    if let Some(me) = &view.me {
-        let share = share_address(me.advertise);
+    if let (Some(me), Some(share)) = (&view.me, share) {
         ui.horizontal(|ui| {
             ui.label("Your address:");
-            ui.monospace(&share);
+            ui.monospace(share);
             if ui
                 .button("Copy")
                 .on_hover_text("others join with --join ADDRESS, or paste it in their Join box")
                 .clicked()
             {
-                ui.ctx().copy_text(share.clone());
+                ui.ctx().copy_text(share.to_string());
             }
         });
         ui.label(
@@ -283,7 +296,7 @@ pub fn session_ui(
         if ui.button("Join").clicked() || enter {
             out.actions.push(Action::Join(join_text.clone()));
         }
-        if !template.joins.is_empty()
+        if joined
             && ui
                 .button("Leave")
                 .on_hover_text("start a session of your own")
@@ -308,14 +321,23 @@ pub fn session_ui(
         if ui.button("Add…").clicked() {
             out.open_browser = true;
         }
-        ui.label(RichText::new("or drop audio files on the window").small().weak());
+        ui.label(
+            RichText::new("or drop audio files on the window")
+                .small()
+                .weak(),
+        );
     });
     for (i, s) in stems.iter().enumerate() {
         ui.horizontal(|ui| {
-            if ui.small_button("x").on_hover_text("remove this stem").clicked() {
+            if ui
+                .small_button("x")
+                .on_hover_text("remove this stem")
+                .clicked()
+            {
                 out.actions.push(Action::RemoveStem(i));
             }
-            ui.label(&s.audio.name).on_hover_text(s.path.display().to_string());
+            ui.label(&s.audio.name)
+                .on_hover_text(s.path.display().to_string());
             ui.label(
                 RichText::new(format!(
                     "{} · {} Hz {} ch",

@@ -44,14 +44,16 @@ impl Overview {
         }
     }
 
-    /// The largest peak in the fraction `from..to` of the song.
-    fn peak_between(&self, from: f32, to: f32) -> f32 {
+    /// The largest peak between `from_secs` and `to_secs` of the song (0
+    /// past the end of the stems).
+    fn peak_between(&self, from_secs: f64, to_secs: f64) -> f32 {
         let n = self.peaks.len();
-        if n == 0 {
+        let bucket = |secs: f64| (secs.max(0.0) * BUCKETS_PER_SEC as f64) as usize;
+        let a = bucket(from_secs);
+        if a >= n {
             return 0.0;
         }
-        let a = ((from * n as f32) as usize).min(n - 1);
-        let b = ((to * n as f32).ceil() as usize).clamp(a + 1, n);
+        let b = bucket(to_secs).clamp(a + 1, n);
         self.peaks[a..b].iter().fold(0f32, |m, &v| m.max(v))
     }
 }
@@ -105,8 +107,10 @@ pub fn timeline_ui(
     let half = rect.height() / 2.0 - 4.0;
     let columns = rect.width().max(1.0) as usize;
     for c in 0..columns {
-        let from = c as f32 / columns as f32;
-        let to = (c + 1) as f32 / columns as f32;
+        // By time, so the overview lines up with the playhead even when the
+        // stems here are shorter than the session's song.
+        let from = c as f64 / columns as f64 * duration;
+        let to = (c + 1) as f64 / columns as f64 * duration;
         let h = overview.peak_between(from, to).sqrt() * half;
         let x = rect.left() + c as f32 + 0.5;
         let color = if x <= played_x {
@@ -115,7 +119,10 @@ pub fn timeline_ui(
             Color32::from_gray(110)
         };
         painter.line_segment(
-            [Pos2::new(x, mid - h.max(0.5)), Pos2::new(x, mid + h.max(0.5))],
+            [
+                Pos2::new(x, mid - h.max(0.5)),
+                Pos2::new(x, mid + h.max(0.5)),
+            ],
             Stroke::new(1.0, color),
         );
     }
@@ -139,7 +146,10 @@ pub fn timeline_ui(
         );
     }
     painter.line_segment(
-        [Pos2::new(played_x, rect.top()), Pos2::new(played_x, rect.bottom())],
+        [
+            Pos2::new(played_x, rect.top()),
+            Pos2::new(played_x, rect.bottom()),
+        ],
         Stroke::new(2.0, Color32::WHITE),
     );
     if let Some(h) = response.hover_pos()
@@ -179,6 +189,9 @@ mod tests {
         };
         assert_eq!(Overview::mix([&loud, &loud, &o]).peaks[..3], [1.0; 3]);
         assert_eq!(o.peak_between(0.0, 1.0), 0.5);
+        assert_eq!(o.peak_between(0.0, 0.05), 0.0, "column 0 only");
+        assert_eq!(o.peak_between(0.05, 0.1), 0.5, "column 1 only");
+        assert_eq!(o.peak_between(2.0, 3.0), 0.0, "past the end");
         assert_eq!(Overview::default().peak_between(0.0, 1.0), 0.0);
     }
 
