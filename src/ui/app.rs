@@ -27,7 +27,9 @@ pub const SEEK_STEP_SECS: f64 = 5.0;
 /// A fader the user moved shows the user's value this long before it
 /// follows the session's decisions again.
 pub const HOLD_LOCAL_SECS: f64 = 1.0;
-const STRIP_WIDTH: f32 = 86.0;
+const STRIP_WIDTH: f32 = 70.0;
+/// Frames a second while meters or the playhead move.
+const FRAME_RATE_HZ: f64 = 60.0;
 /// Faders take the strip's height, within these bounds.
 const FADER_HEIGHT: std::ops::RangeInclusive<f32> = 160.0..=420.0;
 
@@ -80,6 +82,8 @@ pub struct MixerApp {
     pub peer: Option<PeerHandle>,
     launching: Option<mpsc::Receiver<Launched>>,
     relaunch_wanted: bool,
+    /// When the next frame is due while something moves.
+    next_frame: Option<std::time::Instant>,
     /// This peer's address as others should dial it (with this machine's
     /// outbound address for an unspecified one), for the advertised address.
     shared_address: Option<(std::net::SocketAddr, String)>,
@@ -142,6 +146,7 @@ impl MixerApp {
             peer: None,
             launching: None,
             relaunch_wanted: false,
+            next_frame: None,
             shared_address: None,
             stems: vec![],
             overview: Overview::default(),
@@ -314,16 +319,15 @@ impl MixerApp {
     }
 
     /// The playhead: what the engine is playing now.
+    ///
+    /// Within the song: past its end the session plays on in silence.
     pub fn position_secs(&self) -> f64 {
-        match &self.peer {
-            Some(p) => {
-                p.stats
-                    .pos_frames
-                    .load(std::sync::atomic::Ordering::Relaxed) as f64
-                    / f64::from(ENGINE_RATE_HZ)
-            }
-            None => 0.0,
-        }
+        let Some(p) = &self.peer else { return 0.0 };
+        let frames = p
+            .stats
+            .pos_frames
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (frames as f64 / f64::from(ENGINE_RATE_HZ)).clamp(0.0, self.duration_secs())
     }
 
     /// Whether the session's latest decision is to play.
@@ -427,9 +431,20 @@ impl MixerApp {
                 .chain([&self.master])
                 .any(|s| s.meter.level_db > super::meter::FLOOR_DB);
         if busy {
-            // Meters and the playhead move: about 60 frames a second.
-            ui.ctx()
-                .request_repaint_after(std::time::Duration::from_millis(15));
+            // Meters and the playhead move: 60 frames a second, on a cadence
+            // (the wait overlaps the painting of this frame), not "16 ms
+            // after this one", which would add the painting to every frame.
+            let period = std::time::Duration::from_secs_f64(1.0 / FRAME_RATE_HZ);
+            let now = std::time::Instant::now();
+            let next = match self.next_frame {
+                Some(t) if t > now && t < now + period => t,
+                Some(t) if t + period > now => t + period,
+                _ => now + period,
+            };
+            self.next_frame = Some(next);
+            ui.ctx().request_repaint_after(next - now);
+        } else {
+            self.next_frame = None;
         }
         if let Some(stats) = &mut self.frame_stats {
             stats.frame(now, started.elapsed());
@@ -899,7 +914,7 @@ fn strip_ui(
                 .on_hover_text("how much of this stem's audio this peer has");
                 ui.horizontal(|ui| {
                     ui.add_space(4.0);
-                    let (_, change) = fader_ui(ui, &s.name, s.db, Vec2::new(44.0, fader_height));
+                    let (_, change) = fader_ui(ui, &s.name, s.db, Vec2::new(36.0, fader_height));
                     if change.is_some() {
                         out.fader = change;
                     }
@@ -913,7 +928,7 @@ fn strip_ui(
                 }
                 ui.horizontal(|ui| {
                     let mute = egui::Button::selectable(s.muted, RichText::new("M").strong())
-                        .min_size(Vec2::new(30.0, 22.0));
+                        .min_size(Vec2::new(26.0, 22.0));
                     let mute = if s.mute_pending {
                         mute.stroke(egui::Stroke::new(1.5, Color32::from_rgb(230, 170, 60)))
                     } else {
@@ -928,7 +943,7 @@ fn strip_ui(
                     }
                     if let Some(soloed) = s.soloed {
                         let solo = egui::Button::selectable(soloed, RichText::new("S").strong())
-                            .min_size(Vec2::new(30.0, 22.0));
+                            .min_size(Vec2::new(26.0, 22.0));
                         if ui
                             .add(solo)
                             .on_hover_text(format!("solo {} on this peer only", s.name))
