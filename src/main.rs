@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use std::net::SocketAddr;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use synfony::audio::ENGINE_RATE_HZ;
 use synfony::audio::output::OutputConfig;
 use synfony::audio::output::{
@@ -233,7 +233,9 @@ fn host_name() -> String {
 }
 
 /// The peer's options from the command line, less the stems.
-fn template(args: &PeerArgs) -> anyhow::Result<PeerTemplate> {
+/// `listen_is_default`: `--listen` was not given (the window may then fall
+/// back to a free port if 7878 is taken).
+fn template(args: &PeerArgs, listen_is_default: bool) -> anyhow::Result<PeerTemplate> {
     let clock = LocalClock::skewed(args.clock_offset_ms, args.clock_drift_ppm, monotonic_ns())?;
     let output = args.output.clone().unwrap_or(if args.headless {
         OutputKind::Null
@@ -242,7 +244,7 @@ fn template(args: &PeerArgs) -> anyhow::Result<PeerTemplate> {
     });
     Ok(PeerTemplate {
         listen: args.listen,
-        listen_is_default: args.listen == DEFAULT_LISTEN.parse::<SocketAddr>()?,
+        listen_is_default,
         advertise: args.advertise,
         joins: args.joins.clone(),
         name: args.name.clone().unwrap_or_else(host_name),
@@ -270,8 +272,8 @@ fn stem_paths(args: &PeerArgs) -> Vec<PathBuf> {
 }
 
 /// The mixer window over a peer; returns when the window closes.
-fn run_window(args: PeerArgs) -> anyhow::Result<()> {
-    let template = template(&args)?;
+fn run_window(args: PeerArgs, listen_is_default: bool) -> anyhow::Result<()> {
+    let template = template(&args, listen_is_default)?;
     synfony::ui::run(template, stem_paths(&args), args.frame_stats)?;
     Ok(())
 }
@@ -289,7 +291,7 @@ fn run_headless_peer(args: PeerArgs) -> anyhow::Result<()> {
     } else {
         load_stems(&paths, ENGINE_RATE_HZ)?
     };
-    let t = template(&args)?;
+    let t = template(&args, false)?;
     let opts = PeerOptions {
         listen: t.listen,
         advertise: t.advertise,
@@ -325,7 +327,13 @@ fn run_headless_peer(args: PeerArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let listen_is_default =
+        matches.value_source("listen") == Some(clap::parser::ValueSource::DefaultValue);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -342,7 +350,7 @@ fn main() -> ExitCode {
             if cli.peer.headless {
                 run_headless_peer(cli.peer)
             } else {
-                run_window(cli.peer)
+                run_window(cli.peer, listen_is_default)
             }
         }
     };

@@ -359,3 +359,33 @@ fn a_real_peer_plays_what_the_window_votes() {
         p.shutdown().expect("the peer stops cleanly");
     }
 }
+
+/// The settings survive a restart: what the window saves in eframe's storage
+/// is what the next run reads back.
+#[test]
+fn settings_persist_through_eframe_storage() {
+    #[derive(Default)]
+    struct Memory(std::collections::HashMap<String, String>);
+    impl eframe::Storage for Memory {
+        fn get_string(&self, key: &str) -> Option<String> {
+            self.0.get(key).cloned()
+        }
+        fn set_string(&mut self, key: &str, value: String) {
+            self.0.insert(key.to_string(), value);
+        }
+        fn remove_string(&mut self, key: &str) {
+            self.0.remove(key);
+        }
+        fn flush(&mut self) {}
+    }
+    let (mut h, _peer) = detached();
+    h.get_all_by_label("S").next().unwrap().click();
+    h.get_by_label("hide peers").click();
+    h.run_steps(2);
+    let mut storage = Memory::default();
+    eframe::App::save(h.state_mut(), &mut storage);
+    let settings: Settings =
+        eframe::get_value(&storage, synfony::ui::SETTINGS_KEY).expect("settings saved");
+    assert_eq!(settings.solo, vec!["bass".to_string()]);
+    assert!(settings.hide_peers);
+}

@@ -196,7 +196,7 @@ impl MixerApp {
     }
 
     /// Takes what the peer and the launcher reported since the last frame.
-    fn poll(&mut self, now_secs: f64) {
+    pub fn poll(&mut self, now_secs: f64) {
         if let Some(rx) = &self.launching {
             match rx.try_recv() {
                 Ok(l) => {
@@ -436,10 +436,11 @@ impl MixerApp {
             // after this one", which would add the painting to every frame.
             let period = std::time::Duration::from_secs_f64(1.0 / FRAME_RATE_HZ);
             let now = std::time::Instant::now();
+            // Late (painting took longer than a period): the next frame at
+            // once, and the cadence goes on from there.
             let next = match self.next_frame {
-                Some(t) if t > now && t < now + period => t,
-                Some(t) if t + period > now => t + period,
-                _ => now + period,
+                Some(t) if t + period >= now => t + period,
+                _ => now,
             };
             self.next_frame = Some(next);
             ui.ctx().request_repaint_after(next - now);

@@ -29,9 +29,15 @@ pub use launch::{LoadedStem, PeerTemplate};
 pub use model::SessionView;
 
 /// The key of [`Settings`] in eframe's storage.
-const SETTINGS_KEY: &str = "synfony.settings";
+pub const SETTINGS_KEY: &str = "synfony.settings";
 
 impl eframe::App for MixerApp {
+    /// Also called while the window is hidden (the peer's events wake it):
+    /// events are taken even when nothing is drawn, so they never pile up.
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.poll(ctx.input(|i| i.time));
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.show(ui);
     }
