@@ -14,6 +14,9 @@ use super::launch::LoadedStem;
 use super::model::SessionView;
 use super::timeline::format_secs;
 
+/// Points drawn per line of the peers' graphs.
+const PLOT_POINTS: usize = 60;
+
 const AMBER: Color32 = Color32::from_rgb(230, 170, 60);
 const GREEN: Color32 = Color32::from_rgb(90, 200, 110);
 const RED: Color32 = Color32::from_rgb(230, 80, 70);
@@ -188,10 +191,12 @@ pub fn peers_ui(ui: &mut Ui, view: &SessionView, now: f64) {
         view.history
             .iter()
             .map(|(id, h)| {
-                let points: Vec<[f64; 2]> = h
-                    .points
-                    .iter()
-                    .filter(|p| now - p.0 < window_secs)
+                // At most PLOT_POINTS a line: long anti-aliased lines are
+                // what costs most to paint (60 fps or 50 under llvmpipe).
+                let recent = h.points.iter().filter(|p| now - p.0 < window_secs);
+                let stride = (recent.clone().count() / PLOT_POINTS).max(1);
+                let points: Vec<[f64; 2]> = recent
+                    .step_by(stride)
                     .map(|p| [p.0 - now, pick(p)])
                     .collect();
                 (view.name_of(*id), points)
