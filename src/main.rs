@@ -49,7 +49,7 @@ struct PeerArgs {
     #[arg(long)]
     advertise: Option<SocketAddr>,
     /// A peer already in the session (repeatable; any member works).
-    #[arg(long = "join", value_name = "ADDR", value_parser = parse_join)]
+    #[arg(long = "join", value_name = "ADDR", value_parser = synfony::runtime::net::check_join_spec)]
     joins: Vec<String>,
     /// Display name (default: the host name).
     #[arg(long)]
@@ -107,16 +107,6 @@ struct PeerArgs {
 fn parse_output(s: &str) -> Result<OutputKind, String> {
     s.parse()
         .map_err(|e: synfony::audio::output::OutputError| e.to_string())
-}
-
-/// `HOST:PORT` (resolved when dialled, so a name may be down at start).
-fn parse_join(s: &str) -> Result<String, String> {
-    match s.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
-            Ok(s.to_string())
-        }
-        _ => Err(format!("{s:?} is not HOST:PORT (e.g. 192.168.1.20:7878)")),
-    }
 }
 
 fn parse_period(s: &str) -> Result<usize, String> {

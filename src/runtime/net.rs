@@ -455,6 +455,18 @@ pub async fn handshake_acceptor(
 }
 
 /// Connects to `addr` with [`CONNECT_TIMEOUT`].
+/// A `--join` address as given: `HOST:PORT` with a port above 0 (the host is
+/// resolved when dialled, so a name may be down at start).
+pub fn check_join_spec(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!("{s:?} is not HOST:PORT (e.g. 192.168.1.20:7878)")),
+    }
+}
+
 pub async fn connect(addr: SocketAddr) -> Result<Connection, LinkError> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audio::ENGINE_RATE_HZ;
 use crate::runtime::control::Command;
+use crate::runtime::net::check_join_spec;
 use crate::runtime::peer::{PeerHandle, SendError};
 use crate::session::{Channel, Event};
 
@@ -421,7 +422,7 @@ impl MixerApp {
         }
 
         for a in actions {
-            self.apply(a, now);
+            self.apply(a);
         }
         let busy = self.view.status.as_ref().is_some_and(|s| s.playing)
             || !self.view.pending.is_empty()
@@ -765,7 +766,7 @@ impl MixerApp {
 
     /// Applies one action: a vote or solo through the command channel, a
     /// change of session or stems by restarting the peer in the background.
-    pub fn apply(&mut self, action: Action, _now: f64) {
+    pub fn apply(&mut self, action: Action) {
         match action {
             Action::Vote(event) => self.send(Command::Vote(event)),
             Action::Solo { stem, on } => {
@@ -779,16 +780,10 @@ impl MixerApp {
                 }
             }
             Action::Join(addr) => {
-                let addr = addr.trim().to_string();
-                if addr
-                    .rsplit_once(':')
-                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-                {
-                    self.view.push_error(format!(
-                        "{addr:?} is not HOST:PORT (e.g. 192.168.1.20:7878)"
-                    ));
-                    return;
-                }
+                let addr = match check_join_spec(&addr) {
+                    Ok(a) => a,
+                    Err(e) => return self.view.push_error(e),
+                };
                 self.settings.join_address = addr.clone();
                 self.template.joins = vec![addr];
                 self.template.passphrase = non_empty(&self.passphrase_text);

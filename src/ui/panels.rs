@@ -203,31 +203,31 @@ pub fn peers_ui(ui: &mut Ui, view: &SessionView, now: f64) {
             })
             .collect::<Vec<_>>()
     };
-    ui.label(RichText::new("round-trip time (ms), last minute").small());
-    Plot::new("rtt_plot")
-        .height(110.0)
-        .legend(Legend::default())
-        .allow_drag(false)
-        .allow_zoom(false)
-        .allow_scroll(false)
-        .include_y(0.0)
-        .show(ui, |plot| {
-            for (name, points) in series(|p| p.1) {
-                plot.line(Line::new(name, points));
-            }
-        });
-    ui.label(RichText::new("clock offset drift since first seen (ms)").small());
-    Plot::new("offset_plot")
-        .height(110.0)
-        .legend(Legend::default())
-        .allow_drag(false)
-        .allow_zoom(false)
-        .allow_scroll(false)
-        .show(ui, |plot| {
-            for (name, points) in series(|p| p.2) {
-                plot.line(Line::new(name, points));
-            }
-        });
+    for (id, title, pick) in [
+        (
+            "rtt_plot",
+            "round-trip time (ms), last minute",
+            (|p: &(f64, f64, f64)| p.1) as fn(&(f64, f64, f64)) -> f64,
+        ),
+        (
+            "offset_plot",
+            "clock offset drift since first seen (ms)",
+            |p: &(f64, f64, f64)| p.2,
+        ),
+    ] {
+        ui.label(RichText::new(title).small());
+        Plot::new(id)
+            .height(110.0)
+            .legend(Legend::default())
+            .allow_drag(false)
+            .allow_zoom(false)
+            .allow_scroll(false)
+            .show(ui, |plot| {
+                for (name, points) in series(pick) {
+                    plot.line(Line::new(name, points));
+                }
+            });
+    }
 }
 
 /// What the session panel asked for.
