@@ -389,3 +389,19 @@ fn settings_persist_through_eframe_storage() {
     assert_eq!(settings.solo, vec!["bass".to_string()]);
     assert!(settings.hide_peers);
 }
+
+/// A peer that cannot start says why at once (the window shows it), rather
+/// than hanging or panicking: here, its port is taken.
+#[test]
+fn a_peer_that_cannot_listen_says_why() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut opts = PeerTemplate::loopback("me");
+    opts.listen = taken.local_addr().unwrap();
+    let launched = synfony::ui::launch::launch(opts, vec![], vec![], None, || {});
+    assert!(launched.handle.is_none());
+    assert!(
+        launched.errors.iter().any(|e| e.contains("cannot listen")),
+        "{:?}",
+        launched.errors
+    );
+}

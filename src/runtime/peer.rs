@@ -171,21 +171,20 @@ impl PeerHandle {
                     let _ = ev_tx.send(e);
                     wake();
                 });
+                // A failure before listening drops `started_tx` unused, which
+                // tells `spawn` to look at this thread's result.
                 let result = rt.block_on(run_with(
                     opts,
                     Control::Channel(cmd_rx),
                     sink,
-                    Some(started_tx.clone()),
+                    Some(started_tx),
                 ));
-                if let Err(e) = &result {
-                    let _ = started_tx.try_send(Err(e.to_string()));
-                }
                 rt.shutdown_timeout(Duration::from_millis(100));
                 result
             })
             .map_err(PeerError::Runtime)?;
         match started_rx.recv() {
-            Ok(Ok(parts)) => Ok(PeerHandle {
+            Ok(parts) => Ok(PeerHandle {
                 commands: cmd_tx,
                 events: ev_rx,
                 meters: parts.meters,
@@ -194,7 +193,7 @@ impl PeerHandle {
                 thread: Some(thread),
             }),
             // The thread failed before it listened: its own error says why.
-            _ => Err(match thread.join() {
+            Err(_) => Err(match thread.join() {
                 Ok(Err(e)) => e,
                 Ok(Ok(())) | Err(_) => PeerError::Stopped,
             }),
@@ -296,7 +295,7 @@ async fn run_with(
     opts: PeerOptions,
     control: Control,
     mut events: EventSink,
-    started: Option<std::sync::mpsc::SyncSender<Result<Started, String>>>,
+    started: Option<std::sync::mpsc::SyncSender<Started>>,
 ) -> Result<(), PeerError> {
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -330,11 +329,11 @@ async fn run_with(
     let described = backend.describe();
     let running = output::start(backend, engine, &opts.output_cfg)?;
     if let Some(started) = started {
-        let _ = started.try_send(Ok(Started {
+        let _ = started.try_send(Started {
             meters: engine_handle.meters.clone(),
             stats: engine_handle.stats.clone(),
             solo: engine_handle.solo.clone(),
-        }));
+        });
     }
 
     let start = if opts.joins.is_empty() {

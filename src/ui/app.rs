@@ -437,9 +437,12 @@ impl MixerApp {
             // after this one", which would add the painting to every frame.
             let period = std::time::Duration::from_secs_f64(1.0 / FRAME_RATE_HZ);
             let now = std::time::Instant::now();
-            // Late (painting took longer than a period): the next frame at
-            // once, and the cadence goes on from there.
+            // Early (an event woke this frame before its time): the frame
+            // due stays due. Late (painting took longer than a period): the
+            // next frame at once, and the cadence goes on from there.
+            let slack = std::time::Duration::from_millis(2);
             let next = match self.next_frame {
+                Some(t) if t > now + slack => t,
                 Some(t) if t + period >= now => t + period,
                 _ => now,
             };
