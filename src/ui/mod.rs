@@ -57,7 +57,7 @@ impl eframe::App for MixerApp {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UiError {
-    #[error("cannot open the window: {0}")]
+    #[error("cannot open the window: {0} (no display? --headless runs a peer without one)")]
     Window(String),
 }
 
