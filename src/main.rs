@@ -16,8 +16,7 @@ use synfony::audio::output::{
 };
 use synfony::audio::render::{RenderSpec, StemRef, load_stems, render, write_wav};
 use synfony::host_clock::{LocalClock, monotonic_ns};
-use synfony::runtime::auth::Secret;
-use synfony::runtime::peer::{PeerOptions, run_headless};
+use synfony::runtime::peer::run_headless;
 use synfony::ui::PeerTemplate;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:7878";
@@ -281,19 +280,7 @@ fn run_headless_peer(args: PeerArgs) -> anyhow::Result<()> {
     } else {
         load_stems(&paths, ENGINE_RATE_HZ)?
     };
-    let t = template(&args, false)?;
-    let opts = PeerOptions {
-        listen: t.listen,
-        advertise: t.advertise,
-        joins: t.joins,
-        name: t.name,
-        secret: t.passphrase.as_deref().map(Secret::new),
-        clock: t.clock,
-        session: t.session,
-        stems,
-        output: t.output,
-        output_cfg: t.output_cfg,
-    };
+    let opts = template(&args, false)?.options(stems);
     let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
     // stdout gets its own thread, so a slow reader never stalls the session.
     let writer = std::thread::spawn(move || {

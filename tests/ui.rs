@@ -58,6 +58,7 @@ fn detached() -> (Harness<'static, MixerApp>, DetachedPeer) {
             name: "me".into(),
             listen: "127.0.0.1:7878".parse().unwrap(),
             advertise: "127.0.0.1:7878".parse().unwrap(),
+            share: "127.0.0.1:7878".parse().unwrap(),
             stems: vec!["bass".into(), "drums".into(), "keys".into()],
             output: "null".into(),
             joining: false,
@@ -306,18 +307,7 @@ fn a_bad_join_address_shows_an_error() {
 fn a_real_peer_plays_what_the_window_votes() {
     let stems = stems(&["bass", "keys"], 5.0);
     let handle = PeerHandle::spawn(
-        synfony::runtime::peer::PeerOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            advertise: None,
-            joins: vec![],
-            name: "me".into(),
-            secret: None,
-            clock: synfony::host_clock::LocalClock::REAL,
-            session: synfony::session::Config::default(),
-            stems: stems.iter().map(|s| s.audio.clone()).collect(),
-            output: synfony::audio::output::OutputKind::Null,
-            output_cfg: Default::default(),
-        },
+        PeerTemplate::loopback("me").options(stems.iter().map(|s| s.audio.clone()).collect()),
         Box::new(|| {}),
     )
     .expect("a peer starts on loopback");

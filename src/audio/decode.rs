@@ -42,13 +42,7 @@ pub struct StemAudio {
 impl StemAudio {
     /// `frames` frames of silence at the engine rate (tests, placeholders).
     pub fn silence(name: &str, frames: usize) -> StemAudio {
-        StemAudio {
-            name: name.to_string(),
-            samples: vec![0.0; frames * super::CHANNELS].into(),
-            rate_hz: super::ENGINE_RATE_HZ,
-            source_rate_hz: super::ENGINE_RATE_HZ,
-            source_channels: super::CHANNELS,
-        }
+        StemAudio::from_interleaved(name, super::ENGINE_RATE_HZ, vec![0.0; frames * CHANNELS])
     }
 
     pub fn frames(&self) -> usize {

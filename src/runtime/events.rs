@@ -71,6 +71,9 @@ pub struct Ready {
     pub name: String,
     pub listen: SocketAddr,
     pub advertise: SocketAddr,
+    /// The address to give others: `advertise`, with this machine's
+    /// outbound address for an unspecified one (`0.0.0.0`).
+    pub share: SocketAddr,
     pub stems: Vec<String>,
     /// The output, as the backend describes itself.
     pub output: String,

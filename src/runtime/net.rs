@@ -455,6 +455,22 @@ pub async fn handshake_acceptor(
 }
 
 /// Connects to `addr` with [`CONNECT_TIMEOUT`].
+/// The address to give others: the advertised one, with this machine's
+/// outbound address in place of an unspecified one (`0.0.0.0`).
+pub fn share_address(advertise: SocketAddr) -> SocketAddr {
+    if !advertise.ip().is_unspecified() {
+        return advertise;
+    }
+    // Connecting a UDP socket sends nothing; it only picks the interface
+    // the route to a (documentation) address would use.
+    let ip = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    SocketAddr::new(ip, advertise.port())
+}
+
 /// A `--join` address as given: `HOST:PORT` with a port above 0 (the host is
 /// resolved when dialled, so a name may be down at start).
 pub fn check_join_spec(s: &str) -> Result<String, String> {
@@ -483,6 +499,27 @@ pub async fn connect(addr: SocketAddr) -> Result<Connection, LinkError> {
 mod tests {
     use super::*;
     use tokio::net::TcpListener;
+
+    /// The address to share keeps a specified address as it is, and never
+    /// hands out an unspecified one (0.0.0.0), whatever the machine's routes.
+    #[test]
+    fn the_shared_address_is_dialable() {
+        let given: SocketAddr = "192.168.1.20:7878".parse().unwrap();
+        assert_eq!(share_address(given), given);
+        let any: SocketAddr = "0.0.0.0:7878".parse().unwrap();
+        let shared = share_address(any);
+        assert!(!shared.ip().is_unspecified());
+        assert_eq!(shared.port(), 7878);
+    }
+
+    /// `--join` wants HOST:PORT with a port above 0.
+    #[test]
+    fn join_specs() {
+        assert_eq!(check_join_spec(" host:7878 "), Ok("host:7878".into()));
+        for bad in ["host", ":7878", "host:0", "host:x", "host:70000"] {
+            assert!(check_join_spec(bad).is_err(), "{bad}");
+        }
+    }
 
     fn id(n: u64, addr: SocketAddr) -> Identity {
         Identity {

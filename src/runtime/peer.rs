@@ -116,7 +116,7 @@ pub fn run_headless(
 ) -> Result<(), PeerError> {
     let sink: EventSink = Box::new(move |e, stems| events(e.to_json(stems)));
     let rt = runtime()?;
-    let result = rt.block_on(run(opts, Control::Stdin, sink));
+    let result = rt.block_on(run(opts, Control::Stdin, sink, None));
     // tokio reads stdin with a blocking read that cannot be cancelled: do not
     // wait for it, or `quit` with stdin still open would never exit.
     rt.shutdown_timeout(Duration::from_millis(100));
@@ -173,12 +173,8 @@ impl PeerHandle {
                 });
                 // A failure before listening drops `started_tx` unused, which
                 // tells `spawn` to look at this thread's result.
-                let result = rt.block_on(run_with(
-                    opts,
-                    Control::Channel(cmd_rx),
-                    sink,
-                    Some(started_tx),
-                ));
+                let result =
+                    rt.block_on(run(opts, Control::Channel(cmd_rx), sink, Some(started_tx)));
                 rt.shutdown_timeout(Duration::from_millis(100));
                 result
             })
@@ -287,11 +283,9 @@ fn random_peer_id() -> Result<PeerId, PeerError> {
     }
 }
 
-async fn run(opts: PeerOptions, control: Control, events: EventSink) -> Result<(), PeerError> {
-    run_with(opts, control, events, None).await
-}
-
-async fn run_with(
+/// Runs a peer until it quits. `started` (the window's) learns the engine's
+/// shared parts once the peer listens and plays.
+async fn run(
     opts: PeerOptions,
     control: Control,
     mut events: EventSink,
@@ -358,6 +352,7 @@ async fn run_with(
             name: me.name.clone(),
             listen: bound,
             advertise: me.advertise,
+            share: net::share_address(me.advertise),
             stems: stem_names.clone(),
             output: described,
             joining: !opts.joins.is_empty(),

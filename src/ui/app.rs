@@ -85,9 +85,6 @@ pub struct MixerApp {
     relaunch_wanted: bool,
     /// When the next frame is due while something moves.
     next_frame: Option<std::time::Instant>,
-    /// This peer's address as others should dial it (with this machine's
-    /// outbound address for an unspecified one), for the advertised address.
-    shared_address: Option<(std::net::SocketAddr, String)>,
     pub stems: Vec<LoadedStem>,
     overview: Overview,
     pub view: SessionView,
@@ -148,7 +145,6 @@ impl MixerApp {
             launching: None,
             relaunch_wanted: false,
             next_frame: None,
-            shared_address: None,
             stems: vec![],
             overview: Overview::default(),
             view: SessionView::default(),
@@ -242,13 +238,6 @@ impl MixerApp {
             self.view.apply(e, now_secs);
         }
         if let Some(me) = &self.view.me {
-            if self
-                .shared_address
-                .as_ref()
-                .is_none_or(|(a, _)| *a != me.advertise)
-            {
-                self.shared_address = Some((me.advertise, panels::share_address(me.advertise)));
-            }
             // Restarts keep the port others know this peer by.
             if self.template.listen.port() == 0 {
                 self.template.listen.set_port(me.listen.port());
@@ -747,7 +736,7 @@ impl MixerApp {
                 joined: !self.template.joins.is_empty(),
                 stems: &self.stems,
                 recent: &self.settings.recent_stems,
-                share: self.shared_address.as_ref().map(|(_, s)| s.as_str()),
+                share: self.view.me.as_ref().map(|me| me.share),
             },
             &mut self.join_text,
             &mut self.passphrase_text,

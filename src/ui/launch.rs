@@ -54,6 +54,24 @@ impl PeerTemplate {
     }
 }
 
+impl PeerTemplate {
+    /// The options to start a peer with these stems.
+    pub fn options(&self, stems: Vec<StemAudio>) -> PeerOptions {
+        PeerOptions {
+            listen: self.listen,
+            advertise: self.advertise,
+            joins: self.joins.clone(),
+            name: self.name.clone(),
+            secret: self.passphrase.as_deref().map(Secret::new),
+            clock: self.clock,
+            session: self.session.clone(),
+            stems,
+            output: self.output.clone(),
+            output_cfg: self.output_cfg.clone(),
+        }
+    }
+}
+
 /// A decoded stem and its overview, kept by the window across restarts.
 #[derive(Clone)]
 pub struct LoadedStem {
@@ -136,18 +154,7 @@ pub fn launch(
     }
     let mut template = template;
     let handle = loop {
-        let opts = PeerOptions {
-            listen: template.listen,
-            advertise: template.advertise,
-            joins: template.joins.clone(),
-            name: template.name.clone(),
-            secret: template.passphrase.as_deref().map(Secret::new),
-            clock: template.clock,
-            session: template.session.clone(),
-            stems: stems.iter().map(|s| s.audio.clone()).collect(),
-            output: template.output.clone(),
-            output_cfg: template.output_cfg.clone(),
-        };
+        let opts = template.options(stems.iter().map(|s| s.audio.clone()).collect());
         let w = wake.clone();
         match PeerHandle::spawn(opts, Box::new(w)) {
             Ok(h) => break Some(h),

@@ -222,6 +222,7 @@ mod tests {
             name: "me".into(),
             listen: "127.0.0.1:1".parse().unwrap(),
             advertise: "127.0.0.1:1".parse().unwrap(),
+            share: "127.0.0.1:1".parse().unwrap(),
             stems: vec!["a".into()],
             output: "null".into(),
             joining: false,

@@ -246,7 +246,7 @@ pub struct SessionPanel<'a> {
     pub stems: &'a [LoadedStem],
     pub recent: &'a [std::path::PathBuf],
     /// The address to give others.
-    pub share: Option<&'a str>,
+    pub share: Option<std::net::SocketAddr>,
 }
 
 pub fn session_ui(
@@ -275,7 +275,7 @@ pub fn session_ui(
     if let (Some(me), Some(share)) = (&view.me, share) {
         ui.horizontal(|ui| {
             ui.label("Your address:");
-            ui.monospace(share);
+            ui.monospace(share.to_string());
             if ui
                 .button("Copy")
                 .on_hover_text("others join with --join ADDRESS, or paste it in their Join box")
@@ -373,22 +373,6 @@ pub fn session_ui(
         });
     }
     out
-}
-
-/// The address to give others: the advertised one, with this machine's
-/// outbound address in place of an unspecified one (`0.0.0.0`).
-pub fn share_address(advertise: std::net::SocketAddr) -> String {
-    if !advertise.ip().is_unspecified() {
-        return advertise.to_string();
-    }
-    // Connecting a UDP socket sends nothing; it only picks the interface
-    // the route to a (documentation) address would use.
-    let ip = std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
-        .and_then(|s| s.local_addr())
-        .map(|a| a.ip())
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
-    std::net::SocketAddr::new(ip, advertise.port()).to_string()
 }
 
 /// The keyboard shortcuts, over the window.
