@@ -18,6 +18,7 @@ pub mod impulse;
 pub mod message;
 pub mod proxy;
 pub mod report;
+pub mod room;
 pub mod runtime;
 pub mod session;
 pub mod sim;

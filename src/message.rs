@@ -11,7 +11,8 @@
 //! in nanoseconds; session times are named `*_session_ns`. An unknown message or
 //! operation code fails the decoding of its frame only; the link survives.
 
-use crate::session::{Event, PeerId, Round, SessionMap, SessionState, Vote};
+use crate::room::StemInfo;
+use crate::session::{Event, MAX_STEMS, PeerId, Round, SessionMap, SessionState, Vote};
 use crate::wire::{Model, Reader, WireError, Writer};
 use std::net::SocketAddr;
 
@@ -506,6 +507,8 @@ pub enum OperationCode {
     ChunkRequest = 1,
     ChunkData = 2,
     ChunkRefused = 3,
+    SongStem = 4,
+    Have = 5,
 }
 
 impl OperationCode {
@@ -514,6 +517,8 @@ impl OperationCode {
             1 => OperationCode::ChunkRequest,
             2 => OperationCode::ChunkData,
             3 => OperationCode::ChunkRefused,
+            4 => OperationCode::SongStem,
+            5 => OperationCode::Have,
             _ => return None,
         })
     }
@@ -550,7 +555,16 @@ impl Model for Room {
 ///   1 chunk request   | stem [32] | offset u64 | len u32 (≤ 256 KiB) |
 ///   2 chunk data      | stem [32] | offset u64 | data bytes (≤ 256 KiB) |
 ///   3 chunk refused   | stem [32] | offset u64 | reason text (≤ 256 bytes) |
+///   4 song stem       | index u16 | count u16 | info StemInfo |
+///   5 have            | stems list<[32]> (≤ 256) |
 /// ```
+///
+/// A request and its answer share a `request_id` (the requester's choice);
+/// song and have messages use 0. A **song stem** is one entry of the
+/// session's song: stem `index` of `count` (channel `index` plays it); a peer
+/// that knows the song sends every entry when a link comes up. **Have** lists
+/// the stems the sender serves: a peer serves only those, and a request for
+/// any other hash is refused.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Operation {
     ChunkRequest {
@@ -568,6 +582,14 @@ pub enum Operation {
         offset: u64,
         reason: String,
     },
+    SongStem {
+        index: u16,
+        count: u16,
+        info: StemInfo,
+    },
+    Have {
+        stems: Vec<StemHash>,
+    },
 }
 
 impl Operation {
@@ -576,6 +598,8 @@ impl Operation {
             Operation::ChunkRequest { .. } => OperationCode::ChunkRequest,
             Operation::ChunkData { .. } => OperationCode::ChunkData,
             Operation::ChunkRefused { .. } => OperationCode::ChunkRefused,
+            Operation::SongStem { .. } => OperationCode::SongStem,
+            Operation::Have { .. } => OperationCode::Have,
         }
     }
 }
@@ -610,6 +634,20 @@ impl Model for Operation {
                 w.put_u64(*offset);
                 w.put_text(reason, MAX_REASON_BYTES, "room.chunk_refused.reason")?;
             }
+            Operation::SongStem { index, count, info } => {
+                if index >= count || usize::from(*count) > MAX_STEMS {
+                    return Err(WireError::Invalid {
+                        field: "room.song_stem.index",
+                        reason: "index below count, count ≤ MAX_STEMS",
+                    });
+                }
+                w.put_u16(*index);
+                w.put_u16(*count);
+                info.encode(w)?;
+            }
+            Operation::Have { stems } => {
+                w.put_list(stems, MAX_STEMS, "room.have.stems")?;
+            }
         }
         Ok(())
     }
@@ -643,6 +681,24 @@ impl Model for Operation {
                 stem: r.array("room.chunk_refused.stem")?,
                 offset: r.u64("room.chunk_refused.offset")?,
                 reason: r.text(MAX_REASON_BYTES, "room.chunk_refused.reason")?,
+            },
+            OperationCode::SongStem => {
+                let index = r.u16("room.song_stem.index")?;
+                let count = r.u16("room.song_stem.count")?;
+                if index >= count || usize::from(count) > MAX_STEMS {
+                    return Err(WireError::Invalid {
+                        field: "room.song_stem.index",
+                        reason: "index below count, count ≤ MAX_STEMS",
+                    });
+                }
+                Operation::SongStem {
+                    index,
+                    count,
+                    info: r.get()?,
+                }
+            }
+            OperationCode::Have => Operation::Have {
+                stems: r.list(MAX_STEMS, "room.have.stems")?,
             },
         })
     }

@@ -17,7 +17,7 @@ use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, TrackType};
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
 use super::CHANNELS;
@@ -114,7 +114,17 @@ pub fn decode_file(path: &Path, rate_hz: u32) -> Result<StemAudio, DecodeError> 
         path: path.to_path_buf(),
         source,
     })?;
-    let (samples, source_rate_hz, source_channels) = decode_stereo(path, file)?;
+    decode_source(path, Box::new(file), rate_hz)
+}
+
+/// Decodes a file's bytes from any source (a fetched stem in memory);
+/// `path` names it in errors and gives the format hint.
+pub fn decode_source(
+    path: &Path,
+    source: Box<dyn MediaSource>,
+    rate_hz: u32,
+) -> Result<StemAudio, DecodeError> {
+    let (samples, source_rate_hz, source_channels) = decode_stereo(path, source)?;
     let samples = if source_rate_hz == rate_hz {
         samples
     } else {
@@ -130,7 +140,10 @@ pub fn decode_file(path: &Path, rate_hz: u32) -> Result<StemAudio, DecodeError> 
 }
 
 /// Decodes to interleaved stereo at the file's own rate.
-fn decode_stereo(path: &Path, file: File) -> Result<(Vec<f32>, u32, usize), DecodeError> {
+fn decode_stereo(
+    path: &Path,
+    source: Box<dyn MediaSource>,
+) -> Result<(Vec<f32>, u32, usize), DecodeError> {
     let unsupported = |reason: String| DecodeError::Unsupported {
         path: path.to_path_buf(),
         reason,
@@ -143,7 +156,7 @@ fn decode_stereo(path: &Path, file: File) -> Result<(Vec<f32>, u32, usize), Deco
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mss = MediaSourceStream::new(source, Default::default());
     let mut format = symphonia::default::get_probe()
         .probe(
             &hint,

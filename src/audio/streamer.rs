@@ -128,6 +128,23 @@ impl RemoteStem {
         self.ready.len()
     }
 
+    /// Length in frames.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Frame `i` as the engine would read it (silence where missing).
+    pub fn frame_at(&self, i: i64) -> (f32, f32) {
+        Frames::frame(self, i)
+    }
+
+    /// Frames in chunk `chunk` (`CHUNK_FRAMES`, fewer for the last).
+    pub fn chunk_frames(&self, chunk: usize) -> usize {
+        self.frames
+            .saturating_sub(chunk * CHUNK_FRAMES)
+            .min(CHUNK_FRAMES)
+    }
+
     pub fn is_ready(&self, chunk: usize) -> bool {
         self.ready
             .get(chunk)

@@ -1,0 +1,687 @@
+//! The stem exchange: one peer's side of sharing the song, as a sans-IO state
+//! machine (like [`crate::session::Session`]: inputs are messages, link
+//! changes, the local player's focus and `now`; outputs are messages to send
+//! and events for the shell; no I/O, no clock, no randomness).
+//!
+//! - **The song.** A peer that knows the song sends every entry
+//!   ([`Operation::SongStem`]) when a link comes up; a peer that does not
+//!   takes the first complete song it receives. Entries that disagree with the
+//!   song already held are counted and ignored.
+//! - **Hosting.** Each peer says which stems it serves ([`Operation::Have`]):
+//!   files it was given and stems it has completed. It serves only those; a
+//!   request for any other hash, or out of the file, is refused.
+//! - **Fetching.** For each stem the shell asks for, chunks are requested in
+//!   priority order: the chunk the decoder is blocked on, then the chunks
+//!   around a seek target not yet applied, then a window ahead of the
+//!   decoder's read position, then (a few at a time) the rest of the file, so
+//!   it completes and can be cached and hosted. Requests go to the host with
+//!   the fewest strikes and the fewest requests in flight (which spreads the
+//!   load); a host that leaves, refuses, times out or sends bad data gets its
+//!   requests re-queued elsewhere.
+//! - **Bad data** — a chunk whose hash is wrong, whose length is wrong, or
+//!   that answers nothing we asked — is refused, counted in [`ExchangeStats`],
+//!   and costs the sender a strike for that stem.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::catalog::StemInfo;
+use crate::message::{Operation, Room, StemHash};
+use crate::session::PeerId;
+
+/// Tuning of the fetcher.
+#[derive(Clone, Copy, Debug)]
+pub struct ExchangeConfig {
+    /// How far ahead of the decoder's read position to fetch eagerly.
+    pub window_ns: i64,
+    /// Requests in flight to one host at once.
+    pub per_host_in_flight: usize,
+    /// Requests in flight per stem for the window ahead.
+    pub window_in_flight: usize,
+    /// Requests in flight per stem beyond the window (to complete the file).
+    pub background_in_flight: usize,
+    /// A request unanswered this long is given up and re-queued.
+    pub request_timeout_ns: i64,
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        ExchangeConfig {
+            window_ns: 10_000_000_000,
+            per_host_in_flight: 8,
+            window_in_flight: 6,
+            background_in_flight: 2,
+            request_timeout_ns: 2_000_000_000,
+        }
+    }
+}
+
+/// Where the local player needs a stem's bytes, in chunks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Focus {
+    /// The chunk holding the decoder's read position.
+    pub cursor: usize,
+    /// A chunk the decoder is blocked on.
+    pub urgent: Option<usize>,
+    /// The estimated chunk of a seek target not yet applied.
+    pub hint: Option<usize>,
+}
+
+/// Counters of what the exchange refused or retried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExchangeStats {
+    /// Chunk bytes accepted.
+    pub bytes_fetched: u64,
+    pub chunks_fetched: u64,
+    /// Chunks whose hash did not match (the chunk is fetched again).
+    pub bad_hash: u64,
+    /// Chunks of the wrong length.
+    pub bad_length: u64,
+    /// Data that answered no request of ours (unknown id, stem or offset).
+    pub unexpected: u64,
+    /// Requests others refused us.
+    pub refused_to_us: u64,
+    /// Requests we refused (unknown hash, outside the file).
+    pub refused_by_us: u64,
+    pub timeouts: u64,
+    /// Song entries that disagreed with the song we hold.
+    pub song_conflicts: u64,
+}
+
+/// Something for the shell to do or know.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExchangeEvent {
+    /// The song is known (learned from `from`, or given at start when `None`).
+    Song {
+        stems: Vec<StemInfo>,
+        from: Option<PeerId>,
+    },
+    /// Read `len` bytes at `offset` of a served stem and answer `to` with
+    /// [`Operation::ChunkData`] and `request_id`.
+    Serve {
+        to: PeerId,
+        request_id: u32,
+        stem: StemHash,
+        offset: u64,
+        len: u32,
+    },
+    /// A verified chunk of song stem `stem`.
+    Chunk {
+        stem: usize,
+        chunk: usize,
+        data: Vec<u8>,
+    },
+    /// Every chunk of song stem `stem` has arrived.
+    Complete { stem: usize },
+    /// `from` sent something wrong (already counted).
+    Refused { from: PeerId, what: String },
+}
+
+/// A message for one peer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: PeerId,
+    pub room: Room,
+}
+
+struct Request {
+    peer: PeerId,
+    stem: usize,
+    chunk: usize,
+    sent_ns: i64,
+}
+
+struct Fetch {
+    have: Vec<bool>,
+    in_flight: Vec<bool>,
+    missing: usize,
+    focus: Focus,
+    /// Strikes per host for this stem (refusals, timeouts, bad data).
+    strikes: BTreeMap<PeerId, u32>,
+}
+
+/// One peer's side of the stem exchange.
+pub struct Exchange {
+    cfg: ExchangeConfig,
+    song: Option<Vec<StemInfo>>,
+    /// Songs being received, per sender.
+    incoming: BTreeMap<PeerId, Vec<Option<StemInfo>>>,
+    served: BTreeSet<StemHash>,
+    links: BTreeSet<PeerId>,
+    hosts: BTreeMap<PeerId, BTreeSet<StemHash>>,
+    fetches: BTreeMap<usize, Fetch>,
+    requests: BTreeMap<u32, Request>,
+    next_request: u32,
+    out: VecDeque<Transmit>,
+    events: VecDeque<ExchangeEvent>,
+    stats: ExchangeStats,
+}
+
+impl Exchange {
+    /// `song`: the song if this peer starts the session (else it is learned).
+    /// `served`: the stems this peer has files for.
+    pub fn new(
+        cfg: ExchangeConfig,
+        song: Option<Vec<StemInfo>>,
+        served: impl IntoIterator<Item = StemHash>,
+    ) -> Exchange {
+        let mut x = Exchange {
+            cfg,
+            song: None,
+            incoming: BTreeMap::new(),
+            served: served.into_iter().collect(),
+            links: BTreeSet::new(),
+            hosts: BTreeMap::new(),
+            fetches: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            next_request: 1,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: ExchangeStats::default(),
+        };
+        if let Some(song) = song {
+            x.adopt(song, None);
+        }
+        x
+    }
+
+    pub fn song(&self) -> Option<&[StemInfo]> {
+        self.song.as_deref()
+    }
+
+    pub fn stats(&self) -> ExchangeStats {
+        self.stats
+    }
+
+    /// Peers that serve `hash`.
+    pub fn hosts_of(&self, hash: &StemHash) -> Vec<PeerId> {
+        (self.hosts.iter())
+            .filter(|(_, h)| h.contains(hash))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Chunks of song stem `stem` that have arrived, if it is being fetched.
+    pub fn progress(&self, stem: usize) -> Option<(usize, usize)> {
+        let f = self.fetches.get(&stem)?;
+        Some((f.have.len() - f.missing, f.have.len()))
+    }
+
+    pub fn handle_link_up(&mut self, now_ns: i64, peer: PeerId) {
+        self.links.insert(peer);
+        self.send_song(peer);
+        let stems = self.served.iter().copied().collect();
+        self.out.push_back(Transmit {
+            to: peer,
+            room: Room {
+                request_id: 0,
+                op: Operation::Have { stems },
+            },
+        });
+        self.schedule(now_ns);
+    }
+
+    pub fn handle_link_down(&mut self, now_ns: i64, peer: PeerId) {
+        self.links.remove(&peer);
+        self.hosts.remove(&peer);
+        self.incoming.remove(&peer);
+        let lost: Vec<u32> = (self.requests.iter())
+            .filter(|(_, r)| r.peer == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            self.requeue(id);
+        }
+        self.schedule(now_ns);
+    }
+
+    /// Starts fetching song stem `stem` (this peer has no file for it),
+    /// for a decoder first needing `focus`.
+    pub fn fetch(&mut self, now_ns: i64, stem: usize, focus: Focus) {
+        let Some(info) = self.song.as_ref().and_then(|s| s.get(stem)) else {
+            return;
+        };
+        let n = info.chunks();
+        self.fetches.entry(stem).or_insert_with(|| Fetch {
+            have: vec![false; n],
+            in_flight: vec![false; n],
+            missing: n,
+            focus,
+            strikes: BTreeMap::new(),
+        });
+        if n == 0 {
+            self.fetches.remove(&stem);
+            self.events.push_back(ExchangeEvent::Complete { stem });
+        }
+        self.schedule(now_ns);
+    }
+
+    /// Serves `hash` from now on (a fetched stem completed and was checked),
+    /// and tells every linked peer.
+    pub fn serve(&mut self, hash: StemHash) {
+        if self.served.insert(hash) {
+            let stems: Vec<StemHash> = self.served.iter().copied().collect();
+            for &peer in &self.links {
+                self.out.push_back(Transmit {
+                    to: peer,
+                    room: Room {
+                        request_id: 0,
+                        op: Operation::Have {
+                            stems: stems.clone(),
+                        },
+                    },
+                });
+            }
+        }
+    }
+
+    /// Where the decoder of song stem `stem` needs bytes.
+    pub fn set_focus(&mut self, now_ns: i64, stem: usize, focus: Focus) {
+        if let Some(f) = self.fetches.get_mut(&stem)
+            && f.focus != focus
+        {
+            f.focus = focus;
+            self.schedule(now_ns);
+        }
+    }
+
+    /// Marks chunk `chunk` of `stem` missing again (the whole file failed its
+    /// hash, or the store lost it): it is fetched again.
+    pub fn refetch(&mut self, now_ns: i64, stem: usize, chunk: usize) {
+        if let Some(f) = self.fetches.get_mut(&stem)
+            && f.have.get(chunk) == Some(&true)
+        {
+            f.have[chunk] = false;
+            f.missing += 1;
+            self.schedule(now_ns);
+        }
+    }
+
+    pub fn handle_message(&mut self, now_ns: i64, from: PeerId, room: Room) {
+        let Room { request_id, op } = room;
+        match op {
+            Operation::ChunkRequest { stem, offset, len } => {
+                self.on_request(from, request_id, stem, offset, len)
+            }
+            Operation::ChunkData { stem, offset, data } => {
+                self.on_data(from, request_id, stem, offset, data)
+            }
+            Operation::ChunkRefused {
+                stem,
+                offset,
+                reason,
+            } => {
+                if let Some(r) = self.requests.get(&request_id)
+                    && r.peer == from
+                    && self.request_matches(r, &stem, offset)
+                {
+                    self.stats.refused_to_us += 1;
+                    // It does not have it (any more): ask the others.
+                    if let Some(h) = self.hosts.get_mut(&from) {
+                        h.remove(&stem);
+                    }
+                    self.strike(request_id);
+                    self.requeue(request_id);
+                    self.events.push_back(ExchangeEvent::Refused {
+                        from,
+                        what: format!("refused our request: {reason}"),
+                    });
+                } else {
+                    self.unexpected(from, "a refusal of nothing we asked");
+                }
+            }
+            Operation::SongStem { index, count, info } => self.on_song_stem(from, index, count, info),
+            Operation::Have { stems } => {
+                self.hosts.insert(from, stems.into_iter().collect());
+            }
+        }
+        self.schedule(now_ns);
+    }
+
+    pub fn handle_timeout(&mut self, now_ns: i64) {
+        let late: Vec<u32> = (self.requests.iter())
+            .filter(|(_, r)| now_ns - r.sent_ns >= self.cfg.request_timeout_ns)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            self.stats.timeouts += 1;
+            self.strike(id);
+            self.requeue(id);
+        }
+        self.schedule(now_ns);
+    }
+
+    /// When [`Exchange::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<i64> {
+        (self.requests.values())
+            .map(|r| r.sent_ns + self.cfg.request_timeout_ns)
+            .min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ExchangeEvent> {
+        self.events.pop_front()
+    }
+
+    fn adopt(&mut self, song: Vec<StemInfo>, from: Option<PeerId>) {
+        self.song = Some(song.clone());
+        self.incoming.clear();
+        self.events
+            .push_back(ExchangeEvent::Song { stems: song, from });
+        // Tell the peers already linked (they may have no song yet).
+        let linked: Vec<PeerId> = self.links.iter().copied().collect();
+        for peer in linked {
+            self.send_song(peer);
+        }
+    }
+
+    fn send_song(&mut self, peer: PeerId) {
+        let Some(song) = &self.song else {
+            return;
+        };
+        let count = song.len() as u16;
+        for (i, info) in song.iter().enumerate() {
+            self.out.push_back(Transmit {
+                to: peer,
+                room: Room {
+                    request_id: 0,
+                    op: Operation::SongStem {
+                        index: i as u16,
+                        count,
+                        info: info.clone(),
+                    },
+                },
+            });
+        }
+    }
+
+    fn on_song_stem(&mut self, from: PeerId, index: u16, count: u16, info: StemInfo) {
+        let (index, count) = (usize::from(index), usize::from(count));
+        if let Some(song) = &self.song {
+            if song.len() != count || song.get(index) != Some(&info) {
+                self.stats.song_conflicts += 1;
+                self.events.push_back(ExchangeEvent::Refused {
+                    from,
+                    what: format!("a song entry that differs from ours (stem {index} of {count})"),
+                });
+            }
+            return;
+        }
+        let entries = self.incoming.entry(from).or_default();
+        if entries.len() != count {
+            *entries = vec![None; count];
+        }
+        entries[index] = Some(info);
+        if entries.iter().all(Option::is_some) {
+            let song = entries.drain(..).flatten().collect();
+            self.adopt(song, Some(from));
+        }
+    }
+
+    fn on_request(&mut self, from: PeerId, request_id: u32, stem: StemHash, offset: u64, len: u32) {
+        let size = (self.song.iter().flatten())
+            .find(|s| s.hash == stem)
+            .map(|s| s.size_bytes);
+        let reason = if !self.served.contains(&stem) {
+            Some("unknown stem: this peer does not serve that hash")
+        } else if size.is_none_or(|size| offset.checked_add(u64::from(len)).is_none_or(|end| end > size)) {
+            Some("outside the file")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => {
+                self.stats.refused_by_us += 1;
+                self.out.push_back(Transmit {
+                    to: from,
+                    room: Room {
+                        request_id,
+                        op: Operation::ChunkRefused {
+                            stem,
+                            offset,
+                            reason: reason.into(),
+                        },
+                    },
+                });
+            }
+            None => self.events.push_back(ExchangeEvent::Serve {
+                to: from,
+                request_id,
+                stem,
+                offset,
+                len,
+            }),
+        }
+    }
+
+    fn request_matches(&self, r: &Request, stem: &StemHash, offset: u64) -> bool {
+        let Some(info) = self.song.as_ref().and_then(|s| s.get(r.stem)) else {
+            return false;
+        };
+        &info.hash == stem && info.chunk_range(r.chunk).start == offset
+    }
+
+    fn on_data(&mut self, from: PeerId, request_id: u32, stem: StemHash, offset: u64, data: Vec<u8>) {
+        let Some(r) = self.requests.get(&request_id) else {
+            return self.unexpected(from, "data for no request of ours");
+        };
+        if r.peer != from {
+            return self.unexpected(from, "data answering another peer's request");
+        }
+        if !self.request_matches(r, &stem, offset) {
+            self.stats.unexpected += 1;
+            self.strike(request_id);
+            self.requeue(request_id);
+            self.events.push_back(ExchangeEvent::Refused {
+                from,
+                what: "data for a stem or offset we did not ask for".into(),
+            });
+            return;
+        }
+        let (s, k) = (r.stem, r.chunk);
+        let Some((range, intact, name)) = (self.song.as_ref().and_then(|song| song.get(s)))
+            .map(|info| (info.chunk_range(k), info.check_chunk(k, &data), info.name.clone()))
+        else {
+            return;
+        };
+        if data.len() as u64 != range.end - range.start {
+            self.stats.bad_length += 1;
+            let what = format!(
+                "a chunk of {} bytes where {} were due",
+                data.len(),
+                range.end - range.start
+            );
+            self.strike(request_id);
+            self.requeue(request_id);
+            self.events.push_back(ExchangeEvent::Refused { from, what });
+            return;
+        }
+        if !intact {
+            self.stats.bad_hash += 1;
+            self.strike(request_id);
+            self.requeue(request_id);
+            self.events.push_back(ExchangeEvent::Refused {
+                from,
+                what: format!("chunk {k} of {name} failed its hash"),
+            });
+            return;
+        }
+        self.requests.remove(&request_id);
+        let Some(f) = self.fetches.get_mut(&s) else {
+            return;
+        };
+        f.in_flight[k] = false;
+        if f.have[k] {
+            return; // a duplicate (after a timeout): harmless
+        }
+        f.have[k] = true;
+        f.missing -= 1;
+        self.stats.bytes_fetched += data.len() as u64;
+        self.stats.chunks_fetched += 1;
+        self.events.push_back(ExchangeEvent::Chunk {
+            stem: s,
+            chunk: k,
+            data,
+        });
+        if f.missing == 0 {
+            self.fetches.remove(&s);
+            self.events.push_back(ExchangeEvent::Complete { stem: s });
+        }
+    }
+
+    fn unexpected(&mut self, from: PeerId, what: &str) {
+        self.stats.unexpected += 1;
+        self.events.push_back(ExchangeEvent::Refused {
+            from,
+            what: what.into(),
+        });
+    }
+
+    fn strike(&mut self, request_id: u32) {
+        if let Some(r) = self.requests.get(&request_id)
+            && let Some(f) = self.fetches.get_mut(&r.stem)
+        {
+            *f.strikes.entry(r.peer).or_default() += 1;
+        }
+    }
+
+    fn requeue(&mut self, request_id: u32) {
+        if let Some(r) = self.requests.remove(&request_id)
+            && let Some(f) = self.fetches.get_mut(&r.stem)
+        {
+            f.in_flight[r.chunk] = false;
+        }
+    }
+
+    /// Sends as many requests as the limits allow, most urgent first.
+    fn schedule(&mut self, now_ns: i64) {
+        if self.fetches.is_empty() {
+            return;
+        }
+        let Some(song) = self.song.clone() else {
+            return;
+        };
+        let mut per_host: BTreeMap<PeerId, usize> = BTreeMap::new();
+        let mut per_stem: BTreeMap<usize, usize> = BTreeMap::new();
+        for r in self.requests.values() {
+            *per_host.entry(r.peer).or_default() += 1;
+            *per_stem.entry(r.stem).or_default() += 1;
+        }
+        // Priority classes, each with its per-stem limit on requests in
+        // flight: blocked-on, seek target, window, the rest.
+        for class in 0..4 {
+            let stems: Vec<usize> = self.fetches.keys().copied().collect();
+            for s in stems {
+                let info = &song[s];
+                let f = &self.fetches[&s];
+                let n = f.have.len();
+                let window = window_chunks(info, self.cfg.window_ns);
+                let (limit, order): (usize, Vec<usize>) = match class {
+                    0 => (usize::MAX, f.focus.urgent.into_iter().collect()),
+                    1 => (
+                        self.cfg.window_in_flight,
+                        f.focus
+                            .hint
+                            .map(|h| (h.saturating_sub(1)..(h + 3).min(n)).collect())
+                            .unwrap_or_default(),
+                    ),
+                    2 => (
+                        self.cfg.window_in_flight,
+                        (f.focus.cursor.min(n)..(f.focus.cursor + window).min(n)).collect(),
+                    ),
+                    _ => (
+                        self.cfg.window_in_flight + self.cfg.background_in_flight,
+                        (f.focus.cursor.min(n)..n).chain(0..f.focus.cursor.min(n)).collect(),
+                    ),
+                };
+                for k in order {
+                    if per_stem.get(&s).copied().unwrap_or(0) >= limit {
+                        break;
+                    }
+                    let f = &self.fetches[&s];
+                    if k >= n || f.have[k] || f.in_flight[k] {
+                        continue;
+                    }
+                    // A blocked decoder's chunk goes out whatever the hosts' load.
+                    let host_limit = if class == 0 {
+                        usize::MAX
+                    } else {
+                        self.cfg.per_host_in_flight
+                    };
+                    let Some(peer) = self.pick_host(&info.hash, f, &per_host, host_limit, k) else {
+                        break; // nobody can take it now
+                    };
+                    let id = self.next_request;
+                    self.next_request = self.next_request.wrapping_add(1).max(1);
+                    let range = info.chunk_range(k);
+                    self.requests.insert(
+                        id,
+                        Request {
+                            peer,
+                            stem: s,
+                            chunk: k,
+                            sent_ns: now_ns,
+                        },
+                    );
+                    if let Some(f) = self.fetches.get_mut(&s) {
+                        f.in_flight[k] = true;
+                    }
+                    *per_host.entry(peer).or_default() += 1;
+                    *per_stem.entry(s).or_default() += 1;
+                    self.out.push_back(Transmit {
+                        to: peer,
+                        room: Room {
+                            request_id: id,
+                            op: Operation::ChunkRequest {
+                                stem: info.hash,
+                                offset: range.start,
+                                len: (range.end - range.start) as u32,
+                            },
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    /// The linked host of `hash` with the fewest strikes, then the fewest
+    /// requests in flight, then (spreading consecutive chunks) by chunk.
+    fn pick_host(
+        &self,
+        hash: &StemHash,
+        f: &Fetch,
+        per_host: &BTreeMap<PeerId, usize>,
+        host_limit: usize,
+        chunk: usize,
+    ) -> Option<PeerId> {
+        let candidates: Vec<(u32, usize, PeerId)> = (self.hosts.iter())
+            .filter(|(p, h)| h.contains(hash) && self.links.contains(p))
+            .map(|(p, _)| {
+                (
+                    f.strikes.get(p).copied().unwrap_or(0),
+                    per_host.get(p).copied().unwrap_or(0),
+                    *p,
+                )
+            })
+            .filter(|&(_, busy, _)| busy < host_limit)
+            .collect();
+        let best = candidates.iter().map(|&(s, b, _)| (s, b)).min()?;
+        let tied: Vec<PeerId> = (candidates.iter())
+            .filter(|&&(s, b, _)| (s, b) == best)
+            .map(|&(_, _, p)| p)
+            .collect();
+        Some(tied[chunk % tied.len()])
+    }
+}
+
+/// How many chunks of `info` hold `window_ns` of audio (at least 2).
+fn window_chunks(info: &StemInfo, window_ns: i64) -> usize {
+    let duration_ns = crate::session::frames_to_ns(info.frames as i64, crate::audio::ENGINE_RATE_HZ);
+    if duration_ns <= 0 {
+        return info.chunks();
+    }
+    let bytes = info.size_bytes as f64 * window_ns as f64 / duration_ns as f64;
+    ((bytes / f64::from(info.chunk_bytes())).ceil() as usize).max(2)
+}

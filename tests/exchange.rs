@@ -1,0 +1,265 @@
+//! The stem exchange (sans-IO): song sharing, serving only what was
+//! announced, fetch order, spreading over hosts, failover and bad data.
+
+use synfony::message::{Operation, Room, StemHash};
+use synfony::room::{Exchange, ExchangeConfig, ExchangeEvent, Focus, StemInfo, Transmit};
+use synfony::session::PeerId;
+
+const A: PeerId = PeerId(1);
+const B: PeerId = PeerId(2);
+const C: PeerId = PeerId(3);
+
+/// A 1 MiB "file" (16 chunks) of 160 s, so the 10 s window is one chunk... at
+/// least two.
+fn file() -> (Vec<u8>, StemInfo) {
+    let bytes: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let info = StemInfo::of_bytes("drums", "flac", &bytes, 160 * 48_000);
+    (bytes, info)
+}
+
+fn sent(x: &mut Exchange) -> Vec<Transmit> {
+    std::iter::from_fn(|| x.poll_transmit()).collect()
+}
+
+fn events(x: &mut Exchange) -> Vec<ExchangeEvent> {
+    std::iter::from_fn(|| x.poll_event()).collect()
+}
+
+fn requests(t: &[Transmit]) -> Vec<(PeerId, u32, u64)> {
+    t.iter()
+        .filter_map(|t| match t.room.op {
+            Operation::ChunkRequest { offset, .. } => Some((t.to, t.room.request_id, offset)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A joiner that learned the song from `hosts[0]` and hears every host has it.
+fn joiner(info: &StemInfo, hosts: &[PeerId]) -> Exchange {
+    let mut x = Exchange::new(ExchangeConfig::default(), None, []);
+    for &h in hosts {
+        x.handle_link_up(0, h);
+    }
+    x.handle_message(
+        0,
+        hosts[0],
+        Room {
+            request_id: 0,
+            op: Operation::SongStem {
+                index: 0,
+                count: 1,
+                info: info.clone(),
+            },
+        },
+    );
+    for &h in hosts {
+        x.handle_message(
+            0,
+            h,
+            Room {
+                request_id: 0,
+                op: Operation::Have {
+                    stems: vec![info.hash],
+                },
+            },
+        );
+    }
+    let ev = events(&mut x);
+    assert!(
+        matches!(&ev[0], ExchangeEvent::Song { stems, from: Some(f) } if stems == std::slice::from_ref(info) && *f == hosts[0]),
+        "{ev:?}"
+    );
+    sent(&mut x);
+    x
+}
+
+fn data(info: &StemInfo, bytes: &[u8], request_id: u32, offset: u64) -> Room {
+    let k = (offset / u64::from(info.chunk_bytes())) as usize;
+    let r = info.chunk_range(k);
+    Room {
+        request_id,
+        op: Operation::ChunkData {
+            stem: info.hash,
+            offset,
+            data: bytes[r.start as usize..r.end as usize].to_vec(),
+        },
+    }
+}
+
+#[test]
+fn a_creator_shares_the_song_and_its_haves_on_link_up() {
+    let (_, info) = file();
+    let mut x = Exchange::new(ExchangeConfig::default(), Some(vec![info.clone()]), [info.hash]);
+    assert!(matches!(events(&mut x)[..], [ExchangeEvent::Song { from: None, .. }]));
+    x.handle_link_up(0, B);
+    let t = sent(&mut x);
+    assert_eq!(t.len(), 2);
+    assert!(matches!(&t[0].room.op, Operation::SongStem { index: 0, count: 1, info: i } if *i == info));
+    assert!(matches!(&t[1].room.op, Operation::Have { stems } if stems == &vec![info.hash]));
+}
+
+#[test]
+fn fetching_goes_in_playhead_order_urgent_first() {
+    let (_, info) = file();
+    let mut x = joiner(&info, &[A]);
+    x.fetch(0, 0, Focus { cursor: 4, urgent: None, hint: None });
+    let first: Vec<u64> = requests(&sent(&mut x)).iter().map(|r| r.2).collect();
+    let c = u64::from(info.chunk_bytes());
+    // The window (two chunks here) from the cursor, then the rest in order,
+    // within the per-stem limit.
+    assert_eq!(first, vec![4 * c, 5 * c, 6 * c, 7 * c, 8 * c, 9 * c, 10 * c, 11 * c]);
+    // The decoder blocks on chunk 14: it goes out at once, beyond the limits.
+    x.set_focus(0, 0, Focus { cursor: 4, urgent: Some(14), hint: None });
+    assert_eq!(requests(&sent(&mut x)).iter().map(|r| r.2).collect::<Vec<_>>(), vec![14 * c]);
+}
+
+#[test]
+fn two_hosts_share_the_load_and_one_dying_loses_nothing() {
+    let (bytes, info) = file();
+    let mut x = joiner(&info, &[A, B]);
+    x.fetch(0, 0, Focus::default());
+    let reqs = requests(&sent(&mut x));
+    let to_a = reqs.iter().filter(|r| r.0 == A).count();
+    let to_b = reqs.iter().filter(|r| r.0 == B).count();
+    assert!(to_a > 0 && to_b > 0, "{to_a} to A, {to_b} to B");
+    // A dies: its requests go to B.
+    x.handle_link_down(1, A);
+    let again = requests(&sent(&mut x));
+    assert!(again.iter().all(|r| r.0 == B));
+    let mut pending: Vec<(PeerId, u32, u64)> = reqs.into_iter().filter(|r| r.0 == B).chain(again).collect();
+    // B answers everything until the stem is complete.
+    let mut got = 0u64;
+    let mut complete = false;
+    while let Some((peer, id, offset)) = pending.pop() {
+        assert_eq!(peer, B);
+        x.handle_message(2, B, data(&info, &bytes, id, offset));
+        pending.extend(requests(&sent(&mut x)));
+        for e in events(&mut x) {
+            match e {
+                ExchangeEvent::Chunk { data, .. } => got += data.len() as u64,
+                ExchangeEvent::Complete { stem: 0 } => complete = true,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert!(complete);
+    assert_eq!(got, info.size_bytes, "every byte once");
+    assert_eq!(x.stats().bytes_fetched, info.size_bytes);
+}
+
+#[test]
+fn a_corrupt_chunk_is_refused_counted_and_fetched_again_elsewhere() {
+    let (bytes, info) = file();
+    let mut x = joiner(&info, &[A, B]);
+    x.fetch(0, 0, Focus { cursor: 0, urgent: Some(0), hint: None });
+    let reqs = requests(&sent(&mut x));
+    let (peer, id, offset) = reqs[0];
+    assert_eq!(offset, 0);
+    let mut bad = data(&info, &bytes, id, offset);
+    if let Operation::ChunkData { data, .. } = &mut bad.op {
+        data[100] ^= 0x40;
+    }
+    x.handle_message(1, peer, bad);
+    assert_eq!(x.stats().bad_hash, 1);
+    assert!(matches!(events(&mut x)[..], [ExchangeEvent::Refused { .. }]));
+    let retry = requests(&sent(&mut x));
+    let other = if peer == A { B } else { A };
+    assert!(retry.iter().any(|r| r.2 == 0 && r.0 == other), "{retry:?}");
+}
+
+#[test]
+fn wrong_lengths_and_unasked_data_are_refused_and_counted() {
+    let (bytes, info) = file();
+    let mut x = joiner(&info, &[A]);
+    x.fetch(0, 0, Focus::default());
+    let reqs = requests(&sent(&mut x));
+    let (_, id, offset) = reqs[0];
+    // Over-long.
+    let mut long = data(&info, &bytes, id, offset);
+    if let Operation::ChunkData { data, .. } = &mut long.op {
+        data.push(0);
+    }
+    x.handle_message(1, A, long);
+    assert_eq!(x.stats().bad_length, 1);
+    // No such request; a hash we never asked for; a peer we did not ask.
+    x.handle_message(1, A, data(&info, &bytes, 9999, 0));
+    let mut other_hash = data(&info, &bytes, reqs[1].1, reqs[1].2);
+    if let Operation::ChunkData { stem, .. } = &mut other_hash.op {
+        *stem = [9; 32];
+    }
+    x.handle_message(1, A, other_hash);
+    x.handle_message(1, C, data(&info, &bytes, reqs[2].1, reqs[2].2));
+    assert_eq!(x.stats().unexpected, 3);
+    assert_eq!(x.stats().chunks_fetched, 0);
+}
+
+#[test]
+fn only_announced_stems_are_served_and_only_inside_the_file() {
+    let (_, info) = file();
+    let mut x = Exchange::new(ExchangeConfig::default(), Some(vec![info.clone()]), [info.hash]);
+    x.handle_link_up(0, B);
+    sent(&mut x);
+    events(&mut x);
+    let ask = |stem: StemHash, offset: u64, len: u32| Room {
+        request_id: 7,
+        op: Operation::ChunkRequest { stem, offset, len },
+    };
+    // A hash nobody announced, one made of a path's bytes, past the end.
+    let mut path_hash = [0u8; 32];
+    path_hash[..11].copy_from_slice(b"/etc/passwd");
+    for (stem, offset) in [([1; 32], 0), (path_hash, 0), (info.hash, info.size_bytes - 10)] {
+        x.handle_message(1, B, ask(stem, offset, 65_536));
+        let t = sent(&mut x);
+        assert!(
+            matches!(&t[..], [Transmit { to: B, room: Room { request_id: 7, op: Operation::ChunkRefused { .. } } }]),
+            "{t:?}"
+        );
+    }
+    assert_eq!(x.stats().refused_by_us, 3);
+    assert!(events(&mut x).is_empty());
+    x.handle_message(1, B, ask(info.hash, 65_536, 65_536));
+    assert_eq!(
+        events(&mut x),
+        vec![ExchangeEvent::Serve { to: B, request_id: 7, stem: info.hash, offset: 65_536, len: 65_536 }]
+    );
+}
+
+#[test]
+fn timeouts_move_requests_to_another_host() {
+    let (_, info) = file();
+    let cfg = ExchangeConfig::default();
+    let mut x = joiner(&info, &[A, B]);
+    x.fetch(0, 0, Focus { cursor: 0, urgent: Some(0), hint: None });
+    let first = requests(&sent(&mut x));
+    let silent = first.iter().find(|r| r.2 == 0).unwrap().0;
+    let (bytes, _) = file();
+    for &(peer, id, offset) in first.iter().filter(|r| r.0 != silent) {
+        x.handle_message(1, peer, data(&info, &bytes, id, offset));
+    }
+    sent(&mut x);
+    assert_eq!(x.poll_timeout(), Some(cfg.request_timeout_ns));
+    x.handle_timeout(cfg.request_timeout_ns);
+    assert!(x.stats().timeouts > 0);
+    let again = requests(&sent(&mut x));
+    let retry = again.iter().find(|r| r.2 == 0).unwrap();
+    assert_ne!(retry.0, silent, "the silent host has a strike");
+}
+
+#[test]
+fn a_song_that_differs_from_ours_is_counted_and_ignored() {
+    let (_, info) = file();
+    let mut x = Exchange::new(ExchangeConfig::default(), Some(vec![info.clone()]), []);
+    events(&mut x);
+    let mut other = info.clone();
+    other.name = "not drums".into();
+    x.handle_message(
+        0,
+        B,
+        Room {
+            request_id: 0,
+            op: Operation::SongStem { index: 0, count: 1, info: other },
+        },
+    );
+    assert_eq!(x.stats().song_conflicts, 1);
+    assert_eq!(x.song(), Some(&[info][..]));
+}

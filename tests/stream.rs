@@ -1,0 +1,129 @@
+//! A remote stem's decoder: it plays the same samples at the same frames as
+//! the whole-file decoder, decodes around the playhead or a seek target, and
+//! pulls the chunks it needs through the store.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use synfony::audio::engine::EngineStats;
+use synfony::audio::streamer::CHUNK_FRAMES;
+use synfony::audio::{CHANNELS, ENGINE_RATE_HZ, RemoteStem, decode_file};
+use synfony::room::StemInfo;
+use synfony::room::store::StemStore;
+use synfony::room::stream::{self, Playhead};
+
+fn assets() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
+}
+
+struct Rig {
+    store: Arc<StemStore>,
+    pcm: Arc<RemoteStem>,
+    playhead: Arc<Playhead>,
+    expected: Vec<f32>,
+    bytes: Vec<u8>,
+    info: StemInfo,
+}
+
+fn rig(path: &std::path::Path, complete: bool) -> Rig {
+    let bytes = std::fs::read(path).unwrap();
+    let audio = decode_file(path, ENGINE_RATE_HZ).unwrap();
+    let ext = path.extension().unwrap().to_str().unwrap();
+    let info = StemInfo::of_bytes("s", ext, &bytes, audio.frames() as u64);
+    let store = Arc::new(if complete {
+        StemStore::complete(info.clone(), bytes.clone())
+    } else {
+        StemStore::new(info.clone(), Box::new(|| {}))
+    });
+    Rig {
+        store,
+        pcm: Arc::new(RemoteStem::new(audio.frames())),
+        playhead: Arc::new(Playhead::new(Arc::new(EngineStats::default()))),
+        expected: audio.samples.to_vec(),
+        bytes,
+        info,
+    }
+}
+
+/// Waits (supplying whatever chunk the decoder blocks on) until `done`.
+fn wait(r: &Rig, supply: bool, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the decoder made no progress");
+        if supply && let Some(k) = r.store.waiting_on() {
+            let range = r.info.chunk_range(k);
+            r.store.put(k, &r.bytes[range.start as usize..range.end as usize]);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn chunk_matches(r: &Rig, c: usize) -> bool {
+    let at = c * CHUNK_FRAMES * CHANNELS;
+    let len = r.pcm.chunk_frames(c) * CHANNELS;
+    let want = &r.expected[at..at + len];
+    (0..len / CHANNELS).all(|i| {
+        let (l, rr) = synfony_frame(&r.pcm, (c * CHUNK_FRAMES + i) as i64);
+        l.to_bits() == want[2 * i].to_bits() && rr.to_bits() == want[2 * i + 1].to_bits()
+    })
+}
+
+fn synfony_frame(pcm: &RemoteStem, i: i64) -> (f32, f32) {
+    pcm.frame_at(i)
+}
+
+#[test]
+fn a_streamed_flac_is_sample_identical_to_the_whole_decode() {
+    let r = rig(&assets().join("demo/bass.flac"), true);
+    let window = r.pcm.frames() as i64;
+    let t = stream::spawn(r.store.clone(), r.pcm.clone(), r.playhead.clone(), window).unwrap();
+    wait(&r, false, || r.pcm.ready_chunks() == r.pcm.chunks());
+    r.store.close();
+    t.join().unwrap();
+    for c in 0..r.pcm.chunks() {
+        assert!(chunk_matches(&r, c), "chunk {c} differs");
+    }
+}
+
+#[test]
+fn a_seek_target_is_decoded_first_pulling_only_the_chunks_it_needs() {
+    let r = rig(&assets().join("demo/drums.flac"), false);
+    let window = 2 * ENGINE_RATE_HZ as i64;
+    let target_frames = 30 * ENGINE_RATE_HZ as i64;
+    r.playhead.set_seek_hint(Some(target_frames));
+    let t = stream::spawn(r.store.clone(), r.pcm.clone(), r.playhead.clone(), window).unwrap();
+    let first = target_frames as usize / CHUNK_FRAMES;
+    wait(&r, true, || (first..first + 20).all(|c| r.pcm.is_ready(c)));
+    for c in first..first + 20 {
+        assert!(chunk_matches(&r, c), "chunk {c} differs");
+    }
+    // Both windows (after the target and after the playhead) fill; what
+    // lies between was never read.
+    assert!(!r.store.is_complete(), "only what the windows needed was read");
+    assert!(!r.pcm.is_ready(first - 50));
+    // The hint is applied: the playhead is there now, and plays on.
+    r.playhead.set_seek_hint(None);
+    r.playhead
+        .stats
+        .pos_frames
+        .store(target_frames + ENGINE_RATE_HZ as i64, Ordering::Relaxed);
+    let later = first + 20 + 5;
+    wait(&r, true, || r.pcm.is_ready(later));
+    assert!(chunk_matches(&r, later));
+    r.store.close();
+    t.join().unwrap();
+}
+
+#[test]
+fn a_file_at_another_rate_is_decoded_whole_once_complete() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let r = rig(&dir.join("sine.ogg"), true);
+    let t = stream::spawn(r.store.clone(), r.pcm.clone(), r.playhead.clone(), 1).unwrap();
+    wait(&r, false, || r.pcm.ready_chunks() == r.pcm.chunks());
+    r.store.close();
+    t.join().unwrap();
+    for c in 0..r.pcm.chunks() {
+        assert!(chunk_matches(&r, c), "chunk {c} differs");
+    }
+}
