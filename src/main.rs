@@ -97,6 +97,17 @@ struct PeerArgs {
         allow_negative_numbers = true
     )]
     device_drift_ppm: f64,
+    /// Where stems fetched from other peers are kept (content-addressed,
+    /// checked against their hash), so a second play costs no network.
+    /// Default: the user's cache directory + synfony/stems.
+    #[arg(long, env = "SYNFONY_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Keep no fetched stems on disk.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// How far ahead of the playhead a remote stem is fetched and decoded.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_prefetch_secs)]
+    prefetch_secs: f64,
     /// Measuring the window: one JSON line a second of frame rate and UI
     /// time to this file.
     #[arg(long, hide = true)]
@@ -116,6 +127,13 @@ fn parse_period(s: &str) -> Result<usize, String> {
             PERIOD_FRAMES_RANGE.start(),
             PERIOD_FRAMES_RANGE.end()
         )),
+    }
+}
+
+fn parse_prefetch_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (1.0..=600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a prefetch window in seconds (1 to 600)")),
     }
 }
 
@@ -248,6 +266,12 @@ fn template(args: &PeerArgs, listen_is_default: bool) -> anyhow::Result<PeerTemp
             period_frames: args.period_frames,
             device_drift_ppm: args.device_drift_ppm,
         },
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            args.cache_dir.clone().or_else(synfony::room::cache::default_dir)
+        },
+        prefetch_ns: (args.prefetch_secs * 1e9).round() as i64,
     })
 }
 
@@ -272,10 +296,7 @@ fn run_window(args: PeerArgs, listen_is_default: bool) -> anyhow::Result<()> {
 fn run_headless_peer(args: PeerArgs) -> anyhow::Result<()> {
     let paths = stem_paths(&args);
     let stems = if paths.is_empty() {
-        tracing::warn!(
-            "no stems: this peer follows the session but plays silence until it has the files \
-             (fetching remote stems is issue 8)"
-        );
+        tracing::info!("no stems: this peer fetches the session's song from the other peers");
         Vec::new()
     } else {
         load_stems(&paths, ENGINE_RATE_HZ)?

@@ -37,6 +37,9 @@ pub struct StemAudio {
     /// The file's own rate and channel count, before conversion.
     pub source_rate_hz: u32,
     pub source_channels: usize,
+    /// The file it was decoded from (none for generated audio): what this
+    /// peer serves to others.
+    pub path: Option<PathBuf>,
 }
 
 impl StemAudio {
@@ -58,6 +61,7 @@ impl StemAudio {
             rate_hz,
             source_rate_hz: rate_hz,
             source_channels: CHANNELS,
+            path: None,
         }
     }
 }
@@ -114,7 +118,9 @@ pub fn decode_file(path: &Path, rate_hz: u32) -> Result<StemAudio, DecodeError> 
         path: path.to_path_buf(),
         source,
     })?;
-    decode_source(path, Box::new(file), rate_hz)
+    let mut audio = decode_source(path, Box::new(file), rate_hz)?;
+    audio.path = Some(path.to_path_buf());
+    Ok(audio)
 }
 
 /// Decodes a file's bytes from any source (a fetched stem in memory);
@@ -136,6 +142,7 @@ pub fn decode_source(
         rate_hz,
         source_rate_hz,
         source_channels,
+        path: None,
     })
 }
 

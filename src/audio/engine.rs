@@ -112,6 +112,15 @@ pub enum Command {
     Schedule(Box<Scheduled>),
     /// This peer's local→session map changed (steering).
     Map(SessionMap),
+    /// The song's stems, in channel order (the song became known, or a
+    /// stem's source changed). The old list comes back through [`Retired`].
+    Stems(Box<Vec<Streamer>>),
+}
+
+/// What the engine hands back to be freed off the audio thread.
+pub enum Garbage {
+    Scheduled(#[allow(dead_code)] Box<Scheduled>),
+    Stems(#[allow(dead_code)] Box<Vec<Streamer>>),
 }
 
 /// What the engine played in one block, for `--report`.
@@ -139,6 +148,13 @@ pub struct Meter {
 }
 
 impl Meter {
+    /// Back to silence (a channel the song no longer has).
+    fn clear(&self) {
+        self.peak.store(0, Ordering::Relaxed);
+        self.rms.store(0, Ordering::Relaxed);
+        self.buffering.store(false, Ordering::Relaxed);
+    }
+
     /// A remote stem whose data was missing where the playhead needed it
     /// (it plays silence until the data arrives).
     pub fn buffering(&self) -> bool {
@@ -284,6 +300,14 @@ impl EngineHandle {
         self.send(Command::Map(map))
     }
 
+    /// Replaces the stems, in channel order (from the next block on).
+    pub fn set_stems(&mut self, stems: Vec<Streamer>) -> Result<(), EngineError> {
+        let names = stems.iter().map(|s| s.name.clone()).collect();
+        self.send(Command::Stems(Box::new(stems)))?;
+        self.stem_names = names;
+        Ok(())
+    }
+
     pub fn stem_names(&self) -> &[String] {
         &self.stem_names
     }
@@ -321,7 +345,7 @@ pub struct Engine {
     stems: Vec<Streamer>,
     commands: rtrb::Consumer<Command>,
     /// Boxes the engine is done with go back to the control side to be freed.
-    retired: rtrb::Producer<Box<Scheduled>>,
+    retired: rtrb::Producer<Garbage>,
     map: Option<SessionMap>,
     pending: [Option<Box<Scheduled>>; MAX_PENDING],
     /// Arrival order of each pending state: of two states for one instant,
@@ -362,7 +386,7 @@ pub struct Engine {
 }
 
 /// The retired-box return path: the control side drains and drops them.
-pub struct Retired(rtrb::Consumer<Box<Scheduled>>);
+pub struct Retired(rtrb::Consumer<Garbage>);
 
 impl Retired {
     /// Frees what the engine is done with. Call from the control side now and
@@ -378,11 +402,11 @@ impl Engine {
         let (tx, rx) = rtrb::RingBuffer::new(COMMAND_CAPACITY);
         let (ret_tx, ret_rx) = rtrb::RingBuffer::new(COMMAND_CAPACITY + MAX_PENDING + 1);
         let meters = Arc::new(Meters {
-            stems: (0..stems.len()).map(|_| Meter::default()).collect(),
+            stems: (0..MAX_STEMS).map(|_| Meter::default()).collect(),
             master: Meter::default(),
         });
         let stats = Arc::new(EngineStats::default());
-        let solo = Arc::new(Solo::new(stems.len()));
+        let solo = Arc::new(Solo::new(MAX_STEMS));
         let handle = EngineHandle {
             commands: tx,
             meters: meters.clone(),
@@ -495,6 +519,13 @@ impl Engine {
             match cmd {
                 Command::Map(m) => self.map = Some(m),
                 Command::Schedule(s) => self.insert_pending(s),
+                Command::Stems(mut stems) => {
+                    std::mem::swap(&mut self.stems, &mut *stems);
+                    for m in &self.meters.stems[self.stems.len().min(self.meters.stems.len())..] {
+                        m.clear();
+                    }
+                    self.throw_away(Garbage::Stems(stems));
+                }
             }
         }
     }
@@ -516,7 +547,11 @@ impl Engine {
     fn retire(&mut self, s: Box<Scheduled>) {
         // The ring is sized for every box that can be in flight, so this
         // cannot fail; if it ever did, leaking is the real-time-safe choice.
-        if let Err(rtrb::PushError::Full(b)) = self.retired.push(s) {
+        self.throw_away(Garbage::Scheduled(s));
+    }
+
+    fn throw_away(&mut self, g: Garbage) {
+        if let Err(rtrb::PushError::Full(b)) = self.retired.push(g) {
             std::mem::forget(b);
         }
     }

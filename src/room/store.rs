@@ -105,6 +105,26 @@ impl StemStore {
         }
     }
 
+    /// Chunks here.
+    pub fn chunks_have(&self) -> usize {
+        let g = self.lock();
+        g.have.len() - g.missing
+    }
+
+    /// `len` bytes from `offset`, if every chunk they touch is here.
+    pub fn range(&self, offset: u64, len: u32) -> Option<Vec<u8>> {
+        let end = offset.checked_add(u64::from(len))?;
+        if end > self.info.size_bytes {
+            return None;
+        }
+        let c = u64::from(self.info.chunk_bytes());
+        let g = self.lock();
+        if len > 0 && !(offset / c..=(end - 1) / c).all(|k| g.have[k as usize]) {
+            return None;
+        }
+        Some(g.data[offset as usize..end as usize].to_vec())
+    }
+
     pub fn is_complete(&self) -> bool {
         self.lock().missing == 0
     }

@@ -12,6 +12,8 @@ use crate::session::{
     Decision, DownReason, DropReason, Event, PeerId, PeerStatus, Round, SessionState, Vote,
 };
 
+use super::room::SongStem;
+use crate::room::{ExchangeStats, hex};
 use super::control::{action_json, adopted_event, decision_event, error_event};
 
 #[derive(Clone, Debug)]
@@ -61,6 +63,9 @@ pub enum PeerEvent {
     Error(String),
     Status(Box<Status>),
     Peers(Vec<PeerStatus>),
+    /// The song's stems as this peer plays them: when the song is known, and
+    /// when a fetched stem completes.
+    Song(Vec<SongStem>),
     /// The peer left the session and stopped.
     Bye,
 }
@@ -103,6 +108,11 @@ pub struct Status {
     pub malformed_frames: u64,
     pub heartbeats_on_time: u64,
     pub heartbeats_late: u64,
+    /// The song's stems as this peer plays them.
+    pub song: Vec<SongStem>,
+    /// What the stem exchange fetched, refused and retried.
+    pub exchange: ExchangeStats,
+    pub bytes_served: u64,
 }
 
 fn down_reason(reason: DownReason) -> &'static str {
@@ -181,9 +191,25 @@ impl PeerEvent {
                 let peers: Vec<Value> = peers.iter().map(peer_json).collect();
                 json!({ "event": "peers", "peers": peers })
             }
+            PeerEvent::Song(song) => json!({
+                "event": "song",
+                "stems": song.iter().map(song_stem_json).collect::<Vec<_>>(),
+            }),
             PeerEvent::Bye => json!({ "event": "bye" }),
         }
     }
+}
+
+fn song_stem_json(s: &SongStem) -> Value {
+    json!({
+        "name": s.name,
+        "hash": hex(&s.hash),
+        "size_bytes": s.size_bytes,
+        "source": s.source.as_str(),
+        "chunks": s.chunks,
+        "chunks_have": s.chunks_have,
+        "hosts": s.hosts.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+    })
 }
 
 fn peer_json(p: &PeerStatus) -> Value {
@@ -241,6 +267,19 @@ impl Status {
             "malformed_frames": self.malformed_frames,
             "heartbeats_on_time": self.heartbeats_on_time,
             "heartbeats_late": self.heartbeats_late,
+            "song": self.song.iter().map(song_stem_json).collect::<Vec<_>>(),
+            "fetch": {
+                "bytes_fetched": self.exchange.bytes_fetched,
+                "chunks_fetched": self.exchange.chunks_fetched,
+                "bad_hash": self.exchange.bad_hash,
+                "bad_length": self.exchange.bad_length,
+                "unexpected": self.exchange.unexpected,
+                "refused_to_us": self.exchange.refused_to_us,
+                "refused_by_us": self.exchange.refused_by_us,
+                "timeouts": self.exchange.timeouts,
+                "song_conflicts": self.exchange.song_conflicts,
+                "bytes_served": self.bytes_served,
+            },
         })
     }
 }

@@ -11,3 +11,4 @@ pub mod control;
 pub mod events;
 pub mod net;
 pub mod peer;
+pub mod room;

@@ -36,15 +36,18 @@ use crate::audio::{
     ENGINE_RATE_HZ, Engine, EngineHandle, EngineStats, Meters, Retired, Solo, StemAudio, Streamer,
 };
 use crate::host_clock::{LocalClock, monotonic_ns};
-use crate::message::{Message, PeerInfo};
+use crate::message::{Message, Operation, PeerInfo, Room};
+use crate::room::ExchangeEvent;
 use crate::session::{
     self, Event, PeerId, Session, SessionEvent, SessionMap, SessionState, Start, frames_to_ns,
+    ns_to_frames,
 };
 
 use super::auth::Secret;
 use super::control::{self, Command};
 use super::events::{PeerEvent, Ready, Status};
 use super::net::{self, Connection, Handshaken, Identity, LinkError, Read};
+use super::room::RoomShell;
 
 /// Messages waiting for one link's writer; a peer that lets this many pile up
 /// is not reading, and its link is closed.
@@ -63,6 +66,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_HANDSHAKES: usize = 64;
 /// How long writers get to flush goodbyes when the peer quits.
 const QUIT_FLUSH: Duration = Duration::from_millis(300);
+/// A seek target seen in a vote is a fetch priority for this long (it
+/// applies within a round and the lead).
+const SEEK_HINT_NS: i64 = 1_500_000_000;
 
 /// Everything a peer is started with (the CLI's options, parsed and loaded).
 pub struct PeerOptions {
@@ -78,6 +84,10 @@ pub struct PeerOptions {
     pub stems: Vec<StemAudio>,
     pub output: OutputKind,
     pub output_cfg: OutputConfig,
+    /// Where fetched stems are kept (`None`: not kept).
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// How far ahead of the playhead remote stems are fetched and decoded.
+    pub prefetch_ns: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -318,6 +328,19 @@ async fn run(
         opts.stems.iter().map(Streamer::local).collect(),
         ENGINE_RATE_HZ,
     );
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let wake_tx = tx.clone();
+    let (room, room_errors) = RoomShell::new(
+        &opts.stems,
+        opts.joins.is_empty(),
+        opts.cache_dir.clone(),
+        opts.prefetch_ns,
+        engine_handle.stats.clone(),
+        Arc::new(move || {
+            // Dropped when the queue is full: the next tick refocuses anyway.
+            let _ = wake_tx.try_send(Input::RoomWake);
+        }),
+    );
     drop(opts.stems);
     let backend = output::backend(&opts.output, &opts.output_cfg)?;
     let described = backend.describe();
@@ -344,7 +367,6 @@ async fn run(
         addr: me.advertise,
     };
     let session = Session::new(opts.session, info, now, start);
-    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
 
     events(
         PeerEvent::Ready(Ready {
@@ -412,7 +434,12 @@ async fn run(
         quit: false,
         malformed_frames: 0,
         push_status,
+        room,
+        seek_hint_until_ns: None,
     };
+    for e in room_errors {
+        core.error(e);
+    }
     if let Some((_, state)) = core.session.latest() {
         // A new session: play its (paused) state from now on.
         let state = state.clone();
@@ -452,6 +479,8 @@ enum Input {
     Command(Command),
     StdinClosed,
     Signal(&'static str),
+    /// A remote stem's decoder is waiting for a chunk.
+    RoomWake,
 }
 
 #[derive(Clone, Debug)]
@@ -502,6 +531,10 @@ struct Core {
     malformed_frames: u64,
     /// Emit a status event every tick (for the window).
     push_status: bool,
+    /// The stem exchange and this peer's channels.
+    room: RoomShell,
+    /// A seek target seen in a vote stays a fetch priority until then.
+    seek_hint_until_ns: Option<i64>,
 }
 
 impl Core {
@@ -550,7 +583,20 @@ impl Core {
                     return; // a link we already replaced or closed
                 }
                 match read {
+                    Read::Message {
+                        message: Message::Room(room),
+                        ..
+                    } => {
+                        let now = self.clock.now_ns();
+                        self.room.exchange.handle_message(now, peer, room);
+                    }
                     Read::Message { message, at_ns } => {
+                        if let Message::Heartbeat(hb) = &message {
+                            let votes = std::iter::once(hb.vote).chain(hb.relayed.iter().map(|v| v.event));
+                            for event in votes {
+                                self.note_seek(event);
+                            }
+                        }
                         self.session.handle_message(at_ns, peer, message)
                     }
                     Read::Dropped(e) => {
@@ -580,17 +626,37 @@ impl Core {
                 info!("{name}: leaving the session");
                 self.quit = true;
             }
+            Input::RoomWake => {
+                let now = self.clock.now_ns();
+                self.room.refocus(now);
+            }
+        }
+    }
+
+    /// A seek voted (here or elsewhere) and not yet applied: its target's
+    /// bytes become a fetch priority for a while.
+    fn note_seek(&mut self, event: Event) {
+        if let Event::Seek { position_ns } = event {
+            let now = self.clock.now_ns();
+            self.room
+                .playhead
+                .set_seek_hint(Some(ns_to_frames(position_ns, ENGINE_RATE_HZ)));
+            self.seek_hint_until_ns = Some(now + SEEK_HINT_NS);
+            self.room.refocus(now);
         }
     }
 
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Vote(event) => match self.session.vote(event) {
-                Ok(()) => self.emit(PeerEvent::Voted(event)),
+                Ok(()) => {
+                    self.note_seek(event);
+                    self.emit(PeerEvent::Voted(event))
+                }
                 Err(e) => self.error(e.to_string()),
             },
             Command::Solo { stem, on } => {
-                if !self.engine.solo.set(stem, on) {
+                if stem >= self.stems.len() || !self.engine.solo.set(stem, on) {
                     self.error(format!("solo: this peer has no stem {stem}"));
                 }
             }
@@ -637,6 +703,9 @@ impl Core {
                 // until `tx` is dropped).
                 old.reader.abort();
                 linger(old.tx);
+                // Requests on the old connection will not be answered here.
+                let now = self.clock.now_ns();
+                self.room.exchange.handle_link_down(now, peer);
             }
         }
         let id = self.next_conn;
@@ -660,6 +729,7 @@ impl Core {
         info!(%peer, name = %hs.info.name, addr = %hs.info.addr, "link up");
         let now = self.clock.now_ns();
         self.session.handle_link_up(now, hs.info);
+        self.room.exchange.handle_link_up(now, peer);
     }
 
     fn on_dial_failed(&mut self, target: DialTarget, error: LinkError) {
@@ -709,11 +779,20 @@ impl Core {
         if let Some(slot) = self.links.remove(&peer) {
             slot.reader.abort();
             // Dropping `tx` ends the writer, which shuts the socket down.
+            let now = self.clock.now_ns();
+            self.room.exchange.handle_link_down(now, peer);
         }
     }
 
     fn housekeeping(&mut self) {
         self.retired.collect();
+        let now = self.clock.now_ns();
+        if self.seek_hint_until_ns.is_some_and(|t| now >= t) {
+            self.seek_hint_until_ns = None;
+            self.room.playhead.set_seek_hint(None);
+        }
+        self.room.exchange.handle_timeout(now);
+        self.room.refocus(now);
         if self.push_status {
             let s = self.status();
             self.emit(PeerEvent::Status(Box::new(s)));
@@ -771,26 +850,28 @@ impl Core {
     /// Sends what the session queued and acts on what it reported.
     fn drain(&mut self) {
         while let Some(t) = self.session.poll_transmit() {
-            let Some(slot) = self.links.get(&t.to) else {
-                continue;
-            };
-            if let Err(e) = slot.tx.try_send(t.message) {
-                let peer = t.to;
-                match e {
-                    mpsc::error::TrySendError::Full(_) => {
-                        warn!(%peer, "not reading ({LINK_QUEUE} messages queued): closing the link");
-                    }
-                    mpsc::error::TrySendError::Closed(_) => {
-                        debug!(%peer, "writer gone");
-                    }
-                }
-                self.close_link(peer);
-                let now = self.clock.now_ns();
-                self.session.handle_link_down(now, peer);
-            }
+            self.send(t.to, t.message);
         }
         while let Some(e) = self.session.poll_event() {
             self.on_session_event(e);
+        }
+        loop {
+            let mut idle = true;
+            while let Some(t) = self.room.exchange.poll_transmit() {
+                idle = false;
+                self.send(t.to, Message::Room(t.room));
+            }
+            while let Some(e) = self.room.exchange.poll_event() {
+                idle = false;
+                self.on_room_event(e);
+            }
+            if idle {
+                break;
+            }
+        }
+        // Link changes made while sending may have queued session messages.
+        while let Some(t) = self.session.poll_transmit() {
+            self.send(t.to, t.message);
         }
         if let Some(map) = self.session.map()
             && self.last_map != Some(map)
@@ -799,6 +880,80 @@ impl Core {
             if self.engine.set_map(map).is_err() {
                 warn!("the engine's queue is full: a map update was lost");
             }
+        }
+    }
+
+    /// Queues `message` for `peer`'s link; a link that cannot take it is
+    /// closed.
+    fn send(&mut self, peer: PeerId, message: Message) {
+        let Some(slot) = self.links.get(&peer) else {
+            return;
+        };
+        if let Err(e) = slot.tx.try_send(message) {
+            match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    warn!(%peer, "not reading ({LINK_QUEUE} messages queued): closing the link");
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    debug!(%peer, "writer gone");
+                }
+            }
+            self.close_link(peer);
+            let now = self.clock.now_ns();
+            self.session.handle_link_down(now, peer);
+        }
+    }
+
+    fn on_room_event(&mut self, e: ExchangeEvent) {
+        let now = self.clock.now_ns();
+        match e {
+            ExchangeEvent::Song { stems, from } => {
+                if let Some(from) = from {
+                    info!(%from, stems = stems.len(), "learned the song");
+                    let (streamers, errors) = self.room.adopt_song(now, &stems);
+                    if self.engine.set_stems(streamers).is_err() {
+                        self.error("the audio engine's queue is full: the song's stems were not set".into());
+                    }
+                    self.stems = stems.iter().map(|s| s.name.clone()).collect();
+                    for e in errors {
+                        self.error(e);
+                    }
+                }
+                let song = self.room.song_stems();
+                self.emit(PeerEvent::Song(song));
+            }
+            ExchangeEvent::Serve {
+                to,
+                request_id,
+                stem,
+                offset,
+                len,
+            } => {
+                let op = match self.room.read(&stem, offset, len) {
+                    Ok(data) => {
+                        self.room.bytes_served += data.len() as u64;
+                        Operation::ChunkData { stem, offset, data }
+                    }
+                    Err(reason) => {
+                        warn!(%to, "cannot serve a chunk: {reason}");
+                        Operation::ChunkRefused {
+                            stem,
+                            offset,
+                            reason: reason.chars().take(200).collect(),
+                        }
+                    }
+                };
+                self.send(to, Message::Room(Room { request_id, op }));
+            }
+            ExchangeEvent::Chunk { stem, chunk, data } => self.room.put_chunk(stem, chunk, &data),
+            ExchangeEvent::Complete { stem } => {
+                if let Some(problem) = self.room.complete(now, stem) {
+                    self.error(problem);
+                }
+                let song = self.room.song_stems();
+                self.emit(PeerEvent::Song(song));
+            }
+            ExchangeEvent::Refused { from, what } => warn!(%from, "stem exchange: {what}"),
         }
     }
 
@@ -906,6 +1061,9 @@ impl Core {
             malformed_frames: self.malformed_frames,
             heartbeats_on_time: self.session.stats().heartbeats_on_time,
             heartbeats_late: self.session.stats().heartbeats_late,
+            song: self.room.song_stems(),
+            exchange: self.room.exchange.stats(),
+            bytes_served: self.room.bytes_served,
         }
     }
 
@@ -926,6 +1084,7 @@ impl Core {
         if let Some(r) = self.running.take() {
             r.stop();
         }
+        self.room.close();
         self.emit(PeerEvent::Bye);
     }
 }

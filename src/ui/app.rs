@@ -13,6 +13,7 @@ use crate::audio::ENGINE_RATE_HZ;
 use crate::runtime::control::Command;
 use crate::runtime::net::check_join_spec;
 use crate::runtime::peer::{PeerHandle, SendError};
+use crate::runtime::room::StemSource;
 use crate::session::{Channel, Event};
 
 use super::browser::FileBrowser;
@@ -291,13 +292,35 @@ impl MixerApp {
     /// How many strips: every local stem, and every channel the session has.
     fn channel_count(&self) -> usize {
         let session = self.view.state.as_ref().map_or(0, |s| s.channels.len());
-        self.stems.len().max(session)
+        self.stems.len().max(session).max(self.view.song.len())
     }
 
     fn stem_name(&self, i: usize) -> String {
+        if let Some(s) = self.view.song.get(i) {
+            return s.name.clone();
+        }
         self.stems
             .get(i)
             .map_or_else(|| format!("stem {}", i + 1), |s| s.audio.name.clone())
+    }
+
+    /// Where channel `i`'s audio comes from on this peer.
+    fn source_of(&self, i: usize, buffering: bool) -> Source {
+        match self.view.song.get(i) {
+            Some(_) if buffering => Source::Buffering,
+            Some(s) => match s.source {
+                StemSource::Local => Source::Local,
+                StemSource::Cached => Source::Cached,
+                StemSource::Remote => Source::Remote {
+                    fraction: s.chunks_have as f32 / s.chunks.max(1) as f32,
+                },
+            },
+            None => match self.stems.get(i) {
+                Some(_) if buffering => Source::Buffering,
+                Some(_) => Source::Local,
+                None => Source::Missing,
+            },
+        }
     }
 
     pub fn duration_secs(&self) -> f64 {
@@ -620,12 +643,8 @@ impl MixerApp {
             ui.horizontal_top(|ui| {
                 for i in 0..n {
                     let channel = Channel::Stem(i as u16);
-                    let source = match self.stems.get(i) {
-                        Some(_) if buffering.contains(&i) => Source::Buffering,
-                        Some(_) => Source::Local,
-                        None => Source::Missing,
-                    };
-                    let soloed = (i < self.stems.len())
+                    let source = self.source_of(i, buffering.contains(&i));
+                    let soloed = (i < self.stems.len().max(self.view.song.len()))
                         .then(|| self.peer.as_ref().is_some_and(|p| p.solo.is_soloed(i)));
                     let strip = StripView {
                         name: self.stem_name(i),
@@ -834,6 +853,12 @@ pub enum Source {
     Buffering,
     /// The session has this channel; this peer has no file for it.
     Missing,
+    /// Fetched before, played from this peer's cache.
+    Cached,
+    /// Being fetched from other peers: `fraction` of the file is here.
+    Remote {
+        fraction: f32,
+    },
     All {
         stems: usize,
         buffering: usize,
@@ -881,6 +906,16 @@ fn strip_ui(
                         "no file",
                         0.0,
                         "the session has this stem; this peer has no file for it",
+                    ),
+                    Source::Cached => (
+                        "cached",
+                        1.0,
+                        "fetched from the session before: played from this peer's cache",
+                    ),
+                    Source::Remote { fraction } => (
+                        "remote",
+                        fraction,
+                        "fetched from other peers ahead of the playhead; the bar is how much of the file is here",
                     ),
                     Source::All { stems, buffering } => (
                         "all channels",

@@ -33,7 +33,12 @@ pub struct PeerTemplate {
     pub session: session::Config,
     pub output: OutputKind,
     pub output_cfg: OutputConfig,
+    pub cache_dir: Option<PathBuf>,
+    pub prefetch_ns: i64,
 }
+
+/// How far ahead remote stems are fetched and decoded, by default.
+pub const DEFAULT_PREFETCH_NS: i64 = 10_000_000_000;
 
 impl PeerTemplate {
     /// A peer on loopback (a free port), on the silent virtual device, with
@@ -50,6 +55,8 @@ impl PeerTemplate {
             session: session::Config::default(),
             output: OutputKind::Null,
             output_cfg: OutputConfig::default(),
+            cache_dir: None,
+            prefetch_ns: DEFAULT_PREFETCH_NS,
         }
     }
 }
@@ -68,6 +75,8 @@ impl PeerTemplate {
             stems,
             output: self.output.clone(),
             output_cfg: self.output_cfg.clone(),
+            cache_dir: self.cache_dir.clone(),
+            prefetch_ns: self.prefetch_ns,
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::runtime::events::{PeerEvent, Ready, Status};
+use crate::runtime::room::SongStem;
 use crate::session::{DropReason, Event, PeerId, Round, SessionState, Verdict, action_kind};
 
 /// Decided rounds kept in the vote log.
@@ -58,6 +59,8 @@ pub struct SessionView {
     pub history: BTreeMap<PeerId, PeerHistory>,
     /// The peer said goodbye (it quit or is restarting).
     pub stopped: bool,
+    /// The song's stems as this peer plays them (local, cached, remote).
+    pub song: Vec<SongStem>,
 }
 
 impl SessionView {
@@ -168,6 +171,7 @@ impl SessionView {
             PeerEvent::Error(message) => self.push_error(message),
             PeerEvent::Status(s) => self.on_status(*s, now_secs),
             PeerEvent::Peers(_) => {}
+            PeerEvent::Song(song) => self.song = song,
             PeerEvent::Bye => {
                 self.stopped = true;
                 self.pending.clear();
@@ -187,6 +191,9 @@ impl SessionView {
     }
 
     fn on_status(&mut self, s: Status, now_secs: f64) {
+        if !s.song.is_empty() {
+            self.song = s.song.clone();
+        }
         for p in &s.peers {
             self.names.insert(p.info.peer_id, p.info.name.clone());
             let h = self.history.entry(p.info.peer_id).or_default();
