@@ -67,7 +67,8 @@ pub struct PeerProcess {
 impl PeerProcess {
     /// Starts `program --headless --name NAME --report DIR/NAME.jsonl ARGS`
     /// (stderr to `DIR/NAME.log`, `RUST_LOG=synfony=debug` unless set), and
-    /// waits for its `ready` event.
+    /// waits for its `ready` event. Unless `ARGS` say otherwise, fetched
+    /// stems are cached in `DIR/NAME.cache`, never in the user's cache.
     pub fn spawn(
         program: &Path,
         name: &str,
@@ -95,13 +96,18 @@ impl PeerProcess {
         let log = std::fs::File::create(dir.join(format!("{name}.log")))
             .map_err(|e| io(format!("log file in {}: {e}", dir.display())))?;
         let started_mono_ns = crate::host_clock::monotonic_ns();
+        let mut args = args.to_vec();
+        if !args.iter().any(|a| a == "--cache-dir" || a == "--no-cache") {
+            args.push("--cache-dir".into());
+            args.push(dir.join(format!("{name}.cache")).display().to_string());
+        }
         let mut child = Command::new(program)
             .arg("--headless")
             .arg("--name")
             .arg(name)
             .arg("--report")
             .arg(&report)
-            .args(args)
+            .args(&args)
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -133,7 +133,9 @@ fn parse_period(s: &str) -> Result<usize, String> {
 fn parse_prefetch_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (1.0..=600.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?} is not a prefetch window in seconds (1 to 600)")),
+        _ => Err(format!(
+            "{s:?} is not a prefetch window in seconds (1 to 600)"
+        )),
     }
 }
 
@@ -269,7 +271,9 @@ fn template(args: &PeerArgs, listen_is_default: bool) -> anyhow::Result<PeerTemp
         cache_dir: if args.no_cache {
             None
         } else {
-            args.cache_dir.clone().or_else(synfony::room::cache::default_dir)
+            args.cache_dir
+                .clone()
+                .or_else(synfony::room::cache::default_dir)
         },
         prefetch_ns: (args.prefetch_secs * 1e9).round() as i64,
     })

@@ -12,7 +12,9 @@ const C: PeerId = PeerId(3);
 /// A 1 MiB "file" (16 chunks) of 160 s, so the 10 s window is one chunk... at
 /// least two.
 fn file() -> (Vec<u8>, StemInfo) {
-    let bytes: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let bytes: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let info = StemInfo::of_bytes("drums", "flac", &bytes, 160 * 48_000);
     (bytes, info)
 }
@@ -89,12 +91,21 @@ fn data(info: &StemInfo, bytes: &[u8], request_id: u32, offset: u64) -> Room {
 #[test]
 fn a_creator_shares_the_song_and_its_haves_on_link_up() {
     let (_, info) = file();
-    let mut x = Exchange::new(ExchangeConfig::default(), Some(vec![info.clone()]), [info.hash]);
-    assert!(matches!(events(&mut x)[..], [ExchangeEvent::Song { from: None, .. }]));
+    let mut x = Exchange::new(
+        ExchangeConfig::default(),
+        Some(vec![info.clone()]),
+        [info.hash],
+    );
+    assert!(matches!(
+        events(&mut x)[..],
+        [ExchangeEvent::Song { from: None, .. }]
+    ));
     x.handle_link_up(0, B);
     let t = sent(&mut x);
     assert_eq!(t.len(), 2);
-    assert!(matches!(&t[0].room.op, Operation::SongStem { index: 0, count: 1, info: i } if *i == info));
+    assert!(
+        matches!(&t[0].room.op, Operation::SongStem { index: 0, count: 1, info: i } if *i == info)
+    );
     assert!(matches!(&t[1].room.op, Operation::Have { stems } if stems == &vec![info.hash]));
 }
 
@@ -102,15 +113,40 @@ fn a_creator_shares_the_song_and_its_haves_on_link_up() {
 fn fetching_goes_in_playhead_order_urgent_first() {
     let (_, info) = file();
     let mut x = joiner(&info, &[A]);
-    x.fetch(0, 0, Focus { cursor: 4, urgent: None, hint: None });
+    x.fetch(
+        0,
+        0,
+        Focus {
+            cursor: 4,
+            urgent: None,
+            hint: None,
+        },
+    );
     let first: Vec<u64> = requests(&sent(&mut x)).iter().map(|r| r.2).collect();
     let c = u64::from(info.chunk_bytes());
     // The window (two chunks here) from the cursor, then the rest in order,
     // within the per-stem limit.
-    assert_eq!(first, vec![4 * c, 5 * c, 6 * c, 7 * c, 8 * c, 9 * c, 10 * c, 11 * c]);
+    assert_eq!(
+        first,
+        vec![4 * c, 5 * c, 6 * c, 7 * c, 8 * c, 9 * c, 10 * c, 11 * c]
+    );
     // The decoder blocks on chunk 14: it goes out at once, beyond the limits.
-    x.set_focus(0, 0, Focus { cursor: 4, urgent: Some(14), hint: None });
-    assert_eq!(requests(&sent(&mut x)).iter().map(|r| r.2).collect::<Vec<_>>(), vec![14 * c]);
+    x.set_focus(
+        0,
+        0,
+        Focus {
+            cursor: 4,
+            urgent: Some(14),
+            hint: None,
+        },
+    );
+    assert_eq!(
+        requests(&sent(&mut x))
+            .iter()
+            .map(|r| r.2)
+            .collect::<Vec<_>>(),
+        vec![14 * c]
+    );
 }
 
 #[test]
@@ -126,7 +162,8 @@ fn two_hosts_share_the_load_and_one_dying_loses_nothing() {
     x.handle_link_down(1, A);
     let again = requests(&sent(&mut x));
     assert!(again.iter().all(|r| r.0 == B));
-    let mut pending: Vec<(PeerId, u32, u64)> = reqs.into_iter().filter(|r| r.0 == B).chain(again).collect();
+    let mut pending: Vec<(PeerId, u32, u64)> =
+        reqs.into_iter().filter(|r| r.0 == B).chain(again).collect();
     // B answers everything until the stem is complete.
     let mut got = 0u64;
     let mut complete = false;
@@ -151,7 +188,15 @@ fn two_hosts_share_the_load_and_one_dying_loses_nothing() {
 fn a_corrupt_chunk_is_refused_counted_and_fetched_again_elsewhere() {
     let (bytes, info) = file();
     let mut x = joiner(&info, &[A, B]);
-    x.fetch(0, 0, Focus { cursor: 0, urgent: Some(0), hint: None });
+    x.fetch(
+        0,
+        0,
+        Focus {
+            cursor: 0,
+            urgent: Some(0),
+            hint: None,
+        },
+    );
     let reqs = requests(&sent(&mut x));
     let (peer, id, offset) = reqs[0];
     assert_eq!(offset, 0);
@@ -161,7 +206,10 @@ fn a_corrupt_chunk_is_refused_counted_and_fetched_again_elsewhere() {
     }
     x.handle_message(1, peer, bad);
     assert_eq!(x.stats().bad_hash, 1);
-    assert!(matches!(events(&mut x)[..], [ExchangeEvent::Refused { .. }]));
+    assert!(matches!(
+        events(&mut x)[..],
+        [ExchangeEvent::Refused { .. }]
+    ));
     let retry = requests(&sent(&mut x));
     let other = if peer == A { B } else { A };
     assert!(retry.iter().any(|r| r.2 == 0 && r.0 == other), "{retry:?}");
@@ -196,7 +244,11 @@ fn wrong_lengths_and_unasked_data_are_refused_and_counted() {
 #[test]
 fn only_announced_stems_are_served_and_only_inside_the_file() {
     let (_, info) = file();
-    let mut x = Exchange::new(ExchangeConfig::default(), Some(vec![info.clone()]), [info.hash]);
+    let mut x = Exchange::new(
+        ExchangeConfig::default(),
+        Some(vec![info.clone()]),
+        [info.hash],
+    );
     x.handle_link_up(0, B);
     sent(&mut x);
     events(&mut x);
@@ -207,11 +259,24 @@ fn only_announced_stems_are_served_and_only_inside_the_file() {
     // A hash nobody announced, one made of a path's bytes, past the end.
     let mut path_hash = [0u8; 32];
     path_hash[..11].copy_from_slice(b"/etc/passwd");
-    for (stem, offset) in [([1; 32], 0), (path_hash, 0), (info.hash, info.size_bytes - 10)] {
+    for (stem, offset) in [
+        ([1; 32], 0),
+        (path_hash, 0),
+        (info.hash, info.size_bytes - 10),
+    ] {
         x.handle_message(1, B, ask(stem, offset, 65_536));
         let t = sent(&mut x);
         assert!(
-            matches!(&t[..], [Transmit { to: B, room: Room { request_id: 7, op: Operation::ChunkRefused { .. } } }]),
+            matches!(
+                &t[..],
+                [Transmit {
+                    to: B,
+                    room: Room {
+                        request_id: 7,
+                        op: Operation::ChunkRefused { .. }
+                    }
+                }]
+            ),
             "{t:?}"
         );
     }
@@ -220,7 +285,13 @@ fn only_announced_stems_are_served_and_only_inside_the_file() {
     x.handle_message(1, B, ask(info.hash, 65_536, 65_536));
     assert_eq!(
         events(&mut x),
-        vec![ExchangeEvent::Serve { to: B, request_id: 7, stem: info.hash, offset: 65_536, len: 65_536 }]
+        vec![ExchangeEvent::Serve {
+            to: B,
+            request_id: 7,
+            stem: info.hash,
+            offset: 65_536,
+            len: 65_536
+        }]
     );
 }
 
@@ -229,7 +300,15 @@ fn timeouts_move_requests_to_another_host() {
     let (_, info) = file();
     let cfg = ExchangeConfig::default();
     let mut x = joiner(&info, &[A, B]);
-    x.fetch(0, 0, Focus { cursor: 0, urgent: Some(0), hint: None });
+    x.fetch(
+        0,
+        0,
+        Focus {
+            cursor: 0,
+            urgent: Some(0),
+            hint: None,
+        },
+    );
     let first = requests(&sent(&mut x));
     let silent = first.iter().find(|r| r.2 == 0).unwrap().0;
     let (bytes, _) = file();
@@ -257,7 +336,11 @@ fn a_song_that_differs_from_ours_is_counted_and_ignored() {
         B,
         Room {
             request_id: 0,
-            op: Operation::SongStem { index: 0, count: 1, info: other },
+            op: Operation::SongStem {
+                index: 0,
+                count: 1,
+                info: other,
+            },
         },
     );
     assert_eq!(x.stats().song_conflicts, 1);

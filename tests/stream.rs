@@ -50,10 +50,14 @@ fn rig(path: &std::path::Path, complete: bool) -> Rig {
 fn wait(r: &Rig, supply: bool, done: impl Fn() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(60), "the decoder made no progress");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the decoder made no progress"
+        );
         if supply && let Some(k) = r.store.waiting_on() {
             let range = r.info.chunk_range(k);
-            r.store.put(k, &r.bytes[range.start as usize..range.end as usize]);
+            r.store
+                .put(k, &r.bytes[range.start as usize..range.end as usize]);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -100,7 +104,10 @@ fn a_seek_target_is_decoded_first_pulling_only_the_chunks_it_needs() {
     }
     // Both windows (after the target and after the playhead) fill; what
     // lies between was never read.
-    assert!(!r.store.is_complete(), "only what the windows needed was read");
+    assert!(
+        !r.store.is_complete(),
+        "only what the windows needed was read"
+    );
     assert!(!r.pcm.is_ready(first - 50));
     // The hint is applied: the playhead is there now, and plays on.
     r.playhead.set_seek_hint(None);

@@ -329,7 +329,9 @@ impl Exchange {
                     self.unexpected(from, "a refusal of nothing we asked");
                 }
             }
-            Operation::SongStem { index, count, info } => self.on_song_stem(from, index, count, info),
+            Operation::SongStem { index, count, info } => {
+                self.on_song_stem(from, index, count, info)
+            }
             Operation::Have { stems } => {
                 self.hosts.insert(from, stems.into_iter().collect());
             }
@@ -426,7 +428,11 @@ impl Exchange {
             .map(|s| s.size_bytes);
         let reason = if !self.served.contains(&stem) {
             Some("unknown stem: this peer does not serve that hash")
-        } else if size.is_none_or(|size| offset.checked_add(u64::from(len)).is_none_or(|end| end > size)) {
+        } else if size.is_none_or(|size| {
+            offset
+                .checked_add(u64::from(len))
+                .is_none_or(|end| end > size)
+        }) {
             Some("outside the file")
         } else {
             None
@@ -463,7 +469,14 @@ impl Exchange {
         &info.hash == stem && info.chunk_range(r.chunk).start == offset
     }
 
-    fn on_data(&mut self, from: PeerId, request_id: u32, stem: StemHash, offset: u64, data: Vec<u8>) {
+    fn on_data(
+        &mut self,
+        from: PeerId,
+        request_id: u32,
+        stem: StemHash,
+        offset: u64,
+        data: Vec<u8>,
+    ) {
         let Some(r) = self.requests.get(&request_id) else {
             return self.unexpected(from, "data for no request of ours");
         };
@@ -481,8 +494,14 @@ impl Exchange {
             return;
         }
         let (s, k) = (r.stem, r.chunk);
-        let Some((range, intact, name)) = (self.song.as_ref().and_then(|song| song.get(s)))
-            .map(|info| (info.chunk_range(k), info.check_chunk(k, &data), info.name.clone()))
+        let Some((range, intact, name)) =
+            (self.song.as_ref().and_then(|song| song.get(s))).map(|info| {
+                (
+                    info.chunk_range(k),
+                    info.check_chunk(k, &data),
+                    info.name.clone(),
+                )
+            })
         else {
             return;
         };
@@ -593,7 +612,9 @@ impl Exchange {
                     ),
                     _ => (
                         self.cfg.window_in_flight + self.cfg.background_in_flight,
-                        (f.focus.cursor.min(n)..n).chain(0..f.focus.cursor.min(n)).collect(),
+                        (f.focus.cursor.min(n)..n)
+                            .chain(0..f.focus.cursor.min(n))
+                            .collect(),
                     ),
                 };
                 for k in order {
@@ -678,7 +699,8 @@ impl Exchange {
 
 /// How many chunks of `info` hold `window_ns` of audio (at least 2).
 fn window_chunks(info: &StemInfo, window_ns: i64) -> usize {
-    let duration_ns = crate::session::frames_to_ns(info.frames as i64, crate::audio::ENGINE_RATE_HZ);
+    let duration_ns =
+        crate::session::frames_to_ns(info.frames as i64, crate::audio::ENGINE_RATE_HZ);
     if duration_ns <= 0 {
         return info.chunks();
     }

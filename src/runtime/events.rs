@@ -12,9 +12,9 @@ use crate::session::{
     Decision, DownReason, DropReason, Event, PeerId, PeerStatus, Round, SessionState, Vote,
 };
 
+use super::control::{action_json, adopted_event, decision_event, error_event};
 use super::room::SongStem;
 use crate::room::{ExchangeStats, hex};
-use super::control::{action_json, adopted_event, decision_event, error_event};
 
 #[derive(Clone, Debug)]
 pub enum PeerEvent {

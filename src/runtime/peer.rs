@@ -592,7 +592,8 @@ impl Core {
                     }
                     Read::Message { message, at_ns } => {
                         if let Message::Heartbeat(hb) = &message {
-                            let votes = std::iter::once(hb.vote).chain(hb.relayed.iter().map(|v| v.event));
+                            let votes =
+                                std::iter::once(hb.vote).chain(hb.relayed.iter().map(|v| v.event));
                             for event in votes {
                                 self.note_seek(event);
                             }
@@ -912,7 +913,10 @@ impl Core {
                     info!(%from, stems = stems.len(), "learned the song");
                     let (streamers, errors) = self.room.adopt_song(now, &stems);
                     if self.engine.set_stems(streamers).is_err() {
-                        self.error("the audio engine's queue is full: the song's stems were not set".into());
+                        self.error(
+                            "the audio engine's queue is full: the song's stems were not set"
+                                .into(),
+                        );
                     }
                     self.stems = stems.iter().map(|s| s.name.clone()).collect();
                     for e in errors {

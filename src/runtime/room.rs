@@ -173,7 +173,12 @@ impl RoomShell {
             };
             let pcm = Arc::new(RemoteStem::new(info.frames as usize));
             let window_frames = ns_to_frames(self.window_ns, ENGINE_RATE_HZ);
-            if let Err(e) = stream::spawn(store.clone(), pcm.clone(), self.playhead.clone(), window_frames) {
+            if let Err(e) = stream::spawn(
+                store.clone(),
+                pcm.clone(),
+                self.playhead.clone(),
+                window_frames,
+            ) {
                 errors.push(format!("cannot start the decoder of {}: {e}", info.name));
             }
             streamers.push(Streamer::remote(&info.name, pcm));
@@ -251,7 +256,11 @@ impl RoomShell {
                         info!(stem = %info.name, path = %path.display(), "fetched and cached");
                         None
                     }
-                    Err(e) => Some(format!("cannot cache {} in {}: {e}", info.name, dir.display())),
+                    Err(e) => Some(format!(
+                        "cannot cache {} in {}: {e}",
+                        info.name,
+                        dir.display()
+                    )),
                 }
             }
             Err(bad) => {
@@ -333,4 +342,3 @@ impl Drop for RoomShell {
         self.close();
     }
 }
-

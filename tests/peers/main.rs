@@ -4,6 +4,7 @@
 //! asserted as timings; the asserts are correctness bounds far from them.
 
 mod harness;
+mod remote;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
