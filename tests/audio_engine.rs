@@ -235,7 +235,10 @@ fn solo_silences_the_other_stems_on_this_peer() {
     let (out, _) = run(&mut e, 0, 480, 10, 0.0);
     assert_eq!(out[out.len() - 1], 0.875, "all three");
     assert!(solo.set(1, true) && solo.set(2, true));
-    assert!(!solo.set(3, true), "no such stem");
+    assert!(
+        !solo.set(synfony::session::MAX_STEMS, true),
+        "no such channel"
+    );
     let (out, _) = run(&mut e, 4_800 * SEC / 48_000, 480, 2, 0.0);
     assert!(out[0] > 0.75 && out[0] < 0.875, "ramping: {}", out[0]);
     assert_eq!(out[out.len() - 1], 0.75, "b and c only");

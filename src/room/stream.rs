@@ -342,7 +342,7 @@ impl Stream {
     fn restage(&mut self) {
         self.stage.clear();
         self.stage_chunk = self.next_frame.max(0) as usize / CHUNK_FRAMES;
-        self.stage_valid = self.next_frame.max(0) as usize % CHUNK_FRAMES == 0;
+        self.stage_valid = (self.next_frame.max(0) as usize).is_multiple_of(CHUNK_FRAMES);
     }
 
     /// Decodes one packet into the stage, filling the chunks it completes.
@@ -401,7 +401,7 @@ impl Stream {
         if chunk != self.stage_chunk {
             self.stage_chunk = chunk;
             self.stage.clear();
-            self.stage_valid = frame as usize % CHUNK_FRAMES == 0;
+            self.stage_valid = (frame as usize).is_multiple_of(CHUNK_FRAMES);
         }
         if !self.stage_valid || chunk >= pcm.chunks() {
             return;
