@@ -94,7 +94,7 @@ fn a_creator_shares_the_song_and_its_haves_on_link_up() {
     let mut x = Exchange::new(
         ExchangeConfig::default(),
         Some(vec![info.clone()]),
-        [info.hash],
+        [(info.hash, info.size_bytes)],
     );
     assert!(matches!(
         events(&mut x)[..],
@@ -124,12 +124,9 @@ fn fetching_goes_in_playhead_order_urgent_first() {
     );
     let first: Vec<u64> = requests(&sent(&mut x)).iter().map(|r| r.2).collect();
     let c = u64::from(info.chunk_bytes());
-    // The window (two chunks here) from the cursor, then the rest in order,
-    // within the per-stem limit.
-    assert_eq!(
-        first,
-        vec![4 * c, 5 * c, 6 * c, 7 * c, 8 * c, 9 * c, 10 * c, 11 * c]
-    );
+    // The window (two chunks here) from the cursor, then the rest in order;
+    // the rest leaves the host two of its eight slots.
+    assert_eq!(first, vec![4 * c, 5 * c, 6 * c, 7 * c, 8 * c, 9 * c]);
     // The decoder blocks on chunk 14: it goes out at once, beyond the limits.
     x.set_focus(
         0,
@@ -247,7 +244,7 @@ fn only_announced_stems_are_served_and_only_inside_the_file() {
     let mut x = Exchange::new(
         ExchangeConfig::default(),
         Some(vec![info.clone()]),
-        [info.hash],
+        [(info.hash, info.size_bytes)],
     );
     x.handle_link_up(0, B);
     sent(&mut x);
@@ -345,4 +342,52 @@ fn a_song_that_differs_from_ours_is_counted_and_ignored() {
     );
     assert_eq!(x.stats().song_conflicts, 1);
     assert_eq!(x.song(), Some(&[info][..]));
+}
+
+#[test]
+fn a_late_answer_after_a_timeout_is_taken_not_refused() {
+    let (bytes, info) = file();
+    let cfg = ExchangeConfig::default();
+    let mut x = joiner(&info, &[A]);
+    x.fetch(0, 0, Focus::default());
+    let first = requests(&sent(&mut x));
+    x.handle_timeout(cfg.request_timeout_ns);
+    let again = requests(&sent(&mut x));
+    assert!(!again.is_empty(), "asked again");
+    // The first answers arrive after all, then the second ones.
+    for &(peer, id, offset) in first.iter().chain(&again) {
+        x.handle_message(
+            cfg.request_timeout_ns + 1,
+            peer,
+            data(&info, &bytes, id, offset),
+        );
+    }
+    assert_eq!(x.stats().unexpected, 0);
+    assert_eq!(x.stats().chunks_fetched as usize, first.len());
+}
+
+#[test]
+fn a_completed_stem_can_have_chunks_fetched_again_until_done() {
+    let (bytes, info) = file();
+    let mut x = joiner(&info, &[A]);
+    x.fetch(0, 0, Focus::default());
+    let mut pending = requests(&sent(&mut x));
+    while let Some((peer, id, offset)) = pending.pop() {
+        x.handle_message(1, peer, data(&info, &bytes, id, offset));
+        pending.extend(requests(&sent(&mut x)));
+    }
+    assert!(events(&mut x).contains(&ExchangeEvent::Complete { stem: 0 }));
+    // The whole file failed its hash: chunk 3 is asked for again.
+    x.refetch(2, 0, 3);
+    let c = u64::from(info.chunk_bytes());
+    assert_eq!(
+        requests(&sent(&mut x))
+            .iter()
+            .map(|r| r.2)
+            .collect::<Vec<_>>(),
+        vec![3 * c]
+    );
+    x.done(0);
+    x.refetch(3, 0, 4);
+    assert!(requests(&sent(&mut x)).is_empty(), "done: nothing more");
 }

@@ -198,6 +198,14 @@ impl Solo {
         }
     }
 
+    /// Unsolos every channel.
+    pub fn clear(&self) {
+        for s in self.stems.iter() {
+            s.store(false, Ordering::Relaxed);
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
     pub fn is_soloed(&self, stem: usize) -> bool {
         self.stems
             .get(stem)

@@ -226,6 +226,14 @@ impl Model for StemInfo {
                 reason: "larger than a stem file may be",
             });
         }
+        if info.frames
+            > crate::audio::decode::MAX_STEM_SECS * u64::from(crate::audio::ENGINE_RATE_HZ)
+        {
+            return Err(WireError::Invalid {
+                field: "stem.frames",
+                reason: "longer than a stem may last",
+            });
+        }
         if info.size_bytes.div_ceil(u64::from(info.chunk_bytes())) != info.chunk_hashes.len() as u64
         {
             return Err(WireError::Invalid {
@@ -270,6 +278,19 @@ mod tests {
         assert!(!a.check_chunk(9, &bytes[..10]));
         let back: StemInfo = decode_exact(&encode_to_vec(&a).unwrap(), "stem").unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn decoding_refuses_an_absurd_length() {
+        let info = StemInfo::of_bytes("x", "wav", &[1; 10], u64::MAX / 2);
+        let bytes = encode_to_vec(&info).unwrap();
+        assert!(matches!(
+            decode_exact::<StemInfo>(&bytes, "stem"),
+            Err(WireError::Invalid {
+                field: "stem.frames",
+                ..
+            })
+        ));
     }
 
     #[test]

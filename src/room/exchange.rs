@@ -23,10 +23,16 @@
 //!   and costs the sender a strike for that stem.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
-use super::catalog::StemInfo;
+use super::catalog::{StemInfo, chunk_bytes_for};
 use crate::message::{Operation, Room, StemHash};
-use crate::session::PeerId;
+use crate::session::{MAX_STEMS, PeerId};
+
+/// Timed-out requests remembered for their late answers.
+const MAX_LATE: usize = 256;
+/// Senders whose song entries are gathered at once (before a song is known).
+const MAX_INCOMING_SONGS: usize = 4;
 
 /// Tuning of the fetcher.
 #[derive(Clone, Copy, Debug)]
@@ -142,10 +148,14 @@ struct Fetch {
 /// One peer's side of the stem exchange.
 pub struct Exchange {
     cfg: ExchangeConfig,
-    song: Option<Vec<StemInfo>>,
+    song: Option<Arc<[StemInfo]>>,
     /// Songs being received, per sender.
     incoming: BTreeMap<PeerId, Vec<Option<StemInfo>>>,
-    served: BTreeSet<StemHash>,
+    /// The stems this peer serves, with their sizes.
+    served: BTreeMap<StemHash, u64>,
+    /// Requests given up after a timeout, whose late answer is still
+    /// welcome (the oldest are forgotten past [`MAX_LATE`]).
+    late: BTreeMap<u32, Request>,
     links: BTreeSet<PeerId>,
     hosts: BTreeMap<PeerId, BTreeSet<StemHash>>,
     fetches: BTreeMap<usize, Fetch>,
@@ -158,17 +168,18 @@ pub struct Exchange {
 
 impl Exchange {
     /// `song`: the song if this peer starts the session (else it is learned).
-    /// `served`: the stems this peer has files for.
+    /// `served`: the stems this peer has files for (hash, size in bytes).
     pub fn new(
         cfg: ExchangeConfig,
         song: Option<Vec<StemInfo>>,
-        served: impl IntoIterator<Item = StemHash>,
+        served: impl IntoIterator<Item = (StemHash, u64)>,
     ) -> Exchange {
         let mut x = Exchange {
             cfg,
             song: None,
             incoming: BTreeMap::new(),
             served: served.into_iter().collect(),
+            late: BTreeMap::new(),
             links: BTreeSet::new(),
             hosts: BTreeMap::new(),
             fetches: BTreeMap::new(),
@@ -209,7 +220,18 @@ impl Exchange {
     pub fn handle_link_up(&mut self, now_ns: i64, peer: PeerId) {
         self.links.insert(peer);
         self.send_song(peer);
-        let stems = self.served.iter().copied().collect();
+        self.send_have(peer);
+        self.schedule(now_ns);
+    }
+
+    /// Tells `peer` what this peer serves (the song's stems first, at most
+    /// [`MAX_STEMS`] hashes).
+    fn send_have(&mut self, peer: PeerId) {
+        let in_song =
+            |h: &StemHash| (self.song.iter().flat_map(|s| s.iter())).any(|s| &s.hash == h);
+        let mut stems: Vec<StemHash> = self.served.keys().filter(|h| in_song(h)).copied().collect();
+        stems.extend(self.served.keys().filter(|h| !in_song(h)).copied());
+        stems.truncate(MAX_STEMS);
         self.out.push_back(Transmit {
             to: peer,
             room: Room {
@@ -217,7 +239,6 @@ impl Exchange {
                 op: Operation::Have { stems },
             },
         });
-        self.schedule(now_ns);
     }
 
     pub fn handle_link_down(&mut self, now_ns: i64, peer: PeerId) {
@@ -231,6 +252,7 @@ impl Exchange {
         for id in lost {
             self.requeue(id);
         }
+        self.late.retain(|_, r| r.peer != peer);
         self.schedule(now_ns);
     }
 
@@ -249,29 +271,27 @@ impl Exchange {
             strikes: BTreeMap::new(),
         });
         if n == 0 {
-            self.fetches.remove(&stem);
             self.events.push_back(ExchangeEvent::Complete { stem });
         }
         self.schedule(now_ns);
     }
 
-    /// Serves `hash` from now on (a fetched stem completed and was checked),
-    /// and tells every linked peer.
-    pub fn serve(&mut self, hash: StemHash) {
-        if self.served.insert(hash) {
-            let stems: Vec<StemHash> = self.served.iter().copied().collect();
-            for &peer in &self.links {
-                self.out.push_back(Transmit {
-                    to: peer,
-                    room: Room {
-                        request_id: 0,
-                        op: Operation::Have {
-                            stems: stems.clone(),
-                        },
-                    },
-                });
+    /// Serves `hash` (`size_bytes` long) from now on (a fetched stem
+    /// completed and was checked, or was found in the cache), and tells
+    /// every linked peer.
+    pub fn serve(&mut self, hash: StemHash, size_bytes: u64) {
+        if self.served.insert(hash, size_bytes).is_none() {
+            let linked: Vec<PeerId> = self.links.iter().copied().collect();
+            for peer in linked {
+                self.send_have(peer);
             }
         }
+    }
+
+    /// The shell checked a completed stem's whole file (or gave up on it):
+    /// its fetch is over. Until then, [`Exchange::refetch`] may reopen chunks.
+    pub fn done(&mut self, stem: usize) {
+        self.fetches.remove(&stem);
     }
 
     /// Where the decoder of song stem `stem` needs bytes.
@@ -315,10 +335,8 @@ impl Exchange {
                     && self.request_matches(r, &stem, offset)
                 {
                     self.stats.refused_to_us += 1;
-                    // It does not have it (any more): ask the others.
-                    if let Some(h) = self.hosts.get_mut(&from) {
-                        h.remove(&stem);
-                    }
+                    // Ask the others first (it may serve it again later:
+                    // a peer that had not learned the song yet refuses).
                     self.strike(request_id);
                     self.requeue(request_id);
                     self.events.push_back(ExchangeEvent::Refused {
@@ -347,7 +365,16 @@ impl Exchange {
         for id in late {
             self.stats.timeouts += 1;
             self.strike(id);
-            self.requeue(id);
+            // Asked again (likely elsewhere); a late answer is still taken.
+            if let Some(r) = self.requests.remove(&id) {
+                if let Some(f) = self.fetches.get_mut(&r.stem) {
+                    f.in_flight[r.chunk] = false;
+                }
+                self.late.insert(id, r);
+                while self.late.len() > MAX_LATE {
+                    self.late.pop_first();
+                }
+            }
         }
         self.schedule(now_ns);
     }
@@ -368,7 +395,7 @@ impl Exchange {
     }
 
     fn adopt(&mut self, song: Vec<StemInfo>, from: Option<PeerId>) {
-        self.song = Some(song.clone());
+        self.song = Some(song.clone().into());
         self.incoming.clear();
         self.events
             .push_back(ExchangeEvent::Song { stems: song, from });
@@ -376,6 +403,7 @@ impl Exchange {
         let linked: Vec<PeerId> = self.links.iter().copied().collect();
         for peer in linked {
             self.send_song(peer);
+            self.send_have(peer);
         }
     }
 
@@ -411,6 +439,9 @@ impl Exchange {
             }
             return;
         }
+        if !self.incoming.contains_key(&from) && self.incoming.len() >= MAX_INCOMING_SONGS {
+            return; // enough senders at once
+        }
         let entries = self.incoming.entry(from).or_default();
         if entries.len() != count {
             *entries = vec![None; count];
@@ -423,19 +454,17 @@ impl Exchange {
     }
 
     fn on_request(&mut self, from: PeerId, request_id: u32, stem: StemHash, offset: u64, len: u32) {
-        let size = (self.song.iter().flatten())
-            .find(|s| s.hash == stem)
-            .map(|s| s.size_bytes);
-        let reason = if !self.served.contains(&stem) {
-            Some("unknown stem: this peer does not serve that hash")
-        } else if size.is_none_or(|size| {
-            offset
-                .checked_add(u64::from(len))
-                .is_none_or(|end| end > size)
-        }) {
-            Some("outside the file")
-        } else {
-            None
+        // Whole chunks only: a request costs one read and one chunk.
+        let chunk_of = |size: u64| {
+            let c = u64::from(chunk_bytes_for(size));
+            (offset.is_multiple_of(c) && offset < size.max(1)).then(|| (size - offset).min(c))
+        };
+        let reason = match self.served.get(&stem) {
+            None => Some("unknown stem: this peer does not serve that hash"),
+            Some(&size) if chunk_of(size) != Some(u64::from(len)) => {
+                Some("not a chunk of the file")
+            }
+            Some(_) => None,
         };
         match reason {
             Some(reason) => {
@@ -477,6 +506,13 @@ impl Exchange {
         offset: u64,
         data: Vec<u8>,
     ) {
+        if !self.requests.contains_key(&request_id)
+            && let Some(r) = self.late.remove(&request_id)
+        {
+            // A late answer: checked as if still asked for; if the chunk
+            // came meanwhile, it is dropped quietly.
+            self.requests.insert(request_id, r);
+        }
         let Some(r) = self.requests.get(&request_id) else {
             return self.unexpected(from, "data for no request of ours");
         };
@@ -533,7 +569,7 @@ impl Exchange {
         };
         f.in_flight[k] = false;
         if f.have[k] {
-            return; // a duplicate (after a timeout): harmless
+            return; // asked twice (after a timeout), answered twice: harmless
         }
         f.have[k] = true;
         f.missing -= 1;
@@ -545,7 +581,8 @@ impl Exchange {
             data,
         });
         if f.missing == 0 {
-            self.fetches.remove(&s);
+            // The fetch stays until the shell has checked the whole file
+            // ([`Exchange::done`]); it may reopen chunks meanwhile.
             self.events.push_back(ExchangeEvent::Complete { stem: s });
         }
     }
@@ -576,7 +613,7 @@ impl Exchange {
 
     /// Sends as many requests as the limits allow, most urgent first.
     fn schedule(&mut self, now_ns: i64) {
-        if self.fetches.is_empty() {
+        if self.fetches.values().all(|f| f.missing == 0) {
             return;
         }
         let Some(song) = self.song.clone() else {
@@ -626,10 +663,12 @@ impl Exchange {
                         continue;
                     }
                     // A blocked decoder's chunk goes out whatever the hosts' load.
-                    let host_limit = if class == 0 {
-                        usize::MAX
-                    } else {
-                        self.cfg.per_host_in_flight
+                    // The rest of the file leaves each host two slots for the
+                    // window and a seek target.
+                    let host_limit = match class {
+                        0 => usize::MAX,
+                        3 => self.cfg.per_host_in_flight.saturating_sub(2).max(1),
+                        _ => self.cfg.per_host_in_flight,
                     };
                     let Some(peer) = self.pick_host(&info.hash, f, &per_host, host_limit, k) else {
                         break; // nobody can take it now

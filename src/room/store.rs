@@ -33,7 +33,9 @@ pub struct StemStore {
 }
 
 struct Inner {
-    data: Vec<u8>,
+    /// Per chunk, once it arrived: memory grows with what was received,
+    /// not with the size a song entry claims.
+    chunks: Vec<Option<Box<[u8]>>>,
     have: Vec<bool>,
     missing: usize,
     closed: bool,
@@ -46,7 +48,7 @@ impl StemStore {
         let n = info.chunks();
         StemStore {
             inner: Mutex::new(Inner {
-                data: vec![0; info.size_bytes as usize],
+                chunks: vec![None; n],
                 have: vec![false; n],
                 missing: n,
                 closed: false,
@@ -64,7 +66,12 @@ impl StemStore {
         let n = info.chunks();
         StemStore {
             inner: Mutex::new(Inner {
-                data,
+                chunks: (0..n)
+                    .map(|k| {
+                        let r = info.chunk_range(k);
+                        Some(data[r.start as usize..r.end as usize].into())
+                    })
+                    .collect(),
                 have: vec![true; n],
                 missing: 0,
                 closed: false,
@@ -89,7 +96,7 @@ impl StemStore {
         if g.have.get(k) != Some(&false) || bytes.len() as u64 != range.end - range.start {
             return;
         }
-        g.data[range.start as usize..range.end as usize].copy_from_slice(bytes);
+        g.chunks[k] = Some(bytes.into());
         g.have[k] = true;
         g.missing -= 1;
         drop(g);
@@ -101,6 +108,7 @@ impl StemStore {
         let mut g = self.lock();
         if g.have.get(k) == Some(&true) {
             g.have[k] = false;
+            g.chunks[k] = None;
             g.missing += 1;
         }
     }
@@ -119,10 +127,17 @@ impl StemStore {
         }
         let c = u64::from(self.info.chunk_bytes());
         let g = self.lock();
-        if len > 0 && !(offset / c..=(end - 1) / c).all(|k| g.have[k as usize]) {
-            return None;
+        let mut out = Vec::with_capacity(len as usize);
+        let mut at = offset;
+        while at < end {
+            let k = (at / c) as usize;
+            let chunk = g.chunks.get(k)?.as_deref()?;
+            let from = (at - k as u64 * c) as usize;
+            let n = (chunk.len() - from).min((end - at) as usize);
+            out.extend_from_slice(&chunk[from..from + n]);
+            at += n as u64;
         }
-        Some(g.data[offset as usize..end as usize].to_vec())
+        Some(out)
     }
 
     pub fn is_complete(&self) -> bool {
@@ -137,16 +152,17 @@ impl StemStore {
         if g.missing > 0 {
             return Err(vec![]);
         }
-        if blake3::hash(&g.data).as_bytes() == &self.info.hash {
-            return Ok(g.data.clone());
+        let whole: Vec<u8> = g
+            .chunks
+            .iter()
+            .flatten()
+            .flat_map(|c| c.iter().copied())
+            .collect();
+        if blake3::hash(&whole).as_bytes() == &self.info.hash {
+            return Ok(whole);
         }
         Err((0..self.info.chunks())
-            .filter(|&k| {
-                let r = self.info.chunk_range(k);
-                !self
-                    .info
-                    .check_chunk(k, &g.data[r.start as usize..r.end as usize])
-            })
+            .filter(|&k| !(g.chunks[k].as_deref()).is_some_and(|c| self.info.check_chunk(k, c)))
             .collect())
     }
 
@@ -226,9 +242,12 @@ impl Read for StoreReader {
         if announced {
             self.store.waiting_on.store(NONE, Ordering::Relaxed);
         }
-        let end = ((k as u64 + 1) * chunk_bytes).min(size);
-        let n = (end - self.pos).min(buf.len() as u64) as usize;
-        buf[..n].copy_from_slice(&g.data[self.pos as usize..self.pos as usize + n]);
+        let Some(chunk) = g.chunks[k].as_deref() else {
+            return Err(io::Error::other("a chunk marked here is missing"));
+        };
+        let from = (self.pos - k as u64 * chunk_bytes) as usize;
+        let n = (chunk.len() - from).min(buf.len());
+        buf[..n].copy_from_slice(&chunk[from..from + n]);
         drop(g);
         self.pos += n as u64;
         self.store.read_pos.store(self.pos, Ordering::Relaxed);

@@ -10,10 +10,12 @@
 //! again. The audio thread never waits for any of it: a PCM chunk not yet
 //! decoded plays as silence and flags the stem *buffering*.
 //!
-//! Positions follow the whole-file decoder exactly: frame `n` of the stream is
-//! the `n`-th frame the decoder yields from the start (packet timestamps are
-//! taken relative to the first packet's), so a remote stem and a local copy
-//! of the same file play the same samples at the same frames.
+//! Positions follow the whole-file decoder: frame `n` of the stream is the
+//! `n`-th frame the decoder yields from the start (packet timestamps are taken
+//! relative to the first packet's), so a remote stem and a local copy of the
+//! same intact file play the same samples at the same frames. (A damaged
+//! packet is silence here, by its timestamp, but is dropped by the whole-file
+//! decoder, which joins the audio either side: after damage, the two differ.)
 //!
 //! Files not at the engine rate are decoded whole once complete (streaming
 //! through the resampler is not done yet).
@@ -75,7 +77,8 @@ pub fn spawn(
     window_frames: i64,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
-        .name(format!("synfony-stem-{}", store.info.name))
+        // Named by hash: a stem's name is a peer's text (it may hold a NUL).
+        .name(format!("synfony-stem-{}", &store.info.hex()[..12]))
         .spawn(move || {
             Decoder {
                 store,
@@ -120,6 +123,10 @@ fn off_course(position: i64, target: usize) -> bool {
     position > start + CHUNK_FRAMES as i64 || start - position > 2 * CHUNK_FRAMES as i64
 }
 
+/// The longest run of missing frames filled with silence (longer: the
+/// stream jumped, and decoding follows it).
+const MAX_GAP_FRAMES: i64 = 10 * ENGINE_RATE_HZ as i64;
+
 enum Step {
     More,
     End,
@@ -132,6 +139,11 @@ impl Decoder {
         }
         let mut open: Option<Stream> = None;
         let mut whole = false;
+        // Consecutive failures (to open, or to decode): each waits twice as
+        // long as the last, up to about a second, so a file that cannot be
+        // decoded costs little.
+        let mut failures = 0u32;
+        let backoff = |failures: u32| Duration::from_millis(10 << failures.min(7));
         while !self.store.is_closed() {
             if whole {
                 self.decode_whole();
@@ -155,7 +167,8 @@ impl Decoder {
                     Err(OpenError::Failed(e)) => {
                         if !self.store.is_closed() {
                             debug!(stem = %self.store.info.name, "reopening: {e}");
-                            std::thread::sleep(Duration::from_millis(10));
+                            std::thread::sleep(backoff(failures));
+                            failures += 1;
                         }
                         None
                     }
@@ -164,7 +177,10 @@ impl Decoder {
             }
             let Some(s) = open.as_mut() else { continue };
             match s.step(&self.pcm) {
-                Ok(Step::More) => self.position.store(s.next_frame, Ordering::Relaxed),
+                Ok(Step::More) => {
+                    failures = 0;
+                    self.position.store(s.next_frame, Ordering::Relaxed)
+                }
                 Ok(Step::End) => {
                     s.finish(&self.pcm);
                     s.ended = true;
@@ -172,7 +188,8 @@ impl Decoder {
                 Err(e) => {
                     debug!(stem = %self.store.info.name, "stream interrupted: {e}");
                     open = None;
-                    std::thread::sleep(Duration::from_millis(5));
+                    std::thread::sleep(backoff(failures));
+                    failures += 1;
                 }
             }
         }
@@ -253,8 +270,8 @@ struct Stream {
     ended: bool,
     /// A packet read but not decoded yet (the first one, read at open).
     pending: Option<symphonia::core::packet::Packet>,
-    /// The PCM chunk being assembled, and its frames so far (`None`: the
-    /// stream started inside it, so it cannot be completed).
+    /// The PCM chunk being assembled and its frames so far; not valid when
+    /// the stream started inside it (it cannot be completed).
     stage_chunk: usize,
     stage: Vec<f32>,
     stage_valid: bool,
@@ -365,8 +382,14 @@ impl Stream {
             return Ok(Step::More);
         }
         let at = packet.pts.get() - self.origin_ts;
-        if at != self.next_frame {
-            // A gap or an overlap (after a coarse seek): follow the packet.
+        if at > self.next_frame && at - self.next_frame <= MAX_GAP_FRAMES {
+            // Frames missing from the stream (a damaged packet skipped):
+            // silence in their place, so later frames keep their positions.
+            for _ in self.next_frame..at {
+                self.push(pcm, 0.0, 0.0);
+            }
+        } else if at != self.next_frame {
+            // An overlap (a seek landed early) or a jump: follow the packet.
             self.next_frame = at;
             self.restage();
         }

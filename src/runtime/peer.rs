@@ -591,7 +591,10 @@ impl Core {
                         self.room.exchange.handle_message(now, peer, room);
                     }
                     Read::Message { message, at_ns } => {
-                        if let Message::Heartbeat(hb) = &message {
+                        // A heartbeat without a map carries no real vote.
+                        if let Message::Heartbeat(hb) = &message
+                            && hb.map.is_some()
+                        {
                             let votes =
                                 std::iter::once(hb.vote).chain(hb.relayed.iter().map(|v| v.event));
                             for event in votes {
@@ -912,6 +915,8 @@ impl Core {
                 if let Some(from) = from {
                     info!(%from, stems = stems.len(), "learned the song");
                     let (streamers, errors) = self.room.adopt_song(now, &stems);
+                    // Channels are renumbered: solos set before mean nothing.
+                    self.engine.solo.clear();
                     if self.engine.set_stems(streamers).is_err() {
                         self.error(
                             "the audio engine's queue is full: the song's stems were not set"

@@ -60,6 +60,9 @@ pub enum Scenario {
     Partition,
     /// 2 to 32 peers: CPU, bytes per round, heartbeats on time.
     Scale,
+    /// A peer without the stem fetches it from two hosts: bytes, seeks into
+    /// what it has not fetched, a host killed mid-fetch.
+    Remote,
     /// A few seconds, 3 peers: that the bench works (CI).
     Smoke,
     /// Every scenario above but smoke, then `paper`.
@@ -101,7 +104,7 @@ pub struct Options {
     pub keep: bool,
 }
 
-const EVERY: [Scenario; 10] = [
+const EVERY: [Scenario; 11] = [
     Scenario::Steady,
     Scenario::SteadyTrueClocks,
     Scenario::SteadyLan,
@@ -112,6 +115,7 @@ const EVERY: [Scenario; 10] = [
     Scenario::Crash,
     Scenario::Partition,
     Scenario::Scale,
+    Scenario::Remote,
 ];
 
 impl Scenario {

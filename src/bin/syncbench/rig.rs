@@ -87,6 +87,8 @@ pub struct Rig {
     /// Whether peers get drawn clock errors (else all run on the machine's
     /// own clock, as Snapcast's clients must).
     pub clock_errors: bool,
+    /// Peers spawned from this index on start with no stem: they fetch it.
+    pub remote_from: usize,
     /// Peers spawned so far (names and clock draws never repeat).
     spawned: usize,
     pub nodes: Vec<Node>,
@@ -101,6 +103,7 @@ impl Rig {
             stem: stem.to_path_buf(),
             seed,
             clock_errors: true,
+            remote_from: usize::MAX,
             spawned: 0,
             nodes: Vec::new(),
         }
@@ -154,7 +157,9 @@ impl Rig {
             args.push("null".into());
             None
         };
-        args.push(self.stem.display().to_string());
+        if k < self.remote_from {
+            args.push(self.stem.display().to_string());
+        }
         // Info logging: debug lines would count in the peers' CPU time.
         let peer =
             match PeerProcess::spawn_logging(&self.bin, &name, &self.dir, &args, "synfony=info") {

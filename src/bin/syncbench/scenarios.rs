@@ -39,6 +39,7 @@ pub fn run(s: Scenario, bin: &Path, opts: &Options) -> anyhow::Result<()> {
         Scenario::Crash => crash(bin, opts),
         Scenario::Partition => partition(bin, opts),
         Scenario::Scale => scale(bin, opts),
+        Scenario::Remote => remote(bin, opts),
         other => bail!("{} is not a synfony scenario", other.name()),
     }
 }
@@ -715,4 +716,158 @@ fn scale(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         )],
     )?;
     Ok(())
+}
+
+/// One seek of the remote scenario: when it applied, where to, and how much
+/// of the stem the fetching peer had then.
+struct SeekRun {
+    target_secs: f64,
+    command_ms: f64,
+    apply_mono_ns: i64,
+    fetched_fraction: f64,
+}
+
+/// The impulses `host` played from `from_mono_ns` on for `secs`, and how
+/// many of them `fan` did not play (by index).
+fn missed_impulses(
+    host: &[(u32, f64)],
+    fan: &[(u32, f64)],
+    from_mono_ns: i64,
+    secs: f64,
+) -> (usize, usize) {
+    let end = from_mono_ns as f64 + secs * 1e9;
+    let played: std::collections::HashSet<u32> = fan.iter().map(|x| x.0).collect();
+    let due: Vec<u32> = (host.iter())
+        .filter(|(_, t)| (from_mono_ns as f64..end).contains(t))
+        .map(|x| x.0)
+        .collect();
+    let missed = due.iter().filter(|i| !played.contains(i)).count();
+    (due.len(), missed)
+}
+
+/// A peer without the stem (p2) fetches it from two hosts (p0, p1) through
+/// 25 ms each way: bytes fetched against the file's size; seeks into parts
+/// not yet fetched, timed from the apply instant to the first impulse the
+/// fetching peer plays; then p0 is killed mid-fetch and the impulses p2
+/// misses are counted.
+fn remote(bin: &Path, opts: &Options) -> anyhow::Result<()> {
+    let delay = delay_of(opts, Delay::new(25.0, 0.0));
+    let stem_secs = opts.secs.unwrap_or(600.0);
+    let dir = scratch(opts, "remote")?;
+    let stem = impulse_stem(&dir.path, stem_secs)?;
+    let size_bytes = std::fs::metadata(&stem)?.len();
+    let mut rig = Rig::new(bin, &dir.path, delay, &stem, opts.seed);
+    rig.remote_from = 2;
+    rig.start(3, true)?;
+    rig.wait_mesh(30 * SEC)?;
+    rig.nodes[2]
+        .peer
+        .wait_for("the song", |v| v["event"] == "song", 30 * SEC)?;
+    let fan_status = |rig: &mut Rig| -> anyhow::Result<(Value, f64)> {
+        let s = rig.nodes[2].peer.status()?;
+        let stem = &s["song"][0];
+        let frac =
+            stem["chunks_have"].as_f64().unwrap_or(0.0) / stem["chunks"].as_f64().unwrap_or(1.0);
+        Ok((s, frac))
+    };
+    let play = rig.vote(0, "play", "play")?;
+    let t_play = monotonic_ns();
+    sleep_secs(3.0);
+    let mut seeks = Vec::new();
+    for fraction in [0.8, 0.45, 0.95, 0.65] {
+        let target_secs = (stem_secs * fraction).round();
+        let (_, fetched_fraction) = fan_status(&mut rig)?;
+        let sent = monotonic_ns();
+        let c = rig.vote(1, &format!("seek {target_secs}"), "seek")?;
+        seeks.push(SeekRun {
+            target_secs,
+            command_ms: c.latency_ms,
+            apply_mono_ns: sent + (c.latency_ms * 1e6) as i64,
+            fetched_fraction,
+        });
+        sleep_secs(3.0);
+    }
+    let (before_kill, fetched_at_kill) = fan_status(&mut rig)?;
+    let t_kill = monotonic_ns();
+    rig.nodes[0].peer.kill();
+    sleep_secs(6.0);
+    let (after, _) = fan_status(&mut rig)?;
+    let names = names(&rig);
+    let caps: Vec<Capture> = rig.stop()?.into_iter().flatten().collect();
+    for (name, cap) in names.iter().zip(&caps) {
+        crate::keep_capture(opts, &dir.path, name, cap);
+    }
+    let times: Vec<Vec<(u32, f64)>> = caps
+        .iter()
+        .map(|c| play_times(c, crate::BLOCK_FRAMES))
+        .collect();
+    // Sync of the fetched stem against a host, before the first seek.
+    let steady_end = seeks.first().map_or(t_kill, |s| s.apply_mono_ns);
+    let (skew, _, _) = impulse_skews(&names[1..], &caps[1..], t_play + 1_000_000_000, steady_end);
+    let mut seek_json = Vec::new();
+    let mut after_apply = Vec::new();
+    for s in &seeks {
+        // The first impulse p1 (a host) plays after the apply, and the first
+        // one p2 plays at or after that index.
+        let host_first = times[1].iter().find(|(_, t)| *t >= s.apply_mono_ns as f64);
+        let audible_ms = host_first.and_then(|&(k0, _)| {
+            times[2]
+                .iter()
+                .find(|&&(k, t)| k >= k0 && t >= s.apply_mono_ns as f64)
+                .map(|&(_, t)| (t - s.apply_mono_ns as f64) / 1e6)
+        });
+        let (due, missed) = missed_impulses(&times[1], &times[2], s.apply_mono_ns, 2.0);
+        if let Some(a) = audible_ms {
+            after_apply.push(a);
+        }
+        eprintln!(
+            "   seek to {} s ({:.0} % fetched): command → apply {:.0} ms, apply → first impulse {:?} ms, {missed} of {due} impulses missed in 2 s",
+            s.target_secs,
+            100.0 * s.fetched_fraction,
+            s.command_ms,
+            audible_ms.map(|a| a.round())
+        );
+        seek_json.push(json!({
+            "target_secs": s.target_secs,
+            "fetched_fraction": s.fetched_fraction,
+            "command_to_apply_ms": s.command_ms,
+            "apply_to_audible_ms": audible_ms,
+            "command_to_audible_ms": audible_ms.map(|a| a + s.command_ms),
+            "impulses_due_2s": due,
+            "impulses_missed_2s": missed,
+        }));
+    }
+    let (due_kill, missed_kill) = missed_impulses(&times[1], &times[2], t_kill, 5.0);
+    let fetched = after["fetch"]["bytes_fetched"].as_u64().unwrap_or(0);
+    let served_before_kill = before_kill["fetch"]["bytes_fetched"].as_u64().unwrap_or(0);
+    eprintln!("   skew host–fetcher (impulses, before the seeks): {skew}");
+    eprintln!(
+        "   host killed with {:.0} % fetched: {missed_kill} of {due_kill} impulses missed in 5 s",
+        100.0 * fetched_at_kill
+    );
+    eprintln!(
+        "   bytes fetched {fetched} for a {size_bytes}-byte file ({:.4}×)",
+        fetched as f64 / size_bytes as f64
+    );
+    let results = json!({
+        "scenario": "remote",
+        "delay": delay_json(delay),
+        "stem_secs": stem_secs,
+        "file_bytes": size_bytes,
+        "bytes_fetched": fetched,
+        "bytes_fetched_ratio": fetched as f64 / size_bytes as f64,
+        "bytes_fetched_before_kill": served_before_kill,
+        "play_ms": play.latency_ms,
+        "skew_ms": summary_json(&skew),
+        "seeks": seek_json,
+        "apply_to_audible_ms": summary_of(&after_apply),
+        "kill": {
+            "fetched_fraction": fetched_at_kill,
+            "impulses_due_5s": due_kill,
+            "impulses_missed_5s": missed_kill,
+        },
+        "fetch": after["fetch"],
+        "underruns": after["underruns"],
+    });
+    write_results(&opts.out, "remote", &results)
 }
