@@ -134,3 +134,43 @@ fn a_file_at_another_rate_is_decoded_whole_once_complete() {
         assert!(chunk_matches(&r, c), "chunk {c} differs");
     }
 }
+
+/// A WAV (the format whose seeks are computed, not searched), from the
+/// start and from a seek: the whole-file decoder's samples at the same frames.
+#[test]
+fn a_streamed_wav_is_sample_identical_from_the_start_and_after_a_seek() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train.wav");
+    synfony::impulse::write_wav(&path, 40 * 48_000).unwrap();
+    for (hint, first) in [(None, 0), (Some(25 * ENGINE_RATE_HZ as i64), 250)] {
+        let r = rig(&path, true);
+        r.playhead.set_seek_hint(hint);
+        let t = stream::spawn(r.store.clone(), r.pcm.clone(), r.playhead.clone(), 48_000).unwrap();
+        wait(&r, false, || (first..first + 10).all(|c| r.pcm.is_ready(c)));
+        r.store.close();
+        t.join().unwrap();
+        for c in first..first + 10 {
+            assert!(chunk_matches(&r, c), "from {hint:?}: chunk {c} differs");
+        }
+    }
+}
+
+#[test]
+fn experiment_wav_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train.wav");
+    synfony::impulse::write_wav(&path, 40 * 48_000).unwrap();
+    let r = rig(&path, false);
+    let t = stream::spawn(r.store.clone(), r.pcm.clone(), r.playhead.clone(), 96_000).unwrap();
+    wait(&r, true, || (0..20).all(|c| r.pcm.is_ready(c)));
+    r.playhead
+        .stats
+        .pos_frames
+        .store(10 * 48_000, Ordering::Relaxed);
+    wait(&r, true, || (100..120).all(|c| r.pcm.is_ready(c)));
+    r.store.close();
+    t.join().unwrap();
+    for c in (0..20).chain(100..120) {
+        assert!(chunk_matches(&r, c), "chunk {c} differs");
+    }
+}

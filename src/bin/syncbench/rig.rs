@@ -192,7 +192,7 @@ impl Rig {
         Ok(())
     }
 
-    /// Casts `line` on node `voter` and waits until every peer decided it:
+    /// Casts `line` on node `voter` and waits until every running peer decided it:
     /// the time from the command to the last peer's apply instant, and the
     /// spread of the apply instants.
     pub fn vote(&mut self, voter: usize, line: &str, action: &str) -> anyhow::Result<Control> {
@@ -205,6 +205,9 @@ impl Rig {
         let mut applied = Vec::new();
         let mut round = None;
         for (node, &mark) in self.nodes.iter_mut().zip(&marks) {
+            if !node.peer.is_running() {
+                continue; // killed by the scenario
+            }
             let d = node.peer.wait_decision(mark, &voter_id, action, 10 * SEC)?;
             if round.is_some_and(|r| r != d["round"]) {
                 bail!("peers decided {line:?} in different rounds");

@@ -746,10 +746,10 @@ fn missed_impulses(
 }
 
 /// A peer without the stem (p2) fetches it from two hosts (p0, p1) through
-/// 25 ms each way: bytes fetched against the file's size; seeks into parts
-/// not yet fetched, timed from the apply instant to the first impulse the
-/// fetching peer plays; then p0 is killed mid-fetch and the impulses p2
-/// misses are counted.
+/// 25 ms each way: bytes fetched against the file's size; p0 killed while
+/// the fetch is young (the impulses p2 misses are counted); then seeks into
+/// parts not yet fetched, timed by how much later than the surviving host p2
+/// plays its first impulse after the apply instant.
 fn remote(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     let delay = delay_of(opts, Delay::new(25.0, 0.0));
     let stem_secs = opts.secs.unwrap_or(600.0);
@@ -772,10 +772,18 @@ fn remote(bin: &Path, opts: &Options) -> anyhow::Result<()> {
     };
     let play = rig.vote(0, "play", "play")?;
     let t_play = monotonic_ns();
-    sleep_secs(3.0);
+    // Kill a host while the fetch is young, then seek (through the other).
+    sleep_secs(2.0);
+    let (before_kill, fetched_at_kill) = fan_status(&mut rig)?;
+    let t_kill = monotonic_ns();
+    rig.nodes[0].peer.kill();
+    sleep_secs(5.0);
     let mut seeks = Vec::new();
-    for fraction in [0.8, 0.45, 0.95, 0.65] {
-        let target_secs = (stem_secs * fraction).round();
+    for fraction in [0.95, 0.8, 0.6, 0.4, 0.2] {
+        // Off the 100 ms impulse grid: the impulse detector tells runs
+        // apart by their spacing, so a seek must break it (a seek by whole
+        // tenths would join two runs, and muddle their indices).
+        let target_secs = (stem_secs * fraction).round() + 0.0437;
         let (_, fetched_fraction) = fan_status(&mut rig)?;
         let sent = monotonic_ns();
         let c = rig.vote(1, &format!("seek {target_secs}"), "seek")?;
@@ -785,12 +793,8 @@ fn remote(bin: &Path, opts: &Options) -> anyhow::Result<()> {
             apply_mono_ns: sent + (c.latency_ms * 1e6) as i64,
             fetched_fraction,
         });
-        sleep_secs(3.0);
+        sleep_secs(2.0);
     }
-    let (before_kill, fetched_at_kill) = fan_status(&mut rig)?;
-    let t_kill = monotonic_ns();
-    rig.nodes[0].peer.kill();
-    sleep_secs(6.0);
     let (after, _) = fan_status(&mut rig)?;
     let names = names(&rig);
     let caps: Vec<Capture> = rig.stop()?.into_iter().flatten().collect();
@@ -801,43 +805,43 @@ fn remote(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         .iter()
         .map(|c| play_times(c, crate::BLOCK_FRAMES))
         .collect();
-    // Sync of the fetched stem against a host, before the first seek.
-    let steady_end = seeks.first().map_or(t_kill, |s| s.apply_mono_ns);
-    let (skew, _, _) = impulse_skews(&names[1..], &caps[1..], t_play + 1_000_000_000, steady_end);
+    // Sync of the fetched stem against a host, before the kill.
+    let (skew, _, _) = impulse_skews(&names[1..], &caps[1..], t_play + 1_000_000_000, t_kill);
     let mut seek_json = Vec::new();
-    let mut after_apply = Vec::new();
+    let mut late = Vec::new();
     for s in &seeks {
-        // The first impulse p1 (a host) plays after the apply, and the first
-        // one p2 plays at or after that index.
+        // The first impulse the surviving host plays after the apply, and
+        // how much later the fetching peer plays its first one from there
+        // (0: it played that very impulse, at the same instant).
         let host_first = times[1].iter().find(|(_, t)| *t >= s.apply_mono_ns as f64);
-        let audible_ms = host_first.and_then(|&(k0, _)| {
+        let late_ms = host_first.and_then(|&(k0, t0)| {
             times[2]
                 .iter()
                 .find(|&&(k, t)| k >= k0 && t >= s.apply_mono_ns as f64)
-                .map(|&(_, t)| (t - s.apply_mono_ns as f64) / 1e6)
+                .map(|&(_, t)| ((t - t0) / 1e6).max(0.0))
         });
-        let (due, missed) = missed_impulses(&times[1], &times[2], s.apply_mono_ns, 2.0);
-        if let Some(a) = audible_ms {
-            after_apply.push(a);
+        let (due, missed) = missed_impulses(&times[1], &times[2], s.apply_mono_ns, 1.5);
+        if let Some(l) = late_ms {
+            late.push(l);
         }
         eprintln!(
-            "   seek to {} s ({:.0} % fetched): command → apply {:.0} ms, apply → first impulse {:?} ms, {missed} of {due} impulses missed in 2 s",
+            "   seek to {:.2} s ({:.0} % fetched): command → apply {:.0} ms, audible {:?} ms after the host, {missed} of {due} impulses missed",
             s.target_secs,
             100.0 * s.fetched_fraction,
             s.command_ms,
-            audible_ms.map(|a| a.round())
+            late_ms.map(|a| a.round())
         );
         seek_json.push(json!({
             "target_secs": s.target_secs,
             "fetched_fraction": s.fetched_fraction,
             "command_to_apply_ms": s.command_ms,
-            "apply_to_audible_ms": audible_ms,
-            "command_to_audible_ms": audible_ms.map(|a| a + s.command_ms),
-            "impulses_due_2s": due,
-            "impulses_missed_2s": missed,
+            "audible_after_host_ms": late_ms,
+            "command_to_audible_ms": late_ms.map(|l| l + s.command_ms),
+            "impulses_due": due,
+            "impulses_missed": missed,
         }));
     }
-    let (due_kill, missed_kill) = missed_impulses(&times[1], &times[2], t_kill, 5.0);
+    let (due_kill, missed_kill) = missed_impulses(&times[1], &times[2], t_kill, 4.5);
     let fetched = after["fetch"]["bytes_fetched"].as_u64().unwrap_or(0);
     let served_before_kill = before_kill["fetch"]["bytes_fetched"].as_u64().unwrap_or(0);
     eprintln!("   skew host–fetcher (impulses, before the seeks): {skew}");
@@ -860,11 +864,11 @@ fn remote(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         "play_ms": play.latency_ms,
         "skew_ms": summary_json(&skew),
         "seeks": seek_json,
-        "apply_to_audible_ms": summary_of(&after_apply),
+        "audible_after_host_ms": summary_of(&late),
         "kill": {
             "fetched_fraction": fetched_at_kill,
-            "impulses_due_5s": due_kill,
-            "impulses_missed_5s": missed_kill,
+            "impulses_due": due_kill,
+            "impulses_missed": missed_kill,
         },
         "fetch": after["fetch"],
         "underruns": after["underruns"],
