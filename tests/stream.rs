@@ -156,7 +156,9 @@ fn a_streamed_wav_is_sample_identical_from_the_start_and_after_a_seek() {
 }
 
 #[test]
-fn experiment_wav_incomplete() {
+/// Chunks arriving one by one as the decoder asks, then the playhead jumping
+/// ahead: the same samples at the same frames.
+fn a_wav_pulled_chunk_by_chunk_then_jumped_into_streams_identically() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("train.wav");
     synfony::impulse::write_wav(&path, 40 * 48_000).unwrap();
