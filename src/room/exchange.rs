@@ -337,12 +337,7 @@ impl Exchange {
                     self.stats.refused_to_us += 1;
                     // Ask the others first (it may serve it again later:
                     // a peer that had not learned the song yet refuses).
-                    self.strike(request_id);
-                    self.requeue(request_id);
-                    self.events.push_back(ExchangeEvent::Refused {
-                        from,
-                        what: format!("refused our request: {reason}"),
-                    });
+                    self.give_up(request_id, from, format!("refused our request: {reason}"));
                 } else {
                     self.unexpected(from, "a refusal of nothing we asked");
                 }
@@ -521,12 +516,11 @@ impl Exchange {
         }
         if !self.request_matches(r, &stem, offset) {
             self.stats.unexpected += 1;
-            self.strike(request_id);
-            self.requeue(request_id);
-            self.events.push_back(ExchangeEvent::Refused {
+            self.give_up(
+                request_id,
                 from,
-                what: "data for a stem or offset we did not ask for".into(),
-            });
+                "data for a stem or offset we did not ask for".into(),
+            );
             return;
         }
         let (s, k) = (r.stem, r.chunk);
@@ -548,19 +542,16 @@ impl Exchange {
                 data.len(),
                 range.end - range.start
             );
-            self.strike(request_id);
-            self.requeue(request_id);
-            self.events.push_back(ExchangeEvent::Refused { from, what });
+            self.give_up(request_id, from, what);
             return;
         }
         if !intact {
             self.stats.bad_hash += 1;
-            self.strike(request_id);
-            self.requeue(request_id);
-            self.events.push_back(ExchangeEvent::Refused {
+            self.give_up(
+                request_id,
                 from,
-                what: format!("chunk {k} of {name} failed its hash"),
-            });
+                format!("chunk {k} of {name} failed its hash"),
+            );
             return;
         }
         self.requests.remove(&request_id);
@@ -593,6 +584,14 @@ impl Exchange {
             from,
             what: what.into(),
         });
+    }
+
+    /// `from` answered `request_id` wrongly (`what`): a strike, the chunk
+    /// back in the queue, and an event saying so.
+    fn give_up(&mut self, request_id: u32, from: PeerId, what: String) {
+        self.strike(request_id);
+        self.requeue(request_id);
+        self.events.push_back(ExchangeEvent::Refused { from, what });
     }
 
     fn strike(&mut self, request_id: u32) {
