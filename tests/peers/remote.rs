@@ -303,3 +303,105 @@ fn a_corrupt_chunk_is_refused_by_its_hash_and_fetched_again() {
     mirror.quit();
     creator.quit();
 }
+
+/// A member speaking the protocol by hand, over real TCP: it asks a host for
+/// a hash nobody announced, for a path's bytes in the hash field, and for a
+/// range that is not a chunk, and is refused each time; a real chunk of a
+/// real stem comes back.
+#[test]
+fn requests_for_unknown_hashes_paths_or_odd_ranges_are_refused() {
+    use synfony::host_clock::LocalClock;
+    use synfony::message::{Message, Operation, Room};
+    use synfony::runtime::net::{self, Identity, Read};
+    use synfony::session::PeerId;
+
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let clicks = super::harness::stems().display().to_string();
+    let mut host = Peer::spawn(
+        "host",
+        dir.path(),
+        &args(&["--listen", "127.0.0.1:0", &clicks]),
+    );
+    let addr = host.listen;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answers = rt.block_on(async move {
+        let mut conn = net::connect(addr).await.unwrap();
+        let me = Identity {
+            peer_id: PeerId(42),
+            name: "by hand".into(),
+            advertise: "127.0.0.1:9".parse().unwrap(),
+        };
+        net::handshake_dialer(&mut conn, &me, None).await.unwrap();
+        let (mut rd, mut wr) = conn.split(LocalClock::REAL);
+        let mut path_hash = [0u8; 32];
+        path_hash[..11].copy_from_slice(b"/etc/passwd");
+        let mut asked = false;
+        let mut answers = std::collections::BTreeMap::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while answers.len() < 4 {
+            let mut got = Vec::new();
+            tokio::time::timeout_at(deadline, rd.read(|r| got.push(r)))
+                .await
+                .expect("answers within 10 s")
+                .unwrap();
+            for r in got {
+                let Read::Message {
+                    message: Message::Room(room),
+                    ..
+                } = r
+                else {
+                    continue;
+                };
+                match room.op {
+                    // The song tells a real hash: ask for it, right and wrong.
+                    Operation::SongStem { index: 0, info, .. } if !asked => {
+                        asked = true;
+                        let ask = |request_id, stem, offset, len| {
+                            Message::Room(Room {
+                                request_id,
+                                op: Operation::ChunkRequest { stem, offset, len },
+                            })
+                        };
+                        wr.send(&[
+                            ask(1, [7; 32], 0, 65_536),
+                            ask(2, path_hash, 0, 65_536),
+                            ask(3, info.hash, 10, 65_536),
+                            ask(4, info.hash, 0, info.chunk_range(0).end as u32),
+                        ])
+                        .await
+                        .unwrap();
+                    }
+                    Operation::ChunkRefused { reason, .. } => {
+                        answers.insert(room.request_id, format!("refused: {reason}"));
+                    }
+                    Operation::ChunkData { data, .. } => {
+                        answers.insert(room.request_id, format!("{} bytes", data.len()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        answers
+    });
+    println!("{answers:?}");
+    assert!(
+        answers[&1].starts_with("refused: unknown stem"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[&2].starts_with("refused: unknown stem"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[&3].starts_with("refused: not a chunk"),
+        "{answers:?}"
+    );
+    assert!(answers[&4].ends_with(" bytes"), "{answers:?}");
+    let s = host.status();
+    assert_eq!(fetch(&s, "refused_by_us"), 3);
+    host.quit();
+}
