@@ -495,8 +495,132 @@ pub async fn connect(addr: SocketAddr) -> Result<Connection, LinkError> {
     Ok(Connection::new(stream)?)
 }
 
+/// A link's outgoing messages, in the order they should leave: session
+/// messages (heartbeats, clock probes, snapshots…) before stem data, so a
+/// heartbeat never waits behind more than one write's worth of chunks.
+///
+/// Within each kind, order is kept. Only [`Operation::ChunkData`] is held
+/// back; everything else about the room (requests, refusals, the song, haves)
+/// goes with the session messages.
+#[derive(Default)]
+pub struct Outbox {
+    urgent: Vec<Message>,
+    bulk: std::collections::VecDeque<Message>,
+}
+
+/// Stem data sent in one write at most (at 10 Mbit/s, about 100 ms).
+pub const BULK_BYTES_PER_WRITE: usize = 128 * 1024;
+/// Chunks held back at most; beyond, the writer stops taking messages (and
+/// a requester that asks faster than it reads sees its link's queue fill).
+pub const MAX_BULK_MESSAGES: usize = 64;
+
+impl Outbox {
+    pub fn push(&mut self, m: Message) {
+        if is_bulk(&m) {
+            self.bulk.push_back(m);
+        } else {
+            self.urgent.push(m);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.urgent.is_empty() && self.bulk.is_empty()
+    }
+
+    /// Whether the writer should take more messages before it writes.
+    pub fn has_room(&self) -> bool {
+        self.bulk.len() < MAX_BULK_MESSAGES
+    }
+
+    /// The next write: every session message, then stem data up to
+    /// [`BULK_BYTES_PER_WRITE`] (at least one chunk).
+    pub fn next_batch(&mut self, batch: &mut Vec<Message>) {
+        batch.clear();
+        batch.append(&mut self.urgent);
+        let mut bytes = 0;
+        while let Some(m) = self.bulk.front() {
+            let len = bulk_len(m);
+            if bytes > 0 && bytes + len > BULK_BYTES_PER_WRITE {
+                break;
+            }
+            bytes += len;
+            batch.extend(self.bulk.pop_front());
+        }
+    }
+}
+
+fn is_bulk(m: &Message) -> bool {
+    matches!(
+        m,
+        Message::Room(crate::message::Room {
+            op: crate::message::Operation::ChunkData { .. },
+            ..
+        })
+    )
+}
+
+fn bulk_len(m: &Message) -> usize {
+    match m {
+        Message::Room(crate::message::Room {
+            op: crate::message::Operation::ChunkData { data, .. },
+            ..
+        }) => data.len(),
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use crate::message::{ClockPing, Operation, Room};
+
+    fn chunk(id: u32) -> Message {
+        Message::Room(Room {
+            request_id: id,
+            op: Operation::ChunkData {
+                stem: [0; 32],
+                offset: 0,
+                data: vec![0; 64 * 1024],
+            },
+        })
+    }
+
+    fn ping(seq: u32) -> Message {
+        Message::ClockPing(ClockPing { seq, origin_ns: 0 })
+    }
+
+    #[test]
+    fn session_messages_leave_before_stem_data_and_data_is_paced() {
+        let mut o = Outbox::default();
+        for id in 1..=5 {
+            o.push(chunk(id));
+        }
+        o.push(ping(1));
+        o.push(ping(2));
+        let mut batch = Vec::new();
+        o.next_batch(&mut batch);
+        let ids: Vec<String> = batch
+            .iter()
+            .map(|m| match m {
+                Message::ClockPing(p) => format!("ping{}", p.seq),
+                Message::Room(r) => format!("chunk{}", r.request_id),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(ids, ["ping1", "ping2", "chunk1", "chunk2"]);
+        o.push(ping(3));
+        o.next_batch(&mut batch);
+        assert!(matches!(&batch[0], Message::ClockPing(p) if p.seq == 3));
+        assert_eq!(batch.len(), 3, "the ping, then two chunks (128 KiB)");
+        o.next_batch(&mut batch);
+        assert_eq!(batch.len(), 1);
+        assert!(o.is_empty());
+        for id in 0..MAX_BULK_MESSAGES as u32 {
+            assert!(o.has_room());
+            o.push(chunk(id));
+        }
+        assert!(!o.has_room());
+    }
+
     use super::*;
     use tokio::net::TcpListener;
 

@@ -1206,19 +1206,36 @@ async fn read_loop(
 }
 
 async fn write_loop(mut writer: net::LinkWriter, mut rx: mpsc::Receiver<Message>, peer: PeerId) {
+    let mut outbox = net::Outbox::default();
     let mut batch = Vec::new();
-    while let Some(m) = rx.recv().await {
-        batch.push(m);
-        while let Ok(m) = rx.try_recv() {
-            batch.push(m);
+    let mut open = true;
+    loop {
+        if outbox.is_empty() {
+            match rx.recv().await {
+                Some(m) => outbox.push(m),
+                None => break,
+            }
         }
+        while outbox.has_room() {
+            match rx.try_recv() {
+                Ok(m) => outbox.push(m),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        outbox.next_batch(&mut batch);
         match tokio::time::timeout(WRITE_TIMEOUT, writer.send(&batch)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return debug!(%peer, "write failed: {e}"),
             // Not reading: drop the socket rather than hold it forever.
             Err(_) => return debug!(%peer, "write stalled for {WRITE_TIMEOUT:?}"),
         }
-        batch.clear();
+        if !open && outbox.is_empty() {
+            break;
+        }
     }
     writer.shutdown().await;
 }
