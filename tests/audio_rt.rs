@@ -126,3 +126,41 @@ fn play_block_never_allocates() {
         6
     );
 }
+
+/// The song's stems replacing the engine's (a joiner learning the song) while
+/// it plays: the swap and the remote stems it brings allocate and free
+/// nothing on the audio thread (the old list comes back through `Retired`).
+#[test]
+fn swapping_in_remote_stems_never_allocates() {
+    use std::sync::Arc;
+    use synfony::audio::RemoteStem;
+
+    let s = StemAudio::from_interleaved("own", 48_000, vec![0.1; 48_000 * CHANNELS]);
+    let (mut engine, mut handle, mut retired) = Engine::new(vec![Streamer::local(&s)], 48_000);
+    handle.set_map(SessionMap::starting_at(0)).unwrap();
+    handle.schedule_raw(state(0, true, 0, 1.0)).unwrap();
+    let remote = Arc::new(RemoteStem::new(48_000));
+    remote.fill(0, &vec![0.25; 4_800 * CHANNELS]).unwrap();
+    let mut out = vec![0.0f32; 480 * CHANNELS];
+    let mut t = 0i64;
+    for block in 0..40 {
+        if block == 5 {
+            handle
+                .set_stems(vec![
+                    Streamer::remote("bass", remote.clone()),
+                    Streamer::local(&s),
+                ])
+                .unwrap();
+        }
+        assert_no_alloc(|| {
+            engine.render(&mut out, t);
+        });
+        t += 10_000_000;
+    }
+    retired.collect();
+    assert_eq!(handle.stem_names(), ["bass", "own"]);
+    assert!(
+        handle.meters.stems[0].buffering(),
+        "past the first chunk, the remote stem has no data"
+    );
+}

@@ -75,6 +75,15 @@ fn joiner(info: &StemInfo, hosts: &[PeerId]) -> Exchange {
     x
 }
 
+/// A decoder reading at chunk `cursor`, maybe blocked on `urgent`.
+fn focus(cursor: usize, urgent: Option<usize>) -> Focus {
+    Focus {
+        cursor,
+        urgent,
+        hint: None,
+    }
+}
+
 fn data(info: &StemInfo, bytes: &[u8], request_id: u32, offset: u64) -> Room {
     let k = (offset / u64::from(info.chunk_bytes())) as usize;
     let r = info.chunk_range(k);
@@ -113,30 +122,14 @@ fn a_creator_shares_the_song_and_its_haves_on_link_up() {
 fn fetching_goes_in_playhead_order_urgent_first() {
     let (_, info) = file();
     let mut x = joiner(&info, &[A]);
-    x.fetch(
-        0,
-        0,
-        Focus {
-            cursor: 4,
-            urgent: None,
-            hint: None,
-        },
-    );
+    x.fetch(0, 0, focus(4, None));
     let first: Vec<u64> = requests(&sent(&mut x)).iter().map(|r| r.2).collect();
     let c = u64::from(info.chunk_bytes());
     // The window (two chunks here) from the cursor, then the rest in order;
     // the rest leaves the host two of its eight slots.
     assert_eq!(first, vec![4 * c, 5 * c, 6 * c, 7 * c, 8 * c, 9 * c]);
     // The decoder blocks on chunk 14: it goes out at once, beyond the limits.
-    x.set_focus(
-        0,
-        0,
-        Focus {
-            cursor: 4,
-            urgent: Some(14),
-            hint: None,
-        },
-    );
+    x.set_focus(0, 0, focus(4, Some(14)));
     assert_eq!(
         requests(&sent(&mut x))
             .iter()
@@ -185,15 +178,7 @@ fn two_hosts_share_the_load_and_one_dying_loses_nothing() {
 fn a_corrupt_chunk_is_refused_counted_and_fetched_again_elsewhere() {
     let (bytes, info) = file();
     let mut x = joiner(&info, &[A, B]);
-    x.fetch(
-        0,
-        0,
-        Focus {
-            cursor: 0,
-            urgent: Some(0),
-            hint: None,
-        },
-    );
+    x.fetch(0, 0, focus(0, Some(0)));
     let reqs = requests(&sent(&mut x));
     let (peer, id, offset) = reqs[0];
     assert_eq!(offset, 0);
@@ -297,15 +282,7 @@ fn timeouts_move_requests_to_another_host() {
     let (_, info) = file();
     let cfg = ExchangeConfig::default();
     let mut x = joiner(&info, &[A, B]);
-    x.fetch(
-        0,
-        0,
-        Focus {
-            cursor: 0,
-            urgent: Some(0),
-            hint: None,
-        },
-    );
+    x.fetch(0, 0, focus(0, Some(0)));
     let first = requests(&sent(&mut x));
     let silent = first.iter().find(|r| r.2 == 0).unwrap().0;
     let (bytes, _) = file();

@@ -63,28 +63,36 @@ fn wait(r: &Rig, supply: bool, done: impl Fn() -> bool) {
     }
 }
 
+/// Runs a decoder over `r` with `window_frames` until `done`, then stops it.
+fn decode_until(r: &Rig, window_frames: i64, done: impl Fn() -> bool) {
+    let t = stream::spawn(
+        r.store.clone(),
+        r.pcm.clone(),
+        r.playhead.clone(),
+        window_frames,
+    )
+    .unwrap();
+    wait(r, false, done);
+    r.store.close();
+    t.join().unwrap();
+}
+
 fn chunk_matches(r: &Rig, c: usize) -> bool {
     let at = c * CHUNK_FRAMES * CHANNELS;
     let len = r.pcm.chunk_frames(c) * CHANNELS;
     let want = &r.expected[at..at + len];
     (0..len / CHANNELS).all(|i| {
-        let (l, rr) = synfony_frame(&r.pcm, (c * CHUNK_FRAMES + i) as i64);
+        let (l, rr) = r.pcm.frame_at((c * CHUNK_FRAMES + i) as i64);
         l.to_bits() == want[2 * i].to_bits() && rr.to_bits() == want[2 * i + 1].to_bits()
     })
-}
-
-fn synfony_frame(pcm: &RemoteStem, i: i64) -> (f32, f32) {
-    pcm.frame_at(i)
 }
 
 #[test]
 fn a_streamed_flac_is_sample_identical_to_the_whole_decode() {
     let r = rig(&assets().join("demo/bass.flac"), true);
-    let window = r.pcm.frames() as i64;
-    let t = stream::spawn(r.store.clone(), r.pcm.clone(), r.playhead.clone(), window).unwrap();
-    wait(&r, false, || r.pcm.ready_chunks() == r.pcm.chunks());
-    r.store.close();
-    t.join().unwrap();
+    decode_until(&r, r.pcm.frames() as i64, || {
+        r.pcm.ready_chunks() == r.pcm.chunks()
+    });
     for c in 0..r.pcm.chunks() {
         assert!(chunk_matches(&r, c), "chunk {c} differs");
     }
@@ -126,10 +134,7 @@ fn a_seek_target_is_decoded_first_pulling_only_the_chunks_it_needs() {
 fn a_file_at_another_rate_is_decoded_whole_once_complete() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let r = rig(&dir.join("sine.ogg"), true);
-    let t = stream::spawn(r.store.clone(), r.pcm.clone(), r.playhead.clone(), 1).unwrap();
-    wait(&r, false, || r.pcm.ready_chunks() == r.pcm.chunks());
-    r.store.close();
-    t.join().unwrap();
+    decode_until(&r, 1, || r.pcm.ready_chunks() == r.pcm.chunks());
     for c in 0..r.pcm.chunks() {
         assert!(chunk_matches(&r, c), "chunk {c} differs");
     }
@@ -145,19 +150,18 @@ fn a_streamed_wav_is_sample_identical_from_the_start_and_after_a_seek() {
     for (hint, first) in [(None, 0), (Some(25 * ENGINE_RATE_HZ as i64), 250)] {
         let r = rig(&path, true);
         r.playhead.set_seek_hint(hint);
-        let t = stream::spawn(r.store.clone(), r.pcm.clone(), r.playhead.clone(), 48_000).unwrap();
-        wait(&r, false, || (first..first + 10).all(|c| r.pcm.is_ready(c)));
-        r.store.close();
-        t.join().unwrap();
+        decode_until(&r, 48_000, || {
+            (first..first + 10).all(|c| r.pcm.is_ready(c))
+        });
         for c in first..first + 10 {
             assert!(chunk_matches(&r, c), "from {hint:?}: chunk {c} differs");
         }
     }
 }
 
-#[test]
 /// Chunks arriving one by one as the decoder asks, then the playhead jumping
 /// ahead: the same samples at the same frames.
+#[test]
 fn a_wav_pulled_chunk_by_chunk_then_jumped_into_streams_identically() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("train.wav");

@@ -138,17 +138,12 @@ impl Decoder {
             return;
         }
         let mut open: Option<Stream> = None;
-        let mut whole = false;
         // Consecutive failures (to open, or to decode): each waits twice as
         // long as the last, up to about a second, so a file that cannot be
         // decoded costs little.
         let mut failures = 0u32;
         let backoff = |failures: u32| Duration::from_millis(10 << failures.min(7));
         while !self.store.is_closed() {
-            if whole {
-                self.decode_whole();
-                return;
-            }
             let Some(target) = next_target(&self.pcm, &self.playhead, self.window_frames) else {
                 open = open.filter(|s| !s.ended);
                 std::thread::sleep(Duration::from_millis(20));
@@ -160,10 +155,7 @@ impl Decoder {
             {
                 open = match self.open_at(target) {
                     Ok(s) => Some(s),
-                    Err(OpenError::NotEngineRate) => {
-                        whole = true;
-                        None
-                    }
+                    Err(OpenError::NotEngineRate) => return self.decode_whole(),
                     Err(OpenError::Failed(e)) => {
                         if !self.store.is_closed() {
                             debug!(stem = %self.store.info.name, "reopening: {e}");

@@ -142,7 +142,6 @@ impl RoomShell {
             wake,
             bytes_served: 0,
         };
-        // The song given at start needs nothing more.
         (shell, errors)
     }
 
