@@ -15,7 +15,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use std::path::{Path, PathBuf};
 use synfony::audio::decode::decode_file;
 use synfony::audio::{CHANNELS, Engine, MixGains, Scheduled, StemAudio, Streamer};
-use synfony::session::{SessionMap, Timeline};
+use synfony::protocol::{SessionMap, Timeline};
 
 const RATE: u32 = 48_000;
 const BLOCK_FRAMES: usize = 480;

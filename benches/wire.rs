@@ -5,8 +5,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use synfony::message::{ClockEcho, ClockStamps, DecidedDigest, Heartbeat, Message};
-use synfony::session::{Channel, Event, PeerId, Round, SessionMap, Vote};
+use synfony::protocol::message::{ClockEcho, ClockStamps, DecidedDigest, Heartbeat, Message};
+use synfony::protocol::{Channel, Event, PeerId, Round, SessionMap, Vote};
 use synfony::wire::{self, FrameBuffer, Next};
 
 /// A steady-state heartbeat: a volume vote, one relayed vote, the decided digest,

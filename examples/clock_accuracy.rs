@@ -10,7 +10,7 @@
 //! compares with the estimate's `rate_uncertainty` (p50, p90 of their ratio),
 //! then one JSON line. This is the floor the session clock sits on.
 
-use synfony::session::LinkClock;
+use synfony::protocol::LinkClock;
 
 /// SplitMix64: a seeded, dependency-free generator for reproducible runs.
 struct Rng(u64);
@@ -42,7 +42,7 @@ fn main() {
     };
     let seeds = arg(1, 200);
     let interval_ms = arg(2, 100) as i64;
-    let window = arg(3, synfony::session::clock::WINDOW_SAMPLES as u64) as usize;
+    let window = arg(3, synfony::protocol::clock::WINDOW_SAMPLES as u64) as usize;
     let jitter_ns = arg(4, 40) as f64 * 1e6;
     let fifo = arg(5, 0) != 0;
     let checkpoints = [10usize, 30, 100, 300, 1000, 3000];

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use synfony::audio::output::{self, OutputConfig, OutputKind};
 use synfony::audio::render::{expand_stem_paths, load_stems};
 use synfony::audio::{ENGINE_RATE_HZ, Engine, MixGains, Scheduled, Streamer};
-use synfony::session::{SessionMap, Timeline};
+use synfony::protocol::{SessionMap, Timeline};
 
 fn main() -> anyhow::Result<()> {
     let mut kind = OutputKind::Null;

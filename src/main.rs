@@ -259,7 +259,7 @@ fn template(args: &PeerArgs, listen_is_default: bool) -> anyhow::Result<PeerTemp
         name: args.name.clone().unwrap_or_else(host_name),
         passphrase: args.passphrase.clone(),
         clock,
-        session: synfony::session::Config::default(),
+        session: synfony::protocol::Config::default(),
         output,
         output_cfg: OutputConfig {
             clock,

@@ -4,7 +4,7 @@
 
 use synfony::audio::engine::{FADE_FRAMES, GAIN_RAMP_FRAMES, MAX_RATIO_PPM};
 use synfony::audio::{CHANNELS, Engine, EngineHandle, MixGains, Scheduled, StemAudio, Streamer};
-use synfony::session::{SessionMap, Timeline};
+use synfony::protocol::{SessionMap, Timeline};
 
 const RATE: u32 = 48_000;
 const SEC: i64 = 1_000_000_000;
@@ -206,7 +206,7 @@ fn gains_mute_and_master_apply() {
 /// master applies on top.
 #[test]
 fn gains_follow_the_decided_state() {
-    let mut state = synfony::session::SessionState::new(60 * SEC, 4);
+    let mut state = synfony::protocol::SessionState::new(60 * SEC, 4);
     state.channels[0].gain_db = -6.0;
     state.channels[1].gain_db = f32::NEG_INFINITY;
     state.channels[2].muted = true;
@@ -236,7 +236,7 @@ fn solo_silences_the_other_stems_on_this_peer() {
     assert_eq!(out[out.len() - 1], 0.875, "all three");
     assert!(solo.set(1, true) && solo.set(2, true));
     assert!(
-        !solo.set(synfony::session::MAX_STEMS, true),
+        !solo.set(synfony::protocol::MAX_STEMS, true),
         "no such channel"
     );
     let (out, _) = run(&mut e, 4_800 * SEC / 48_000, 480, 2, 0.0);

@@ -12,7 +12,7 @@ use synfony::audio::output::{
 };
 use synfony::audio::{CHANNELS, Engine, MixGains, Scheduled, StemAudio, Streamer};
 use synfony::host_clock::{LocalClock, monotonic_ns};
-use synfony::session::{SessionMap, Timeline};
+use synfony::protocol::{SessionMap, Timeline};
 
 const RATE: f64 = 48_000.0;
 const MS: i64 = 1_000_000;
@@ -204,7 +204,7 @@ fn raw_sink_writes_the_reported_blocks_as_s16le() {
 fn raw_sink_feeds_a_fifo_reader_block_by_block() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.fifo");
-    synfony::harness::mkfifo(&path).unwrap();
+    synfony_testkit::harness::mkfifo(&path).unwrap();
     let reader = {
         let path = path.clone();
         std::thread::spawn(move || {
@@ -347,7 +347,7 @@ fn the_device_backend_opens_or_says_why_not() {
 fn a_fifo_without_a_reader_neither_blocks_start_nor_stop() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nobody.fifo");
-    synfony::harness::mkfifo(&path).unwrap();
+    synfony_testkit::harness::mkfifo(&path).unwrap();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let (engine, _h, _r) = Engine::new(vec![], 48_000);

@@ -6,7 +6,7 @@
 use assert_no_alloc::{AllocDisabler, assert_no_alloc};
 use synfony::audio::engine::MAX_BLOCK_FRAMES;
 use synfony::audio::{CHANNELS, Engine, MixGains, Scheduled, StemAudio, Streamer};
-use synfony::session::{SessionMap, Timeline};
+use synfony::protocol::{SessionMap, Timeline};
 
 #[global_allocator]
 static ALLOC: AllocDisabler = AllocDisabler;

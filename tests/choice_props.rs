@@ -8,7 +8,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use strategies::*;
-use synfony::session::*;
+use synfony::protocol::*;
 
 const ROUND: Round = Round(1000);
 const APPLY_AT_NS: i64 = 100_300_000_000;

@@ -1,9 +1,9 @@
 //! The stem exchange (sans-IO): song sharing, serving only what was
 //! announced, fetch order, spreading over hosts, failover and bad data.
 
-use synfony::message::{Operation, Room, StemHash};
+use synfony::protocol::PeerId;
+use synfony::protocol::message::{Operation, Room, StemHash};
 use synfony::room::{Exchange, ExchangeConfig, ExchangeEvent, Focus, StemInfo, Transmit};
-use synfony::session::PeerId;
 
 const A: PeerId = PeerId(1);
 const B: PeerId = PeerId(2);

@@ -146,7 +146,7 @@ fn a_file_at_another_rate_is_decoded_whole_once_complete() {
 fn a_streamed_wav_is_sample_identical_from_the_start_and_after_a_seek() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("train.wav");
-    synfony::impulse::write_wav(&path, 40 * 48_000).unwrap();
+    synfony_testkit::impulse::write_wav(&path, 40 * 48_000).unwrap();
     for (hint, first) in [(None, 0), (Some(25 * ENGINE_RATE_HZ as i64), 250)] {
         let r = rig(&path, true);
         r.playhead.set_seek_hint(hint);
@@ -165,7 +165,7 @@ fn a_streamed_wav_is_sample_identical_from_the_start_and_after_a_seek() {
 fn a_wav_pulled_chunk_by_chunk_then_jumped_into_streams_identically() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("train.wav");
-    synfony::impulse::write_wav(&path, 40 * 48_000).unwrap();
+    synfony_testkit::impulse::write_wav(&path, 40 * 48_000).unwrap();
     let r = rig(&path, false);
     let t = stream::spawn(r.store.clone(), r.pcm.clone(), r.playhead.clone(), 96_000).unwrap();
     wait(&r, true, || (0..20).all(|c| r.pcm.is_ready(c)));

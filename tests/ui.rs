@@ -10,12 +10,12 @@ use egui::Key;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use synfony::audio::{ENGINE_RATE_HZ, StemAudio};
+use synfony::protocol::{
+    Channel, Decision, Event, PeerId, Round, SessionState, Verdict, Vote, VoteOutcome,
+};
 use synfony::runtime::control::Command;
 use synfony::runtime::events::{PeerEvent, Ready};
 use synfony::runtime::peer::{DetachedPeer, PeerHandle};
-use synfony::session::{
-    Channel, Decision, Event, PeerId, Round, SessionState, Verdict, Vote, VoteOutcome,
-};
 use synfony::ui::timeline::Overview;
 use synfony::ui::{LoadedStem, MixerApp, PeerTemplate, Settings};
 

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use strategies::config;
-use synfony::message::{MAX_CHUNK_BYTES, Message};
+use synfony::protocol::message::{MAX_CHUNK_BYTES, Message};
 use synfony::wire::{self, FrameBuffer, MAX_FRAME_LEN, Model, Reader};
 
 struct Counting;
@@ -101,9 +101,9 @@ fn headed_bytes() -> impl Strategy<Value = Vec<u8>> {
 /// header announcing 4 GiB allocates nothing.
 #[test]
 fn worst_cases_stay_within_the_limit() {
-    let chunk = Message::Room(synfony::message::Room {
+    let chunk = Message::Room(synfony::protocol::message::Room {
         request_id: 1,
-        op: synfony::message::Operation::ChunkData {
+        op: synfony::protocol::message::Operation::ChunkData {
             stem: [7; 32],
             offset: 0,
             data: vec![0xab; MAX_CHUNK_BYTES],
@@ -128,8 +128,8 @@ fn worst_cases_stay_within_the_limit() {
 /// One message of every kind, each with something variable-length in it.
 fn one_of_each() -> Vec<Message> {
     use std::net::SocketAddr;
-    use synfony::message::*;
-    use synfony::session::*;
+    use synfony::protocol::message::*;
+    use synfony::protocol::*;
     let addr: SocketAddr = "127.0.0.1:7878".parse().unwrap();
     let stem = [3; 32];
     vec![

@@ -7,8 +7,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use std::net::SocketAddr;
 use strategies::*;
-use synfony::message::Message;
-use synfony::session::{
+use synfony::protocol::message::Message;
+use synfony::protocol::{
     Channel, ChannelState, Event, PeerId, Round, SessionMap, SessionState, Vote,
 };
 use synfony::wire::{
@@ -200,7 +200,7 @@ fn headed_bytes() -> impl Strategy<Value = Vec<u8>> {
 /// frames around it still arrive: the receiver survives an unknown operation code.
 #[test]
 fn receiver_survives_a_bad_frame_between_good_ones() {
-    let good = Message::Goodbye(synfony::message::Goodbye {
+    let good = Message::Goodbye(synfony::protocol::message::Goodbye {
         reason: "bye".into(),
     });
     let mut bytes = Vec::new();
@@ -230,7 +230,7 @@ fn receiver_survives_a_bad_frame_between_good_ones() {
 /// A heartbeat's encoded size is small and fixed by its layout (the bench reports it).
 #[test]
 fn heartbeat_size_is_what_the_layout_says() {
-    use synfony::message::{ClockEcho, ClockStamps, DecidedDigest, Heartbeat};
+    use synfony::protocol::message::{ClockEcho, ClockStamps, DecidedDigest, Heartbeat};
     let hb = Message::Heartbeat(Heartbeat {
         round: Round(1),
         vote: Event::Volume {

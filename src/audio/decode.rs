@@ -24,7 +24,7 @@ use super::CHANNELS;
 
 /// The longest stem accepted, in seconds: bounds the memory a hostile or
 /// mistaken file can claim (15 min of 48 kHz stereo f32 is 346 MB).
-pub const MAX_STEM_SECS: u64 = 15 * 60;
+pub use crate::protocol::stem::MAX_STEM_SECS;
 
 /// A decoded stem, ready for the mixer.
 #[derive(Clone, Debug)]

@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
-use crate::session::{MAX_STEMS, SessionMap, SessionState, Timeline};
+use crate::protocol::{MAX_STEMS, SessionMap, SessionState, Timeline};
 
 use super::CHANNELS;
 use super::streamer::{Frames, LocalFrames, Source, Streamer};
@@ -92,7 +92,7 @@ pub fn db_to_gain(db: f32) -> f32 {
     if db.is_nan() || db == f32::NEG_INFINITY {
         0.0
     } else {
-        10f32.powf(db.clamp(-200.0, crate::session::MAX_GAIN_DB) / 20.0)
+        10f32.powf(db.clamp(-200.0, crate::protocol::MAX_GAIN_DB) / 20.0)
     }
 }
 

@@ -21,7 +21,7 @@ pub use engine::{
 };
 pub use streamer::{RemoteStem, Streamer};
 
-/// The engine's sample rate.
-pub const ENGINE_RATE_HZ: u32 = 48_000;
+/// The engine's sample rate (the protocol's: stem lengths are counted in it).
+pub use crate::protocol::ENGINE_RATE_HZ;
 /// The engine's channel count (interleaved stereo).
 pub const CHANNELS: usize = 2;

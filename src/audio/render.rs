@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::session::{MAX_STEMS, SessionMap, Timeline};
+use crate::protocol::{MAX_STEMS, SessionMap, Timeline};
 
 use super::CHANNELS;
 use super::decode::{DecodeError, StemAudio, decode_file, is_audio_file};

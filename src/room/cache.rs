@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::catalog::StemInfo;
+use crate::protocol::stem::StemInfo;
 
 /// The default cache directory: the user's cache dir (`$XDG_CACHE_HOME`,
 /// `~/.cache`) + `synfony/stems`.

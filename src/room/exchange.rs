@@ -1,5 +1,5 @@
 //! The stem exchange: one peer's side of sharing the song, as a sans-IO state
-//! machine (like [`crate::session::Session`]: inputs are messages, link
+//! machine (like [`crate::protocol::Session`]: inputs are messages, link
 //! changes, the local player's focus and `now`; outputs are messages to send
 //! and events for the shell; no I/O, no clock, no randomness).
 //!
@@ -25,9 +25,9 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use super::catalog::{StemInfo, chunk_bytes_for};
-use crate::message::{Operation, Room, StemHash};
-use crate::session::{MAX_STEMS, PeerId};
+use crate::protocol::message::{Operation, Room, StemHash};
+use crate::protocol::stem::{StemInfo, chunk_bytes_for};
+use crate::protocol::{MAX_STEMS, PeerId};
 
 /// Timed-out requests remembered for their late answers.
 const MAX_LATE: usize = 256;
@@ -738,7 +738,7 @@ impl Exchange {
 /// How many chunks of `info` hold `window_ns` of audio (at least 2).
 fn window_chunks(info: &StemInfo, window_ns: i64) -> usize {
     let duration_ns =
-        crate::session::frames_to_ns(info.frames as i64, crate::audio::ENGINE_RATE_HZ);
+        crate::protocol::frames_to_ns(info.frames as i64, crate::audio::ENGINE_RATE_HZ);
     if duration_ns <= 0 {
         return info.chunks();
     }

@@ -1,7 +1,8 @@
 //! The room of stems: what the song is made of, who has which file, and
 //! fetching what this peer lacks (see ARCHITECTURE.md, "Remote stems").
 //!
-//! - [`catalog`]: a stem's identity (BLAKE3 of its file) and chunk hashes;
+//! - [`catalog`]: describing this peer's files as stems (BLAKE3 of the file
+//!   and of each chunk; the description itself is [`crate::protocol::StemInfo`]);
 //! - [`exchange`]: the sans-IO state machine that shares the song, serves
 //!   announced stems and schedules chunk requests;
 //! - [`store`]: a remote stem's encoded bytes as they arrive, read by its
@@ -16,5 +17,5 @@ pub mod exchange;
 pub mod store;
 pub mod stream;
 
-pub use catalog::{StemInfo, hex};
+pub use crate::protocol::stem::{StemInfo, hex};
 pub use exchange::{Exchange, ExchangeConfig, ExchangeEvent, ExchangeStats, Focus, Transmit};

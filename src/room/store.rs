@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::catalog::StemInfo;
+use crate::protocol::stem::StemInfo;
 
 /// No chunk is awaited.
 const NONE: u64 = u64::MAX;

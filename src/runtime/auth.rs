@@ -1,5 +1,5 @@
 //! Passphrase authentication: a mutual challenge–response over the `Hello`
-//! exchange (see [`crate::message::Hello`]). Each side sends a fresh nonce;
+//! exchange (see [`crate::protocol::message::Hello`]). Each side sends a fresh nonce;
 //! each proves it knows the passphrase with an HMAC-SHA256 over both nonces,
 //! both peer ids and its role. The passphrase never crosses the wire, a proof
 //! is good for one pair of nonces only (no replay), and the role byte stops a
@@ -8,8 +8,8 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::message::AUTH_LEN;
-use crate::session::PeerId;
+use crate::protocol::PeerId;
+use crate::protocol::message::AUTH_LEN;
 
 /// Which end of a link proves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

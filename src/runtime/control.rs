@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::session::{Channel, Decision, Event, PeerId, Round, SessionState, Verdict};
+use crate::protocol::{Channel, Decision, Event, PeerId, Round, SessionState, Verdict};
 
 /// Longest seek accepted, in seconds (a day; the session clamps into the song).
 pub const MAX_SEEK_SECS: f64 = 86_400.0;
@@ -293,7 +293,7 @@ pub fn adopted_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Vote, choose};
+    use crate::protocol::{Vote, choose};
 
     fn stems() -> Vec<String> {
         ["drums", "bass", "keys", "lead"].map(String::from).to_vec()

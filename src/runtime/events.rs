@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use serde_json::{Map, Value, json};
 
 use crate::audio::ENGINE_RATE_HZ;
-use crate::message::PeerInfo;
-use crate::session::{
+use crate::protocol::message::PeerInfo;
+use crate::protocol::{
     Decision, DownReason, DropReason, Event, PeerId, PeerStatus, Round, SessionState, Vote,
 };
 

@@ -25,8 +25,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::host_clock::{LocalClock, monotonic_ns};
-use crate::message::{AUTH_LEN, Auth, Goodbye, Hello, Message, PeerInfo};
-use crate::session::PeerId;
+use crate::protocol::PeerId;
+use crate::protocol::message::{AUTH_LEN, Auth, Goodbye, Hello, Message, PeerInfo};
 use crate::wire::{FrameBuffer, Next, PROTOCOL_VERSION, WireError, encode_frame};
 
 use super::auth::{Challenge, Role, Secret, fresh_nonce};
@@ -552,8 +552,8 @@ impl Outbox {
 fn is_bulk(m: &Message) -> bool {
     matches!(
         m,
-        Message::Room(crate::message::Room {
-            op: crate::message::Operation::ChunkData { .. },
+        Message::Room(crate::protocol::message::Room {
+            op: crate::protocol::message::Operation::ChunkData { .. },
             ..
         })
     )
@@ -561,8 +561,8 @@ fn is_bulk(m: &Message) -> bool {
 
 fn bulk_len(m: &Message) -> usize {
     match m {
-        Message::Room(crate::message::Room {
-            op: crate::message::Operation::ChunkData { data, .. },
+        Message::Room(crate::protocol::message::Room {
+            op: crate::protocol::message::Operation::ChunkData { data, .. },
             ..
         }) => data.len(),
         _ => 0,
@@ -571,7 +571,7 @@ fn bulk_len(m: &Message) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use crate::message::{ClockPing, Operation, Room};
+    use crate::protocol::message::{ClockPing, Operation, Room};
 
     fn chunk(id: u32) -> Message {
         Message::Room(Room {

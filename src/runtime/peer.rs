@@ -36,12 +36,12 @@ use crate::audio::{
     ENGINE_RATE_HZ, Engine, EngineHandle, EngineStats, Meters, Retired, Solo, StemAudio, Streamer,
 };
 use crate::host_clock::{LocalClock, monotonic_ns};
-use crate::message::{Message, Operation, PeerInfo, Room};
-use crate::room::ExchangeEvent;
-use crate::session::{
+use crate::protocol::message::{Message, Operation, PeerInfo, Room};
+use crate::protocol::{
     self, Event, PeerId, Session, SessionEvent, SessionMap, SessionState, Start, frames_to_ns,
     ns_to_frames,
 };
+use crate::room::ExchangeEvent;
 
 use super::auth::Secret;
 use super::control::{self, Command};
@@ -80,7 +80,7 @@ pub struct PeerOptions {
     pub secret: Option<Secret>,
     /// This peer's notion of time (skewed by the test-only options).
     pub clock: LocalClock,
-    pub session: session::Config,
+    pub session: protocol::Config,
     pub stems: Vec<StemAudio>,
     pub output: OutputKind,
     pub output_cfg: OutputConfig,

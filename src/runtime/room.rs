@@ -12,11 +12,11 @@ use tracing::info;
 
 use crate::audio::engine::EngineStats;
 use crate::audio::{ENGINE_RATE_HZ, RemoteStem, StemAudio, Streamer};
-use crate::message::StemHash;
+use crate::protocol::message::StemHash;
+use crate::protocol::{PeerId, ns_to_frames};
 use crate::room::store::StemStore;
 use crate::room::stream::{self, Playhead};
 use crate::room::{Exchange, ExchangeConfig, Focus, StemInfo, cache};
-use crate::session::{PeerId, ns_to_frames};
 
 /// Where a channel's audio comes from on this peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl RoomShell {
         let mut served = Vec::new();
         for s in stems {
             let described = match &s.path {
-                Some(path) => StemInfo::of_file(path, &s.name, s.frames() as u64)
+                Some(path) => crate::room::catalog::describe_file(path, &s.name, s.frames() as u64)
                     .map_err(|e| errors.push(format!("{e} (it will not be served)")))
                     .ok(),
                 None => None,

@@ -10,11 +10,11 @@ use egui::{Color32, Key, RichText, Ui, Vec2};
 use serde::{Deserialize, Serialize};
 
 use crate::audio::ENGINE_RATE_HZ;
+use crate::protocol::{Channel, Event};
 use crate::runtime::control::Command;
 use crate::runtime::net::check_join_spec;
 use crate::runtime::peer::{PeerHandle, SendError};
 use crate::runtime::room::StemSource;
-use crate::session::{Channel, Event};
 
 use super::browser::FileBrowser;
 use super::fader::{FaderChange, db_readout_ui, fader_ui};

@@ -9,7 +9,7 @@
 
 use egui::{Align2, Color32, FontId, Key, Pos2, Rect, Response, Sense, Stroke, Ui, Vec2};
 
-use crate::session::MAX_GAIN_DB;
+use crate::protocol::MAX_GAIN_DB;
 
 /// Fader positions (0 = bottom, 1 = top) and the gains they stand for;
 /// straight lines between them. Below the lowest point the fader is −∞.

@@ -12,9 +12,9 @@ use crate::audio::output::{OutputConfig, OutputKind};
 use crate::audio::render::expand_stem_paths;
 use crate::audio::{ENGINE_RATE_HZ, StemAudio};
 use crate::host_clock::LocalClock;
+use crate::protocol::{self, MAX_STEMS};
 use crate::runtime::auth::Secret;
 use crate::runtime::peer::{PeerError, PeerHandle, PeerOptions};
-use crate::session::{self, MAX_STEMS};
 
 use super::timeline::Overview;
 
@@ -30,7 +30,7 @@ pub struct PeerTemplate {
     pub name: String,
     pub passphrase: Option<String>,
     pub clock: LocalClock,
-    pub session: session::Config,
+    pub session: protocol::Config,
     pub output: OutputKind,
     pub output_cfg: OutputConfig,
     pub cache_dir: Option<PathBuf>,
@@ -52,7 +52,7 @@ impl PeerTemplate {
             name: name.to_string(),
             passphrase: None,
             clock: LocalClock::REAL,
-            session: session::Config::default(),
+            session: protocol::Config::default(),
             output: OutputKind::Null,
             output_cfg: OutputConfig::default(),
             cache_dir: None,

@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use crate::protocol::{DropReason, Event, PeerId, Round, SessionState, Verdict, action_kind};
 use crate::runtime::events::{PeerEvent, Ready, Status};
 use crate::runtime::room::SongStem;
-use crate::session::{DropReason, Event, PeerId, Round, SessionState, Verdict, action_kind};
 
 /// Decided rounds kept in the vote log.
 pub const LOG_LEN: usize = 12;
@@ -221,7 +221,7 @@ impl SessionView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Channel, Decision, Vote, VoteOutcome};
+    use crate::protocol::{Channel, Decision, Vote, VoteOutcome};
 
     fn ready(id: u64) -> PeerEvent {
         PeerEvent::Ready(Ready {

@@ -5,8 +5,8 @@
 use egui::{Color32, RichText, Ui};
 use egui_plot::{Legend, Line, Plot};
 
+use crate::protocol::{Event, Verdict};
 use crate::runtime::control::channel_name;
-use crate::session::{Event, Verdict};
 
 use super::app::Action;
 use super::fader::format_db;

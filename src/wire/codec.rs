@@ -584,8 +584,8 @@ impl Model for SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Message;
-    use crate::session::{Event, SessionState};
+    use crate::protocol::message::Message;
+    use crate::protocol::{Event, SessionState};
 
     /// Decoding `bytes` as `T` fails with exactly `expected`.
     #[track_caller]
@@ -732,7 +732,7 @@ mod tests {
         assert!(w.put_finite_f64(f64::NAN, "x").is_err());
         assert!(w.put_list(&[1u8, 2, 3], 2, "l").is_err());
         let nan_vote = Event::Volume {
-            channel: crate::session::Channel::Master,
+            channel: crate::protocol::Channel::Master,
             gain_db: f32::NAN,
         };
         assert!(matches!(

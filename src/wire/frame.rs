@@ -174,7 +174,7 @@ impl FrameBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Goodbye, Message};
+    use crate::protocol::message::{Goodbye, Message};
 
     fn header(version: u16, payload_len: u32) -> Vec<u8> {
         let mut h = MAGIC.to_vec();

@@ -8,7 +8,7 @@
 //! Sending and receiving a message, as a connection does:
 //!
 //! ```
-//! use synfony::message::{Goodbye, Message};
+//! use synfony::protocol::message::{Goodbye, Message};
 //! use synfony::wire::{FrameBuffer, Next, encode_frame};
 //!
 //! let bye = Message::Goodbye(Goodbye { reason: "set over".into() });

@@ -1,4 +1,4 @@
-//! The library's process harness ([`synfony::harness`]) with the tests'
+//! The library's process harness ([`synfony_testkit::harness`]) with the tests'
 //! manners: a failure panics, naming the peer and what it waited for.
 
 use std::net::SocketAddr;
@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use synfony::harness::PeerProcess;
+use synfony_testkit::harness::PeerProcess;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_synfony");
 
@@ -17,7 +17,7 @@ pub fn stems() -> PathBuf {
 
 /// A free loopback port (bound, then released for the peer to take).
 pub fn free_port() -> SocketAddr {
-    synfony::harness::free_port().unwrap()
+    synfony_testkit::harness::free_port().unwrap()
 }
 
 pub struct Peer(PeerProcess);

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use harness::{Peer, events_named, free_port, stems};
 use serde_json::Value;
-use synfony::proxy::{Delay, Proxy};
-use synfony::report::{Summary, settled_at, skew_ms};
+use synfony_testkit::proxy::{Delay, Proxy};
+use synfony_testkit::report::{Summary, settled_at, skew_ms};
 
 const SEC: Duration = Duration::from_secs(1);
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::harness::Peer;
 use super::{SEC, args, joining, proxied, serial, skew_summary};
-use synfony::proxy::Delay;
+use synfony_testkit::proxy::Delay;
 
 /// A 48 kHz stereo 16-bit WAV of `secs` seconds (a tone whose pitch drifts,
 /// so every chunk differs): about 11 MB a minute, long enough that fetching
@@ -311,9 +311,9 @@ fn a_corrupt_chunk_is_refused_by_its_hash_and_fetched_again() {
 #[test]
 fn requests_for_unknown_hashes_paths_or_odd_ranges_are_refused() {
     use synfony::host_clock::LocalClock;
-    use synfony::message::{Message, Operation, Room};
+    use synfony::protocol::PeerId;
+    use synfony::protocol::message::{Message, Operation, Room};
     use synfony::runtime::net::{self, Identity, Read};
-    use synfony::session::PeerId;
 
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();

@@ -4,8 +4,8 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use std::net::{IpAddr, SocketAddr};
-use synfony::message::*;
-use synfony::session::*;
+use synfony::protocol::message::*;
+use synfony::protocol::*;
 
 /// Cases per property: thousands in CI; `PROPTEST_CASES` overrides.
 pub fn config(cases: u32) -> ProptestConfig {

@@ -231,7 +231,12 @@ fn peer_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     let bin = dir.join("synfony");
     if let Some(cargo) = std::env::var_os("CARGO") {
         let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "--quiet", "--locked", "--bin", "synfony"]);
+        // The workspace's root manifest, wherever the bench was started from.
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+        cmd.args([
+            "build", "--quiet", "--locked", "-p", "synfony", "--bin", "synfony",
+        ]);
+        cmd.arg("--manifest-path").arg(manifest);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -282,14 +287,19 @@ pub fn scratch(opts: &Options, name: &str) -> anyhow::Result<Scratch> {
 
 /// With `--keep`, a capture's reads and impulses go beside the logs, for a
 /// look at how its play times were reconstructed.
-pub fn keep_capture(opts: &Options, dir: &Path, name: &str, cap: &synfony::impulse::Capture) {
+pub fn keep_capture(
+    opts: &Options,
+    dir: &Path,
+    name: &str,
+    cap: &synfony_testkit::impulse::Capture,
+) {
     if !opts.keep {
         return;
     }
     let v = serde_json::json!({
         "reads": cap.reads.iter().map(|r| [r.mono_ns, r.start_frame as i64, r.frames as i64]).collect::<Vec<_>>(),
         "impulses": cap.impulses.iter().map(|i| (i.index, i.frame)).collect::<Vec<_>>(),
-        "play_times": synfony::impulse::play_times(cap, BLOCK_FRAMES),
+        "play_times": synfony_testkit::impulse::play_times(cap, BLOCK_FRAMES),
     });
     let _ = std::fs::write(dir.join(format!("{name}.capture.json")), v.to_string());
 }

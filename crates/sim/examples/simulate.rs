@@ -11,7 +11,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use synfony::sim::{self, Report, SimConfig};
+use synfony_sim::{self as sim, Report, SimConfig};
 
 struct Args {
     seeds: u64,

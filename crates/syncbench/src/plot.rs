@@ -155,7 +155,7 @@ pub fn quantiles(values: impl IntoIterator<Item = f64>, n: usize) -> Vec<f64> {
     }
     v.sort_by(f64::total_cmp);
     (0..n)
-        .map(|k| synfony::report::quantile(&v, k as f64 / (n - 1) as f64))
+        .map(|k| synfony_testkit::report::quantile(&v, k as f64 / (n - 1) as f64))
         .collect()
 }
 

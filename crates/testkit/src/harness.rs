@@ -95,7 +95,7 @@ impl PeerProcess {
         };
         let log = std::fs::File::create(dir.join(format!("{name}.log")))
             .map_err(|e| io(format!("log file in {}: {e}", dir.display())))?;
-        let started_mono_ns = crate::host_clock::monotonic_ns();
+        let started_mono_ns = synfony::host_clock::monotonic_ns();
         let mut args = args.to_vec();
         if !args.iter().any(|a| a == "--cache-dir" || a == "--no-cache") {
             args.push("--cache-dir".into());

@@ -1,5 +1,5 @@
 //! The deterministic simulation, over many seeds: every run must keep the
-//! protocol's invariants (see `synfony::sim`). Timing figures are reported by
+//! protocol's invariants (see `synfony_sim`). Timing figures are reported by
 //! `cargo run --release --example simulate`, never asserted here.
 //!
 //! `SYNFONY_SIM_SEEDS=N` sets how many seeds (default 1000, peers cycling 2–5);
@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use synfony::sim::{self, SimConfig};
+use synfony_sim::{self as sim, SimConfig};
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())

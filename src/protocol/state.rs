@@ -10,6 +10,9 @@ use std::fmt;
 
 /// Length of one heartbeat round of session time.
 pub const ROUND_NS: i64 = 100_000_000;
+/// The sample rate every peer's engine runs at; stem lengths and song positions
+/// in frames are counted in it.
+pub const ENGINE_RATE_HZ: u32 = 48_000;
 /// The most stems a session can hold (a `Channel::Stem` index is below this).
 pub const MAX_STEMS: usize = 256;
 /// The loudest gain a fader can ask for; louder votes are clamped to it.

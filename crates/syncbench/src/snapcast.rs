@@ -8,10 +8,10 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use synfony::harness::free_port;
 use synfony::host_clock::monotonic_ns;
-use synfony::impulse::{Capture, capture, write_raw};
-use synfony::proxy::{Delay, Proxy};
+use synfony_testkit::harness::free_port;
+use synfony_testkit::impulse::{Capture, capture, write_raw};
+use synfony_testkit::proxy::{Delay, Proxy};
 
 use crate::plot::{Plot, Series, draw, quantiles, thin};
 use crate::rig::summary_json;

@@ -11,8 +11,8 @@
 //! in nanoseconds; session times are named `*_session_ns`. An unknown message or
 //! operation code fails the decoding of its frame only; the link survives.
 
-use crate::room::StemInfo;
-use crate::session::{Event, MAX_STEMS, PeerId, Round, SessionMap, SessionState, Vote};
+use super::stem::StemInfo;
+use crate::protocol::{Event, MAX_STEMS, PeerId, Round, SessionMap, SessionState, Vote};
 use crate::wire::{Model, Reader, WireError, Writer};
 use std::net::SocketAddr;
 

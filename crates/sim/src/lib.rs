@@ -32,12 +32,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
-use crate::message::{Message, PeerInfo};
-use crate::session::machine::verdicts_of;
-use crate::session::{
+use synfony::protocol::message::{Message, PeerInfo};
+use synfony::protocol::session::verdicts_of;
+use synfony::protocol::{
     Channel, Config, Event, PeerId, ROUND_NS, Round, Session, SessionEvent, SessionState, Start,
 };
-use crate::wire;
+use synfony::wire;
 
 const MS: i64 = 1_000_000;
 const SEC: i64 = 1_000_000_000;

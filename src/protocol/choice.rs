@@ -288,7 +288,7 @@ fn normalize_gain(gain_db: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::state::{ChannelState, Timeline};
+    use crate::protocol::state::{ChannelState, Timeline};
 
     const R: Round = Round(50);
     const AT: i64 = 5_300_000_000;

@@ -42,7 +42,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::message::{
+use crate::protocol::message::{
     ClockEcho, ClockPing, ClockPong, ClockStamps, DecidedDigest, Goodbye, Heartbeat,
     MAX_PENDING_VOTES, MAX_RELAYED_VOTES, Message, PeerInfo, PeerList, Snapshot,
 };
@@ -431,7 +431,7 @@ impl Session {
             .values()
             .filter(|l| l.info.peer_id != peer)
             .map(|l| l.info.clone())
-            .take(crate::message::MAX_PEERS)
+            .take(crate::protocol::message::MAX_PEERS)
             .collect();
         self.send(peer, Message::PeerList(PeerList { peers }));
         if let Some(snapshot) = self.snapshot_after(None) {
@@ -1289,7 +1289,7 @@ fn rank(changed_round: Round, digest: u64) -> (Round, std::cmp::Reverse<u64>) {
 }
 
 /// Actions of the same kind replace each other while queued.
-pub fn action_kind(e: &Event) -> (u8, Option<crate::session::Channel>) {
+pub fn action_kind(e: &Event) -> (u8, Option<crate::protocol::Channel>) {
     match *e {
         Event::None => (0, None),
         Event::Play | Event::Pause => (1, None),
@@ -1311,7 +1311,7 @@ pub fn verdicts_of(decision: &Decision, voter: PeerId) -> impl Iterator<Item = (
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::ClockStamps;
+    use crate::protocol::message::ClockStamps;
     use std::net::{Ipv4Addr, SocketAddr};
 
     fn info(id: u64) -> PeerInfo {
@@ -1489,7 +1489,7 @@ mod tests {
         );
         assert_eq!(
             s.vote(Event::Volume {
-                channel: crate::session::Channel::Master,
+                channel: crate::protocol::Channel::Master,
                 gain_db: f32::NAN
             }),
             Err(VoteError::InvalidGain)

@@ -27,7 +27,7 @@
 
 use std::path::Path;
 
-pub use crate::assets::{IMPULSE_MARKER, IMPULSE_SPACING_FRAMES};
+pub use synfony::assets::{IMPULSE_MARKER, IMPULSE_SPACING_FRAMES};
 
 /// Stereo s16 frames' byte size.
 const FRAME_BYTES: usize = 4;
@@ -117,7 +117,7 @@ pub fn capture(mut stream: impl std::io::Read) -> std::io::Result<Capture> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let mono_ns = crate::host_clock::monotonic_ns();
+        let mono_ns = synfony::host_clock::monotonic_ns();
         let have = carry + n;
         let whole = have / FRAME_BYTES;
         if whole > 0 {

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::audio::output::ReportLine;
+use synfony::audio::output::ReportLine;
 
 /// How far a stretch between two lines may stray from real time and still be
 /// "continuous" (0.5 ms at 48 kHz: far above drift correction, far below a

@@ -10,11 +10,11 @@ use anyhow::{Context, bail};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
-use synfony::harness::{PeerProcess, cpu_secs, free_port, mkfifo, release_fifo};
 use synfony::host_clock::monotonic_ns;
-use synfony::impulse::{Capture, capture};
-use synfony::proxy::{Delay, Proxy};
-use synfony::report::{Report, Summary, skew_ms};
+use synfony_testkit::harness::{PeerProcess, cpu_secs, free_port, mkfifo, release_fifo};
+use synfony_testkit::impulse::{Capture, capture};
+use synfony_testkit::proxy::{Delay, Proxy};
+use synfony_testkit::report::{Report, Summary, skew_ms};
 
 pub const SEC: Duration = Duration::from_secs(1);
 /// The virtual device's block (the default 2400 frames at 48 kHz).

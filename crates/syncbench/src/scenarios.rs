@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use synfony::host_clock::monotonic_ns;
-use synfony::impulse::{Capture, play_times, skew_by_index};
-use synfony::proxy::Delay;
-use synfony::report::{Summary, settled_at, skew_ms};
-use synfony::session::ROUND_NS;
+use synfony::protocol::ROUND_NS;
+use synfony_testkit::impulse::{Capture, play_times, skew_by_index};
+use synfony_testkit::proxy::Delay;
+use synfony_testkit::report::{Summary, settled_at, skew_ms};
 
 use crate::plot::{Plot, Series, draw, quantiles, thin};
 use crate::rig::{
@@ -60,7 +60,7 @@ pub fn delay_json(d: Delay) -> Value {
 fn impulse_stem(dir: &Path, secs: f64) -> anyhow::Result<std::path::PathBuf> {
     let path = dir.join("impulses.wav");
     let frames = ((secs + 30.0) * 48_000.0) as usize;
-    synfony::impulse::write_wav(&path, frames).context("writing the impulse stem")?;
+    synfony_testkit::impulse::write_wav(&path, frames).context("writing the impulse stem")?;
     Ok(path)
 }
 
