@@ -1,0 +1,178 @@
+//! Session time: clock pings, the first sync onto the most senior peer's
+//! session time, and steering our map towards the root's once per round.
+
+use crate::protocol::clock::ClockEstimate;
+use crate::protocol::message::{ClockPing, ClockPong, Message};
+use crate::protocol::state::{PeerId, Round};
+use crate::protocol::time::{SessionMap, Steer, SteerState, root_target, steer};
+
+use super::timers::Timer;
+use super::{Ignored, Session, SessionEvent};
+
+impl Session {
+    /// Answers a clock ping at once, stamped with our clock.
+    pub(super) fn on_clock_ping(&mut self, now_ns: i64, from: PeerId, ping: ClockPing) {
+        self.send(
+            from,
+            Message::ClockPong(ClockPong {
+                seq: ping.seq,
+                origin_ns: ping.origin_ns,
+                received_ns: now_ns,
+                sent_ns: now_ns,
+            }),
+        );
+    }
+
+    /// A pong is a four-timestamp clock sample of the link.
+    pub(super) fn on_clock_pong(&mut self, now_ns: i64, from: PeerId, pong: ClockPong) {
+        let absurd = self.links.get_mut(&from).is_some_and(|link| {
+            link.clock
+                .add_exchange(pong.origin_ns, pong.received_ns, pong.sent_ns, now_ns)
+                .is_err()
+        });
+        if absurd {
+            self.ignore(from, Ignored::AbsurdTimestamp);
+        }
+        if self.map.is_none() {
+            self.try_first_sync(now_ns);
+        }
+    }
+
+    /// The round we are in: `now` is not stored, the last beat is that round.
+    pub(super) fn current_round(&self) -> Option<Round> {
+        self.last_beat_round
+    }
+
+    /// `peer`'s clock estimate and announced map, once the link holds enough
+    /// samples per direction to say something.
+    fn usable_estimate(&mut self, peer: PeerId) -> Option<(ClockEstimate, SessionMap)> {
+        let link = self.links.get_mut(&peer)?;
+        let (o, i) = link.clock.sample_counts();
+        if o.min(i) < self.cfg.sync_min_samples {
+            return None;
+        }
+        Some((link.clock.estimate()?, link.map?.0))
+    }
+
+    /// The first sync: step onto the most senior synced peer's session time once
+    /// its clock estimate has enough samples.
+    pub(super) fn try_first_sync(&mut self, now_ns: i64) {
+        let Some(&root) = self.by_seniority().first() else {
+            return;
+        };
+        let Some((est, root_map)) = self.usable_estimate(root) else {
+            return;
+        };
+        let target = root_target(&self.cfg.steer, &root_map, &est, now_ns, false);
+        let mut map = SessionMap::starting_at(now_ns);
+        self.steering = SteerState::default();
+        self.steered_to = Some(root);
+        steer(
+            &mut map,
+            &mut self.steering,
+            &self.cfg.steer,
+            now_ns,
+            target,
+            true,
+        );
+        self.map = Some(map);
+        self.timers.stop(Timer::UnsyncedBeat);
+        self.root = Some(root);
+        self.synced_at_session_ns = Some(map.session_ns_at(now_ns).max(1));
+        // Start beating with the current round; earlier rounds are others' past.
+        let cur = Round::containing(map.session_ns_at(now_ns));
+        self.last_beat_round = Some(Round(cur.0.saturating_sub(1)));
+        self.events.push_back(SessionEvent::Synced { root });
+        self.choose_root();
+    }
+
+    /// Steers our map towards the root's (once per round, before the heartbeat).
+    /// Without a usable estimate of the root's clock, the map freewheels.
+    pub(super) fn steer_to_root(&mut self, now_ns: i64) {
+        self.choose_root();
+        let Some(root) = self.root.filter(|&r| r != self.me.peer_id) else {
+            return;
+        };
+        let Some((est, root_map)) = self.usable_estimate(root) else {
+            return;
+        };
+        let Some(map) = self.map.as_mut() else {
+            return;
+        };
+        // A new root is a new reference: the rate learned against the old one
+        // does not carry over.
+        let new_root = self.steered_to.replace(root) != Some(root);
+        if new_root {
+            self.steering = SteerState::default();
+        }
+        let target = root_target(
+            &self.cfg.steer,
+            &root_map,
+            &est,
+            now_ns,
+            self.steering.trusted,
+        );
+        let r = steer(
+            map,
+            &mut self.steering,
+            &self.cfg.steer,
+            now_ns,
+            target,
+            false,
+        );
+        if let Steer::Stepped { .. } = r {
+            // Session time jumped: the beat schedule follows from the new time.
+            let cur = Round::containing(map.session_ns_at(now_ns));
+            if self.last_beat_round.is_some_and(|r| r > cur) {
+                self.last_beat_round = Some(cur);
+            }
+        }
+    }
+
+    /// Arms the ping timer of exactly the links we ping: those in their
+    /// join burst, and the clock targets (the root and its heir). Who is a
+    /// target follows from seniority, maps and the root, which many inputs
+    /// change, so it is derived again after each input rather than tracked at
+    /// every place that can change it.
+    pub(super) fn arm_pings(&mut self) {
+        let targets = self.clock_targets();
+        for (id, link) in &self.links {
+            if link.burst_left > 0 || targets.contains(id) {
+                self.timers.set(Timer::Ping(*id), link.next_ping_ns);
+            } else {
+                self.timers.stop(Timer::Ping(*id));
+            }
+        }
+    }
+
+    /// Sends the pings that are due: a burst after a link comes up, then a
+    /// steady rate to the clock targets.
+    pub(super) fn send_pings(&mut self, now_ns: i64) {
+        let targets = self.clock_targets();
+        let mut pings = Vec::new();
+        for id in self.timers.due_peers(Timer::Ping(PeerId(0)), now_ns) {
+            let Some(link) = self.links.get_mut(&id) else {
+                continue;
+            };
+            if link.burst_left > 0 {
+                link.burst_left -= 1;
+                link.next_ping_ns = now_ns + self.cfg.burst_interval_ns;
+            } else if targets.contains(&id) {
+                link.next_ping_ns = now_ns + self.cfg.ping_interval_ns;
+            } else {
+                continue;
+            }
+            link.ping_seq = link.ping_seq.wrapping_add(1);
+            pings.push((id, link.ping_seq));
+        }
+        for (to, seq) in pings {
+            self.send(
+                to,
+                Message::ClockPing(ClockPing {
+                    seq,
+                    origin_ns: now_ns,
+                }),
+            );
+        }
+    }
+}
