@@ -13,7 +13,7 @@
 //! **Time.** The caller says at which *local* instant the block's first frame
 //! leaves the speaker; the session map turns that into session time, and the
 //! timeline ([`Timeline::position_ns_at`]) into the song position the frame
-//! should have. [`target_position_frames`] is the one mapping from session time
+//! should have. [`Timeline::position_frames_at`] is the one mapping from session time
 //! to frames. The engine compares that with where it is:
 //! - under [`RESYNC_FRAMES`] of error it steers its read rate (a PI loop, at
 //!   most [`MAX_RATIO_PPM`] off unity: a sound card's crystal drift, corrected
@@ -336,17 +336,6 @@ impl EngineHandle {
     }
 }
 
-/// The song position (frames at `rate_hz`, fractional) that `timeline` gives at
-/// session time `session_ns`: the one mapping from session time to frames.
-pub fn target_position_frames(timeline: &Timeline, session_ns: f64, rate_hz: u32) -> f64 {
-    let pos_ns = if timeline.playing {
-        timeline.anchor_position_ns as f64 + (session_ns - timeline.anchor_session_ns as f64)
-    } else {
-        timeline.anchor_position_ns as f64
-    };
-    pos_ns * rate_hz as f64 / 1e9
-}
-
 /// The engine: lives in the output callback.
 pub struct Engine {
     rate_hz: u32,
@@ -640,7 +629,7 @@ impl Engine {
     /// session time `s`, and decides: follow (steer the rate), jump, start or
     /// stop. Returns the position and playing state the segment starts with.
     fn at_block_start(&mut self, s: f64) -> BlockInfo {
-        let target = target_position_frames(&self.current.timeline, s, self.rate_hz);
+        let target = self.current.timeline.position_frames_at(s, self.rate_hz);
         let playing = self.current.timeline.playing;
         if !playing {
             if self.audible {

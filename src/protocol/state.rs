@@ -313,11 +313,19 @@ impl Timeline {
         }
     }
 
-    /// The mapping from session time to audio frames: the index (at `rate_hz`) of
-    /// the frame that must leave the speaker at session time `session_ns`, rounded
-    /// down. Every engine and report uses this one function.
-    pub fn position_frames_at(&self, session_ns: i64, rate_hz: u32) -> i64 {
-        ns_to_frames(self.position_ns_at(session_ns), rate_hz)
+    /// The mapping from session time to audio frames: the song position, in
+    /// frames at `rate_hz`, that must leave the speaker at session time
+    /// `session_ns` (both fractional: the engine steers to a fraction of a
+    /// frame; `floor` gives the frame index). Not clamped to the song. The
+    /// engine and everything that predicts what a peer plays use this one
+    /// function.
+    pub fn position_frames_at(&self, session_ns: f64, rate_hz: u32) -> f64 {
+        let pos_ns = if self.playing {
+            self.anchor_position_ns as f64 + (session_ns - self.anchor_session_ns as f64)
+        } else {
+            self.anchor_position_ns as f64
+        };
+        pos_ns * f64::from(rate_hz) / 1e9
     }
 }
 
@@ -530,17 +538,23 @@ mod tests {
             anchor_position_ns: 1_000_000_000,
             anchor_session_ns: 5_000_000_000,
         };
-        assert_eq!(t.position_frames_at(5_000_000_000, 48_000), 48_000);
-        assert_eq!(t.position_frames_at(5_500_000_000, 48_000), 72_000);
-        assert_eq!(t.position_frames_at(5_500_000_000, 44_100), 66_150);
+        let frame = |t: &Timeline, session_ns: i64, rate| {
+            t.position_frames_at(session_ns as f64, rate).floor() as i64
+        };
+        assert_eq!(frame(&t, 5_000_000_000, 48_000), 48_000);
+        assert_eq!(frame(&t, 5_500_000_000, 48_000), 72_000);
+        assert_eq!(frame(&t, 5_500_000_000, 44_100), 66_150);
         // One nanosecond before a frame boundary is still the previous frame.
-        assert_eq!(t.position_frames_at(5_000_000_000 + 20_833, 48_000), 48_000);
-        assert_eq!(t.position_frames_at(5_000_000_000 + 20_834, 48_000), 48_001);
+        assert_eq!(frame(&t, 5_000_000_000 + 20_833, 48_000), 48_000);
+        assert_eq!(frame(&t, 5_000_000_000 + 20_834, 48_000), 48_001);
+        // Between nanoseconds, a fraction of a frame.
+        let half = t.position_frames_at(5_000_000_000.0 + 1e9 / 96_000.0, 48_000);
+        assert!((half - 48_000.5).abs() < 1e-6, "{half}");
         let paused = Timeline {
             playing: false,
             ..t
         };
-        assert_eq!(paused.position_frames_at(9_000_000_000, 48_000), 48_000);
+        assert_eq!(frame(&paused, 9_000_000_000, 48_000), 48_000);
         assert_eq!(ns_to_frames(-1, 48_000), -1);
     }
 
