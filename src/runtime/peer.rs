@@ -1066,6 +1066,7 @@ impl Core {
             blocks,
             xruns,
             underruns: self.engine.stats.underruns.load(Relaxed),
+            dropped_decisions: self.engine.stats.dropped_commands.load(Relaxed),
             buffering,
             malformed_frames: self.malformed_frames,
             heartbeats_on_time: self.session.stats().heartbeats_on_time,
