@@ -103,6 +103,9 @@ pub struct Status {
     pub blocks: u64,
     pub xruns: u64,
     pub underruns: u64,
+    /// Decisions (and other engine commands) the engine refused because its
+    /// pending list was full: a decision that was never played.
+    pub dropped_decisions: u64,
     /// Indexes of stems playing silence because their data is missing.
     pub buffering: Vec<usize>,
     pub malformed_frames: u64,
@@ -263,6 +266,7 @@ impl Status {
             "blocks": self.blocks,
             "xruns": self.xruns,
             "underruns": self.underruns,
+            "dropped_decisions": self.dropped_decisions,
             "buffering": buffering,
             "malformed_frames": self.malformed_frames,
             "heartbeats_on_time": self.heartbeats_on_time,

@@ -1,10 +1,14 @@
 //! The peer runtime: the I/O shell around the sans-IO session core and the
 //! audio engine.
-//! - [`peer`]: the tokio shell: listener, dialer, one task per socket half, and
-//!   the core task that drives the [`crate::protocol::Session`] and the engine.
+//! - [`peer`]: the tokio shell: the handle, the core task that drives the
+//!   [`crate::protocol::Session`] and the engine, the sans-IO link state
+//!   machine, one task per input source and socket half, and a worker thread
+//!   for slow file work.
 //! - [`net`]: one framed TCP connection and the handshake that opens it.
 //! - [`auth`]: the passphrase challenge–response proofs.
 //! - [`control`]: the headless command language and JSON-lines events.
+//! - [`events`]: what a peer reports, typed.
+//! - [`room`]: the stem exchange's shell (files, cache, remote stems).
 
 pub mod auth;
 pub mod control;

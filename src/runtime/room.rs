@@ -2,21 +2,31 @@
 //! the song's channels as this peer plays them (local, cached or remote), the
 //! stores and decoder threads of remote stems, the cache, and reading served
 //! chunks from disk.
+//!
+//! Nothing slow runs here: hashing this peer's files, reading the cache,
+//! checking and caching a completed stem and reading served chunks are
+//! handed out as jobs (plain closures, run on a blocking thread by the core),
+//! whose results come back through `described`, `adopt_song`, `verified`.
+//! Until this peer's files are described, the exchange does not exist: what
+//! happens on the links is kept and replayed into it, so no stem is announced
+//! before its hash is known.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tracing::info;
 
 use crate::audio::engine::EngineStats;
-use crate::audio::{ENGINE_RATE_HZ, RemoteStem, StemAudio, Streamer};
-use crate::protocol::message::StemHash;
+use crate::audio::{CHANNELS, ENGINE_RATE_HZ, RemoteStem, StemAudio, Streamer};
+use crate::protocol::message::{Room, StemHash};
 use crate::protocol::{PeerId, ns_to_frames};
 use crate::room::store::StemStore;
 use crate::room::stream::{self, Playhead};
-use crate::room::{Exchange, ExchangeConfig, Focus, StemInfo, cache};
+use crate::room::{
+    Exchange, ExchangeConfig, ExchangeEvent, ExchangeStats, Focus, StemInfo, Transmit, cache,
+};
 
 /// Where a channel's audio comes from on this peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,8 +80,57 @@ enum Slot {
     },
 }
 
+/// Describes a file as a stem (`room::catalog::describe_file`; tests slow it
+/// down): path, stem name, frames.
+pub(super) type Describer = Arc<dyn Fn(&Path, &str, u64) -> Result<StemInfo, String> + Send + Sync>;
+
+/// The real describer: reads and hashes the file.
+pub(super) fn describe_file() -> Describer {
+    Arc::new(|path, name, frames| {
+        crate::room::catalog::describe_file(path, name, frames).map_err(|e| e.to_string())
+    })
+}
+
+/// This peer's stems, described (in the order given), and the problems.
+pub(super) struct Described {
+    infos: Vec<StemInfo>,
+    errors: Vec<String>,
+}
+
+/// What reaches the exchange from the links.
+enum LinkInput {
+    Up(PeerId),
+    Down(PeerId),
+    Message(PeerId, Room),
+}
+
+/// Link inputs kept while this peer's files are described (more are
+/// dropped: a flood must not grow memory).
+const MAX_PENDING: usize = 4096;
+
+/// A completed stem, checked: its bytes cached (`Some(Ok)`), not kept
+/// (`None`: no cache), or not cached (`Some(Err)`); or the chunks that fail.
+pub(super) struct Verified {
+    stem: usize,
+    hash: StemHash,
+    outcome: Result<Option<Result<(), String>>, Vec<usize>>,
+}
+
+/// Where a served chunk is read from.
+enum Source {
+    File(PathBuf),
+    Store(Arc<StemStore>),
+}
+
 pub(super) struct RoomShell {
-    pub exchange: Exchange,
+    /// `None` until this peer's stems are described.
+    exchange: Option<Exchange>,
+    /// Link inputs waiting for the exchange.
+    pending: Vec<LinkInput>,
+    song_is_ours: bool,
+    /// Until described: this peer's stems, in order, with their samples
+    /// (generated audio is named by them).
+    undescribed: Vec<(Own, Arc<[f32]>)>,
     cache_dir: Option<PathBuf>,
     window_ns: i64,
     pub playhead: Arc<Playhead>,
@@ -84,8 +143,9 @@ pub(super) struct RoomShell {
 }
 
 impl RoomShell {
-    /// Describes this peer's stems (hashing each file) and sets up the
-    /// exchange: with `song_is_ours`, this peer's stems are the song.
+    /// Sets up the room for this peer's `stems`: with `song_is_ours`, they
+    /// are the song. The exchange starts once [`RoomShell::describe_job`]'s
+    /// result is given to [`RoomShell::described`].
     pub fn new(
         stems: &[StemAudio],
         song_is_ours: bool,
@@ -93,67 +153,178 @@ impl RoomShell {
         window_ns: i64,
         stats: Arc<EngineStats>,
         wake: Arc<dyn Fn() + Send + Sync>,
-    ) -> (RoomShell, Vec<String>) {
-        let mut errors = Vec::new();
-        let mut own = HashMap::new();
-        let mut infos = Vec::new();
-        let mut served = Vec::new();
-        for s in stems {
-            let described = match &s.path {
-                Some(path) => crate::room::catalog::describe_file(path, &s.name, s.frames() as u64)
-                    .map_err(|e| errors.push(format!("{e} (it will not be served)")))
-                    .ok(),
-                None => None,
-            };
-            let info = described.unwrap_or_else(|| {
-                // Generated audio: named by its samples, served by nobody.
-                let bytes: Vec<u8> = s.samples.iter().flat_map(|x| x.to_le_bytes()).collect();
-                StemInfo::of_bytes(&s.name, GENERATED, &bytes, s.frames() as u64)
-            });
-            if s.path.is_some() && info.format != GENERATED {
-                served.push((info.hash, info.size_bytes));
-            }
-            own.insert(
-                info.hash,
-                Own {
-                    streamer: Streamer::local(s),
-                    path: s.path.clone(),
-                },
-            );
-            infos.push(info);
-        }
-        let song = song_is_ours.then(|| infos.clone());
-        let cfg = ExchangeConfig {
-            window_ns,
-            ..ExchangeConfig::default()
-        };
-        let slots = if song_is_ours {
-            infos.iter().map(|_| Slot::Local).collect()
-        } else {
-            Vec::new()
-        };
-        let shell = RoomShell {
-            exchange: Exchange::new(cfg, song, served.iter().copied()),
+    ) -> RoomShell {
+        RoomShell {
+            exchange: None,
+            pending: Vec::new(),
+            song_is_ours,
+            undescribed: (stems.iter())
+                .map(|s| {
+                    let own = Own {
+                        streamer: Streamer::local(s),
+                        path: s.path.clone(),
+                    };
+                    (own, s.samples.clone())
+                })
+                .collect(),
             cache_dir,
             window_ns,
             playhead: Arc::new(Playhead::new(stats)),
-            own,
-            slots,
+            own: HashMap::new(),
+            slots: Vec::new(),
             wake,
             bytes_served: 0,
-        };
-        (shell, errors)
+        }
     }
 
-    /// The song became known: the channels, in song order, as this peer
+    /// The slow part of starting: hashing every file of this peer (or the
+    /// samples of generated audio). Runs anywhere; its result goes to
+    /// [`RoomShell::described`].
+    pub fn describe_job(&self, describe: Describer) -> impl FnOnce() -> Described + Send + 'static {
+        let stems: Vec<(String, Option<PathBuf>, Arc<[f32]>)> = (self.undescribed.iter())
+            .map(|(o, samples)| (o.streamer.name.clone(), o.path.clone(), samples.clone()))
+            .collect();
+        move || {
+            let mut errors = Vec::new();
+            let infos = (stems.into_iter())
+                .map(|(name, path, samples)| {
+                    let frames = (samples.len() / CHANNELS) as u64;
+                    let described = path.as_deref().and_then(|path| {
+                        describe(path, &name, frames)
+                            .map_err(|e| errors.push(format!("{e} (it will not be served)")))
+                            .ok()
+                    });
+                    described.unwrap_or_else(|| {
+                        // Generated audio: named by its samples, served by nobody.
+                        let bytes: Vec<u8> = samples.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        StemInfo::of_bytes(&name, GENERATED, &bytes, frames)
+                    })
+                })
+                .collect();
+            Described { infos, errors }
+        }
+    }
+
+    /// This peer's stems are described: the exchange starts, and hears what
+    /// happened on the links meanwhile. Returns the problems to report.
+    pub fn described(&mut self, now_ns: i64, d: Described) -> Vec<String> {
+        let Described { infos, errors } = d;
+        let mut served = Vec::new();
+        for ((own, _), info) in self.undescribed.drain(..).zip(&infos) {
+            if own.path.is_some() && info.format != GENERATED {
+                served.push((info.hash, info.size_bytes));
+            }
+            self.own.insert(info.hash, own);
+        }
+        let cfg = ExchangeConfig {
+            window_ns: self.window_ns,
+            ..ExchangeConfig::default()
+        };
+        if self.song_is_ours {
+            self.slots = infos.iter().map(|_| Slot::Local).collect();
+        }
+        let song = self.song_is_ours.then_some(infos);
+        let mut exchange = Exchange::new(cfg, song, served);
+        for input in self.pending.drain(..) {
+            match input {
+                LinkInput::Up(peer) => exchange.handle_link_up(now_ns, peer),
+                LinkInput::Down(peer) => exchange.handle_link_down(now_ns, peer),
+                LinkInput::Message(peer, room) => exchange.handle_message(now_ns, peer, room),
+            }
+        }
+        self.exchange = Some(exchange);
+        errors
+    }
+
+    fn hold(&mut self, input: LinkInput) {
+        if self.pending.len() < MAX_PENDING {
+            self.pending.push(input);
+        }
+    }
+
+    pub fn handle_link_up(&mut self, now_ns: i64, peer: PeerId) {
+        match &mut self.exchange {
+            Some(x) => x.handle_link_up(now_ns, peer),
+            None => self.hold(LinkInput::Up(peer)),
+        }
+    }
+
+    pub fn handle_link_down(&mut self, now_ns: i64, peer: PeerId) {
+        match &mut self.exchange {
+            Some(x) => x.handle_link_down(now_ns, peer),
+            None => self.hold(LinkInput::Down(peer)),
+        }
+    }
+
+    pub fn handle_message(&mut self, now_ns: i64, peer: PeerId, room: Room) {
+        match &mut self.exchange {
+            Some(x) => x.handle_message(now_ns, peer, room),
+            None => self.hold(LinkInput::Message(peer, room)),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now_ns: i64) {
+        if let Some(x) = &mut self.exchange {
+            x.handle_timeout(now_ns);
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.exchange.as_mut()?.poll_transmit()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ExchangeEvent> {
+        self.exchange.as_mut()?.poll_event()
+    }
+
+    pub fn stats(&self) -> ExchangeStats {
+        self.exchange
+            .as_ref()
+            .map(Exchange::stats)
+            .unwrap_or_default()
+    }
+
+    /// The song became known (from another peer): the job that reads what
+    /// the cache holds of it; its result goes to [`RoomShell::adopt_song`].
+    pub fn cache_job(
+        &self,
+        song: &[StemInfo],
+    ) -> impl FnOnce() -> Vec<Option<Vec<u8>>> + Send + 'static {
+        let dir = self.cache_dir.clone();
+        let wanted: Vec<Option<StemInfo>> = (song.iter())
+            .map(|info| {
+                (!self.own.contains_key(&info.hash) && info.format != GENERATED)
+                    .then(|| info.clone())
+            })
+            .collect();
+        move || {
+            (wanted.into_iter())
+                .map(|info| cache::load(dir.as_deref()?, &info?))
+                .collect()
+        }
+    }
+
+    /// The song became known and `cached` is what the cache holds of it
+    /// ([`RoomShell::cache_job`]): the channels, in song order, as this peer
     /// will play them (its own files, the cache, or fetched), and the
-    /// problems to report.
-    pub fn adopt_song(&mut self, now_ns: i64, song: &[StemInfo]) -> (Vec<Streamer>, Vec<String>) {
+    /// problems to report. `None` if the song changed meanwhile.
+    pub fn adopt_song(
+        &mut self,
+        now_ns: i64,
+        song: &[StemInfo],
+        cached: Vec<Option<Vec<u8>>>,
+    ) -> Option<(Vec<Streamer>, Vec<String>)> {
+        if self.exchange.as_ref().and_then(|x| x.song()) != Some(song) {
+            return None;
+        }
+        let mut cached = cached.into_iter();
         let mut streamers = Vec::with_capacity(song.len());
         let mut errors = Vec::new();
         self.close();
         self.slots.clear();
         for (i, info) in song.iter().enumerate() {
+            // One entry of `cached` per stem, taken before any `continue`.
+            let cached = cached.next().flatten();
             if let Some(own) = self.own.get(&info.hash) {
                 let mut s = own.streamer.clone();
                 s.name = info.name.clone();
@@ -170,7 +341,6 @@ impl RoomShell {
                 self.slots.push(Slot::Local);
                 continue;
             }
-            let cached = (self.cache_dir.as_deref()).and_then(|dir| cache::load(dir, info));
             let wake = self.wake.clone();
             let (store, source) = match cached {
                 Some(bytes) => (
@@ -196,12 +366,16 @@ impl RoomShell {
             match source {
                 StemSource::Cached => {
                     info!(stem = %info.name, "playing from the cache");
-                    self.exchange.serve(info.hash, info.size_bytes);
+                    if let Some(x) = &mut self.exchange {
+                        x.serve(info.hash, info.size_bytes);
+                    }
                 }
                 _ => {
                     info!(stem = %info.name, hash = %info.hex(), "fetching from the session");
                     let focus = self.focus_of(&store);
-                    self.exchange.fetch(now_ns, i, focus);
+                    if let Some(x) = &mut self.exchange {
+                        x.fetch(now_ns, i, focus);
+                    }
                 }
             }
             self.slots.push(Slot::Stored { store, source });
@@ -214,7 +388,7 @@ impl RoomShell {
                 ));
             }
         }
-        (streamers, errors)
+        Some((streamers, errors))
     }
 
     fn focus_of(&self, store: &StemStore) -> Focus {
@@ -239,7 +413,9 @@ impl RoomShell {
             } = &self.slots[i]
             {
                 let focus = self.focus_of(store);
-                self.exchange.set_focus(now_ns, i, focus);
+                if let Some(x) = &mut self.exchange {
+                    x.set_focus(now_ns, i, focus);
+                }
             }
         }
     }
@@ -250,82 +426,127 @@ impl RoomShell {
         }
     }
 
-    /// A remote stem has every chunk: check the whole file, cache it and
-    /// serve it; or fetch again the chunks that fail.
-    pub fn complete(&mut self, now_ns: i64, stem: usize) -> Option<String> {
+    /// A remote stem has every chunk: the job that checks the whole file
+    /// and caches it; its result goes to [`RoomShell::verified`].
+    pub fn verify_job(&self, stem: usize) -> Option<impl FnOnce() -> Verified + Send + 'static> {
+        let Some(Slot::Stored { store, .. }) = self.slots.get(stem) else {
+            return None;
+        };
+        let store = store.clone();
+        let dir = self.cache_dir.clone();
+        Some(move || {
+            let outcome = store.verified().map(|bytes| {
+                let dir = dir?;
+                Some(match cache::store(&dir, &store.info, &bytes) {
+                    Ok(path) => {
+                        info!(stem = %store.info.name, path = %path.display(), "fetched and cached");
+                        Ok(())
+                    }
+                    Err(e) => Err(format!(
+                        "cannot cache {} in {}: {e}",
+                        store.info.name,
+                        dir.display()
+                    )),
+                })
+            });
+            Verified {
+                stem,
+                hash: store.info.hash,
+                outcome,
+            }
+        })
+    }
+
+    /// A completed stem was checked (and cached): serve it; or fetch again
+    /// the chunks that failed. Returns a problem to report.
+    pub fn verified(&mut self, now_ns: i64, v: Verified) -> Option<String> {
+        let Verified {
+            stem,
+            hash,
+            outcome,
+        } = v;
         let Some(Slot::Stored { store, source }) = self.slots.get_mut(stem) else {
             return None;
         };
-        match store.verified() {
-            Ok(bytes) => {
+        let exchange = self.exchange.as_mut()?;
+        if store.info.hash != hash {
+            return None; // the song changed meanwhile
+        }
+        match outcome {
+            Ok(cached) => {
+                // Cached (or not kept), then served.
                 *source = StemSource::Cached;
-                let info = store.info.clone();
-                self.exchange.done(stem);
-                self.exchange.serve(info.hash, info.size_bytes);
-                let dir = self.cache_dir.clone()?;
-                match cache::store(&dir, &info, &bytes) {
-                    Ok(path) => {
-                        info!(stem = %info.name, path = %path.display(), "fetched and cached");
-                        None
-                    }
-                    Err(e) => Some(format!(
-                        "cannot cache {} in {}: {e}",
-                        info.name,
-                        dir.display()
-                    )),
-                }
+                exchange.done(stem);
+                exchange.serve(hash, store.info.size_bytes);
+                cached.and_then(Result::err)
             }
             Err(bad) if bad.is_empty() => {
                 // Every chunk matches its hash, the whole does not: the
                 // song's entry is wrong. Nothing to fetch again.
-                self.exchange.done(stem);
+                exchange.done(stem);
                 Some(format!(
                     "{}: the song's entry does not match its file (chunk hashes and file hash disagree); it is played but not cached or served",
                     store.info.name
                 ))
             }
             Err(bad) => {
-                let name = store.info.name.clone();
                 for &k in &bad {
                     store.forget(k);
-                    self.exchange.refetch(now_ns, stem, k);
+                    exchange.refetch(now_ns, stem, k);
                 }
                 Some(format!(
-                    "{name}: the whole file failed its hash; fetching {} chunk(s) again",
+                    "{}: the whole file failed its hash; fetching {} chunk(s) again",
+                    store.info.name,
                     bad.len()
                 ))
             }
         }
     }
 
-    /// The bytes of a served stem, `len` from `offset` (the exchange has
-    /// checked the range against the file's size).
-    pub fn read(&self, hash: &StemHash, offset: u64, len: u32) -> Result<Vec<u8>, String> {
-        if let Some(path) = self.own.get(hash).and_then(|o| o.path.as_ref()) {
-            return read_file(path, offset, len).map_err(|e| format!("{}: {e}", path.display()));
-        }
-        for slot in &self.slots {
-            if let Slot::Stored { store, .. } = slot
-                && &store.info.hash == hash
-            {
-                return store
-                    .range(offset, len)
-                    .ok_or_else(|| "not all here yet".to_string());
+    /// The job that reads `len` bytes from `offset` of a served stem (the
+    /// exchange has checked the range against the file's size).
+    pub fn read_job(
+        &self,
+        hash: &StemHash,
+        offset: u64,
+        len: u32,
+    ) -> impl FnOnce() -> Result<Vec<u8>, String> + Send + 'static {
+        let source = match self.own.get(hash).and_then(|o| o.path.as_ref()) {
+            Some(path) => Some(Source::File(path.clone())),
+            None => (self.slots.iter()).find_map(|slot| match slot {
+                Slot::Stored { store, .. } if &store.info.hash == hash => {
+                    Some(Source::Store(store.clone()))
+                }
+                _ => None,
+            }),
+        };
+        move || match source {
+            Some(Source::File(path)) => {
+                read_file(&path, offset, len).map_err(|e| format!("{}: {e}", path.display()))
             }
+            Some(Source::Store(store)) => store
+                .range(offset, len)
+                .ok_or_else(|| "not all here yet".to_string()),
+            None => Err("no such stem here".into()),
         }
-        Err("no such stem here".into())
     }
 
     /// The channels as this peer plays them.
     pub fn song_stems(&self) -> Vec<SongStem> {
-        let Some(song) = self.exchange.song() else {
+        let Some(exchange) = &self.exchange else {
+            return vec![];
+        };
+        let Some(song) = exchange.song() else {
             return vec![];
         };
         (song.iter().enumerate())
             .map(|(i, info)| {
                 let (source, have) = match self.slots.get(i) {
                     Some(Slot::Stored { store, source }) => (*source, store.chunks_have()),
-                    _ => (StemSource::Local, info.chunks()),
+                    Some(Slot::Local) => (StemSource::Local, info.chunks()),
+                    // Its cache being read: not playing yet.
+                    None if !self.own.contains_key(&info.hash) => (StemSource::Remote, 0),
+                    None => (StemSource::Local, info.chunks()),
                 };
                 SongStem {
                     name: info.name.clone(),
@@ -334,7 +555,7 @@ impl RoomShell {
                     source,
                     chunks_have: have,
                     chunks: info.chunks(),
-                    hosts: self.exchange.hosts_of(&info.hash),
+                    hosts: exchange.hosts_of(&info.hash),
                 }
             })
             .collect()

@@ -219,6 +219,7 @@ fn three_peers_through_delays_agree_survive_a_kill_and_take_late_joiners() {
         let gaps = p.read_report().since(t_kill).gaps(PERIOD_NS);
         let st = p.status();
         assert_eq!(st["underruns"], 0, "{st}");
+        assert_eq!(st["dropped_decisions"], 0, "{st}");
         assert_eq!(st["playing"], true, "{st}");
         // A gap can only be the virtual device's own stall (a starved thread
         // on a loaded machine, counted as an xrun), never the session's.

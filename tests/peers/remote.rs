@@ -257,11 +257,14 @@ fn a_corrupt_chunk_is_refused_by_its_hash_and_fetched_again() {
     std::fs::create_dir(&bad_dir).unwrap();
     let bad = bad_dir.join("tone.wav");
     std::fs::copy(&good, &bad).unwrap();
-    let creator = Peer::spawn(
+    let mut creator = Peer::spawn(
         "creator",
         dir.path(),
         &args(&["--listen", "127.0.0.1:0", &bad.display().to_string()]),
     );
+    // Its files are hashed after `ready`, off the session's task: the song
+    // event says they were.
+    creator.wait_for("the song hashed", |v| v["event"] == "song", 10 * SEC);
     // Damage the creator's copy after it was hashed: every chunk it serves
     // past the header is now wrong.
     let mut bytes = std::fs::read(&bad).unwrap();

@@ -1,0 +1,687 @@
+//! The core task: the only owner of the [`Session`], the room shell and the
+//! engine handle. It takes [`Input`]s one at a time from one bounded channel,
+//! passes the local time to every call, sleeps until the session or the
+//! links want it, and turns what the session, the links and the exchange
+//! report into link actions, engine schedules, worker jobs and
+//! [`PeerEvent`]s. It never blocks: slow work goes to the [`Worker`].
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{AbortHandle, JoinHandle};
+use tracing::{debug, info, warn};
+
+use crate::audio::output::{OutputError, Running};
+use crate::audio::{ENGINE_RATE_HZ, EngineHandle, Retired};
+use crate::host_clock::{LocalClock, monotonic_ns};
+use crate::protocol::message::{Message, Operation, PeerInfo, Room, StemHash};
+use crate::protocol::{
+    Event, PeerId, Session, SessionEvent, SessionMap, SessionState, ns_to_frames,
+};
+use crate::room::{ExchangeEvent, StemInfo};
+use crate::runtime::auth::Secret;
+use crate::runtime::control::{self, Command};
+use crate::runtime::events::{PeerEvent, Status};
+use crate::runtime::net::{Connection, Handshaken, Identity, LinkError, Read};
+use crate::runtime::room::{Described, RoomShell, Verified};
+
+use super::EventSink;
+use super::links::{Action, ConnId, DialTarget, Links};
+use super::tasks;
+use super::worker::Worker;
+
+/// Messages waiting for one link's writer; a peer that lets this many pile up
+/// is not reading, and its link is closed.
+const LINK_QUEUE: usize = 1024;
+/// Housekeeping: freeing retired engine states, output errors, the
+/// exchange's timers, the window's status.
+const TICK: Duration = Duration::from_millis(100);
+/// How long writers get to flush goodbyes when the peer quits.
+const QUIT_FLUSH: Duration = Duration::from_millis(300);
+/// A seek target seen in a vote is a fetch priority for this long (it
+/// applies within a round and the lead).
+const SEEK_HINT_NS: i64 = 1_500_000_000;
+
+/// Something for the core to handle.
+pub(super) enum Input {
+    /// A connection finished its handshake.
+    Connected {
+        conn: Connection,
+        peer: Handshaken,
+        /// The dial that made it (`None`: accepted).
+        dialed: Option<DialTarget>,
+    },
+    /// A dial did not produce a connection.
+    DialFailed {
+        target: DialTarget,
+        error: LinkError,
+    },
+    /// A message (or a malformed frame) from a connection.
+    Read {
+        conn: ConnId,
+        peer: PeerId,
+        read: Read,
+    },
+    /// A connection closed (its reader ended).
+    Closed {
+        conn: ConnId,
+        peer: PeerId,
+        error: LinkError,
+    },
+    Line(String),
+    /// A command from the window ([`super::PeerHandle::send`]).
+    Command(Command),
+    StdinClosed,
+    Signal(&'static str),
+    /// A remote stem's decoder is waiting for a chunk.
+    RoomWake,
+    /// The worker hashed this peer's files.
+    Described(Described),
+    /// The worker read what the cache holds of a song learned from a peer.
+    SongCached {
+        song: Vec<StemInfo>,
+        cached: Vec<Option<Vec<u8>>>,
+    },
+    /// The worker checked (and cached) a completed stem.
+    Verified(Verified),
+    /// The worker read a chunk to serve.
+    ChunkRead {
+        to: PeerId,
+        request_id: u32,
+        stem: StemHash,
+        offset: u64,
+        data: Result<Vec<u8>, String>,
+    },
+}
+
+/// What the core holds of one connection.
+pub(super) enum Conn {
+    /// Handshaken, not (yet) a link; or lingering, unread.
+    Idle { conn: Connection, info: PeerInfo },
+    /// A link's tasks (the writer lives while `tx` does).
+    Link {
+        tx: mpsc::Sender<Message>,
+        reader: AbortHandle,
+    },
+}
+
+pub(super) struct Core {
+    pub clock: LocalClock,
+    pub session: Session,
+    pub me: Identity,
+    pub secret: Option<std::sync::Arc<Secret>>,
+    pub engine: EngineHandle,
+    pub retired: Retired,
+    pub running: Option<Running>,
+    pub stems: Vec<String>,
+    pub links: Links,
+    pub conns: HashMap<ConnId, Conn>,
+    pub next_conn: ConnId,
+    pub inputs: mpsc::Sender<Input>,
+    pub worker: Worker,
+    pub last_map: Option<SessionMap>,
+    pub last_scheduled: Option<SessionState>,
+    pub events: EventSink,
+    pub writers: Vec<JoinHandle<()>>,
+    pub quit: bool,
+    pub malformed_frames: u64,
+    /// Emit a status event every tick (for the window).
+    pub push_status: bool,
+    /// Resolves when the window's handle is gone (then the peer quits).
+    pub handle_gone: Option<oneshot::Receiver<()>>,
+    /// The stem exchange and this peer's channels.
+    pub room: RoomShell,
+    /// A seek target seen in a vote stays a fetch priority until then.
+    pub seek_hint_until_ns: Option<i64>,
+}
+
+impl Core {
+    pub async fn run(&mut self, mut rx: mpsc::Receiver<Input>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.quit {
+            let wake = (self.session.poll_timeout().into_iter())
+                .chain(self.links.poll_timeout())
+                .min()
+                .map(|t| self.instant_at(t));
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(input) => self.handle(input),
+                    None => break,
+                },
+                _ = sleep_until_opt(wake) => {
+                    let now = self.clock.now_ns();
+                    if self.session.poll_timeout().is_some_and(|t| t <= now) {
+                        self.session.handle_timeout(now);
+                    }
+                    self.links.handle_timeout(now);
+                    self.apply_links();
+                }
+                _ = tick.tick() => self.housekeeping(),
+                _ = handle_dropped(&mut self.handle_gone) => {
+                    info!("the window's handle is gone: leaving the session");
+                    self.handle_gone = None;
+                    self.quit = true;
+                }
+            }
+            self.drain();
+        }
+        self.shutdown().await;
+    }
+
+    /// The tokio instant of local time `local_ns`.
+    fn instant_at(&self, local_ns: i64) -> tokio::time::Instant {
+        let ahead_ns = self.clock.mono_at(local_ns) - monotonic_ns();
+        tokio::time::Instant::now() + Duration::from_nanos(ahead_ns.max(0) as u64)
+    }
+
+    fn emit(&mut self, e: PeerEvent) {
+        (self.events)(e, &self.stems);
+    }
+
+    pub fn error(&mut self, message: String) {
+        warn!("{message}");
+        self.emit(PeerEvent::Error(message));
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = self.clock.now_ns();
+        match input {
+            Input::Connected { conn, peer, dialed } => {
+                let id = self.next_conn;
+                self.next_conn += 1;
+                let peer_id = peer.info.peer_id;
+                (self.conns).insert(
+                    id,
+                    Conn::Idle {
+                        conn,
+                        info: peer.info,
+                    },
+                );
+                self.links.handle_connected(now, id, peer_id, dialed);
+                self.apply_links();
+            }
+            Input::DialFailed { target, error } => {
+                debug!(?target, "dial failed: {error}");
+                self.links.handle_dial_failed(now, target, &error);
+                self.apply_links();
+            }
+            Input::Read { conn, peer, read } => {
+                if !self.links.is_current(peer, conn) {
+                    return; // a link we already replaced or closed
+                }
+                self.on_read(peer, read);
+            }
+            Input::Closed { conn, peer, error } => {
+                if self.links.is_current(peer, conn) {
+                    info!(%peer, "link closed: {error}");
+                }
+                self.links.handle_closed(now, conn);
+                self.apply_links();
+            }
+            Input::Line(line) => match control::parse_command(&line, &self.stems) {
+                Ok(None) => {}
+                Ok(Some(command)) => self.on_command(command),
+                Err(e) => self.error(e.to_string()),
+            },
+            Input::Command(command) => self.on_command(command),
+            Input::StdinClosed => {
+                info!("stdin closed: running until quit by a signal");
+            }
+            Input::Signal(name) => {
+                info!("{name}: leaving the session");
+                self.quit = true;
+            }
+            Input::RoomWake => self.room.refocus(now),
+            Input::Described(d) => {
+                for e in self.room.described(now, d) {
+                    self.error(e);
+                }
+            }
+            Input::SongCached { song, cached } => self.on_song_cached(now, &song, cached),
+            Input::Verified(v) => {
+                if let Some(problem) = self.room.verified(now, v) {
+                    self.error(problem);
+                }
+                let song = self.room.song_stems();
+                self.emit(PeerEvent::Song(song));
+            }
+            Input::ChunkRead {
+                to,
+                request_id,
+                stem,
+                offset,
+                data,
+            } => {
+                let op = match data {
+                    Ok(data) => {
+                        self.room.bytes_served += data.len() as u64;
+                        Operation::ChunkData { stem, offset, data }
+                    }
+                    Err(reason) => {
+                        warn!(%to, "cannot serve a chunk: {reason}");
+                        Operation::ChunkRefused {
+                            stem,
+                            offset,
+                            reason: reason.chars().take(200).collect(),
+                        }
+                    }
+                };
+                self.send(to, Message::Room(Room { request_id, op }));
+            }
+        }
+    }
+
+    fn on_read(&mut self, peer: PeerId, read: Read) {
+        match read {
+            Read::Message {
+                message: Message::Room(room),
+                ..
+            } => {
+                let now = self.clock.now_ns();
+                self.room.handle_message(now, peer, room);
+            }
+            Read::Message { message, at_ns } => {
+                // A heartbeat without a map carries no real vote.
+                if let Message::Heartbeat(hb) = &message
+                    && hb.map.is_some()
+                {
+                    let votes = std::iter::once(hb.vote).chain(hb.relayed.iter().map(|v| v.event));
+                    for event in votes {
+                        self.note_seek(event);
+                    }
+                }
+                self.session.handle_message(at_ns, peer, message)
+            }
+            Read::Dropped(e) => {
+                self.malformed_frames += 1;
+                warn!(%peer, "dropped a malformed frame: {e}");
+            }
+        }
+    }
+
+    /// Does what the links decided.
+    fn apply_links(&mut self) {
+        while let Some(action) = self.links.poll_action() {
+            let now = self.clock.now_ns();
+            match action {
+                Action::Dial { target, addr } => tasks::spawn_dial(
+                    target,
+                    addr,
+                    self.me.clone(),
+                    self.secret.clone(),
+                    self.inputs.clone(),
+                ),
+                Action::Up { peer, conn } => {
+                    let Some(Conn::Idle { conn: c, info }) = self.conns.remove(&conn) else {
+                        warn!(%peer, "link up on an unknown connection {conn}");
+                        continue;
+                    };
+                    let (reader, writer) = c.split(self.clock);
+                    let (tx, rx) = mpsc::channel(LINK_QUEUE);
+                    let reader =
+                        tokio::spawn(tasks::read_loop(reader, conn, peer, self.inputs.clone()))
+                            .abort_handle();
+                    self.writers.retain(|w| !w.is_finished());
+                    (self.writers).push(tokio::spawn(tasks::write_loop(writer, rx, peer)));
+                    self.conns.insert(conn, Conn::Link { tx, reader });
+                    info!(%peer, name = %info.name, addr = %info.addr, "link up");
+                    self.session.handle_link_up(now, info);
+                    self.room.handle_link_up(now, peer);
+                }
+                Action::Down { peer, tell_session } => {
+                    self.room.handle_link_down(now, peer);
+                    if tell_session {
+                        self.session.handle_link_down(now, peer);
+                    }
+                }
+                Action::Linger(conn) => {
+                    debug!(conn, "a connection lingers, unread");
+                    // Its reads stop now; its socket stays open (an idle
+                    // connection as it is, a link's writer while `tx` lives).
+                    if let Some(Conn::Link { reader, .. }) = self.conns.get(&conn) {
+                        reader.abort();
+                    }
+                }
+                Action::Close(conn) => {
+                    // Dropping `tx` ends the writer, which shuts the socket
+                    // down; dropping an idle connection closes it.
+                    if let Some(Conn::Link { reader, .. }) = self.conns.remove(&conn) {
+                        reader.abort();
+                    }
+                }
+                Action::Report(message) => self.error(message),
+            }
+        }
+    }
+
+    /// A seek voted (here or elsewhere) and not yet applied: its target's
+    /// bytes become a fetch priority for a while.
+    fn note_seek(&mut self, event: Event) {
+        if let Event::Seek { position_ns } = event {
+            let now = self.clock.now_ns();
+            self.room
+                .playhead
+                .set_seek_hint(Some(ns_to_frames(position_ns, ENGINE_RATE_HZ)));
+            self.seek_hint_until_ns = Some(now + SEEK_HINT_NS);
+            self.room.refocus(now);
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Vote(event) => match self.session.vote(event) {
+                Ok(()) => {
+                    self.note_seek(event);
+                    self.emit(PeerEvent::Voted(event))
+                }
+                Err(e) => self.error(e.to_string()),
+            },
+            Command::Solo { stem, on } => {
+                if stem >= self.stems.len() || !self.engine.solo.set(stem, on) {
+                    self.error(format!("solo: this peer has no stem {stem}"));
+                }
+            }
+            Command::Status => {
+                let s = self.status();
+                self.emit(PeerEvent::Status(Box::new(s)));
+            }
+            Command::Peers => {
+                let now = self.clock.now_ns();
+                let peers = self.session.peers(now);
+                self.emit(PeerEvent::Peers(peers));
+            }
+            Command::Quit => self.quit = true,
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        self.retired.collect();
+        let now = self.clock.now_ns();
+        if self.seek_hint_until_ns.is_some_and(|t| now >= t) {
+            self.seek_hint_until_ns = None;
+            self.room.playhead.set_seek_hint(None);
+        }
+        self.room.handle_timeout(now);
+        self.room.refocus(now);
+        if self.push_status {
+            let s = self.status();
+            self.emit(PeerEvent::Status(Box::new(s)));
+        }
+        let errors: Vec<OutputError> = match &self.running {
+            Some(r) => r.errors.try_iter().collect(),
+            None => vec![],
+        };
+        for e in errors {
+            self.error(format!("output: {e}"));
+        }
+    }
+
+    /// Sends what the session queued and acts on what it reported.
+    pub fn drain(&mut self) {
+        while let Some(t) = self.session.poll_transmit() {
+            self.send(t.to, t.message);
+        }
+        while let Some(e) = self.session.poll_event() {
+            self.on_session_event(e);
+        }
+        loop {
+            let mut idle = true;
+            while let Some(t) = self.room.poll_transmit() {
+                idle = false;
+                self.send(t.to, Message::Room(t.room));
+            }
+            while let Some(e) = self.room.poll_event() {
+                idle = false;
+                self.on_room_event(e);
+            }
+            if idle {
+                break;
+            }
+        }
+        // Link changes made while sending may have queued session messages.
+        while let Some(t) = self.session.poll_transmit() {
+            self.send(t.to, t.message);
+        }
+        if let Some(map) = self.session.map()
+            && self.last_map != Some(map)
+        {
+            self.last_map = Some(map);
+            if self.engine.set_map(map).is_err() {
+                warn!("the engine's queue is full: a map update was lost");
+            }
+        }
+    }
+
+    /// Queues `message` for `peer`'s link; a link that cannot take it is
+    /// closed.
+    fn send(&mut self, peer: PeerId, message: Message) {
+        let Some(conn) = self.links.conn_of(peer) else {
+            return;
+        };
+        let Some(Conn::Link { tx, .. }) = self.conns.get(&conn) else {
+            return;
+        };
+        if let Err(e) = tx.try_send(message) {
+            match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    warn!(%peer, "not reading ({LINK_QUEUE} messages queued): closing the link");
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    debug!(%peer, "writer gone");
+                }
+            }
+            let now = self.clock.now_ns();
+            self.links.handle_closed(now, conn);
+            self.apply_links();
+        }
+    }
+
+    fn on_room_event(&mut self, e: ExchangeEvent) {
+        match e {
+            ExchangeEvent::Song { stems, from } => {
+                if let Some(from) = from {
+                    info!(%from, stems = stems.len(), "learned the song");
+                    // The cache is read on the worker; the song is adopted
+                    // (and reported) when it answers.
+                    let job = self.room.cache_job(&stems);
+                    self.worker.run(move || Input::SongCached {
+                        cached: job(),
+                        song: stems,
+                    });
+                } else {
+                    let song = self.room.song_stems();
+                    self.emit(PeerEvent::Song(song));
+                }
+            }
+            ExchangeEvent::Serve {
+                to,
+                request_id,
+                stem,
+                offset,
+                len,
+            } => {
+                let job = self.room.read_job(&stem, offset, len);
+                self.worker.run(move || Input::ChunkRead {
+                    to,
+                    request_id,
+                    stem,
+                    offset,
+                    data: job(),
+                });
+            }
+            ExchangeEvent::Chunk { stem, chunk, data } => self.room.put_chunk(stem, chunk, &data),
+            ExchangeEvent::Complete { stem } => {
+                if let Some(job) = self.room.verify_job(stem) {
+                    self.worker.run(move || Input::Verified(job()));
+                }
+            }
+            ExchangeEvent::Refused { from, what } => warn!(%from, "stem exchange: {what}"),
+        }
+    }
+
+    fn on_song_cached(&mut self, now: i64, song: &[StemInfo], cached: Vec<Option<Vec<u8>>>) {
+        let Some((streamers, errors)) = self.room.adopt_song(now, song, cached) else {
+            return; // another song since
+        };
+        // Channels are renumbered: solos set before mean nothing.
+        self.engine.solo.clear();
+        if self.engine.set_stems(streamers).is_err() {
+            self.error("the audio engine's queue is full: the song's stems were not set".into());
+        }
+        self.stems = song.iter().map(|s| s.name.clone()).collect();
+        for e in errors {
+            self.error(e);
+        }
+        let song = self.room.song_stems();
+        self.emit(PeerEvent::Song(song));
+    }
+
+    fn on_session_event(&mut self, e: SessionEvent) {
+        let now = self.clock.now_ns();
+        match e {
+            SessionEvent::Dial(info) => {
+                self.links.handle_session_dial(now, &info);
+                self.apply_links();
+            }
+            SessionEvent::Disconnect { peer } => {
+                self.links.handle_session_drop(now, peer);
+                self.apply_links();
+            }
+            SessionEvent::PeerUp(info) => self.emit(PeerEvent::PeerUp(info)),
+            SessionEvent::PeerDown { peer, reason } => {
+                self.links.handle_session_drop(now, peer);
+                self.apply_links();
+                info!(%peer, ?reason, "peer down");
+                self.emit(PeerEvent::PeerDown { peer, reason });
+            }
+            SessionEvent::Synced { root } => {
+                info!(%root, "synced");
+                self.emit(PeerEvent::Synced { root });
+            }
+            SessionEvent::RootChanged { root } => info!(%root, "now following"),
+            SessionEvent::Decided(d) => {
+                if self.last_scheduled.as_ref() != Some(&d.state) {
+                    self.schedule(d.apply_at_session_ns, &d.state);
+                }
+                if d.outcomes.iter().any(|o| o.vote.event != Event::None) {
+                    let apply_at_mono_ns = self.mono_of_session(d.apply_at_session_ns);
+                    self.emit(PeerEvent::Decided {
+                        decision: d,
+                        apply_at_mono_ns,
+                    });
+                }
+            }
+            SessionEvent::Adopted {
+                round,
+                apply_at_session_ns,
+                state,
+                from,
+            } => {
+                self.schedule(apply_at_session_ns, &state);
+                let apply_at_mono_ns = self.mono_of_session(apply_at_session_ns);
+                self.emit(PeerEvent::Adopted {
+                    round,
+                    apply_at_session_ns,
+                    state,
+                    from,
+                    apply_at_mono_ns,
+                });
+            }
+            SessionEvent::Superseded { vote, by } => self.emit(PeerEvent::Superseded { vote, by }),
+            SessionEvent::VoteDropped { event, reason } => {
+                self.emit(PeerEvent::VoteDropped { event, reason })
+            }
+            SessionEvent::Ignored { from, reason } => debug!(%from, ?reason, "ignored"),
+        }
+    }
+
+    /// The real monotonic instant (as `--report`'s `mono_ns`) at which
+    /// session time `session_ns` comes on this peer, if synced: lets a bench
+    /// time a vote from command to sound.
+    fn mono_of_session(&self, session_ns: i64) -> Option<i64> {
+        let map = self.session.map()?;
+        Some(self.clock.mono_at(map.local_ns_at(session_ns)))
+    }
+
+    pub fn schedule(&mut self, apply_at_session_ns: i64, state: &SessionState) {
+        if self.engine.schedule(apply_at_session_ns, state).is_err() {
+            self.error("the audio engine's queue is full: a decision was not scheduled".into());
+            return;
+        }
+        self.last_scheduled = Some(state.clone());
+    }
+
+    fn status(&mut self) -> Status {
+        let now = self.clock.now_ns();
+        let all = self.engine.all();
+        let buffering = (self.engine.meters.stems.iter().enumerate())
+            .filter(|(_, m)| m.buffering())
+            .map(|(i, _)| i)
+            .collect();
+        let (xruns, blocks) = self.running.as_ref().map_or((0, 0), |r| {
+            (r.stats.xruns.load(Relaxed), r.stats.blocks.load(Relaxed))
+        });
+        let latest = self.session.latest();
+        Status {
+            peer_id: self.me.peer_id,
+            playing: all.playing,
+            pos_frames: all.pos_frames,
+            synced: self.session.map().is_some(),
+            root: self.session.root(),
+            session_ns: self.session.session_ns_at(now),
+            round: latest.map(|(r, _)| r),
+            state: latest.map(|(_, s)| s.clone()),
+            peers: self.session.peers(now),
+            blocks,
+            xruns,
+            underruns: self.engine.stats.underruns.load(Relaxed),
+            dropped_decisions: self.engine.stats.dropped_commands.load(Relaxed),
+            buffering,
+            malformed_frames: self.malformed_frames,
+            heartbeats_on_time: self.session.stats().heartbeats_on_time,
+            heartbeats_late: self.session.stats().heartbeats_late,
+            song: self.room.song_stems(),
+            exchange: self.room.stats(),
+            bytes_served: self.room.bytes_served,
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        self.session.leave("quit");
+        self.drain();
+        self.links.close_all();
+        self.apply_links();
+        let writers = std::mem::take(&mut self.writers);
+        let _ = tokio::time::timeout(QUIT_FLUSH, async {
+            for w in writers {
+                let _ = w.await;
+            }
+        })
+        .await;
+        if let Some(r) = self.running.take() {
+            r.stop();
+        }
+        self.room.close();
+        self.emit(PeerEvent::Bye);
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once the handle behind `gone` is dropped (never without one).
+async fn handle_dropped(gone: &mut Option<oneshot::Receiver<()>>) {
+    match gone {
+        Some(rx) => {
+            let _ = rx.await;
+        }
+        None => std::future::pending().await,
+    }
+}

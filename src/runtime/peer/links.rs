@@ -1,0 +1,588 @@
+//! Which connections are this peer's links: a sans-IO state machine, like
+//! [`crate::protocol::Session`]. It never touches a socket, a clock or tokio:
+//! the core tells it what happened (`handle_*(now_ns, …)`) and does what
+//! [`Links::poll_action`] says, waking at [`Links::poll_timeout`].
+//!
+//! - **Dialling.** Members the session asks for are dialled unless linked, being
+//!   dialled, or backing off after a failed dial (per peer, 250 ms doubling to
+//!   5 s, forgotten once linked). `--join` addresses are dialled while this
+//!   peer is linked to nobody, each retried with its own backoff.
+//! - **One link per pair.** Of two connections to one peer, both ends keep the
+//!   one dialled by the lower peer id; a newer connection from the same dialler
+//!   replaces an older one (the old one is likely dead). The loser lingers,
+//!   unread, for [`LINGER_NS`] before it is closed, so the far end switches
+//!   before it sees a close.
+//! - **Connection ids.** Every connection is named by the id the core gave it;
+//!   what happens on a connection that is no longer a link (replaced, closed)
+//!   is ignored.
+//!
+//! Calling contract: after every `handle_*`, drain [`Links::poll_action`] and
+//! do each action in order; call [`Links::handle_timeout`] once
+//! [`Links::poll_timeout`] has passed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use crate::protocol::PeerId;
+use crate::protocol::message::PeerInfo;
+
+use crate::runtime::net::LinkError;
+
+/// The core's name for one connection (unique within a peer's run).
+pub type ConnId = u64;
+
+/// Redials of a peer that refused or could not be reached back off up to this.
+pub const MAX_BACKOFF_NS: i64 = 5_000_000_000;
+pub const FIRST_BACKOFF_NS: i64 = 250_000_000;
+/// How long the losing one of two connections to a peer stays open, unread
+/// (the handshake's own limit: the far end has settled by then).
+pub const LINGER_NS: i64 = 3_000_000_000;
+
+/// What a dial was for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DialTarget {
+    /// A member the session asked for.
+    Member(PeerId),
+    /// The i-th `--join` address.
+    Join(usize),
+}
+
+/// Where to dial.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DialAddr {
+    Addr(SocketAddr),
+    /// A `--join` argument: `host:port`, resolved when dialled.
+    Spec(String),
+}
+
+/// Something for the core to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Dial `addr` and report the outcome as `target`'s.
+    Dial { target: DialTarget, addr: DialAddr },
+    /// `conn` is now the link to `peer`: start reading and writing it, and
+    /// tell the session and the room.
+    Up { peer: PeerId, conn: ConnId },
+    /// `peer` has no link any more: the room forgets it; the session too
+    /// when `tell_session` (not when the session itself dropped the peer, or
+    /// when the link was only replaced: the session keeps its clock samples).
+    Down { peer: PeerId, tell_session: bool },
+    /// Stop reading `conn` but keep it open (a [`Action::Close`] follows).
+    Linger(ConnId),
+    /// Close `conn` and free what it holds.
+    Close(ConnId),
+    /// A line for the user (a refusal, a join that fails).
+    Report(String),
+}
+
+#[derive(Debug)]
+struct Link {
+    conn: ConnId,
+    dialer: PeerId,
+}
+
+#[derive(Debug)]
+struct Join {
+    spec: String,
+    next_try_ns: i64,
+    backoff_ns: i64,
+    in_flight: bool,
+    last_error: Option<String>,
+}
+
+/// This peer's links and dials. See the module documentation.
+#[derive(Debug)]
+pub struct Links {
+    me: PeerId,
+    links: BTreeMap<PeerId, Link>,
+    /// Members being dialled.
+    dialing: BTreeMap<PeerId, ()>,
+    /// Members whose last dial failed: (not before, current backoff).
+    backoff: BTreeMap<PeerId, (i64, i64)>,
+    joins: Vec<Join>,
+    /// Losing connections and when they close.
+    lingering: BTreeMap<ConnId, i64>,
+    actions: VecDeque<Action>,
+}
+
+impl Links {
+    /// `joins`: the `--join` addresses, first tried at `now_ns`.
+    pub fn new(me: PeerId, joins: Vec<String>, now_ns: i64) -> Links {
+        Links {
+            me,
+            links: BTreeMap::new(),
+            dialing: BTreeMap::new(),
+            backoff: BTreeMap::new(),
+            joins: joins
+                .into_iter()
+                .map(|spec| Join {
+                    spec,
+                    next_try_ns: now_ns,
+                    backoff_ns: FIRST_BACKOFF_NS,
+                    in_flight: false,
+                    last_error: None,
+                })
+                .collect(),
+            lingering: BTreeMap::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The connection that is `peer`'s link.
+    pub fn conn_of(&self, peer: PeerId) -> Option<ConnId> {
+        self.links.get(&peer).map(|l| l.conn)
+    }
+
+    /// Whether `conn` is `peer`'s link (else what it says is stale).
+    pub fn is_current(&self, peer: PeerId, conn: ConnId) -> bool {
+        self.conn_of(peer) == Some(conn)
+    }
+
+    /// `conn` to `peer` finished its handshake; `dialed` is the dial that
+    /// made it (`None`: the far end dialled us).
+    pub fn handle_connected(
+        &mut self,
+        now_ns: i64,
+        conn: ConnId,
+        peer: PeerId,
+        dialed: Option<DialTarget>,
+    ) {
+        match &dialed {
+            Some(DialTarget::Member(asked)) => {
+                self.dialing.remove(asked);
+            }
+            Some(DialTarget::Join(i)) => {
+                if let Some(j) = self.joins.get_mut(*i) {
+                    // Ready to be tried again if this peer ends up alone.
+                    j.in_flight = false;
+                    j.backoff_ns = FIRST_BACKOFF_NS;
+                    j.last_error = None;
+                }
+            }
+            None => {}
+        }
+        self.backoff.remove(&peer);
+        let dialer = if dialed.is_some() { self.me } else { peer };
+        if let Some(existing) = self.links.get(&peer) {
+            let preferred = self.me.min(peer);
+            if existing.dialer == preferred && dialer != preferred {
+                // A second connection lost to the one dialled by `preferred`.
+                self.linger(now_ns, conn);
+                return;
+            }
+            // A newer or preferred connection replaces the link.
+            let old = existing.conn;
+            self.linger(now_ns, old);
+            self.actions.push_back(Action::Down {
+                peer,
+                tell_session: false,
+            });
+        }
+        self.links.insert(peer, Link { conn, dialer });
+        self.actions.push_back(Action::Up { peer, conn });
+    }
+
+    /// A dial for `target` did not produce a link.
+    pub fn handle_dial_failed(&mut self, now_ns: i64, target: DialTarget, error: &LinkError) {
+        match target {
+            DialTarget::Member(peer) => {
+                self.dialing.remove(&peer);
+                let backoff = (self.backoff.get(&peer))
+                    .map_or(FIRST_BACKOFF_NS, |&(_, b)| (b * 2).min(MAX_BACKOFF_NS));
+                self.backoff.insert(peer, (now_ns + backoff, backoff));
+                if matches!(
+                    error,
+                    LinkError::WrongPassphrase
+                        | LinkError::NeedsPassphrase
+                        | LinkError::PeerHasNoPassphrase
+                        | LinkError::Version { .. }
+                ) {
+                    (self.actions)
+                        .push_back(Action::Report(format!("peer {peer} refused: {error}")));
+                }
+            }
+            DialTarget::Join(i) => {
+                let Some(j) = self.joins.get_mut(i) else {
+                    return;
+                };
+                j.in_flight = false;
+                j.next_try_ns = now_ns + j.backoff_ns;
+                let retry_ms = j.backoff_ns / 1_000_000;
+                j.backoff_ns = (j.backoff_ns * 2).min(MAX_BACKOFF_NS);
+                let text = error.to_string();
+                // Said once per kind of failure, not on every retry.
+                if j.last_error.as_deref() != Some(text.as_str()) {
+                    j.last_error = Some(text.clone());
+                    self.actions.push_back(Action::Report(format!(
+                        "cannot join via {}: {text} (retrying every {retry_ms} ms or more)",
+                        j.spec
+                    )));
+                }
+            }
+        }
+    }
+
+    /// `conn` ended (its reader saw the socket close, or its writer could
+    /// not take more). Ignored unless it is a link.
+    pub fn handle_closed(&mut self, _now_ns: i64, conn: ConnId) {
+        let Some(peer) = self.peer_of(conn) else {
+            return;
+        };
+        self.links.remove(&peer);
+        self.actions.push_back(Action::Close(conn));
+        self.actions.push_back(Action::Down {
+            peer,
+            tell_session: true,
+        });
+    }
+
+    /// The session wants a link to `info` (it asks again while it wants
+    /// one): dialled unless linked, being dialled or backing off.
+    pub fn handle_session_dial(&mut self, now_ns: i64, info: &PeerInfo) {
+        let peer = info.peer_id;
+        let backing_off = self.backoff.get(&peer).is_some_and(|&(t, _)| now_ns < t);
+        if self.links.contains_key(&peer) || self.dialing.contains_key(&peer) || backing_off {
+            return;
+        }
+        self.dialing.insert(peer, ());
+        self.actions.push_back(Action::Dial {
+            target: DialTarget::Member(peer),
+            addr: DialAddr::Addr(info.addr),
+        });
+    }
+
+    /// The session dropped `peer` (it left, fell silent, or asked to be cut
+    /// off): its link closes without telling the session again.
+    pub fn handle_session_drop(&mut self, _now_ns: i64, peer: PeerId) {
+        if let Some(link) = self.links.remove(&peer) {
+            self.actions.push_back(Action::Close(link.conn));
+            self.actions.push_back(Action::Down {
+                peer,
+                tell_session: false,
+            });
+        }
+    }
+
+    /// Closes lingering connections that have waited long enough and dials
+    /// `--join` addresses due for a try while this peer is linked to nobody.
+    pub fn handle_timeout(&mut self, now_ns: i64) {
+        let done: Vec<ConnId> = (self.lingering.iter())
+            .filter(|&(_, &until)| now_ns >= until)
+            .map(|(&c, _)| c)
+            .collect();
+        for conn in done {
+            self.lingering.remove(&conn);
+            self.actions.push_back(Action::Close(conn));
+        }
+        if !self.links.is_empty() {
+            return;
+        }
+        for (i, j) in self.joins.iter_mut().enumerate() {
+            if j.in_flight || now_ns < j.next_try_ns {
+                continue;
+            }
+            j.in_flight = true;
+            self.actions.push_back(Action::Dial {
+                target: DialTarget::Join(i),
+                addr: DialAddr::Spec(j.spec.clone()),
+            });
+        }
+    }
+
+    /// When [`Links::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self) -> Option<i64> {
+        let linger = self.lingering.values().copied().min();
+        let join = (self.links.is_empty())
+            .then(|| {
+                (self.joins.iter())
+                    .filter(|j| !j.in_flight)
+                    .map(|j| j.next_try_ns)
+                    .min()
+            })
+            .flatten();
+        linger.into_iter().chain(join).min()
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Leaving: every link and lingering connection closes (the session
+    /// already said goodbye).
+    pub fn close_all(&mut self) {
+        for (peer, link) in std::mem::take(&mut self.links) {
+            self.actions.push_back(Action::Close(link.conn));
+            self.actions.push_back(Action::Down {
+                peer,
+                tell_session: false,
+            });
+        }
+        for conn in std::mem::take(&mut self.lingering).into_keys() {
+            self.actions.push_back(Action::Close(conn));
+        }
+    }
+
+    fn peer_of(&self, conn: ConnId) -> Option<PeerId> {
+        (self.links.iter())
+            .find(|(_, l)| l.conn == conn)
+            .map(|(p, _)| *p)
+    }
+
+    fn linger(&mut self, now_ns: i64, conn: ConnId) {
+        self.actions.push_back(Action::Linger(conn));
+        self.lingering.insert(conn, now_ns + LINGER_NS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: PeerId = PeerId(1);
+    const B: PeerId = PeerId(2);
+    const C: PeerId = PeerId(3);
+    const MS: i64 = 1_000_000;
+
+    fn drain(links: &mut Links) -> Vec<Action> {
+        std::iter::from_fn(|| links.poll_action()).collect()
+    }
+
+    fn info(peer: PeerId) -> PeerInfo {
+        PeerInfo {
+            peer_id: peer,
+            name: format!("{peer}"),
+            addr: SocketAddr::from(([127, 0, 0, 1], 7000 + peer.0 as u16)),
+        }
+    }
+
+    fn refused() -> LinkError {
+        LinkError::Closed
+    }
+
+    /// Both connections of a simultaneous dial arrive, in either order, at
+    /// either end: both ends keep the one dialled by the lower id (A), and
+    /// the other lingers, then closes.
+    #[test]
+    fn a_simultaneous_dial_is_resolved_the_same_way_on_both_ends() {
+        // Connection "A→B" is 10 on A and 20 on B; "B→A" is 11 on A and 21 on B.
+        for a_first in [true, false] {
+            for b_first in [true, false] {
+                let mut a = Links::new(A, vec![], 0);
+                let mut b = Links::new(B, vec![], 0);
+                let a_conns = [(10, Some(DialTarget::Member(B))), (11, None)];
+                let b_conns = [(20, None), (21, Some(DialTarget::Member(A)))];
+                let order = |first: bool, c: [(ConnId, Option<DialTarget>); 2]| {
+                    if first {
+                        c
+                    } else {
+                        [c[1].clone(), c[0].clone()]
+                    }
+                };
+                for (conn, dialed) in order(a_first, a_conns) {
+                    a.handle_connected(0, conn, B, dialed);
+                }
+                for (conn, dialed) in order(b_first, b_conns) {
+                    b.handle_connected(0, conn, A, dialed);
+                }
+                assert_eq!(a.conn_of(B), Some(10), "A, a_first {a_first}");
+                assert_eq!(b.conn_of(A), Some(20), "B, b_first {b_first}");
+                let (a_loser, b_loser) = (11, 21);
+                assert!(drain(&mut a).contains(&Action::Linger(a_loser)));
+                assert!(drain(&mut b).contains(&Action::Linger(b_loser)));
+                a.handle_timeout(LINGER_NS - 1);
+                assert_eq!(drain(&mut a), vec![]);
+                a.handle_timeout(LINGER_NS);
+                assert_eq!(drain(&mut a), vec![Action::Close(a_loser)]);
+            }
+        }
+    }
+
+    /// The winner arriving second replaces the link: the loser lingers, the
+    /// room hears the peer go down and up, the session only up.
+    #[test]
+    fn a_preferred_connection_replaces_the_link_without_telling_the_session_it_went_down() {
+        let mut a = Links::new(A, vec![], 0);
+        a.handle_connected(0, 11, B, None);
+        assert_eq!(drain(&mut a), vec![Action::Up { peer: B, conn: 11 }]);
+        a.handle_connected(5 * MS, 10, B, Some(DialTarget::Member(B)));
+        assert_eq!(
+            drain(&mut a),
+            vec![
+                Action::Linger(11),
+                Action::Down {
+                    peer: B,
+                    tell_session: false
+                },
+                Action::Up { peer: B, conn: 10 },
+            ]
+        );
+        assert_eq!(a.poll_timeout(), Some(5 * MS + LINGER_NS));
+    }
+
+    /// A newer connection from the same dialler replaces the older (the
+    /// older is likely dead).
+    #[test]
+    fn a_newer_connection_from_the_same_dialler_replaces_the_older() {
+        let mut b = Links::new(B, vec![], 0);
+        b.handle_connected(0, 1, A, None);
+        b.handle_connected(0, 2, A, None);
+        assert_eq!(b.conn_of(A), Some(2));
+        assert!(drain(&mut b).contains(&Action::Linger(1)));
+    }
+
+    /// What a replaced or closed connection reports is ignored.
+    #[test]
+    fn a_stale_connections_events_are_ignored() {
+        let mut a = Links::new(A, vec![], 0);
+        a.handle_connected(0, 11, B, None);
+        a.handle_connected(0, 10, B, Some(DialTarget::Member(B)));
+        drain(&mut a);
+        assert!(!a.is_current(B, 11));
+        assert!(a.is_current(B, 10));
+        a.handle_closed(0, 11);
+        assert_eq!(drain(&mut a), vec![], "the replaced connection closed");
+        a.handle_closed(0, 10);
+        assert_eq!(
+            drain(&mut a),
+            vec![
+                Action::Close(10),
+                Action::Down {
+                    peer: B,
+                    tell_session: true
+                }
+            ]
+        );
+        a.handle_closed(0, 10);
+        assert_eq!(drain(&mut a), vec![], "closed twice");
+        assert!(!a.is_current(B, 10));
+    }
+
+    /// `--join` addresses are dialled at once, retried with a doubling
+    /// backoff (one report per kind of failure), and not while linked.
+    #[test]
+    fn joins_are_retried_with_backoff_while_unlinked_and_stop_once_linked() {
+        let mut a = Links::new(A, vec!["host:1".into()], 0);
+        let dial = Action::Dial {
+            target: DialTarget::Join(0),
+            addr: DialAddr::Spec("host:1".into()),
+        };
+        assert_eq!(a.poll_timeout(), Some(0));
+        a.handle_timeout(0);
+        assert_eq!(drain(&mut a), vec![dial.clone()]);
+        assert_eq!(a.poll_timeout(), None, "in flight");
+        a.handle_timeout(MS);
+        assert_eq!(drain(&mut a), vec![], "one dial at a time");
+
+        let mut now = 0;
+        for (i, backoff) in [250, 500, 1000, 2000, 4000, 5000, 5000]
+            .into_iter()
+            .enumerate()
+        {
+            a.handle_dial_failed(now, DialTarget::Join(0), &refused());
+            let reports = drain(&mut a);
+            assert_eq!(reports.len(), usize::from(i == 0), "{reports:?}");
+            assert_eq!(a.poll_timeout(), Some(now + backoff * MS));
+            a.handle_timeout(now + backoff * MS - 1);
+            assert_eq!(drain(&mut a), vec![]);
+            now += backoff * MS;
+            a.handle_timeout(now);
+            assert_eq!(drain(&mut a), vec![dial.clone()]);
+        }
+
+        // Linked (through this join): no more tries, even when due.
+        a.handle_connected(now, 7, B, Some(DialTarget::Join(0)));
+        drain(&mut a);
+        assert_eq!(a.poll_timeout(), None);
+        a.handle_timeout(now + 60_000 * MS);
+        assert_eq!(drain(&mut a), vec![]);
+
+        // Alone again: tried at once, its backoff back to the first.
+        a.handle_closed(now, 7);
+        drain(&mut a);
+        a.handle_timeout(now + 60_000 * MS);
+        assert_eq!(drain(&mut a), vec![dial.clone()]);
+        a.handle_dial_failed(now, DialTarget::Join(0), &refused());
+        assert_eq!(a.poll_timeout(), Some(now + 250 * MS));
+    }
+
+    /// A member the session asks for is dialled once at a time; after a
+    /// failed dial it is not redialled before its own backoff, which doubles
+    /// per failure and is forgotten once linked; other peers are unaffected.
+    #[test]
+    fn redials_back_off_per_peer() {
+        let mut a = Links::new(A, vec![], 0);
+        let dial = |p: PeerId| Action::Dial {
+            target: DialTarget::Member(p),
+            addr: DialAddr::Addr(info(p).addr),
+        };
+        a.handle_session_dial(0, &info(B));
+        a.handle_session_dial(0, &info(B));
+        assert_eq!(drain(&mut a), vec![dial(B)], "one dial at a time");
+
+        let mut now = 0;
+        for backoff in [250, 500, 1000] {
+            a.handle_dial_failed(now, DialTarget::Member(B), &refused());
+            a.handle_session_dial(now + backoff * MS - 1, &info(B));
+            a.handle_session_dial(now, &info(C));
+            let actions = drain(&mut a);
+            assert!(!actions.contains(&dial(B)), "{actions:?}");
+            now += backoff * MS;
+            a.handle_session_dial(now, &info(B));
+            assert_eq!(drain(&mut a), vec![dial(B)]);
+        }
+        // C was dialled once and is still in flight.
+        a.handle_session_dial(now, &info(C));
+        assert_eq!(drain(&mut a), vec![]);
+
+        // A refusal is reported; a link clears the backoff.
+        a.handle_dial_failed(now, DialTarget::Member(B), &LinkError::WrongPassphrase);
+        assert!(matches!(drain(&mut a)[..], [Action::Report(_)]));
+        a.handle_connected(now, 1, B, None);
+        a.handle_closed(now, 1);
+        drain(&mut a);
+        a.handle_session_dial(now, &info(B));
+        assert_eq!(drain(&mut a), vec![dial(B)]);
+        // Linked peers are not dialled.
+        a.handle_connected(now, 2, C, Some(DialTarget::Member(C)));
+        drain(&mut a);
+        a.handle_session_dial(now, &info(C));
+        assert_eq!(drain(&mut a), vec![]);
+    }
+
+    /// The session dropping a peer closes its link without telling the
+    /// session back; leaving closes links and lingering connections.
+    #[test]
+    fn session_drops_and_leaving_close_links() {
+        let mut a = Links::new(A, vec![], 0);
+        a.handle_connected(0, 1, B, None);
+        a.handle_connected(0, 2, C, None);
+        a.handle_connected(0, 3, C, None);
+        drain(&mut a);
+        a.handle_session_drop(0, B);
+        assert_eq!(
+            drain(&mut a),
+            vec![
+                Action::Close(1),
+                Action::Down {
+                    peer: B,
+                    tell_session: false
+                }
+            ]
+        );
+        a.handle_session_drop(0, B);
+        assert_eq!(drain(&mut a), vec![]);
+        a.close_all();
+        assert_eq!(
+            drain(&mut a),
+            vec![
+                Action::Close(3),
+                Action::Down {
+                    peer: C,
+                    tell_session: false
+                },
+                Action::Close(2),
+            ]
+        );
+        assert_eq!(a.poll_timeout(), None);
+    }
+}

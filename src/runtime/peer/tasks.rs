@@ -1,0 +1,219 @@
+//! The core's input sources, each a task of its own: the accept loop (a
+//! handshake task per connection), dials, a reader and a writer task per
+//! link, stdin lines and signals (headless). They own their socket or stream
+//! and talk to the core only through its input channel (and, for a writer,
+//! its link's bounded queue).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::protocol::PeerId;
+use crate::protocol::message::Message;
+use crate::runtime::auth::Secret;
+use crate::runtime::net::{self, Connection, Identity, LinkError};
+
+use super::core::Input;
+use super::links::{ConnId, DialAddr, DialTarget};
+
+/// A write that cannot complete this long means the peer stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections in their handshake at once; more are closed at once (a flood
+/// of silent connections must not exhaust memory or descriptors).
+const MAX_HANDSHAKES: usize = 64;
+
+/// Accepts connections for ever, each handshaken on a task of its own; a
+/// finished handshake becomes [`Input::Connected`].
+pub(super) async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    me: Identity,
+    secret: Option<Arc<Secret>>,
+    inputs: mpsc::Sender<Input>,
+) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: pause, then go on.
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            warn!(%remote, "{MAX_HANDSHAKES} handshakes under way: connection closed");
+            continue;
+        };
+        let me = me.clone();
+        let secret = secret.clone();
+        let inputs = inputs.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut conn = match Connection::new(stream) {
+                Ok(c) => c,
+                Err(e) => return debug!(%remote, "connection lost at once: {e}"),
+            };
+            match net::handshake_acceptor(&mut conn, &me, secret.as_deref()).await {
+                Ok(peer) => {
+                    let _ = inputs
+                        .send(Input::Connected {
+                            conn,
+                            peer,
+                            dialed: None,
+                        })
+                        .await;
+                }
+                Err(e) => warn!(%remote, "refused a connection: {e}"),
+            }
+        });
+    }
+}
+
+/// Dials `addr` on a task of its own and handshakes; the outcome becomes
+/// [`Input::Connected`] or [`Input::DialFailed`].
+pub(super) fn spawn_dial(
+    target: DialTarget,
+    addr: DialAddr,
+    me: Identity,
+    secret: Option<Arc<Secret>>,
+    inputs: mpsc::Sender<Input>,
+) {
+    tokio::spawn(async move {
+        let result = async {
+            let addr = match addr {
+                DialAddr::Addr(a) => a,
+                DialAddr::Spec(spec) => resolve(&spec).await?,
+            };
+            let mut conn = net::connect(addr).await?;
+            let peer = net::handshake_dialer(&mut conn, &me, secret.as_deref()).await?;
+            Ok::<_, LinkError>((conn, peer))
+        }
+        .await;
+        let input = match result {
+            Ok((conn, peer)) => Input::Connected {
+                conn,
+                peer,
+                dialed: Some(target),
+            },
+            Err(error) => Input::DialFailed { target, error },
+        };
+        let _ = inputs.send(input).await;
+    });
+}
+
+async fn resolve(spec: &str) -> Result<SocketAddr, LinkError> {
+    let mut addrs = tokio::net::lookup_host(spec).await.map_err(|e| {
+        LinkError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot resolve {spec:?} (expected HOST:PORT): {e}"),
+        ))
+    })?;
+    addrs.next().ok_or_else(|| {
+        LinkError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{spec:?} resolves to no address"),
+        ))
+    })
+}
+
+/// Reads one link until it closes: [`Input::Read`] per message (in order,
+/// waiting when the core's queue is full), then [`Input::Closed`].
+pub(super) async fn read_loop(
+    mut reader: net::LinkReader,
+    conn: ConnId,
+    peer: PeerId,
+    inputs: mpsc::Sender<Input>,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let result = reader.read(|r| batch.push(r)).await;
+        for read in batch.drain(..) {
+            if inputs.send(Input::Read { conn, peer, read }).await.is_err() {
+                return;
+            }
+        }
+        if let Err(error) = result {
+            let _ = inputs.send(Input::Closed { conn, peer, error }).await;
+            return;
+        }
+    }
+}
+
+/// Writes one link's queued messages (session messages before stem data)
+/// until the queue's sender is dropped, then shuts the socket down; a write
+/// that fails or stalls ends it at once.
+pub(super) async fn write_loop(
+    mut writer: net::LinkWriter,
+    mut rx: mpsc::Receiver<Message>,
+    peer: PeerId,
+) {
+    let mut outbox = net::Outbox::default();
+    let mut batch = Vec::new();
+    let mut open = true;
+    loop {
+        if outbox.is_empty() {
+            match rx.recv().await {
+                Some(m) => outbox.push(m),
+                None => break,
+            }
+        }
+        while outbox.has_room() {
+            match rx.try_recv() {
+                Ok(m) => outbox.push(m),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        outbox.next_batch(&mut batch);
+        match tokio::time::timeout(WRITE_TIMEOUT, writer.send(&batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return debug!(%peer, "write failed: {e}"),
+            // Not reading: drop the socket rather than hold it forever.
+            Err(_) => return debug!(%peer, "write stalled for {WRITE_TIMEOUT:?}"),
+        }
+        if !open && outbox.is_empty() {
+            break;
+        }
+    }
+    writer.shutdown().await;
+}
+
+/// Lines of stdin as [`Input::Line`], then [`Input::StdinClosed`].
+pub(super) async fn stdin_loop(inputs: mpsc::Sender<Input>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        let input = match lines.next_line().await {
+            Ok(Some(l)) => Input::Line(l),
+            Ok(None) | Err(_) => Input::StdinClosed,
+        };
+        let closed = matches!(input, Input::StdinClosed);
+        if inputs.send(input).await.is_err() || closed {
+            return;
+        }
+    }
+}
+
+/// Turns SIGINT and SIGTERM into a graceful quit.
+pub(super) async fn signal_loop(inputs: mpsc::Sender<Input>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        warn!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    let _ = inputs.send(Input::Signal(name)).await;
+}
