@@ -345,7 +345,7 @@ fn a_real_peer_plays_what_the_window_votes() {
     }));
     assert!(app.view.pending.is_empty());
     let app = h.into_state();
-    if let Some(p) = app.peer {
+    if let Some(p) = app.controller.peer {
         p.shutdown().expect("the peer stops cleanly");
     }
 }

@@ -4,8 +4,12 @@
 //! back through another, meters and the playhead are atomics read each
 //! frame.
 //!
-//! - [`app`]: [`MixerApp`], the window: strips, transport, and the actions a
-//!   frame emits;
+//! - [`app`]: [`MixerApp`], the window: its layout, [`Settings`], and the
+//!   [`Action`]s a frame emits, applied after it;
+//! - [`strips`]: the channel strips and the master; [`transport`]: play,
+//!   the playhead, shortcuts and the overview to seek;
+//! - [`controller`]: the peer behind the window: (re)starts, events in,
+//!   commands out;
 //! - [`model`]: [`SessionView`], what the window knows, built from events
 //!   (pure);
 //! - [`fader`], [`meter`], [`timeline`]: the widgets and their pure maths;
@@ -14,13 +18,16 @@
 
 pub mod app;
 mod browser;
+pub mod controller;
 pub mod fader;
 pub mod launch;
 pub mod meter;
 pub mod model;
 mod panels;
 pub mod stats;
+pub mod strips;
 pub mod timeline;
+pub mod transport;
 
 use std::path::PathBuf;
 
@@ -47,7 +54,7 @@ impl eframe::App for MixerApp {
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
-        if let Some(p) = self.peer.take()
+        if let Some(p) = self.controller.peer.take()
             && let Err(e) = p.shutdown()
         {
             tracing::warn!("the peer stopped with an error: {e}");
