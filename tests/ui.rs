@@ -16,6 +16,7 @@ use synfony::protocol::{
 use synfony::runtime::control::Command;
 use synfony::runtime::events::{PeerEvent, Ready};
 use synfony::runtime::peer::{DetachedPeer, PeerHandle};
+use synfony::ui::controller::MAX_EVENTS_PER_FRAME;
 use synfony::ui::timeline::Overview;
 use synfony::ui::{LoadedStem, MixerApp, PeerTemplate, Settings};
 
@@ -39,6 +40,12 @@ fn stems(names: &[&str], secs: f64) -> Vec<LoadedStem> {
             }
         })
         .collect()
+}
+
+/// One frame as eframe runs it: `App::logic` (the drain), then `App::ui`.
+fn frame(ui: &mut egui::Ui, app: &mut MixerApp) {
+    app.poll(ui.input(|i| i.time));
+    app.show(ui);
 }
 
 /// A window over a detached peer with stems bass, drums, keys, already
@@ -66,7 +73,7 @@ fn detached() -> (Harness<'static, MixerApp>, DetachedPeer) {
         .unwrap();
     let mut harness = Harness::builder()
         .with_size([1200.0, 760.0])
-        .build_ui_state(|ui, app: &mut MixerApp| app.show(ui), app);
+        .build_ui_state(frame, app);
     harness.run_steps(2);
     (harness, peer)
 }
@@ -291,6 +298,35 @@ fn solo_is_local_not_voted() {
     assert_eq!(h.state().settings.solo, vec!["drums".to_string()]);
 }
 
+/// The peer's events are drained in one place, once a frame (`poll`, which
+/// eframe calls from `App::logic`): drawing alone takes none, and one frame
+/// takes at most `MAX_EVENTS_PER_FRAME`, the rest waiting for the next.
+#[test]
+fn events_are_drained_once_a_frame_by_poll_only() {
+    let (handle, peer) = PeerHandle::detached(3);
+    let app = MixerApp::with_peer(
+        &egui::Context::default(),
+        Settings::default(),
+        PeerTemplate::loopback("me"),
+        handle,
+        stems(&["bass", "drums", "keys"], 1.0),
+    );
+    let mut h = Harness::builder()
+        .with_size([1200.0, 760.0])
+        .build_ui_state(|ui, app: &mut MixerApp| app.show(ui), app);
+    for i in 0..MAX_EVENTS_PER_FRAME + 10 {
+        peer.events.send(PeerEvent::Error(format!("e{i}"))).unwrap();
+    }
+    h.run_steps(3);
+    assert!(h.state().view.errors.is_empty(), "drawing drained events");
+    h.state_mut().poll(1.0);
+    let last = format!("e{}", MAX_EVENTS_PER_FRAME - 1);
+    assert_eq!(h.state().view.errors.last(), Some(&last));
+    h.state_mut().poll(1.1);
+    let last = format!("e{}", MAX_EVENTS_PER_FRAME + 9);
+    assert_eq!(h.state().view.errors.last(), Some(&last));
+}
+
 /// A join address that is not HOST:PORT is refused in the window, with the
 /// reason shown.
 #[test]
@@ -320,7 +356,7 @@ fn a_real_peer_plays_what_the_window_votes() {
     );
     let mut h = Harness::builder()
         .with_size([1200.0, 760.0])
-        .build_ui_state(|ui, app: &mut MixerApp| app.show(ui), app);
+        .build_ui_state(frame, app);
     let wait = |h: &mut Harness<'_, MixerApp>, what: &str, ok: &dyn Fn(&MixerApp) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !ok(h.state()) {

@@ -143,9 +143,7 @@ impl MixerApp {
 
     /// Restarts the peer in the background (see [`Controller::relaunch`]).
     fn relaunch(&mut self) {
-        let now_secs = self.last_time.unwrap_or(0.0);
-        self.controller
-            .relaunch(&mut self.view, &self.stems, now_secs);
+        self.controller.relaunch(&mut self.view, &self.stems);
     }
 
     pub fn is_launching(&self) -> bool {
@@ -157,7 +155,11 @@ impl MixerApp {
         self.controller.peer.as_ref()
     }
 
-    /// Takes what the peer and the launcher reported since the last frame.
+    /// Takes what the peer and the launcher reported since the last frame:
+    /// the window's one drain of the peer's events, once a frame, before
+    /// [`MixerApp::show`] (eframe calls it from `App::logic`, which also
+    /// runs while the window is hidden, so events never pile up; a test
+    /// harness calls it before `show`). Drawing never drains.
     pub fn poll(&mut self, now_secs: f64) {
         if let Some(l) = self.controller.take_launch(&mut self.view) {
             let stems = &l.stems;
@@ -204,12 +206,12 @@ impl MixerApp {
     }
 
     /// The whole window, drawn into `ui` (eframe's root, or a test harness).
+    /// Draws what [`MixerApp::poll`] took in; it does not drain the peer.
     pub fn show(&mut self, ui: &mut Ui) {
         let started = std::time::Instant::now();
         let now = ui.input(|i| i.time);
         let dt = self.last_time.map_or(0.0, |t| (now - t) as f32);
         self.last_time = Some(now);
-        self.poll(now);
         self.update_meters(dt);
 
         let mut actions = Vec::new();

@@ -61,14 +61,14 @@ impl Controller {
     ///
     /// One launch at a time: asked again while one runs, it runs once more
     /// after it (with whatever was asked meanwhile).
-    pub fn relaunch(&mut self, view: &mut SessionView, cache: &[LoadedStem], now_secs: f64) {
+    pub fn relaunch(&mut self, view: &mut SessionView, cache: &[LoadedStem]) {
         if self.launching.is_some() {
             self.relaunch_wanted = true;
             return;
         }
         self.relaunch_wanted = false;
-        // What the old peer still has to say (a refused join, its goodbye).
-        self.poll_peer(view, now_secs);
+        // The old peer goes to the launcher undrained: what it still has to
+        // say (a refused join) comes back in the launch's errors.
         let wake = self.wake.clone();
         self.launching = Some(spawn_launch(
             self.template.clone(),
@@ -118,6 +118,10 @@ impl Controller {
 
     /// Drains the peer's events into `view` (at most
     /// [`MAX_EVENTS_PER_FRAME`]) and notices a peer that stopped.
+    ///
+    /// The window's only drain: [`super::MixerApp::poll`] calls it once a
+    /// frame (eframe's `App::logic`, which runs before every `ui` and also
+    /// while the window is hidden).
     pub fn poll_peer(&mut self, view: &mut SessionView, now_secs: f64) {
         let Some(peer) = &self.peer else { return };
         for _ in 0..MAX_EVENTS_PER_FRAME {

@@ -14,6 +14,7 @@ use crate::audio::{ENGINE_RATE_HZ, StemAudio};
 use crate::host_clock::LocalClock;
 use crate::protocol::{self, MAX_STEMS};
 use crate::runtime::auth::Secret;
+use crate::runtime::events::PeerEvent;
 use crate::runtime::peer::{PeerError, PeerHandle, PeerOptions};
 
 use super::timeline::Overview;
@@ -156,10 +157,17 @@ pub fn launch(
     let mut errors = Vec::new();
     // Decode first: the music plays on meanwhile.
     let stems = load_stems(&paths, &cache, &mut errors);
-    if let Some(p) = previous
-        && let Err(e) = p.shutdown()
-    {
-        errors.push(format!("the previous peer stopped with an error: {e}"));
+    if let Some(p) = previous {
+        // What it said since the window's last frame (a refused join):
+        // the window no longer drains it, so its messages come back here.
+        while let Some(e) = p.try_event() {
+            if let PeerEvent::Error(message) = e {
+                errors.push(message);
+            }
+        }
+        if let Err(e) = p.shutdown() {
+            errors.push(format!("the previous peer stopped with an error: {e}"));
+        }
     }
     let mut template = template;
     let handle = loop {

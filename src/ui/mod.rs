@@ -39,8 +39,10 @@ pub use model::SessionView;
 pub const SETTINGS_KEY: &str = "synfony.settings";
 
 impl eframe::App for MixerApp {
-    /// Also called while the window is hidden (the peer's events wake it):
-    /// events are taken even when nothing is drawn, so they never pile up.
+    /// Once before every `ui`, and also while the window is hidden (the
+    /// peer's events wake it): the one place the peer's events are drained
+    /// ([`MixerApp::poll`]), so they never pile up and are never taken twice
+    /// in a frame.
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.poll(ctx.input(|i| i.time));
     }
