@@ -18,6 +18,7 @@ use super::controller::Controller;
 use super::launch::{LoadedStem, PeerTemplate};
 use super::model::SessionView;
 use super::panels;
+use super::solo::{self, ChannelId, StemKey};
 use super::timeline::Overview;
 
 pub use super::strips::{HOLD_LOCAL_SECS, Source, StripUi};
@@ -36,8 +37,13 @@ pub struct Settings {
     pub recent_stems: Vec<PathBuf>,
     pub hide_peers: bool,
     pub hide_votes: bool,
-    /// Stems soloed here, by name.
-    pub solo: Vec<String>,
+    /// Stems soloed here, by hash (by name until the hash is known), so a
+    /// solo follows its stem to whatever channel it lands on.
+    pub soloed: Vec<StemKey>,
+    /// Solos saved by name by earlier versions: taken into `soloed` when
+    /// the window starts.
+    #[serde(rename = "solo", skip_serializing)]
+    pub legacy_solo: Vec<String>,
 }
 
 /// What a frame asked for; applied after it.
@@ -74,6 +80,9 @@ pub struct MixerApp {
     join_text: String,
     passphrase_text: String,
     browser: Option<FileBrowser>,
+    /// The channels the remembered solos were last sent for; `None`: not
+    /// yet sent to this peer.
+    solo_sent_for: Option<Vec<ChannelId>>,
     pub frame_stats: Option<super::stats::FrameStats>,
 }
 
@@ -113,6 +122,11 @@ impl MixerApp {
         stem_paths: Vec<PathBuf>,
     ) -> MixerApp {
         let ctx = ctx.clone();
+        let mut settings = settings;
+        let legacy = std::mem::take(&mut settings.legacy_solo);
+        settings
+            .soloed
+            .extend(legacy.into_iter().map(StemKey::Name));
         MixerApp {
             join_text: settings.join_address.clone(),
             passphrase_text: template.passphrase.clone().unwrap_or_default(),
@@ -131,6 +145,7 @@ impl MixerApp {
             last_time: None,
             show_help: false,
             browser: None,
+            solo_sent_for: None,
             frame_stats: None,
         }
     }
@@ -167,23 +182,45 @@ impl MixerApp {
                 .recent_stems
                 .retain(|r| r.is_dir() || stems.iter().any(|s| s.path == *r));
             self.set_stems(l.stems);
-            self.restore_solo();
+            // A new peer: nothing is soloed on it yet.
+            self.solo_sent_for = None;
             if l.again {
                 self.relaunch();
             }
         }
         self.controller.poll_peer(&mut self.view, now_secs);
         self.view.expire(now_secs);
+        self.restore_solo();
     }
 
+    /// Solos the remembered stems wherever they sit now: on a new peer,
+    /// and whenever the channels change (the peer reported the song's
+    /// hashes, or learned a song on joining, which clears its solos). By
+    /// stem, not by index: the order of the channels may differ from the
+    /// order of this peer's files, and from the last run's.
     fn restore_solo(&mut self) {
-        let solo: Vec<usize> = (self.stems.iter().enumerate())
-            .filter(|(_, s)| self.settings.solo.contains(&s.audio.name))
-            .map(|(i, _)| i)
-            .collect();
-        for stem in solo {
+        if self.controller.peer.is_none() || self.is_launching() {
+            return;
+        }
+        let channels = self.channel_ids();
+        if self.solo_sent_for.as_ref() == Some(&channels) {
+            return;
+        }
+        for stem in solo::restore(&mut self.settings.soloed, &channels) {
             self.send(Command::Solo { stem, on: true });
         }
+        self.solo_sent_for = Some(channels);
+    }
+
+    /// What the window knows of each channel that has a stem: the song's
+    /// hash for it (once known), and its name.
+    fn channel_ids(&self) -> Vec<ChannelId> {
+        (0..self.stems.len().max(self.view.song.len()))
+            .map(|i| ChannelId {
+                hash: self.view.song.get(i).map(|s| s.hash),
+                name: self.stem_name(i),
+            })
+            .collect()
     }
 
     fn send(&mut self, command: Command) {
@@ -354,12 +391,8 @@ impl MixerApp {
             Action::Vote(event) => self.send(Command::Vote(event)),
             Action::Solo { stem, on } => {
                 self.send(Command::Solo { stem, on });
-                if let Some(s) = self.stems.get(stem) {
-                    let name = s.audio.name.clone();
-                    self.settings.solo.retain(|n| *n != name);
-                    if on {
-                        self.settings.solo.push(name);
-                    }
+                if let Some(c) = self.channel_ids().get(stem) {
+                    solo::remember(&mut self.settings.soloed, c, on);
                 }
             }
             Action::Join(addr) => {

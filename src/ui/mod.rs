@@ -10,6 +10,7 @@
 //!   the playhead, shortcuts and the overview to seek;
 //! - [`controller`]: the peer behind the window: (re)starts, events in,
 //!   commands out;
+//! - [`solo`]: which stems are soloed here, by hash, not by index;
 //! - [`model`]: [`SessionView`], what the window knows, built from events
 //!   (pure);
 //! - [`fader`], [`meter`], [`timeline`]: the widgets and their pure maths;
@@ -24,6 +25,7 @@ pub mod launch;
 pub mod meter;
 pub mod model;
 mod panels;
+pub mod solo;
 pub mod stats;
 pub mod strips;
 pub mod timeline;
@@ -34,6 +36,7 @@ use std::path::PathBuf;
 pub use app::{Action, MixerApp, Settings};
 pub use launch::{LoadedStem, PeerTemplate};
 pub use model::SessionView;
+pub use solo::StemKey;
 
 /// The key of [`Settings`] in eframe's storage.
 pub const SETTINGS_KEY: &str = "synfony.settings";
