@@ -366,7 +366,7 @@ fn solos_follow_their_stem_not_its_index() {
     h.run_steps(2);
     assert_eq!(sent(&mut peer), vec![Command::Solo { stem: 0, on: true }]);
     let keys = StemKey::Hash(synfony::protocol::hex(&hash("keys")));
-    assert_eq!(h.state().settings.soloed, [keys.clone()]);
+    assert_eq!(h.state().settings.soloed, std::slice::from_ref(&keys));
 
     // The peer learned another order (its solos were cleared): keys is
     // soloed again where it sits now.
