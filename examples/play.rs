@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 
+use synfony::audio::load::load_all;
 use synfony::audio::output::{self, OutputConfig, OutputKind};
-use synfony::audio::render::{expand_stem_paths, load_stems};
 use synfony::audio::{ENGINE_RATE_HZ, Engine, MixGains, Scheduled, Streamer};
 use synfony::protocol::{SessionMap, Timeline};
 
@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
     if paths.is_empty() {
         paths.push(synfony::assets::demo_song_dir());
     }
-    let stems = load_stems(&expand_stem_paths(&paths)?, ENGINE_RATE_HZ)?;
+    let stems = load_all(&paths, ENGINE_RATE_HZ)?;
     let (engine, mut handle, mut retired) =
         Engine::new(stems.iter().map(Streamer::local).collect(), ENGINE_RATE_HZ);
     let now = cfg.clock.now_ns();

@@ -10,11 +10,12 @@ use std::net::SocketAddr;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use synfony::audio::ENGINE_RATE_HZ;
+use synfony::audio::load::load_all;
 use synfony::audio::output::OutputConfig;
 use synfony::audio::output::{
     DEFAULT_PERIOD_FRAMES, MAX_DEVICE_DRIFT_PPM, OutputKind, PERIOD_FRAMES_RANGE,
 };
-use synfony::audio::render::{RenderSpec, StemRef, load_stems, render, write_wav};
+use synfony::audio::render::{RenderSpec, StemRef, render, write_wav};
 use synfony::host_clock::{LocalClock, monotonic_ns};
 use synfony::runtime::peer::run_headless;
 use synfony::ui::PeerTemplate;
@@ -202,7 +203,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 }
 
 fn run_render(args: RenderArgs) -> anyhow::Result<()> {
-    let stems = load_stems(&args.stems, args.rate)?;
+    let stems = load_all(&args.stems, args.rate)?;
     let spec = RenderSpec {
         gains_db: args.gains,
         muted: args.mutes.iter().map(|m| StemRef::parse(m)).collect(),
@@ -303,7 +304,7 @@ fn run_headless_peer(args: PeerArgs) -> anyhow::Result<()> {
         tracing::info!("no stems: this peer fetches the session's song from the other peers");
         Vec::new()
     } else {
-        load_stems(&paths, ENGINE_RATE_HZ)?
+        load_all(&paths, ENGINE_RATE_HZ)?
     };
     let opts = template(&args, false)?.options(stems);
     let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();

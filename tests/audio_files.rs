@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use synfony::audio::decode::{DecodeError, decode_file};
-use synfony::audio::render::{RenderSpec, StemRef, load_stems, render};
+use synfony::audio::load::{LoadError, MAX_STEMS, load_all, load_each};
+use synfony::audio::render::{RenderSpec, StemRef, render};
 
 const RATE: u32 = 48_000;
 
@@ -168,7 +169,7 @@ fn render_matches_an_independent_mix() {
     write_wav_f32(&dir.path().join("a.wav"), 30_000, a);
     write_wav_f32(&dir.path().join("b.wav"), 20_000, b);
     write_wav_f32(&dir.path().join("c.wav"), 30_000, |_, _| 0.5);
-    let stems = load_stems(&[dir.path().to_path_buf()], RATE).unwrap();
+    let stems = load_all(&[dir.path().to_path_buf()], RATE).unwrap();
     assert_eq!(
         stems.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         ["a", "b", "c"]
@@ -204,8 +205,7 @@ fn render_matches_an_independent_mix() {
 #[test]
 fn the_bundled_demo_song_and_click_tracks_decode() {
     use synfony::assets::{IMPULSE_MARKER, IMPULSE_SPACING_FRAMES, click_dir, demo_song_dir};
-    let paths = synfony::audio::render::expand_stem_paths(&[demo_song_dir()]).unwrap();
-    let stems = load_stems(&paths, 48_000).unwrap();
+    let stems = load_all(&[demo_song_dir()], 48_000).unwrap();
     let names: Vec<_> = stems.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["bass", "drums", "keys", "lead"]);
     for s in &stems {
@@ -225,4 +225,68 @@ fn the_bundled_demo_song_and_click_tracks_decode() {
         }
     }
     assert_eq!(found, 400);
+}
+
+/// A folder with a good and a bad file: the window's way loads the good one
+/// and names the bad one; the command line's way fails naming the bad one.
+/// Files other than audio (by extension) and subfolders are not stems.
+#[test]
+fn one_bad_file_is_one_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    write_wav_i16(&dir.path().join("a-good.wav"), RATE, 2, 1_000, noise);
+    std::fs::write(dir.path().join("b-bad.wav"), b"RIFF, but not really").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"not a stem").unwrap();
+    std::fs::create_dir(dir.path().join("sub.wav")).unwrap();
+    let paths = [dir.path().to_path_buf()];
+
+    let (stems, problems) = load_each(&paths, RATE);
+    assert_eq!(stems.len(), 1);
+    assert_eq!(stems[0].name, "a-good");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].to_string().contains("b-bad.wav"),
+        "{}",
+        problems[0]
+    );
+
+    let err = load_all(&paths, RATE).unwrap_err();
+    assert!(matches!(err, LoadError::Decode(_)), "{err:?}");
+    assert!(err.to_string().contains("b-bad.wav"), "{err}");
+}
+
+/// The limits: a file named twice (itself and through its folder) is one
+/// stem; past MAX_STEMS each file is refused by name; an unreadable folder
+/// and a folder without audio are problems, not silence.
+#[test]
+fn the_loader_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..=MAX_STEMS {
+        write_wav_i16(&dir.path().join(format!("s{i:03}.wav")), RATE, 1, 10, noise);
+    }
+    let first = dir.path().join("s000.wav");
+    let paths = [first.clone(), dir.path().to_path_buf()];
+    let (stems, problems) = load_each(&paths, RATE);
+    assert_eq!(stems.len(), MAX_STEMS);
+    assert_eq!(stems[0].name, "s000");
+    assert_eq!(stems.iter().filter(|s| s.name == "s000").count(), 1);
+    let last = format!("s{MAX_STEMS:03}.wav");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(matches!(problems[0], LoadError::TooMany { .. }));
+    assert!(problems[0].to_string().contains(&last), "{}", problems[0]);
+    let err = load_all(&paths, RATE).unwrap_err();
+    assert!(err.to_string().contains(&last), "{err}");
+
+    // Exactly the limit, and a file named twice, load.
+    std::fs::remove_file(dir.path().join(&last)).unwrap();
+    assert_eq!(load_all(&paths, RATE).unwrap().len(), MAX_STEMS);
+
+    let empty = tempfile::tempdir().unwrap();
+    let err = load_all(&[empty.path().to_path_buf()], RATE).unwrap_err();
+    assert!(matches!(err, LoadError::NoStems { .. }), "{err:?}");
+    let (stems, problems) = load_each(&[empty.path().to_path_buf()], RATE);
+    assert!(stems.is_empty() && problems.is_empty());
+
+    let missing = dir.path().join("gone.flac");
+    let err = load_all(&[missing], RATE).unwrap_err();
+    assert!(err.to_string().contains("gone.flac"), "{err}");
 }

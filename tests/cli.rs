@@ -97,3 +97,37 @@ fn render_writes_a_wav_and_fails_clearly() {
         "{err}"
     );
 }
+
+/// `synfony render` over a folder with a bad file fails (exit 1) naming that
+/// file, rather than mixing the rest.
+#[test]
+fn render_names_a_bad_file_in_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(dir.path().join("good.wav"), spec).unwrap();
+    for i in 0..480 {
+        w.write_sample(i as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    std::fs::write(dir.path().join("broken.wav"), b"not a wav").unwrap();
+    let out = dir.path().join("mix.wav");
+    let (code, _, err) = synfony(&[
+        "render",
+        dir.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    // The error line (symphonia's probe may log a line of its own before).
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("synfony: ") && last.contains("broken.wav"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

@@ -10,14 +10,17 @@ use egui::Key;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use synfony::audio::{ENGINE_RATE_HZ, StemAudio};
+use synfony::protocol::message::StemHash;
 use synfony::protocol::{
     Channel, Decision, Event, PeerId, Round, SessionState, Verdict, Vote, VoteOutcome,
 };
 use synfony::runtime::control::Command;
 use synfony::runtime::events::{PeerEvent, Ready};
 use synfony::runtime::peer::{DetachedPeer, PeerHandle};
+use synfony::runtime::room::{SongStem, StemSource};
+use synfony::ui::controller::MAX_EVENTS_PER_FRAME;
 use synfony::ui::timeline::Overview;
-use synfony::ui::{LoadedStem, MixerApp, PeerTemplate, Settings};
+use synfony::ui::{LoadedStem, MixerApp, PeerTemplate, Settings, StemKey};
 
 const ME: PeerId = PeerId(0xA11CE);
 const BOB: PeerId = PeerId(0xB0B);
@@ -39,6 +42,12 @@ fn stems(names: &[&str], secs: f64) -> Vec<LoadedStem> {
             }
         })
         .collect()
+}
+
+/// One frame as eframe runs it: `App::logic` (the drain), then `App::ui`.
+fn frame(ui: &mut egui::Ui, app: &mut MixerApp) {
+    app.poll(ui.input(|i| i.time));
+    app.show(ui);
 }
 
 /// A window over a detached peer with stems bass, drums, keys, already
@@ -66,7 +75,7 @@ fn detached() -> (Harness<'static, MixerApp>, DetachedPeer) {
         .unwrap();
     let mut harness = Harness::builder()
         .with_size([1200.0, 760.0])
-        .build_ui_state(|ui, app: &mut MixerApp| app.show(ui), app);
+        .build_ui_state(frame, app);
     harness.run_steps(2);
     (harness, peer)
 }
@@ -288,7 +297,107 @@ fn solo_is_local_not_voted() {
     h.get_all_by_label("S").nth(1).unwrap().click();
     h.run_steps(2);
     assert_eq!(sent(&mut peer), vec![Command::Solo { stem: 1, on: true }]);
-    assert_eq!(h.state().settings.solo, vec!["drums".to_string()]);
+    assert_eq!(h.state().settings.soloed, [StemKey::Name("drums".into())]);
+}
+
+/// The peer's events are drained in one place, once a frame (`poll`, which
+/// eframe calls from `App::logic`): drawing alone takes none, and one frame
+/// takes at most `MAX_EVENTS_PER_FRAME`, the rest waiting for the next.
+#[test]
+fn events_are_drained_once_a_frame_by_poll_only() {
+    let (handle, peer) = PeerHandle::detached(3);
+    let app = MixerApp::with_peer(
+        &egui::Context::default(),
+        Settings::default(),
+        PeerTemplate::loopback("me"),
+        handle,
+        stems(&["bass", "drums", "keys"], 1.0),
+    );
+    let mut h = Harness::builder()
+        .with_size([1200.0, 760.0])
+        .build_ui_state(|ui, app: &mut MixerApp| app.show(ui), app);
+    for i in 0..MAX_EVENTS_PER_FRAME + 10 {
+        peer.events.send(PeerEvent::Error(format!("e{i}"))).unwrap();
+    }
+    h.run_steps(3);
+    assert!(h.state().view.errors.is_empty(), "drawing drained events");
+    h.state_mut().poll(1.0);
+    let last = format!("e{}", MAX_EVENTS_PER_FRAME - 1);
+    assert_eq!(h.state().view.errors.last(), Some(&last));
+    h.state_mut().poll(1.1);
+    let last = format!("e{}", MAX_EVENTS_PER_FRAME + 9);
+    assert_eq!(h.state().view.errors.last(), Some(&last));
+}
+
+fn hash(name: &str) -> StemHash {
+    let mut h = [0u8; 32];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h
+}
+
+/// The song as the peer reports it: these stems, in this order.
+fn song(names: &[&str]) -> PeerEvent {
+    PeerEvent::Song(
+        (names.iter())
+            .map(|n| SongStem {
+                name: n.to_string(),
+                hash: hash(n),
+                size_bytes: 1000,
+                source: StemSource::Local,
+                chunks_have: 1,
+                chunks: 1,
+                hosts: vec![ME],
+            })
+            .collect(),
+    )
+}
+
+/// Solos are remembered by stem hash, not by channel index. A joiner whose
+/// files are bass, drums, keys but whose session plays keys, bass, drums
+/// solos the stem on the strip it clicked (keys, not its file number 0,
+/// bass); when the song comes in another order the solo follows keys to its
+/// new channel, and so it does in the next run.
+#[test]
+fn solos_follow_their_stem_not_its_index() {
+    let (mut h, mut peer) = detached();
+    peer.events.send(song(&["keys", "bass", "drums"])).unwrap();
+    h.run_steps(2);
+    h.get_all_by_label("S").next().unwrap().click();
+    h.run_steps(2);
+    assert_eq!(sent(&mut peer), vec![Command::Solo { stem: 0, on: true }]);
+    let keys = StemKey::Hash(synfony::protocol::hex(&hash("keys")));
+    assert_eq!(h.state().settings.soloed, std::slice::from_ref(&keys));
+
+    // The peer learned another order (its solos were cleared): keys is
+    // soloed again where it sits now.
+    peer.events.send(song(&["drums", "bass", "keys"])).unwrap();
+    h.run_steps(2);
+    assert_eq!(sent(&mut peer), vec![Command::Solo { stem: 2, on: true }]);
+    // The same song again (a status, a fetched stem completing): nothing
+    // is sent twice.
+    peer.events.send(song(&["drums", "bass", "keys"])).unwrap();
+    h.run_steps(2);
+    assert_eq!(sent(&mut peer), vec![]);
+
+    // The next run, in yet another order.
+    let settings = h.state().settings.clone();
+    let (handle, mut peer) = PeerHandle::detached(3);
+    let app = MixerApp::with_peer(
+        &egui::Context::default(),
+        settings,
+        PeerTemplate::loopback("me"),
+        handle,
+        stems(&["bass", "drums", "keys"], 10.0),
+    );
+    let mut h = Harness::builder()
+        .with_size([1200.0, 760.0])
+        .build_ui_state(frame, app);
+    h.run_steps(2);
+    assert_eq!(sent(&mut peer), vec![], "no hash known yet: nothing sent");
+    peer.events.send(song(&["bass", "keys", "drums"])).unwrap();
+    h.run_steps(2);
+    assert_eq!(sent(&mut peer), vec![Command::Solo { stem: 1, on: true }]);
+    assert_eq!(h.state().settings.soloed, [keys]);
 }
 
 /// A join address that is not HOST:PORT is refused in the window, with the
@@ -320,7 +429,7 @@ fn a_real_peer_plays_what_the_window_votes() {
     );
     let mut h = Harness::builder()
         .with_size([1200.0, 760.0])
-        .build_ui_state(|ui, app: &mut MixerApp| app.show(ui), app);
+        .build_ui_state(frame, app);
     let wait = |h: &mut Harness<'_, MixerApp>, what: &str, ok: &dyn Fn(&MixerApp) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !ok(h.state()) {
@@ -345,7 +454,7 @@ fn a_real_peer_plays_what_the_window_votes() {
     }));
     assert!(app.view.pending.is_empty());
     let app = h.into_state();
-    if let Some(p) = app.peer {
+    if let Some(p) = app.controller.peer {
         p.shutdown().expect("the peer stops cleanly");
     }
 }
@@ -376,8 +485,28 @@ fn settings_persist_through_eframe_storage() {
     eframe::App::save(h.state_mut(), &mut storage);
     let settings: Settings =
         eframe::get_value(&storage, synfony::ui::SETTINGS_KEY).expect("settings saved");
-    assert_eq!(settings.solo, vec!["bass".to_string()]);
+    assert_eq!(settings.soloed, [StemKey::Name("bass".into())]);
     assert!(settings.hide_peers);
+
+    // Solos saved by name by an earlier version are kept, not lost with
+    // the rest of the settings.
+    let mut old = Memory::default();
+    eframe::Storage::set_string(
+        &mut old,
+        synfony::ui::SETTINGS_KEY,
+        r#"(join_address: "10.0.0.5:7878", solo: ["drums"])"#.into(),
+    );
+    let settings: Settings = eframe::get_value(&old, synfony::ui::SETTINGS_KEY).unwrap();
+    assert_eq!(settings.join_address, "10.0.0.5:7878");
+    let (handle, _peer) = PeerHandle::detached(3);
+    let app = MixerApp::with_peer(
+        &egui::Context::default(),
+        settings,
+        PeerTemplate::loopback("me"),
+        handle,
+        vec![],
+    );
+    assert_eq!(app.settings.soloed, [StemKey::Name("drums".into())]);
 }
 
 /// A peer that cannot start says why at once (the window shows it), rather

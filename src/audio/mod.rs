@@ -10,6 +10,7 @@
 
 pub mod decode;
 pub mod engine;
+pub mod load;
 pub mod output;
 pub mod render;
 pub mod streamer;

@@ -1,13 +1,14 @@
 //! Offline mixdown (`synfony render`): the live engine's code, driven by a
 //! virtual clock instead of a device, at exactly unity rate. The user's "export
 //! the mix", and how tests check the mixer against an independent computation.
+//! Its stems come from [`super::load`], as the peer's do.
 
 use std::path::{Path, PathBuf};
 
 use crate::protocol::{MAX_STEMS, SessionMap, Timeline};
 
 use super::CHANNELS;
-use super::decode::{DecodeError, StemAudio, decode_file, is_audio_file};
+use super::decode::StemAudio;
 use super::engine::{Engine, MixGains, Scheduled, db_to_gain};
 use super::streamer::Streamer;
 
@@ -69,13 +70,6 @@ impl StemRef {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-    #[error("{path}: cannot read the folder: {source}")]
-    Folder {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("no stems to render")]
     NoStems,
     #[error("more than {MAX_STEMS} stems")]
@@ -88,44 +82,6 @@ pub enum RenderError {
     EmptyRange { from: f64, to: f64 },
     #[error("{path}: cannot write: {reason}")]
     Write { path: PathBuf, reason: String },
-}
-
-/// The audio files `paths` name: files as given, folders expanded to their
-/// audio files in name order.
-pub fn expand_stem_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RenderError> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|source| RenderError::Folder {
-                    path: p.clone(),
-                    source,
-                })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && is_audio_file(f))
-                .collect();
-            files.sort();
-            out.extend(files);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
-}
-
-/// Decodes the stems at `paths` (files or folders) at `rate_hz`.
-pub fn load_stems(paths: &[PathBuf], rate_hz: u32) -> Result<Vec<StemAudio>, RenderError> {
-    let files = expand_stem_paths(paths)?;
-    if files.is_empty() {
-        return Err(RenderError::NoStems);
-    }
-    if files.len() > MAX_STEMS {
-        return Err(RenderError::TooManyStems);
-    }
-    files
-        .iter()
-        .map(|f| decode_file(f, rate_hz).map_err(RenderError::from))
-        .collect()
 }
 
 /// Mixes `stems` as `spec` says into interleaved stereo f32.

@@ -4,16 +4,17 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use crate::audio::decode::decode_file;
+use crate::audio::load;
 use crate::audio::output::{OutputConfig, OutputKind};
-use crate::audio::render::expand_stem_paths;
 use crate::audio::{ENGINE_RATE_HZ, StemAudio};
 use crate::host_clock::LocalClock;
-use crate::protocol::{self, MAX_STEMS};
+use crate::protocol;
 use crate::runtime::auth::Secret;
+use crate::runtime::events::PeerEvent;
 use crate::runtime::peer::{PeerError, PeerHandle, PeerOptions};
 
 use super::timeline::Overview;
@@ -100,45 +101,27 @@ pub struct Launched {
     pub errors: Vec<String>,
 }
 
-/// Decodes the audio files among `paths` (files or folders), reusing the
-/// ones in `cache`. Bad files are skipped with an error each.
+/// Decodes the audio files among `paths` (files or folders) with the one
+/// stem loader ([`crate::audio::load`]: its order and limits), reusing the
+/// ones in `cache`. A bad file is an error in `errors`; the others load.
 pub fn load_stems(
     paths: &[PathBuf],
     cache: &[LoadedStem],
     errors: &mut Vec<String>,
 ) -> Vec<LoadedStem> {
-    let mut out: Vec<LoadedStem> = Vec::new();
-    for path in paths {
-        let files = match expand_stem_paths(std::slice::from_ref(path)) {
-            Ok(f) => f,
-            Err(e) => {
-                errors.push(e.to_string());
-                continue;
-            }
-        };
-        for file in files {
-            if out.iter().any(|s| s.path == file) {
-                continue;
-            }
-            if out.len() >= MAX_STEMS {
-                errors.push(format!(
-                    "more than {MAX_STEMS} stems: {} skipped",
-                    file.display()
-                ));
-                continue;
-            }
-            if let Some(s) = cache.iter().find(|s| s.path == file) {
-                out.push(s.clone());
-                continue;
-            }
-            match decode_file(&file, ENGINE_RATE_HZ) {
-                Ok(audio) => out.push(LoadedStem {
-                    overview: Overview::of(&audio),
-                    path: file,
-                    audio,
-                }),
-                Err(e) => errors.push(e.to_string()),
-            }
+    let decode = |file: &Path| match cache.iter().find(|s| s.path == file) {
+        Some(s) => Ok(s.clone()),
+        None => decode_file(file, ENGINE_RATE_HZ).map(|audio| LoadedStem {
+            overview: Overview::of(&audio),
+            path: file.to_path_buf(),
+            audio,
+        }),
+    };
+    let mut out = Vec::new();
+    for r in load::each(paths, decode) {
+        match r {
+            Ok(s) => out.push(s),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     out
@@ -156,10 +139,17 @@ pub fn launch(
     let mut errors = Vec::new();
     // Decode first: the music plays on meanwhile.
     let stems = load_stems(&paths, &cache, &mut errors);
-    if let Some(p) = previous
-        && let Err(e) = p.shutdown()
-    {
-        errors.push(format!("the previous peer stopped with an error: {e}"));
+    if let Some(p) = previous {
+        // What it said since the window's last frame (a refused join):
+        // the window no longer drains it, so its messages come back here.
+        while let Some(e) = p.try_event() {
+            if let PeerEvent::Error(message) = e {
+                errors.push(message);
+            }
+        }
+        if let Err(e) = p.shutdown() {
+            errors.push(format!("the previous peer stopped with an error: {e}"));
+        }
     }
     let mut template = template;
     let handle = loop {

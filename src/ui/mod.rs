@@ -4,8 +4,13 @@
 //! back through another, meters and the playhead are atomics read each
 //! frame.
 //!
-//! - [`app`]: [`MixerApp`], the window: strips, transport, and the actions a
-//!   frame emits;
+//! - [`app`]: [`MixerApp`], the window: its layout, [`Settings`], and the
+//!   [`Action`]s a frame emits, applied after it;
+//! - [`strips`]: the channel strips and the master; [`transport`]: play,
+//!   the playhead, shortcuts and the overview to seek;
+//! - [`controller`]: the peer behind the window: (re)starts, events in,
+//!   commands out;
+//! - [`solo`]: which stems are soloed here, by hash, not by index;
 //! - [`model`]: [`SessionView`], what the window knows, built from events
 //!   (pure);
 //! - [`fader`], [`meter`], [`timeline`]: the widgets and their pure maths;
@@ -14,26 +19,33 @@
 
 pub mod app;
 mod browser;
+pub mod controller;
 pub mod fader;
 pub mod launch;
 pub mod meter;
 pub mod model;
 mod panels;
+pub mod solo;
 pub mod stats;
+pub mod strips;
 pub mod timeline;
+pub mod transport;
 
 use std::path::PathBuf;
 
 pub use app::{Action, MixerApp, Settings};
 pub use launch::{LoadedStem, PeerTemplate};
 pub use model::SessionView;
+pub use solo::StemKey;
 
 /// The key of [`Settings`] in eframe's storage.
 pub const SETTINGS_KEY: &str = "synfony.settings";
 
 impl eframe::App for MixerApp {
-    /// Also called while the window is hidden (the peer's events wake it):
-    /// events are taken even when nothing is drawn, so they never pile up.
+    /// Once before every `ui`, and also while the window is hidden (the
+    /// peer's events wake it): the one place the peer's events are drained
+    /// ([`MixerApp::poll`]), so they never pile up and are never taken twice
+    /// in a frame.
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.poll(ctx.input(|i| i.time));
     }
@@ -47,7 +59,7 @@ impl eframe::App for MixerApp {
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
-        if let Some(p) = self.peer.take()
+        if let Some(p) = self.controller.peer.take()
             && let Err(e) = p.shutdown()
         {
             tracing::warn!("the peer stopped with an error: {e}");

@@ -1,0 +1,113 @@
+//! Stems from files and folders: the one loader behind `synfony render`, the
+//! headless peer and the window, with one set of limits.
+//!
+//! - A folder gives its audio files (by extension, [`super::decode::AUDIO_EXTENSIONS`])
+//!   in name order, not its subfolders; a file is taken as given.
+//! - A file named twice (itself, or through its folder) is one stem.
+//! - At most [`MAX_STEMS`] stems: each file past them is refused, by name.
+//! - Each file decodes on its own, within the decoder's limits (length,
+//!   source rates): a bad file is one error, the others still load.
+//!
+//! What an error means is the caller's: [`load_all`] stops at the first
+//! one (the command line fails naming the file); the window goes through
+//! [`each`], shows each problem and plays what loaded.
+
+use std::path::{Path, PathBuf};
+
+use super::decode::{DecodeError, StemAudio, decode_file, is_audio_file};
+
+pub use crate::protocol::MAX_STEMS;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("{path}: cannot read the folder: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: one stem too many (at most {MAX_STEMS})")]
+    TooMany { path: PathBuf },
+    #[error("no audio files in {paths}")]
+    NoStems { paths: String },
+}
+
+/// The stem files `paths` name, in order, each once, at most [`MAX_STEMS`]
+/// of them; an error in place of a folder that cannot be read or a file
+/// past the limit.
+pub fn stem_files(paths: &[PathBuf]) -> Vec<Result<PathBuf, LoadError>> {
+    let mut out = Vec::new();
+    let mut taken: Vec<PathBuf> = Vec::new();
+    let mut take = |file: PathBuf, out: &mut Vec<Result<PathBuf, LoadError>>| {
+        if taken.contains(&file) {
+            return;
+        }
+        if taken.len() >= MAX_STEMS {
+            out.push(Err(LoadError::TooMany { path: file }));
+            return;
+        }
+        taken.push(file.clone());
+        out.push(Ok(file));
+    };
+    for p in paths {
+        if !p.is_dir() {
+            take(p.clone(), &mut out);
+            continue;
+        }
+        match std::fs::read_dir(p) {
+            Ok(entries) => {
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|f| f.is_file() && is_audio_file(f))
+                    .collect();
+                files.sort();
+                for f in files {
+                    take(f, &mut out);
+                }
+            }
+            Err(source) => out.push(Err(LoadError::Folder {
+                path: p.clone(),
+                source,
+            })),
+        }
+    }
+    out
+}
+
+/// Each stem of `paths`, in order, loaded by `load` (a file's path in, a
+/// decoded stem out: [`decode_file`], or the window's cache first), lazily:
+/// a caller that stops at an error decodes nothing after it.
+pub fn each<T>(
+    paths: &[PathBuf],
+    mut load: impl FnMut(&Path) -> Result<T, DecodeError>,
+) -> impl Iterator<Item = Result<T, LoadError>> {
+    (stem_files(paths).into_iter()).map(move |f| f.and_then(|f| Ok(load(&f)?)))
+}
+
+/// Every stem of `paths` (files or folders) at `rate_hz`, or the first
+/// problem, which names its file; no audio file at all is a problem too.
+pub fn load_all(paths: &[PathBuf], rate_hz: u32) -> Result<Vec<StemAudio>, LoadError> {
+    let stems = each(paths, |f| decode_file(f, rate_hz)).collect::<Result<Vec<_>, _>>()?;
+    if stems.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(LoadError::NoStems {
+            paths: shown.join(", "),
+        });
+    }
+    Ok(stems)
+}
+
+/// The stems of `paths` that load at `rate_hz`, and a problem for each one
+/// that does not (the window's way, without its cache).
+pub fn load_each(paths: &[PathBuf], rate_hz: u32) -> (Vec<StemAudio>, Vec<LoadError>) {
+    let mut stems = Vec::new();
+    let mut problems = Vec::new();
+    for r in each(paths, |f| decode_file(f, rate_hz)) {
+        match r {
+            Ok(s) => stems.push(s),
+            Err(e) => problems.push(e),
+        }
+    }
+    (stems, problems)
+}
