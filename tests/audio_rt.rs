@@ -1,7 +1,8 @@
 //! The output callback is real-time safe: `Engine::render` never allocates or
 //! frees, whatever it is asked to do (start, seek mid-block, gain ramps, pause,
 //! drift, a block longer than its scratch, a full pending list, solo changes).
-//! Runs under `assert_no_alloc`, which aborts on any allocation in the guarded closure.
+//! Neither does the sound card's error callback. Runs under `assert_no_alloc`,
+//! which aborts on any allocation in the guarded closure.
 
 use assert_no_alloc::{AllocDisabler, assert_no_alloc};
 use synfony::audio::engine::MAX_BLOCK_FRAMES;
@@ -163,4 +164,29 @@ fn swapping_in_remote_stems_never_allocates() {
         handle.meters.stems[0].buffering(),
         "past the first chunk, the remote stem has no data"
     );
+}
+
+/// The sound card's error callback touches atomics only, whatever the error:
+/// an xrun, a lost device, an invalidated stream, anything else.
+#[test]
+fn the_device_error_callback_never_allocates() {
+    use synfony::audio::output::{OutputStats, StreamHealth, on_stream_error};
+    let stats = OutputStats::default();
+    let health = StreamHealth::default();
+    let kinds = [
+        cpal::ErrorKind::Xrun,
+        cpal::ErrorKind::DeviceChanged,
+        cpal::ErrorKind::DeviceNotAvailable,
+        cpal::ErrorKind::StreamInvalidated,
+        cpal::ErrorKind::BackendError,
+        cpal::ErrorKind::Other,
+    ];
+    assert_no_alloc(|| {
+        for _ in 0..3 {
+            for &kind in &kinds {
+                on_stream_error(kind, &stats, &health);
+            }
+        }
+    });
+    assert_eq!(stats.xruns.load(std::sync::atomic::Ordering::Relaxed), 3);
 }

@@ -21,11 +21,12 @@
 //! - beyond, or on a seek, it jumps with a [`FADE_FRAMES`] crossfade (no click).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use crate::protocol::{MAX_STEMS, SessionMap, SessionState, Timeline};
 
 use super::CHANNELS;
+pub use super::meters::{Meter, Meters, Solo};
 use super::streamer::{Frames, LocalFrames, Source, Streamer};
 
 /// A position error beyond this (5 ms at 48 kHz) is jumped, not slewed.
@@ -129,111 +130,6 @@ pub struct BlockInfo {
     /// The song position of the block's first frame, in frames at the engine rate.
     pub pos_frames: i64,
     pub playing: bool,
-}
-
-/// Peak (the highest since the reader last took it) and RMS (of the last
-/// block), per stem and for the master, as f32 bits (lock-free; the window
-/// adds hold and release).
-#[derive(Debug)]
-pub struct Meters {
-    pub stems: Box<[Meter]>,
-    pub master: Meter,
-}
-
-#[derive(Debug, Default)]
-pub struct Meter {
-    peak: AtomicU32,
-    rms: AtomicU32,
-    buffering: AtomicBool,
-}
-
-impl Meter {
-    /// Back to silence (a channel the song no longer has).
-    fn clear(&self) {
-        self.peak.store(0, Ordering::Relaxed);
-        self.rms.store(0, Ordering::Relaxed);
-        self.buffering.store(false, Ordering::Relaxed);
-    }
-
-    /// A remote stem whose data was missing where the playhead needed it
-    /// (it plays silence until the data arrives).
-    pub fn buffering(&self) -> bool {
-        self.buffering.load(Ordering::Relaxed)
-    }
-    /// The highest peak since the last [`Meter::take_peak`] (so a reader
-    /// slower than the blocks misses no peak, and no clip).
-    pub fn peak(&self) -> f32 {
-        f32::from_bits(self.peak.load(Ordering::Relaxed))
-    }
-    /// The highest peak since the last take, and a fresh start (the window
-    /// takes it once a frame).
-    pub fn take_peak(&self) -> f32 {
-        f32::from_bits(self.peak.swap(0, Ordering::Relaxed))
-    }
-    pub fn rms(&self) -> f32 {
-        f32::from_bits(self.rms.load(Ordering::Relaxed))
-    }
-    fn store(&self, peak: f32, rms: f32) {
-        // Non-negative floats order as their bits do.
-        self.peak.fetch_max(peak.abs().to_bits(), Ordering::Relaxed);
-        self.rms.store(rms.to_bits(), Ordering::Relaxed);
-    }
-}
-
-/// This peer's solo set: a local monitoring choice (not voted), written by
-/// the control side and read by the engine at each block. When any stem is
-/// soloed, only soloed stems sound.
-#[derive(Debug)]
-pub struct Solo {
-    stems: Box<[AtomicBool]>,
-    /// Bumped after every change, so the engine looks only when it moved.
-    generation: AtomicU64,
-}
-
-impl Solo {
-    fn new(stems: usize) -> Solo {
-        Solo {
-            stems: (0..stems).map(|_| AtomicBool::new(false)).collect(),
-            generation: AtomicU64::new(0),
-        }
-    }
-
-    /// Unsolos every channel.
-    pub fn clear(&self) {
-        for s in self.stems.iter() {
-            s.store(false, Ordering::Relaxed);
-        }
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    pub fn is_soloed(&self, stem: usize) -> bool {
-        self.stems
-            .get(stem)
-            .is_some_and(|s| s.load(Ordering::Relaxed))
-    }
-
-    /// Solos or unsolos `stem`; false if there is no such stem.
-    pub fn set(&self, stem: usize, on: bool) -> bool {
-        let Some(s) = self.stems.get(stem) else {
-            return false;
-        };
-        s.store(on, Ordering::Relaxed);
-        self.generation.fetch_add(1, Ordering::Release);
-        true
-    }
-
-    /// `gains` with every stem outside a non-empty solo set silenced.
-    fn mask(&self, gains: &MixGains) -> MixGains {
-        let mut g = *gains;
-        if self.stems.iter().any(|s| s.load(Ordering::Relaxed)) {
-            for (i, s) in self.stems.iter().enumerate().take(MAX_STEMS) {
-                if !s.load(Ordering::Relaxed) {
-                    g.stems[i] = 0.0;
-                }
-            }
-        }
-        g
-    }
 }
 
 /// Counters the engine publishes (lock-free).

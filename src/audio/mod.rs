@@ -3,14 +3,18 @@
 //!
 //! - [`decode`]: files to interleaved stereo f32 at the engine rate (symphonia,
 //!   rubato), on loader threads;
+//! - [`load`]: the one stem loader (files and folders to stems, with limits);
 //! - [`engine`]: the real-time mixer and its scheduling on the session clock;
-//! - [`output`]: the backends (`null`, `wav:`, `raw:`, `device`) and the
-//!   `--report` lines;
+//! - [`meters`]: the meters and the solo set, atomics shared with the window;
+//! - [`streamer`]: the channels — local, remote (filled while playing), All;
+//! - [`output`]: the backends (`null`, `wav:`, `raw:`, `device`, one file each)
+//!   and the `--report` lines;
 //! - [`render`]: the offline mixdown (`synfony render`), the same engine code.
 
 pub mod decode;
 pub mod engine;
 pub mod load;
+pub mod meters;
 pub mod output;
 pub mod render;
 pub mod streamer;

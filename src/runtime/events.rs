@@ -106,6 +106,9 @@ pub struct Status {
     /// Decisions (and other engine commands) the engine refused because its
     /// pending list was full: a decision that was never played.
     pub dropped_decisions: u64,
+    /// Times the sound card's stream was rebuilt (a lost device, a new
+    /// default device); each is also an `error` event.
+    pub output_restarts: u64,
     /// Indexes of stems playing silence because their data is missing.
     pub buffering: Vec<usize>,
     pub malformed_frames: u64,
@@ -267,6 +270,7 @@ impl Status {
             "xruns": self.xruns,
             "underruns": self.underruns,
             "dropped_decisions": self.dropped_decisions,
+            "output_restarts": self.output_restarts,
             "buffering": buffering,
             "malformed_frames": self.malformed_frames,
             "heartbeats_on_time": self.heartbeats_on_time,

@@ -621,8 +621,12 @@ impl Core {
             .filter(|(_, m)| m.buffering())
             .map(|(i, _)| i)
             .collect();
-        let (xruns, blocks) = self.running.as_ref().map_or((0, 0), |r| {
-            (r.stats.xruns.load(Relaxed), r.stats.blocks.load(Relaxed))
+        let (xruns, blocks, output_restarts) = self.running.as_ref().map_or((0, 0, 0), |r| {
+            (
+                r.stats.xruns.load(Relaxed),
+                r.stats.blocks.load(Relaxed),
+                r.stats.restarts.load(Relaxed),
+            )
         });
         let latest = self.session.latest();
         Status {
@@ -639,6 +643,7 @@ impl Core {
             xruns,
             underruns: self.engine.stats.underruns.load(Relaxed),
             dropped_decisions: self.engine.stats.dropped_commands.load(Relaxed),
+            output_restarts,
             buffering,
             malformed_frames: self.malformed_frames,
             heartbeats_on_time: self.session.stats().heartbeats_on_time,
