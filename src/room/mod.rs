@@ -1,5 +1,5 @@
 //! The room of stems: what the song is made of, who has which file, and
-//! fetching what this peer lacks (see ARCHITECTURE.md, "Remote stems").
+//! fetching what this peer lacks (see ARCHITECTURE.md, `src/room/`).
 //!
 //! - [`catalog`]: describing this peer's files as stems (BLAKE3 of the file
 //!   and of each chunk; the description itself is [`crate::protocol::StemInfo`]);

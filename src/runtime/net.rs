@@ -499,7 +499,7 @@ pub async fn connect(addr: SocketAddr) -> Result<Connection, LinkError> {
 /// messages (heartbeats, clock probes, snapshots…) before stem data, so a
 /// heartbeat never waits behind more than one write's worth of chunks.
 ///
-/// Within each kind, order is kept. Only [`Operation::ChunkData`] is held
+/// Within each kind, order is kept. Only [`crate::protocol::message::Operation::ChunkData`] is held
 /// back; everything else about the room (requests, refusals, the song, haves)
 /// goes with the session messages.
 #[derive(Default)]

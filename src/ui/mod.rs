@@ -1,7 +1,7 @@
 //! The mixer window (egui, eframe): the app a musician opens. It runs the
 //! peer on a thread of its own ([`crate::runtime::peer::PeerHandle`]) and
-//! never blocks on it: commands go through a bounded channel, events come
-//! back through another, meters and the playhead are atomics read each
+//! never blocks on it: commands go straight into its bounded input queue, events come
+//! back through a channel, meters and the playhead are atomics read each
 //! frame.
 //!
 //! - [`app`]: [`MixerApp`], the window: its layout, [`Settings`], and the
@@ -14,7 +14,7 @@
 //! - [`model`]: [`SessionView`], what the window knows, built from events
 //!   (pure);
 //! - [`fader`], [`meter`], [`timeline`]: the widgets and their pure maths;
-//! - [`panels`]: votes, peers, session, help;
+//! - `panels.rs`: votes, peers, session, help;
 //! - [`launch`]: (re)starting the peer off the UI thread.
 
 pub mod app;

@@ -2,7 +2,7 @@
 //!
 //! [`codec`] defines the [`Model`] trait and the primitive encodings; [`frame`]
 //! turns one model value into a length-prefixed frame and back. This layer knows
-//! nothing of synfony's messages (those live in [`crate::message`]) and never does
+//! nothing of synfony's messages (those live in [`crate::protocol::message`]) and never does
 //! I/O: it reads and writes byte buffers.
 //!
 //! Sending and receiving a message, as a connection does:

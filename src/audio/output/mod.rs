@@ -7,10 +7,11 @@
 //! speakers' `--latency-offset-ms`), renders, and queues the `--report` line;
 //! it is real-time safe.
 //!
-//! One file a backend, as librespot's are: [`player`] (the engine as a backend
-//! drives it), [`null`] (the virtual device) with its [`sink`]s, [`cpal`] (the
-//! sound card, supervised), and [`report`] (the `--report` writer); this file
-//! holds what they share and [`start`], which runs one.
+//! One file a backend, as librespot's are: `player.rs` (the engine as a
+//! backend drives it), `null.rs` (the virtual device) with its sinks
+//! (`sink.rs`), `cpal.rs` (the sound card, supervised), and `report.rs` (the
+//! `--report` writer); this file holds what they share and [`start`], which
+//! runs one.
 //!
 //! - [`NullDevice`]: a virtual device paced by `CLOCK_MONOTONIC`. Block `k`
 //!   plays at `t0 + k × period / (rate × (1 + drift))`; it is rendered
@@ -18,7 +19,7 @@
 //!   raw s16le written at the play instant) when it plays.
 //! - [`CpalDevice`]: the sound card, through cpal; the play instant is the
 //!   callback's monotonic time plus cpal's reported playback delay. A lost
-//!   device, or a new default device, restarts the stream (see [`cpal`]).
+//!   device, or a new default device, restarts the stream (see `cpal.rs`).
 
 mod cpal;
 mod null;

@@ -35,7 +35,7 @@
 //! Beyond that bound (a partition, a lost link, a long delay) states can diverge.
 //! Heartbeats carry each peer's latest decision digest; on a mismatch the peer
 //! whose state ranks higher (the later `changed_round`, then the lower digest)
-//! sends a [`Snapshot`], and the other adopts it, re-decides its later rounds, and
+//! sends a [`Snapshot`](crate::protocol::message::Snapshot), and the other adopts it, re-decides its later rounds, and
 //! reports its own votes that the adopted state superseded. Availability and
 //! partition tolerance over consistency: both sides of a partition play on, and
 //! converge deterministically when it heals.
@@ -44,12 +44,12 @@
 //!
 //! One `Session`, its methods grouped by responsibility:
 //! - this file: the types, the calling contract's entry points and queries;
-//! - [`membership`]: links and members — link up and down, silence, redials,
+//! - `membership.rs`: links and members — link up and down, silence, redials,
 //!   forgetting, peer lists, and the choice of the time root;
-//! - [`sync`]: session time — clock pings, the first sync, steering to the root;
-//! - [`agreement`]: the beat, votes, deciding, digests and snapshot repair;
-//! - [`history`]: the decided rounds and held votes, one type with its invariants;
-//! - [`timers`]: the local-time timer table behind [`Session::poll_timeout`].
+//! - `sync.rs`: session time — clock pings, the first sync, steering to the root;
+//! - `agreement.rs`: the beat, votes, deciding, digests and snapshot repair;
+//! - `history.rs`: the decided rounds and held votes, one type with its invariants;
+//! - `timers.rs`: the local-time timer table behind [`Session::poll_timeout`].
 
 mod agreement;
 mod history;

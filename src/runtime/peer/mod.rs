@@ -12,10 +12,10 @@
 //!
 //! - this file: the handle ([`PeerHandle`], [`run_headless`]) and starting a
 //!   peer (listening, the engine and output, the core's parts);
-//! - [`core`]: the core task's dispatch;
-//! - [`links`]: which connections are links (sans-IO, unit tested);
-//! - [`tasks`]: the input sources (accept, dial, read, write, stdin, signals);
-//! - [`worker`]: the blocking thread for slow file work.
+//! - `core.rs`: the core task's dispatch;
+//! - `links.rs`: which connections are links (sans-IO, unit tested);
+//! - `tasks.rs`: the input sources (accept, dial, read, write, stdin, signals);
+//! - `worker.rs`: the blocking thread for slow file work.
 
 mod core;
 mod links;
