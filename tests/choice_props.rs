@@ -87,10 +87,13 @@ fn oracle_verdict(prev: &SessionState, votes: &[Vote], vote: &Vote) -> Verdict {
     if vote.round != ROUND {
         return Verdict::Rejected(Rejection::WrongRound);
     }
+    if vote.event == Event::None {
+        return Verdict::Abstained; // "no event" is never an equivocation
+    }
     let mut mine: Vec<Event> = Vec::new();
     for v in votes
         .iter()
-        .filter(|v| v.round == ROUND && v.voter == vote.voter)
+        .filter(|v| v.round == ROUND && v.voter == vote.voter && v.event != Event::None)
     {
         if !mine.contains(&v.event) {
             mine.push(v.event);
@@ -185,7 +188,10 @@ fn oracle_verdict(prev: &SessionState, votes: &[Vote], vote: &Vote) -> Verdict {
 /// Each voter's one admissible vote in the round, by voter id.
 fn effective_votes(prev: &SessionState, votes: &[Vote]) -> Vec<(PeerId, Event)> {
     let mut by_voter: BTreeMap<PeerId, Vec<Event>> = BTreeMap::new();
-    for v in votes.iter().filter(|v| v.round == ROUND) {
+    for v in votes
+        .iter()
+        .filter(|v| v.round == ROUND && v.event != Event::None)
+    {
         let events = by_voter.entry(v.voter).or_default();
         if !events.contains(&v.event) {
             events.push(v.event);
@@ -306,6 +312,23 @@ proptest! {
             with_copies.extend(copies.iter().map(|i| votes[i.index(votes.len())]));
             prop_assert_eq!(&a, &choose(&prev, ROUND, APPLY_AT_NS, &with_copies));
         }
+    }
+
+    /// A peer that heard a round's votes through relays (which carry no "no
+    /// event" votes) decides exactly what a peer that heard them directly
+    /// decides: the same state, the same verdict for every action (issue 19:
+    /// a voter's "no event" next to an action once made one peer reject the
+    /// action as an equivocation and another apply it).
+    #[test]
+    fn relayed_view_decides_the_same(prev in prev_state(), votes in round_votes()) {
+        let direct = choose(&prev, ROUND, APPLY_AT_NS, &votes);
+        let relayed: Vec<Vote> = votes.iter().copied().filter(|v| v.event != Event::None).collect();
+        let via_relay = choose(&prev, ROUND, APPLY_AT_NS, &relayed);
+        prop_assert!(same_bits(&direct.state, &via_relay.state));
+        let actions = |d: &synfony::protocol::Decision| -> Vec<_> {
+            d.outcomes.iter().filter(|o| o.vote.event != Event::None).cloned().collect()
+        };
+        prop_assert_eq!(actions(&direct), actions(&via_relay));
     }
 
     /// The state and every verdict (who won, who overruled whom) are what the

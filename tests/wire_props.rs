@@ -263,3 +263,21 @@ fn heartbeat_size_is_what_the_layout_says() {
     // + decided (1 + 24) + map (1 + 24) + synced_at 8 + clock (8 + 1 + 16)
     assert_eq!(bytes.len(), 10 + 1 + 8 + 7 + 2 + 25 + 25 + 8 + 25);
 }
+
+/// A round past `Round::MAX` is refused on the wire (issue 19: a snapshot for
+/// round `u64::MAX` once wrapped a joiner's round counter), so no peer adds to
+/// a round it received and wraps.
+#[test]
+fn rounds_beyond_the_last_are_refused() {
+    assert_eq!(round_trip(&Round::MAX), Round::MAX);
+    for r in [Round::MAX.0 + 1, u64::MAX] {
+        let bytes = r.to_be_bytes();
+        assert!(
+            matches!(
+                decode_exact::<Round>(&bytes, "test"),
+                Err(WireError::Invalid { field: "round", .. })
+            ),
+            "round {r}"
+        );
+    }
+}

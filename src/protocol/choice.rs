@@ -12,8 +12,12 @@
 //!
 //! 1. **Admission.** Votes for another round are rejected. Copies of the same vote
 //!    count once (relays deliver a vote many times). A voter with two *different*
-//!    votes in one round has all of them rejected: a peer gets one vote per round,
-//!    and an equivocating peer must not choose which of its votes counts.
+//!    actions in one round has all of them rejected: a peer gets one vote per
+//!    round, and an equivocating peer must not choose which of its votes counts.
+//!    "No event" is not an action and never makes a voter an equivocator: peers
+//!    do not relay it, so a rule that counted it would judge the same voter
+//!    differently on a peer that heard it directly and on one that heard only a
+//!    relay (NOTEBOOK.md, issue 19).
 //! 2. **Position (seek).** Seek targets are clamped into `[0, duration]`. If any
 //!    seek was cast, the playhead moves to the (clamped) target of the seek with
 //!    the lowest voter id. Seeks to another target are overruled by it.
@@ -139,8 +143,11 @@ fn admit(vote: &Vote, round: Round, prev: &SessionState) -> Verdict {
 }
 
 /// Outcomes are sorted by voter, so one voter's votes for the round are adjacent.
+/// Only actions count: "no event" is never relayed, so it must not decide.
 fn reject_equivocators(outcomes: &mut [VoteOutcome]) {
-    let in_round = |o: &VoteOutcome| o.verdict != Verdict::Rejected(Rejection::WrongRound);
+    let in_round = |o: &VoteOutcome| {
+        o.verdict != Verdict::Rejected(Rejection::WrongRound) && o.vote.event != Event::None
+    };
     let mut i = 0;
     while i < outcomes.len() {
         let voter = outcomes[i].vote.voter;

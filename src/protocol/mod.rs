@@ -26,8 +26,8 @@ pub use session::{
     Start, Transmit, VoteError, action_kind,
 };
 pub use state::{
-    Channel, ChannelState, ENGINE_RATE_HZ, Event, EventCode, MAX_GAIN_DB, MAX_STEMS, PeerId,
-    ROUND_NS, Round, SessionState, Timeline, Vote, frames_to_ns, ns_to_frames,
+    Channel, ChannelState, ENGINE_RATE_HZ, Event, EventCode, InvalidState, MAX_GAIN_DB, MAX_STEMS,
+    PeerId, ROUND_NS, Round, SessionState, Shape, Timeline, Vote, frames_to_ns, ns_to_frames,
 };
 pub use stem::{StemInfo, hex};
 pub use time::{SessionMap, SteerConfig, SteerState};

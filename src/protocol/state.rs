@@ -46,6 +46,12 @@ impl Model for PeerId {
 pub struct Round(pub u64);
 
 impl Round {
+    /// The last round the wire accepts: half the rounds whose start fits in an
+    /// i64 of nanoseconds (about 14 600 years), so `r + anything` a peer adds
+    /// to a round it received (a window, a horizon, the next round) can never
+    /// wrap, and every round has a session time.
+    pub const MAX: Round = Round((i64::MAX / ROUND_NS / 2) as u64);
+
     /// The round that contains session time `session_ns` (times before 0 are round 0).
     pub fn containing(session_ns: i64) -> Round {
         Round((session_ns.max(0) / ROUND_NS) as u64)
@@ -64,7 +70,14 @@ impl Model for Round {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        Ok(Round(r.u64("round")?))
+        let round = Round(r.u64("round")?);
+        if round > Round::MAX {
+            return Err(WireError::Invalid {
+                field: "round",
+                reason: "beyond the last round (Round::MAX)",
+            });
+        }
+        Ok(round)
     }
 }
 
@@ -460,6 +473,92 @@ impl SessionState {
             h.write(&[u8::from(ch.muted)]);
         }
         h.finish()
+    }
+}
+
+/// The parts of a state that belong to the song, not to any vote: no decision
+/// changes them, so a state from another peer must have the same.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Shape {
+    pub duration_ns: i64,
+    pub channels: usize,
+}
+
+/// Why a state from another peer cannot be this session's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum InvalidState {
+    #[error("the song is {got_ns} ns long, the session's {want_ns} ns")]
+    Duration { got_ns: i64, want_ns: i64 },
+    #[error("{got} channels, the session has {want}")]
+    Channels { got: usize, want: usize },
+    #[error("a song longer than the longest stem allowed ({got_ns} ns)")]
+    TooLong { got_ns: i64 },
+    #[error("a gain above +{MAX_GAIN_DB} dB, which no vote can decide")]
+    Gain,
+    #[error("the playhead's anchor is outside the song or after the state's round")]
+    Anchor,
+    #[error("changed in round {changed}, after its own round {round}")]
+    ChangedLater { changed: u64, round: u64 },
+}
+
+impl SessionState {
+    /// The song's part of the state.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            duration_ns: self.duration_ns,
+            channels: self.channels.len(),
+        }
+    }
+
+    /// Checks a state received as decided for `round` (a snapshot): that the
+    /// choice function could have produced it — gains no vote can reach, a
+    /// change after its own round, an anchor after the round's apply instant
+    /// `apply_at_ns` — and that its song is `shape`, when the session knows
+    /// it. Decoding has already refused a negative duration and an anchor
+    /// outside the song.
+    pub fn check(
+        &self,
+        round: Round,
+        apply_at_ns: i64,
+        shape: Option<Shape>,
+    ) -> Result<(), InvalidState> {
+        if self.changed_round > round {
+            return Err(InvalidState::ChangedLater {
+                changed: self.changed_round.0,
+                round: round.0,
+            });
+        }
+        let longest_ns = crate::protocol::stem::MAX_STEM_SECS as i64 * NS_PER_SEC as i64;
+        if self.duration_ns > longest_ns {
+            return Err(InvalidState::TooLong {
+                got_ns: self.duration_ns,
+            });
+        }
+        if let Some(want) = shape {
+            if self.duration_ns != want.duration_ns {
+                return Err(InvalidState::Duration {
+                    got_ns: self.duration_ns,
+                    want_ns: want.duration_ns,
+                });
+            }
+            if self.channels.len() != want.channels {
+                return Err(InvalidState::Channels {
+                    got: self.channels.len(),
+                    want: want.channels,
+                });
+            }
+        }
+        let loud = |c: &ChannelState| c.gain_db > MAX_GAIN_DB;
+        if loud(&self.master) || self.channels.iter().any(loud) {
+            return Err(InvalidState::Gain);
+        }
+        let t = &self.timeline;
+        if !(0..=self.duration_ns).contains(&t.anchor_position_ns)
+            || !(0..=apply_at_ns).contains(&t.anchor_session_ns)
+        {
+            return Err(InvalidState::Anchor);
+        }
+        Ok(())
     }
 }
 

@@ -237,7 +237,7 @@ pub fn steer(
     });
     state.last_ns = Some(now_ns);
     state.trusted = target.trusted;
-    if force_step || error_ns.abs() > cfg.step_threshold_ns {
+    if force_step || error_ns.unsigned_abs() > cfg.step_threshold_ns.unsigned_abs() {
         *map = SessionMap {
             anchor_local_ns: now_ns,
             anchor_session_ns: target.session_ns,

@@ -29,8 +29,10 @@ pub fn small_peer_id() -> impl Strategy<Value = PeerId> {
     (0u64..12).prop_map(PeerId)
 }
 
+/// Any round the wire carries (up to `Round::MAX`; beyond is refused, see
+/// `rounds_beyond_the_last_are_refused`).
 pub fn round() -> impl Strategy<Value = Round> {
-    any::<u64>().prop_map(Round)
+    prop_oneof![Just(Round::MAX), (0..=Round::MAX.0).prop_map(Round)]
 }
 
 pub fn channel() -> impl Strategy<Value = Channel> {

@@ -4,9 +4,10 @@
 //!
 //! Options: `--seeds N` (default 100), `--first-seed S` (default 0), `--peers N`
 //! (default 8), `--secs S` (simulated seconds per seed, default 30),
-//! `--no-faults`, `--asymmetry-ms A` (per-direction base delay spread),
+//! `--no-faults`, `--adversary` (a hostile member instead of the scripted
+//! faults), `--asymmetry-ms A` (per-direction base delay spread),
 //! `--jitter-ms J` (default 40, on top of 20 ms), `--threads T` (default: all cores).
-//! Prints each violation, then one JSON line.
+//! Prints each violation (a seed whose run panicked is one), then one JSON line.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,7 @@ struct Args {
     peers: usize,
     secs: i64,
     faults: bool,
+    adversary: bool,
     asymmetry_ms: i64,
     jitter_ms: i64,
     threads: usize,
@@ -31,6 +33,7 @@ fn parse() -> Result<Args, String> {
         peers: 8,
         secs: 30,
         faults: true,
+        adversary: false,
         asymmetry_ms: 0,
         jitter_ms: 40,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -51,6 +54,7 @@ fn parse() -> Result<Args, String> {
             "--jitter-ms" => a.jitter_ms = value()?.max(0),
             "--threads" => a.threads = value()?.max(1) as usize,
             "--no-faults" => a.faults = false,
+            "--adversary" => a.adversary = true,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -88,7 +92,13 @@ fn main() {
                     cfg.faults = args.faults;
                     cfg.asymmetry_ns = args.asymmetry_ms * 1_000_000;
                     cfg.jitter_ns = args.jitter_ms * 1_000_000;
-                    let r = sim::run(&cfg);
+                    cfg.adversary = args.adversary;
+                    let r =
+                        std::panic::catch_unwind(|| sim::run(&cfg)).unwrap_or_else(|_| Report {
+                            seed,
+                            violations: vec![format!("seed {seed}: the run panicked")],
+                            ..Report::default()
+                        });
                     reports.lock().expect("no panics hold it").push(r);
                 }
             });
@@ -115,7 +125,7 @@ fn main() {
     let us = |ns: f64| (ns / 1e3 * 10.0).round() / 10.0;
     let ms = |ns: i64| (ns as f64 / 1e6 * 10.0).round() / 10.0;
     println!(
-        "{{\"seeds\":{},\"peers\":{},\"violations\":{},\"target_misses\":{},\"offset_err_us_p50\":{},\"offset_err_us_p99\":{},\"apply_skew_us_max\":{},\"crash_stall_ms_max\":{},\"join_ms_max\":{},\"heal_converge_ms_max\":{},\"joins\":{},\"heals\":{},\"decisions\":{},\"messages\":{},\"votes\":{}}}",
+        "{{\"seeds\":{},\"peers\":{},\"violations\":{},\"target_misses\":{},\"offset_err_us_p50\":{},\"offset_err_us_p99\":{},\"apply_skew_us_max\":{},\"crash_stall_ms_max\":{},\"join_ms_max\":{},\"heal_converge_ms_max\":{},\"joins\":{},\"heals\":{},\"decisions\":{},\"messages\":{},\"votes\":{},\"adversary\":{},\"hostile_messages\":{},\"recover_ms_max\":{}}}",
         reports.len(),
         args.peers,
         violations,
@@ -131,5 +141,8 @@ fn main() {
         reports.iter().map(|r| r.decisions).sum::<u64>(),
         reports.iter().map(|r| r.messages).sum::<u64>(),
         reports.iter().map(|r| r.votes_cast).sum::<u64>(),
+        args.adversary,
+        reports.iter().map(|r| r.hostile_messages).sum::<u64>(),
+        ms(max(|r| r.recover_ns_max)),
     );
 }

@@ -35,10 +35,11 @@ impl Sim {
     }
 
     pub(super) fn calm(&self, within_ns: i64) -> bool {
-        !self
-            .faults
-            .iter()
-            .any(|&f| f <= self.now && self.now - f < within_ns)
+        !self.adversary.as_ref().is_some_and(|a| a.active)
+            && !self
+                .faults
+                .iter()
+                .any(|&f| f <= self.now && self.now - f < within_ns)
     }
 
     /// Every 50 ms: clock errors, join and heal progress, divergence.
@@ -138,6 +139,7 @@ impl Sim {
         for s in 0..self.peers.len() {
             let p = &self.peers[s];
             if p.alive
+                && p.session.is_some()
                 && !p.joined
                 && t - p.started_at_ns > 3 * SEC
                 && self.calm_between(p.started_at_ns, t)
@@ -166,6 +168,7 @@ impl Sim {
                 self.heals.remove(0);
             }
         }
+        self.check_recovery(&comps);
         // Divergence in calm periods.
         if calm && comps.len() == 1 {
             self.check_divergence(&comps[0]);

@@ -23,7 +23,10 @@
 //!   more than 1 s is reported as a missed target, not a violation;
 //! - *lost vote*: a user action got no verdict (no decision outcome, no drop
 //!   report) though its peer lived on;
-//! - *wire*: the core produced a message the wire format refuses.
+//! - *wire*: the core produced a message the wire format refuses;
+//! - with `adversary`: an honest peer's outputs for one hostile input or what
+//!   it holds grew past a bound, or the honest peers were not in step
+//!   [`CONVERGE_NS`] after the adversary left (see `adversary.rs`).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -39,8 +42,11 @@ use synfony::protocol::{
 };
 use synfony::wire;
 
+mod adversary;
 mod checks;
 mod world;
+
+pub use adversary::{CONVERGE_NS, MAX_OUTPUTS_PER_INPUT};
 
 const MS: i64 = 1_000_000;
 const SEC: i64 = 1_000_000_000;
@@ -70,6 +76,9 @@ pub struct SimConfig {
     /// Chance that a peer's user acts in a given round.
     pub vote_probability: f64,
     pub session: Config,
+    /// A hostile member joins after the others and leaves halfway (see
+    /// `adversary.rs`); the scripted faults are off, so what breaks is its doing.
+    pub adversary: bool,
 }
 
 impl SimConfig {
@@ -88,6 +97,7 @@ impl SimConfig {
             faults: true,
             vote_probability: 0.03,
             session: Config::default(),
+            adversary: false,
         }
     }
 }
@@ -115,6 +125,10 @@ pub struct Report {
     pub decisions: u64,
     pub messages: u64,
     pub votes_cast: u64,
+    /// With an adversary: from its leaving to the honest peers in step again.
+    pub recover_ns_max: i64,
+    /// With an adversary: the messages it sent.
+    pub hostile_messages: u64,
 }
 
 /// Runs one simulation.
@@ -174,6 +188,9 @@ enum Ev {
     Heal,
     VoteTick,
     Sample,
+    AdversaryArrive,
+    AdversaryTick,
+    AdversaryLeave,
 }
 
 struct Scheduled {
@@ -266,6 +283,9 @@ struct Sim {
     report: Report,
     frame: Vec<u8>,
     trace: bool,
+    adversary: Option<adversary::Adversary>,
+    adversary_left_at: Option<i64>,
+    adversary_recovered: bool,
 }
 
 fn key(a: usize, b: usize) -> (usize, usize) {
@@ -297,6 +317,9 @@ impl Sim {
             report,
             frame: Vec::with_capacity(4096),
             trace: std::env::var_os("SYNFONY_SIM_TRACE").is_some(),
+            adversary: None,
+            adversary_left_at: None,
+            adversary_recovered: false,
         }
     }
 

@@ -38,6 +38,14 @@ impl Sim {
         }
         self.at(ROUND_NS / 3, Ev::VoteTick);
         self.at(50 * MS, Ev::Sample);
+        if self.cfg.adversary {
+            let d = self.cfg.duration_ns;
+            let arrive = self.rng.random_range(3 * SEC..=5 * SEC);
+            let leave = (self.rng.random_range(0.55..0.65) * d as f64) as i64;
+            self.at(arrive, Ev::AdversaryArrive);
+            self.at(leave.max(arrive + SEC), Ev::AdversaryLeave);
+            return;
+        }
         if !self.cfg.faults || n < 2 {
             return;
         }
@@ -156,10 +164,18 @@ impl Sim {
                     return;
                 }
                 let from_id = self.peers[from].info.peer_id;
+                let hostile = self.adversary.as_ref().map(|a| a.slot);
+                if hostile == Some(to) {
+                    self.adversary_hears(from_id, *message);
+                    return;
+                }
                 let p = &mut self.peers[to];
                 let local = p.local_ns(t);
                 if let Some(s) = p.session.as_mut() {
                     s.handle_message(local, from_id, *message);
+                }
+                if hostile == Some(from) {
+                    self.check_bounded(to);
                 }
                 self.drain(to);
             }
@@ -276,6 +292,9 @@ impl Sim {
                 self.sample();
                 self.at(t + 50 * MS, Ev::Sample);
             }
+            Ev::AdversaryArrive => self.adversary_arrives(),
+            Ev::AdversaryTick => self.adversary_tick(),
+            Ev::AdversaryLeave => self.adversary_leaves(),
         }
     }
 
@@ -372,13 +391,29 @@ impl Sim {
     }
 
     pub(super) fn transmit(&mut self, from: usize, to_id: PeerId, message: Message) {
-        self.report.messages += 1;
-        // Through the real wire format, both ways.
+        self.transmit_from(from, to_id, message, false);
+    }
+
+    /// Sends through the real wire format, both ways: what an honest core
+    /// sends must encode; a hostile message the wire refuses is not sent.
+    pub(super) fn transmit_from(
+        &mut self,
+        from: usize,
+        to_id: PeerId,
+        message: Message,
+        hostile: bool,
+    ) {
+        if hostile {
+            self.report.hostile_messages += 1;
+        } else {
+            self.report.messages += 1;
+        }
         self.frame.clear();
         let message = match wire::encode_frame(&message, &mut self.frame)
             .and_then(|()| wire::parse::<Message>(&self.frame))
         {
             Ok(m) => m,
+            Err(_) if hostile => return,
             Err(e) => {
                 self.violation(format!("wire refused {:?}: {e}", message.code()));
                 return;

@@ -3,7 +3,11 @@
 //! `cargo run --release --example simulate`, never asserted here.
 //!
 //! `SYNFONY_SIM_SEEDS=N` sets how many seeds (default 1000, peers cycling 2–5);
-//! `SYNFONY_SIM_SEED=S` replays one seed with `cargo test --test sim replay`.
+//! `SYNFONY_SIM_SEED=S` replays one seed with `cargo test --test sim replay`
+//! (`SYNFONY_SIM_ADVERSARY=1`: the hostile-member scenario).
+//! `SYNFONY_SIM_ADVERSARY_SEEDS=N` sets the hostile-member seeds (default 64;
+//! CI runs 300 more through `cargo run --release --example simulate --
+//! --adversary`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +25,17 @@ fn scenario(seed: u64) -> SimConfig {
     cfg
 }
 
-fn check(seed: u64) -> Vec<String> {
-    let report = sim::run(&scenario(seed));
+/// The hostile-member scenario for seed `seed`: 2–5 honest peers and one
+/// adversary, 20 simulated seconds.
+fn hostile(seed: u64) -> SimConfig {
+    let mut cfg = scenario(seed);
+    cfg.adversary = true;
+    cfg
+}
+
+fn check(cfg: SimConfig) -> Vec<String> {
+    let seed = cfg.seed;
+    let report = sim::run(&cfg);
     assert!(report.decisions > 0, "seed {seed}: nothing was decided");
     report.violations
 }
@@ -30,7 +43,18 @@ fn check(seed: u64) -> Vec<String> {
 /// Many seeds, spread over the cores; every violation is printed with its seed.
 #[test]
 fn invariants_hold_over_many_seeds() {
-    let seeds = env_u64("SYNFONY_SIM_SEEDS").unwrap_or(1000);
+    over_seeds(env_u64("SYNFONY_SIM_SEEDS").unwrap_or(1000), scenario);
+}
+
+/// A hostile member (issue 19) never makes an honest peer panic, hang, do
+/// unbounded work for one message or hold unbounded state, and once it has
+/// left the honest peers are in step within 2 s.
+#[test]
+fn a_hostile_member_cannot_crash_freeze_or_split() {
+    over_seeds(env_u64("SYNFONY_SIM_ADVERSARY_SEEDS").unwrap_or(64), hostile);
+}
+
+fn over_seeds(seeds: u64, scenario: fn(u64) -> SimConfig) {
     let next = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -42,7 +66,7 @@ fn invariants_hold_over_many_seeds() {
                     if seed >= seeds {
                         break;
                     }
-                    let v = check(seed);
+                    let v = check(scenario(seed));
                     if !v.is_empty() {
                         failures.lock().expect("no panic holds it").extend(v);
                     }
@@ -63,7 +87,11 @@ fn invariants_hold_over_many_seeds() {
 #[test]
 fn replay() {
     let seed = env_u64("SYNFONY_SIM_SEED").unwrap_or(0);
-    let cfg = scenario(seed);
+    let cfg = if env_u64("SYNFONY_SIM_ADVERSARY") == Some(1) {
+        hostile(seed)
+    } else {
+        scenario(seed)
+    };
     let a = sim::run(&cfg);
     let b = sim::run(&cfg);
     println!(

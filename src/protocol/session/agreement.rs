@@ -6,11 +6,11 @@ use crate::protocol::choice::{Decision, Verdict};
 use crate::protocol::message::{
     ClockEcho, ClockStamps, DecidedDigest, Heartbeat, MAX_RELAYED_VOTES, Message, Snapshot,
 };
-use crate::protocol::state::{Channel, Event, PeerId, ROUND_NS, Round, Vote};
+use crate::protocol::state::{Channel, Event, InvalidState, PeerId, ROUND_NS, Round, Vote};
 
 use super::history::Hold;
 use super::timers::Timer;
-use super::{Ignored, Session, SessionEvent};
+use super::{DropReason, Ignored, Session, SessionEvent};
 
 impl Session {
     pub(super) fn on_heartbeat(&mut self, now_ns: i64, from: PeerId, hb: Heartbeat) {
@@ -43,15 +43,30 @@ impl Session {
             return; // not synced: its round and votes mean nothing yet
         };
         let was_synced = link.map.is_some();
+        // Nobody synced before the session began (0 is its creator): an
+        // earlier claim is a lie, and makes the peer the least senior.
+        let seniority = if hb.synced_at_session_ns < 0 {
+            i64::MAX
+        } else {
+            hb.synced_at_session_ns
+        };
         if link.map.is_none_or(|(_, sent)| hb.clock.sent_ns >= sent) {
             link.map = Some((map, hb.clock.sent_ns));
-            link.synced_at_session_ns = hb.synced_at_session_ns;
+            link.synced_at_session_ns = seniority;
         }
         if hb.decided.is_some() {
             link.decided = hb.decided;
         }
+        if seniority != hb.synced_at_session_ns {
+            self.ignore(from, Ignored::BadSeniority);
+        }
         if !was_synced {
-            self.choose_root();
+            self.choose_root(now_ns);
+        }
+        if hb.decided.is_none() {
+            // Synced but with no state (its history was refused or reset):
+            // ours may be what it needs.
+            self.offer_snapshot(from);
         }
         if let Some(last) = self.history.last_round() {
             if hb.round > last {
@@ -69,13 +84,17 @@ impl Session {
         }
     }
 
-    /// Holds a vote for its round if that round is open here.
+    /// Holds a vote for its round if that round is open here. "No event" is
+    /// never held: it changes no decision (and is never relayed).
     fn accept_vote(&mut self, from: PeerId, vote: Vote) {
+        if vote.event == Event::None {
+            return;
+        }
         let Some(last) = self.history.last_round() else {
             return; // no state yet: the snapshot will carry what we need
         };
         if vote.round <= last {
-            if !self.history.was_counted(&vote) && vote.event != Event::None {
+            if !self.history.was_counted(&vote) {
                 let reason = if last.0 - vote.round.0 > self.cfg.history_rounds as u64 {
                     Ignored::VoteOutOfWindow { round: vote.round }
                 } else {
@@ -95,8 +114,40 @@ impl Session {
             self.ignore(from, Ignored::VoteOutOfWindow { round: vote.round });
             return;
         }
-        if self.history.hold(vote) == Hold::Full {
-            self.ignore(from, Ignored::TooManyVotes { round: vote.round });
+        match self.history.hold(vote) {
+            Hold::Held | Hold::Duplicate => {}
+            Hold::Full => self.ignore(from, Ignored::TooManyVotes { round: vote.round }),
+            Hold::Evicted(out) => {
+                self.ignore(from, Ignored::TooManyVotes { round: vote.round });
+                self.lost_own(out, DropReason::RoundFull);
+            }
+        }
+    }
+
+    /// Tells the user one of their votes will never be decided (a vote under
+    /// our id that we did not cast is a forgery: not theirs to hear of).
+    fn lost_own(&mut self, vote: Vote, reason: DropReason) {
+        if self.cast.contains(&vote) {
+            self.events.push_back(SessionEvent::VoteDropped {
+                event: vote.event,
+                reason,
+            });
+        }
+    }
+
+    /// Sends `to` our latest state unasked, at most once a second: it has
+    /// none, or refused ours as not this session's (and if it is the one
+    /// that is wrong, once its source is gone it takes ours).
+    fn offer_snapshot(&mut self, to: PeerId) {
+        let Some(cur) = self.current_round() else {
+            return;
+        };
+        if self.offered.get(&to).is_some_and(|r| cur.0 < r.0 + 10) {
+            return;
+        }
+        if let Some(snapshot) = self.history.snapshot_after(None) {
+            self.offered.insert(to, cur);
+            self.send(to, Message::Snapshot(snapshot));
         }
     }
 
@@ -121,28 +172,58 @@ impl Session {
         }
     }
 
+    /// A peer's state as decided for round `k`, with the votes it holds for
+    /// later rounds: checked against where we are and what the session is
+    /// before anything of it is used, then adopted if it ranks higher.
     pub(super) fn on_snapshot(&mut self, from: PeerId, snap: Snapshot) {
         let k = snap.round;
-        if snap.state.changed_round > k {
+        // Only a round near ours: no older than our history reaches, no later
+        // than a vote could be (a joiner not synced yet takes any: its first
+        // decide re-keys a base far from its time, see `decide_due`).
+        if let Some(cur) = self.current_round() {
+            let oldest = cur.0.saturating_sub(self.cfg.history_rounds as u64);
+            if k.0 < oldest || k.0 > cur.0 + self.cfg.vote_horizon_rounds {
+                self.ignore(from, Ignored::BadSnapshot { round: k });
+                return;
+            }
+        }
+        // The song's shape binds while the peer that told us of it is linked
+        // (or for good, if we created the session).
+        let shape = self
+            .shape
+            .filter(|(_, source)| source.is_none_or(|p| self.links.contains_key(&p)))
+            .map(|(shape, _)| shape);
+        if let Err(invalid) = snap.state.check(k, self.cfg.apply_at_session_ns(k), shape) {
             self.ignore(from, Ignored::BadSnapshot { round: k });
+            if matches!(
+                invalid,
+                InvalidState::Duration { .. } | InvalidState::Channels { .. }
+            ) {
+                self.offer_snapshot(from);
+            }
             return;
         }
+        let new_shape = self.shape.is_none_or(|(s, _)| s != snap.state.shape());
         let (Some(first), Some(last)) = (self.history.first_round(), self.history.last_round())
         else {
             // A joiner's first state.
             self.rebase(k, snap, from);
             return;
         };
+        if new_shape {
+            // The peer that told us of the old song is gone and this one
+            // knows another: the session is this one's.
+            self.rebase(k, snap, from);
+            return;
+        }
         if k > last {
-            if let Some(cur) = self.current_round() {
-                // Synced and deciding: a round or two ahead of us is just a
-                // peer slightly earlier in time; we decide those rounds ourselves
-                // and compare digests. Far beyond our own clock is absurd.
-                if k.0 <= last.0 + self.cfg.vote_horizon_rounds
-                    || k.0 > cur.0 + self.cfg.vote_horizon_rounds
-                {
-                    return;
-                }
+            if let Some(cur) = self.current_round()
+                && last.0 + self.cfg.vote_horizon_rounds >= cur.0
+            {
+                // Synced and deciding: a round ahead of us is a peer slightly
+                // earlier in time (or one that wants to skip our rounds); we
+                // decide those rounds ourselves and compare digests.
+                return;
             }
             // We fell behind (we were not deciding): take it as our new base.
             self.rebase(k, snap, from);
@@ -165,8 +246,12 @@ impl Session {
         let lost = self.history.counted_between(since, k);
         self.supersede_own(lost, from);
         let cfg = &self.cfg;
-        self.history
+        let evicted = self
+            .history
             .adopt(k, snap.state, snap.pending, |r| cfg.apply_at_session_ns(r));
+        for vote in evicted {
+            self.lost_own(vote, DropReason::RoundFull);
+        }
         self.agreed_with.insert(from, k);
         if let Some((last, state)) = self.history.latest() {
             self.events.push_back(SessionEvent::Adopted {
@@ -180,8 +265,14 @@ impl Session {
 
     /// Replaces the whole history with `snap` as its base.
     fn rebase(&mut self, k: Round, snap: Snapshot, from: PeerId) {
-        let dropped = self.history.rebase(k, snap.state.clone(), snap.pending);
+        if self.shape.is_none_or(|(s, _)| s != snap.state.shape()) {
+            self.shape = Some((snap.state.shape(), Some(from)));
+        }
+        let (dropped, evicted) = self.history.rebase(k, snap.state.clone(), snap.pending);
         self.supersede_own(dropped, from);
+        for vote in evicted {
+            self.lost_own(vote, DropReason::RoundFull);
+        }
         self.agreed_with.insert(from, k);
         self.events.push_back(SessionEvent::Adopted {
             round: k,
@@ -193,11 +284,7 @@ impl Session {
 
     /// Tells the user which of their actions among `votes` lost to `by`'s state.
     fn supersede_own(&mut self, votes: Vec<Vote>, by: PeerId) {
-        let me = self.me.peer_id;
-        for vote in votes
-            .into_iter()
-            .filter(|v| v.voter == me && v.event != Event::None)
-        {
+        for vote in votes.into_iter().filter(|v| self.cast.contains(v)) {
             self.events.push_back(SessionEvent::Superseded { vote, by });
         }
     }
@@ -236,25 +323,32 @@ impl Session {
             Event::None
         };
         if open {
-            self.history.hold_own(Vote {
+            let own = Vote {
                 voter: self.me.peer_id,
                 round: cur,
                 event: vote,
-            });
+            };
+            if vote != Event::None {
+                if self.cast.len() >= MAX_CAST_REMEMBERED {
+                    self.cast.pop_front();
+                }
+                self.cast.push_back(own);
+            }
+            // Ours is held under the same cap as everyone's, so that we decide
+            // from the same set as the peers we relay it to.
+            match self.history.hold(own) {
+                Hold::Held | Hold::Duplicate => {}
+                Hold::Full => self.lost_own(own, DropReason::RoundFull),
+                Hold::Evicted(out) => self.lost_own(out, DropReason::RoundFull),
+            }
         }
+        // Every vote held for the previous round: the cap makes them fit.
         let relayed: Vec<Vote> = cur
             .0
             .checked_sub(1)
-            .map(|prev| {
-                self.history
-                    .held(Round(prev))
-                    .iter()
-                    .filter(|v| v.event != Event::None)
-                    .take(MAX_RELAYED_VOTES)
-                    .copied()
-                    .collect()
-            })
+            .map(|prev| self.history.held(Round(prev)).to_vec())
             .unwrap_or_default();
+        debug_assert!(relayed.len() <= MAX_RELAYED_VOTES);
         self.send_heartbeats(now_ns, cur, vote, relayed);
     }
 
@@ -291,10 +385,29 @@ impl Session {
     pub(super) fn decide_due(&mut self, now_ns: i64) {
         let Some(map) = self.map else { return };
         let session_now = map.session_ns_at(now_ns);
+        // Work is bounded by what we hold, never by a round a peer claims: a
+        // base far behind our time (a step forward, an old snapshot) or far
+        // ahead of it (a step back) is moved to just before now, as the
+        // rounds between could only repeat its state (we hold no votes for
+        // them).
+        let cur = Round::containing(session_now).min(Round::MAX);
+        if let Some(last) = self.history.last_round()
+            && (cur.0 > last.0 + self.cfg.history_rounds as u64
+                || last.0 > cur.0 + self.cfg.vote_horizon_rounds)
+        {
+            let base = Round(cur.0.saturating_sub(2));
+            for vote in self.history.rekey(base) {
+                self.lost_own(vote, DropReason::TimeMoved);
+            }
+        }
+        // At most the rounds between the base and now (after the re-key
+        // above, a round or two), never past the last round there is.
+        let mut budget = self.cfg.history_rounds + 8;
         while let Some(r) = self.history.next_round() {
-            if self.cfg.decide_at_session_ns(r) > session_now {
+            if self.cfg.decide_at_session_ns(r) > session_now || r > Round::MAX || budget == 0 {
                 break;
             }
+            budget -= 1;
             let Some(decision) = self.history.decide_next(self.cfg.apply_at_session_ns(r)) else {
                 break;
             };
@@ -303,6 +416,10 @@ impl Session {
         self.history.drop_settled_votes();
     }
 }
+
+/// Our own votes remembered, to tell them from forgeries under our id: the
+/// rounds a repair can still reach (the history), with margin.
+const MAX_CAST_REMEMBERED: usize = 1024;
 
 /// Orders diverged states: the later change wins, then the lower digest.
 fn rank(changed_round: Round, digest: u64) -> (Round, std::cmp::Reverse<u64>) {

@@ -8,8 +8,17 @@ use crate::protocol::choice::{Decision, choose};
 use crate::protocol::message::{MAX_PENDING_VOTES, MAX_RELAYED_VOTES, Snapshot};
 use crate::protocol::state::{Event, Round, SessionState, Vote};
 
-/// Votes allowed for one round (every peer's own plus relays, with margin).
-pub(super) const MAX_VOTES_PER_ROUND: usize = 4 * MAX_RELAYED_VOTES;
+/// Votes held for one round: exactly what a heartbeat can relay, so a peer
+/// counts no vote it could not pass on. When more arrive (a flood of forged
+/// voters), a round keeps the [`MAX_VOTES_PER_ROUND`] lowest in canonical
+/// order: keeping the lowest k of what one has and of what is relayed to one is
+/// the lowest k of the union, so every peer that hears everything ends with the
+/// same set, whatever the order it heard it in (NOTEBOOK.md, issue 19).
+pub(super) const MAX_VOTES_PER_ROUND: usize = MAX_RELAYED_VOTES;
+
+/// How far past the rounds it keeps a snapshot's votes may reach (a peer's
+/// vote horizon, with margin).
+const MERGE_SLACK_ROUNDS: usize = 64;
 
 #[derive(Clone, Debug)]
 struct Entry {
@@ -21,10 +30,38 @@ struct Entry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Hold {
     Held,
-    /// Already held: nothing changed.
+    /// Already held, or "no event" (which never counts): nothing changed.
     Duplicate,
-    /// The round has [`MAX_VOTES_PER_ROUND`] votes already.
+    /// Held, and the round being full, this vote (the highest in canonical
+    /// order) was let go for it.
+    Evicted(Vote),
+    /// The round has [`MAX_VOTES_PER_ROUND`] votes, all below this one.
     Full,
+}
+
+/// Adds `vote` to one round's set under the cap (see [`MAX_VOTES_PER_ROUND`]).
+fn hold_in(votes: &mut Vec<Vote>, vote: Vote) -> Hold {
+    if vote.event == Event::None || votes.contains(&vote) {
+        return Hold::Duplicate;
+    }
+    if votes.len() < MAX_VOTES_PER_ROUND {
+        votes.push(vote);
+        return Hold::Held;
+    }
+    let Some((i, highest)) = votes
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by_key(|(_, v)| v.canonical_key())
+    else {
+        return Hold::Full;
+    };
+    if vote.canonical_key() < highest.canonical_key() {
+        votes[i] = vote;
+        Hold::Evicted(highest)
+    } else {
+        Hold::Full
+    }
 }
 
 /// **Invariants:**
@@ -34,7 +71,8 @@ pub(super) enum Hold {
 ///   the oldest, which is a base (created, adopted or rebased onto);
 /// - votes are held only for rounds after the newest decided one (once it is
 ///   decided a vote can never count), at most [`MAX_VOTES_PER_ROUND`] per round
-///   from others, without duplicates.
+///   (ours included), the lowest in canonical order, without duplicates and
+///   without "no event" (which never changes a decision).
 #[derive(Clone, Debug)]
 pub(super) struct History {
     decided: BTreeMap<Round, Entry>,
@@ -91,6 +129,16 @@ impl History {
             .is_some_and(|e| e.votes.contains(vote))
     }
 
+    /// Decided rounds kept.
+    pub fn decided_len(&self) -> usize {
+        self.decided.len()
+    }
+
+    /// Votes held for open rounds.
+    pub fn held_len(&self) -> usize {
+        self.pending.values().map(Vec::len).sum()
+    }
+
     /// Votes held for open round `r`.
     pub fn held(&self, r: Round) -> &[Vote] {
         self.pending.get(&r).map_or(&[], Vec::as_slice)
@@ -131,24 +179,13 @@ impl History {
 
     // ----- votes ------------------------------------------------------------
 
-    /// Holds another peer's vote for its open round (the caller has checked
-    /// that the round is open and within the horizon).
+    /// Holds a vote (ours or another peer's) for its open round (the caller
+    /// has checked that the round is open and within the horizon).
     pub fn hold(&mut self, vote: Vote) -> Hold {
-        let votes = self.pending.entry(vote.round).or_default();
-        if votes.contains(&vote) {
+        if vote.event == Event::None {
             return Hold::Duplicate;
         }
-        if votes.len() >= MAX_VOTES_PER_ROUND {
-            return Hold::Full;
-        }
-        votes.push(vote);
-        Hold::Held
-    }
-
-    /// Holds this peer's own vote: it is cast once per round, so it always has
-    /// a place.
-    pub fn hold_own(&mut self, vote: Vote) {
-        self.pending.entry(vote.round).or_default().push(vote);
+        hold_in(self.pending.entry(vote.round).or_default(), vote)
     }
 
     // ----- deciding -----------------------------------------------------------
@@ -191,18 +228,19 @@ impl History {
     /// Replaces the state decided for `k` (a decided round) with `state`, takes
     /// in the snapshot's votes for later rounds, and decides the rounds after
     /// `k` again on top of it. `apply_at_ns` gives each round's apply instant.
+    /// Returns the votes the snapshot's pushed out of full rounds.
     pub fn adopt(
         &mut self,
         k: Round,
         state: SessionState,
         votes: Vec<Vote>,
         apply_at_ns: impl Fn(Round) -> i64,
-    ) {
+    ) -> Vec<Vote> {
         let Some(entry) = self.decided.get_mut(&k) else {
-            return;
+            return vec![];
         };
         entry.state = state;
-        self.merge_votes(k, votes);
+        let evicted = self.merge_votes(k, votes);
         let later: Vec<Round> = self
             .decided
             .range(Round(k.0 + 1)..)
@@ -215,12 +253,19 @@ impl History {
                 e.state = d.state;
             }
         }
+        evicted
     }
 
     /// Replaces the whole history with `state` as of round `k` and the
     /// snapshot's votes for later rounds. Returns the votes this peer held for
-    /// rounds up to `k`, which the new base makes moot.
-    pub fn rebase(&mut self, k: Round, state: SessionState, votes: Vec<Vote>) -> Vec<Vote> {
+    /// rounds up to `k`, which the new base makes moot, and those the
+    /// snapshot's pushed out of full rounds.
+    pub fn rebase(
+        &mut self,
+        k: Round,
+        state: SessionState,
+        votes: Vec<Vote>,
+    ) -> (Vec<Vote>, Vec<Vote>) {
         let dropped: Vec<Vote> = self
             .pending
             .range(..=k)
@@ -236,22 +281,42 @@ impl History {
                 votes: vec![],
             },
         );
-        self.merge_votes(k, votes);
-        dropped
+        let evicted = self.merge_votes(k, votes);
+        (dropped, evicted)
+    }
+
+    /// Moves the newest state to round `base` as the only decided round (the
+    /// rounds between repeat it: no votes are held for them) and drops the
+    /// votes held for rounds up to `base`, which it returns.
+    pub fn rekey(&mut self, base: Round) -> Vec<Vote> {
+        let Some((_, state)) = self.latest() else {
+            return vec![];
+        };
+        let state = state.clone();
+        self.rebase(base, state, vec![]).0
     }
 
     /// Adds `votes` (for rounds after `k`) to the decided entries and the votes
     /// held, within the per-round limit.
-    fn merge_votes(&mut self, k: Round, votes: Vec<Vote>) {
-        for v in votes.into_iter().filter(|v| v.round > k) {
+    /// Rounds further than `keep_rounds` + [`MERGE_SLACK_ROUNDS`] after `k`
+    /// are no round a snapshot of this history could cover: dropped, so
+    /// snapshots cannot plant votes for arbitrary rounds.
+    fn merge_votes(&mut self, k: Round, votes: Vec<Vote>) -> Vec<Vote> {
+        let until = k.0 + (self.keep_rounds + MERGE_SLACK_ROUNDS) as u64;
+        let mut evicted = Vec::new();
+        for v in votes
+            .into_iter()
+            .filter(|v| v.round > k && v.round.0 <= until)
+        {
             let set = match self.decided.get_mut(&v.round) {
                 Some(e) => &mut e.votes,
                 None => self.pending.entry(v.round).or_default(),
             };
-            if !set.contains(&v) && set.len() < MAX_VOTES_PER_ROUND {
-                set.push(v);
+            if let Hold::Evicted(out) = hold_in(set, v) {
+                evicted.push(out);
             }
         }
+        evicted
     }
 }
 
@@ -295,14 +360,56 @@ mod tests {
         assert!(h.held(Round(4)).is_empty());
     }
 
-    /// A round holds at most `MAX_VOTES_PER_ROUND` votes from others.
+    /// A round holds at most `MAX_VOTES_PER_ROUND` votes, the lowest in
+    /// canonical order, and never "no event".
     #[test]
     fn a_round_holds_a_bounded_number_of_votes() {
         let mut h = history(10);
-        for voter in 0..MAX_VOTES_PER_ROUND as u64 {
+        for voter in 1..=MAX_VOTES_PER_ROUND as u64 {
             assert_eq!(h.hold(vote(voter, 1, Event::Play)), Hold::Held);
         }
         assert_eq!(h.hold(vote(9999, 1, Event::Play)), Hold::Full);
+        let top = MAX_VOTES_PER_ROUND as u64;
+        assert_eq!(
+            h.hold(vote(0, 1, Event::Pause)),
+            Hold::Evicted(vote(top, 1, Event::Play))
+        );
+        assert_eq!(h.held(Round(1)).len(), MAX_VOTES_PER_ROUND);
+        assert_eq!(h.hold(vote(5000, 2, Event::None)), Hold::Duplicate);
+        assert!(h.held(Round(2)).is_empty());
+    }
+
+    proptest::proptest! {
+        /// Two peers each hear part of a round's votes (in their own order),
+        /// then each other's held set (the relays): both end with the same
+        /// set, the lowest k of all, whatever the order.
+        #[test]
+        fn capped_sets_converge_through_relays(
+            heard in proptest::collection::vec((0u64..200, 0u8..3, proptest::bool::ANY), 0..300),
+        ) {
+            let (mut a, mut b) = (history(10), history(10));
+            let mut all = Vec::new();
+            for (voter, e, to_a) in heard {
+                let event = match e { 0 => Event::Play, 1 => Event::Pause, _ => Event::None };
+                let v = vote(voter, 1, event);
+                all.push(v);
+                if to_a { a.hold(v); } else { b.hold(v); }
+            }
+            let (ra, rb) = (a.held(Round(1)).to_vec(), b.held(Round(1)).to_vec());
+            for v in rb.iter().rev() { a.hold(*v); }
+            for v in &ra { b.hold(*v); }
+            let sorted = |h: &History| {
+                let mut v = h.held(Round(1)).to_vec();
+                v.sort_by_key(Vote::canonical_key);
+                v
+            };
+            let mut lowest: Vec<Vote> = all.into_iter().filter(|v| v.event != Event::None).collect();
+            lowest.sort_by_key(Vote::canonical_key);
+            lowest.dedup();
+            lowest.truncate(MAX_VOTES_PER_ROUND);
+            proptest::prop_assert_eq!(sorted(&a), lowest.clone());
+            proptest::prop_assert_eq!(sorted(&b), lowest);
+        }
     }
 
     /// A rebase drops the history, keeps later votes, and gives back the votes
@@ -312,7 +419,7 @@ mod tests {
         let mut h = history(10);
         h.hold(vote(1, 2, Event::Play));
         h.hold(vote(1, 9, Event::Pause));
-        let dropped = h.rebase(
+        let (dropped, _) = h.rebase(
             Round(5),
             SessionState::new(10_000_000_000, 2),
             vec![vote(3, 7, Event::Play), vote(3, 4, Event::Play)],

@@ -5,10 +5,21 @@ use std::collections::BTreeSet;
 
 use crate::protocol::clock::LinkClock;
 use crate::protocol::message::{Message, PeerInfo, PeerList};
-use crate::protocol::state::PeerId;
+use crate::protocol::state::{PeerId, Round};
+use crate::protocol::time::root_target;
 
+use super::election::{Candidate, elect};
 use super::timers::Timer;
 use super::{DownReason, Link, Member, Session, SessionEvent};
+
+/// A member only heard of is redialled after 1, 2, 4 … up to 2^this redial
+/// intervals (250 ms → 8 s by default): about 10 dials in its first minute,
+/// after which it is forgotten.
+pub const MAX_UNREACHED_BACKOFF_DOUBLINGS: u32 = 5;
+
+/// Members known and not linked (lost, or learnt of and not reached yet): a
+/// session's worth ([`crate::protocol::message::MAX_PEERS`]).
+pub const MAX_MEMBERS: usize = crate::protocol::message::MAX_PEERS;
 
 impl Session {
     /// A link is up: a new one starts with the clock samples we kept of the
@@ -74,15 +85,25 @@ impl Session {
         }
     }
 
-    /// Members we learn of from a peer's list, to dial at once.
+    /// Members we learn of from a peer's list, to dial at once: at most
+    /// [`MAX_MEMBERS`] known and not linked, so lists full of made-up members
+    /// cannot grow what we keep or whom we dial without bound.
     pub(super) fn on_peer_list(&mut self, now_ns: i64, list: PeerList) {
         for info in list.peers {
             let id = info.peer_id;
             if id != self.me.peer_id
                 && !self.links.contains_key(&id)
                 && !self.members.contains_key(&id)
+                && self.members.len() < MAX_MEMBERS
             {
-                self.members.insert(id, Member { info, clock: None });
+                self.members.insert(
+                    id,
+                    Member {
+                        info,
+                        clock: None,
+                        unreached_dials: Some(0),
+                    },
+                );
                 self.timers.set(Timer::Redial(id), now_ns);
                 self.timers.set(
                     Timer::Forget(id),
@@ -94,7 +115,7 @@ impl Session {
     }
 
     /// It said goodbye: it is neither linked nor redialled.
-    pub(super) fn on_goodbye(&mut self, from: PeerId) {
+    pub(super) fn on_goodbye(&mut self, now_ns: i64, from: PeerId) {
         self.links.remove(&from);
         self.members.remove(&from);
         self.timers.stop_peer(from);
@@ -102,7 +123,7 @@ impl Session {
             peer: from,
             reason: DownReason::Left,
         });
-        self.choose_root();
+        self.choose_root(now_ns);
     }
 
     /// Links silent for `dead_after_ns` are closed and their peers redialled.
@@ -129,6 +150,7 @@ impl Session {
             Member {
                 info: link.info,
                 clock: Some(link.clock),
+                unreached_dials: None,
             },
         );
         self.timers.set(
@@ -139,20 +161,30 @@ impl Session {
             Timer::Forget(peer),
             now_ns.saturating_add(self.cfg.forget_after_ns),
         );
-        self.choose_root();
+        self.choose_root(now_ns);
         true
     }
 
-    /// Asks the shell to dial every member whose redial is due.
+    /// Asks the shell to dial every member whose redial is due: a member we
+    /// were linked to at the steady rate (it is likely back soon), one we only
+    /// heard of from a peer list with a doubling interval, so a list naming
+    /// addresses that are no member (or nothing at all) costs a few dials.
     pub(super) fn redial(&mut self, now_ns: i64) {
         for peer in self.timers.due_peers(Timer::Redial(PeerId(0)), now_ns) {
-            let Some(m) = self.members.get(&peer) else {
+            let Some(m) = self.members.get_mut(&peer) else {
                 continue;
             };
             let info = m.info.clone();
+            let backoff = match m.unreached_dials.as_mut() {
+                None => 0,
+                Some(n) => {
+                    *n = n.saturating_add(1);
+                    (*n - 1).min(MAX_UNREACHED_BACKOFF_DOUBLINGS)
+                }
+            };
             self.timers.set(
                 Timer::Redial(peer),
-                now_ns.saturating_add(self.cfg.redial_interval_ns),
+                now_ns.saturating_add(self.cfg.redial_interval_ns << backoff),
             );
             self.events.push_back(SessionEvent::Dial(info));
         }
@@ -192,22 +224,57 @@ impl Session {
         self.root.into_iter().chain(heir).collect()
     }
 
-    /// The time root: the most senior synced peer among us and our links (the
-    /// one that synced first; the lowest id among equals). The oldest member's
-    /// clock estimates have had the longest to settle, and a restarted or new
-    /// peer never takes over the time base.
-    pub(super) fn choose_root(&mut self) {
+    /// The time root among us and our synced links: the time most of us agree
+    /// on, then seniority (see `election.rs`). The oldest member's clock
+    /// estimates have had the longest to settle, a restarted or new peer never
+    /// takes over the time base, and no lone member's claim moves ours.
+    pub(super) fn choose_root(&mut self, now_ns: i64) {
         let Some(mine) = self.synced_at_session_ns else {
             return;
         };
-        let me = self.me.peer_id;
-        let root = match self.by_seniority().first() {
-            Some(&id) if (self.links[&id].synced_at_session_ns, id) < (mine, me) => id,
-            _ => me,
+        let me = Candidate {
+            id: self.me.peer_id,
+            seniority: mine,
+            session_ns: self.map.map(|m| m.session_ns_at(now_ns)),
+            me: true,
         };
+        let mut candidates = self.candidates(now_ns);
+        candidates.push(me);
+        let root = elect(&candidates, self.cfg.time_agreement_ns).unwrap_or(me.id);
         if self.root != Some(root) {
             self.root = Some(root);
             self.events.push_back(SessionEvent::RootChanged { root });
         }
+    }
+
+    /// Our synced links as candidate roots: their claimed seniority, and
+    /// their session time now, read through the link once it has enough
+    /// samples.
+    pub(super) fn candidates(&mut self, now_ns: i64) -> Vec<Candidate> {
+        let ids: Vec<(PeerId, i64)> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.map.is_some())
+            .map(|(id, l)| (*id, l.synced_at_session_ns))
+            .collect();
+        let last_ns = Round::MAX.start_session_ns();
+        ids.into_iter()
+            .filter_map(|(id, seniority)| {
+                let session_ns = self.usable_estimate(id).map(|(est, map)| {
+                    root_target(&self.cfg.steer, &map, &est, now_ns, false).session_ns
+                });
+                // A time before the session or past its last round is no
+                // session's time: that peer cannot be followed.
+                if session_ns.is_some_and(|t| !(0..=last_ns).contains(&t)) {
+                    return None;
+                }
+                Some(Candidate {
+                    id,
+                    seniority,
+                    session_ns,
+                    me: false,
+                })
+            })
+            .collect()
     }
 }

@@ -49,9 +49,11 @@
 //! - `sync.rs`: session time — clock pings, the first sync, steering to the root;
 //! - `agreement.rs`: the beat, votes, deciding, digests and snapshot repair;
 //! - `history.rs`: the decided rounds and held votes, one type with its invariants;
+//! - `election.rs`: the choice of the time root (support, then seniority);
 //! - `timers.rs`: the local-time timer table behind [`Session::poll_timeout`].
 
 mod agreement;
+mod election;
 mod history;
 mod membership;
 mod sync;
@@ -65,12 +67,13 @@ use crate::protocol::message::{ClockEcho, DecidedDigest, Goodbye, Message, PeerI
 
 use super::choice::Decision;
 use super::clock::LinkClock;
-use super::state::{Event, PeerId, ROUND_NS, Round, SessionState, Vote};
+use super::state::{Event, PeerId, ROUND_NS, Round, SessionState, Shape, Vote};
 use super::time::{SessionMap, SteerConfig, SteerState};
 use history::History;
 use timers::{Timer, TimerTable};
 
 pub use agreement::{action_kind, verdicts_of};
+pub use membership::MAX_MEMBERS;
 
 /// Tunables of the protocol. The defaults suit the simulator's 20–60 ms links.
 #[derive(Clone, Debug, PartialEq)]
@@ -106,6 +109,11 @@ pub struct Config {
     /// Clock samples kept per link and direction.
     pub clock_window_samples: usize,
     pub steer: SteerConfig,
+    /// Two peers' session times this close agree (read through a link, so
+    /// with the clock estimate's error). A candidate root is followed only if
+    /// the most peers agree with it (see `election.rs`), so one member's claim
+    /// can move the others' session time by at most this much.
+    pub time_agreement_ns: i64,
 }
 
 impl Default for Config {
@@ -124,6 +132,7 @@ impl Default for Config {
             sync_min_samples: 20,
             clock_window_samples: 2400,
             steer: SteerConfig::default(),
+            time_agreement_ns: 50_000_000,
         }
     }
 }
@@ -226,6 +235,11 @@ pub enum DropReason {
     Replaced,
     /// Too many actions were waiting.
     QueueFull,
+    /// Its round already held the most votes a round can (a flood of votes),
+    /// all of them ahead of ours in the canonical order.
+    RoundFull,
+    /// Session time moved far past (or before) its round: it was never decided.
+    TimeMoved,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,8 +256,11 @@ pub enum Ignored {
     TooManyVotes { round: Round },
     /// A clock sample implying an impossible delay.
     AbsurdTimestamp,
-    /// A snapshot that is malformed (changed after its own round) or useless.
+    /// A snapshot that is malformed, for a round far from ours, or whose
+    /// state could not be this session's (see `SessionState::check`).
     BadSnapshot { round: Round },
+    /// A heartbeat claiming a seniority no peer can have (before the session).
+    BadSeniority,
 }
 
 /// Why a user action was refused outright.
@@ -305,6 +322,10 @@ struct Member {
     /// The clock samples of the link we lost: a monotonic clock belongs to the
     /// machine, so they stay valid when the link (or the peer) comes back.
     clock: Option<LinkClock>,
+    /// Dials that did not bring it up since we learnt of it from a peer list
+    /// (`None`: a member we were linked to, redialled at the steady rate).
+    /// A member only heard of is dialled ever less often (see `redial`).
+    unreached_dials: Option<u32>,
 }
 
 /// One peer's session protocol state machine. See the module docs for the
@@ -336,14 +357,37 @@ pub struct Session {
     history: History,
     last_beat_round: Option<Round>,
     queued: VecDeque<Event>,
+    /// The votes we cast, newest last (a vote under our id that is not here
+    /// is a forgery, which we count like everyone does but never report as
+    /// the user's).
+    cast: VecDeque<Vote>,
     /// The latest round each peer was seen to agree with us on.
     agreed_with: BTreeMap<PeerId, Round>,
     /// The latest round we sent each peer a repair snapshot for.
     repaired: BTreeMap<PeerId, Round>,
+    /// Our round when we last offered each peer our state unasked (it had
+    /// none, or refused ours as not this session's): at most once a second.
+    offered: BTreeMap<PeerId, Round>,
+    /// The song's part of the state (duration, channels), which no decision
+    /// changes, and the peer whose snapshot told us (`None`: we created it).
+    /// Snapshots of another shape are refused while that peer is linked.
+    shape: Option<(Shape, Option<PeerId>)>,
 
     transmits: VecDeque<Transmit>,
     events: VecDeque<SessionEvent>,
     stats: SessionStats,
+}
+
+/// What a [`Session`] holds (see [`Session::footprint`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub links: usize,
+    pub members: usize,
+    pub decided_rounds: usize,
+    pub held_votes: usize,
+    pub queued_actions: usize,
+    /// Messages and events not drained yet.
+    pub outputs: usize,
 }
 
 /// Counters of the protocol's health, for telemetry and the sync bench.
@@ -373,14 +417,18 @@ impl Session {
             history,
             last_beat_round: None,
             queued: VecDeque::new(),
+            cast: VecDeque::new(),
             agreed_with: BTreeMap::new(),
             repaired: BTreeMap::new(),
+            offered: BTreeMap::new(),
+            shape: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: SessionStats::default(),
         };
         match start {
             Start::Create { state } => {
+                s.shape = Some((state.shape(), None));
                 // Round 0 starts now; the state is "decided" as of the round before.
                 s.history = History::starting_at(s.cfg.history_rounds, Round(0), state);
                 s.map = Some(SessionMap::starting_at(now_ns));
@@ -435,7 +483,7 @@ impl Session {
             Message::ClockPong(pong) => self.on_clock_pong(now_ns, from, pong),
             Message::PeerList(list) => self.on_peer_list(now_ns, list),
             Message::Snapshot(snap) => self.on_snapshot(from, snap),
-            Message::Goodbye(_) => self.on_goodbye(from),
+            Message::Goodbye(_) => self.on_goodbye(now_ns, from),
             Message::Hello(_) | Message::Auth(_) | Message::Room(_) => {
                 self.ignore(from, Ignored::NotForSession)
             }
@@ -571,6 +619,19 @@ impl Session {
     /// The state decided for round `r`, if still in the history.
     pub fn decided_state(&self, r: Round) -> Option<&SessionState> {
         self.history.state(r)
+    }
+
+    /// How much this peer holds, for checking that no input grows it without
+    /// bound (the simulator's hostile member).
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            links: self.links.len(),
+            members: self.members.len(),
+            decided_rounds: self.history.decided_len(),
+            held_votes: self.history.held_len(),
+            queued_actions: self.queued.len(),
+            outputs: self.transmits.len() + self.events.len(),
+        }
     }
 
     /// Peers we have a link to.

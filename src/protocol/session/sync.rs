@@ -6,6 +6,7 @@ use crate::protocol::message::{ClockPing, ClockPong, Message};
 use crate::protocol::state::{PeerId, Round};
 use crate::protocol::time::{SessionMap, Steer, SteerState, root_target, steer};
 
+use super::election::elect;
 use super::timers::Timer;
 use super::{Ignored, Session, SessionEvent};
 
@@ -45,7 +46,7 @@ impl Session {
 
     /// `peer`'s clock estimate and announced map, once the link holds enough
     /// samples per direction to say something.
-    fn usable_estimate(&mut self, peer: PeerId) -> Option<(ClockEstimate, SessionMap)> {
+    pub(super) fn usable_estimate(&mut self, peer: PeerId) -> Option<(ClockEstimate, SessionMap)> {
         let link = self.links.get_mut(&peer)?;
         let (o, i) = link.clock.sample_counts();
         if o.min(i) < self.cfg.sync_min_samples {
@@ -57,7 +58,8 @@ impl Session {
     /// The first sync: step onto the most senior synced peer's session time once
     /// its clock estimate has enough samples.
     pub(super) fn try_first_sync(&mut self, now_ns: i64) {
-        let Some(&root) = self.by_seniority().first() else {
+        let candidates = self.candidates(now_ns);
+        let Some(root) = elect(&candidates, self.cfg.time_agreement_ns) else {
             return;
         };
         let Some((est, root_map)) = self.usable_estimate(root) else {
@@ -83,13 +85,13 @@ impl Session {
         let cur = Round::containing(map.session_ns_at(now_ns));
         self.last_beat_round = Some(Round(cur.0.saturating_sub(1)));
         self.events.push_back(SessionEvent::Synced { root });
-        self.choose_root();
+        self.choose_root(now_ns);
     }
 
     /// Steers our map towards the root's (once per round, before the heartbeat).
     /// Without a usable estimate of the root's clock, the map freewheels.
     pub(super) fn steer_to_root(&mut self, now_ns: i64) {
-        self.choose_root();
+        self.choose_root(now_ns);
         let Some(root) = self.root.filter(|&r| r != self.me.peer_id) else {
             return;
         };

@@ -216,3 +216,248 @@ fn an_action_is_cast_next_round_and_gets_a_verdict() {
     assert_eq!(ver, Verdict::Applied);
     assert_eq!(apply_at, 3 * ROUND_NS + Config::default().lead_ns);
 }
+
+// ----- issue 19: one faulty member ---------------------------------------------
+
+const MS: i64 = 1_000_000;
+
+/// Feeds `peer`'s link enough clock exchanges for a usable estimate (its
+/// clock reads ours plus `offset_ns`, 1 ms each way), then a synced heartbeat
+/// announcing `map` (in its clock) and `seniority`. Returns the local time.
+fn make_credible(
+    s: &mut Session,
+    peer: u64,
+    mut t: i64,
+    offset_ns: i64,
+    map: SessionMap,
+    seniority: i64,
+) -> i64 {
+    for seq in 0..30 {
+        s.handle_message(
+            t + 2 * MS,
+            PeerId(peer),
+            Message::ClockPong(ClockPong {
+                seq,
+                origin_ns: t,
+                received_ns: t + MS + offset_ns,
+                sent_ns: t + MS + offset_ns,
+            }),
+        );
+        t += 5 * MS;
+    }
+    s.handle_message(
+        t,
+        PeerId(peer),
+        Message::Heartbeat(Heartbeat {
+            round: Round(0),
+            vote: Event::None,
+            relayed: vec![],
+            decided: None,
+            map: Some(map),
+            synced_at_session_ns: seniority,
+            clock: ClockStamps {
+                sent_ns: t - MS + offset_ns,
+                echo: None,
+            },
+        }),
+    );
+    t
+}
+
+fn run(s: &mut Session, from: i64, until: i64) -> (i64, Vec<SessionEvent>) {
+    let mut events = vec![];
+    let mut t = from;
+    while t < until {
+        t += 10 * MS;
+        s.handle_timeout(t);
+        events.extend(drain(s));
+    }
+    (t, events)
+}
+
+fn decided(events: &[SessionEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::Decided(_)))
+        .count()
+}
+
+/// A member that claims seniority with a map 30 s behind does not become the
+/// root of a peer whose time another member confirms, and does not move its
+/// session time; a claim of seniority before the session is refused.
+#[test]
+fn a_senior_claim_30_s_off_is_not_followed() {
+    // We (9) created the session; 4 joined later and agrees with us (same
+    // clock, our map); 3 claims to be a creator too (a lower id wins a tie
+    // of seniority), with a map 30 s behind.
+    let mut s = Session::new(
+        Config::default(),
+        info(9),
+        0,
+        Start::Create {
+            state: SessionState::new(60_000 * MS, 2),
+        },
+    );
+    // 35 s in, so that 30 s behind is still a time in the session.
+    let (t, _) = run(&mut s, 0, 35_000 * MS);
+    s.handle_link_up(t, info(4));
+    s.handle_link_up(t, info(3));
+    drain(&mut s);
+    let here = s.map().unwrap();
+    let t = make_credible(&mut s, 4, t, 0, here, 500 * MS);
+    let behind = SessionMap {
+        anchor_session_ns: here.anchor_session_ns - 30_000 * MS,
+        ..here
+    };
+    let t = make_credible(&mut s, 3, t, 0, behind, -1);
+    let events = drain(&mut s);
+    assert!(events.contains(&SessionEvent::Ignored {
+        from: PeerId(3),
+        reason: Ignored::BadSeniority
+    }));
+    let t = make_credible(&mut s, 3, t, 0, behind, 0);
+    let before = s.session_ns_at(t).unwrap();
+    let mut events = vec![];
+    let mut t2 = t;
+    while t2 < t + 1_000 * MS {
+        t2 += 10 * MS;
+        s.handle_timeout(t2);
+        if (t2 - t) % (100 * MS) == 0 {
+            // Both keep talking (and keep their claims).
+            for (peer, map, seniority) in [(4, here, 500 * MS), (3, behind, 0)] {
+                s.handle_message(
+                    t2,
+                    PeerId(peer),
+                    Message::Heartbeat(Heartbeat {
+                        round: Round(0),
+                        vote: Event::None,
+                        relayed: vec![],
+                        decided: None,
+                        map: Some(map),
+                        synced_at_session_ns: seniority,
+                        clock: ClockStamps {
+                            sent_ns: t2 - MS,
+                            echo: None,
+                        },
+                    }),
+                );
+            }
+        }
+        events.extend(drain(&mut s));
+    }
+    assert_eq!(s.linked().count(), 2);
+    assert_ne!(s.root(), Some(PeerId(3)), "{events:?}");
+    let moved = s.session_ns_at(t2).unwrap() - before - (t2 - t);
+    assert!(moved.abs() < MS, "session time moved by {moved} ns");
+    assert!(decided(&events) >= 4, "rounds go on being decided");
+}
+
+/// A joiner handed a snapshot for the last round there is, then synced to
+/// honest time, decides a bounded number of rounds (it once looped over every
+/// round to `u64::MAX`) and goes on deciding.
+#[test]
+fn a_snapshot_for_the_last_round_costs_a_joiner_nothing() {
+    let mut s = Session::new(Config::default(), info(5), 0, Start::Join);
+    s.handle_link_up(0, info(2));
+    s.handle_message(
+        0,
+        PeerId(2),
+        Message::Snapshot(Snapshot {
+            round: Round::MAX,
+            state: SessionState::new(60_000 * MS, 2),
+            pending: vec![],
+        }),
+    );
+    let session = SessionMap {
+        anchor_local_ns: 0,
+        anchor_session_ns: 100_000 * MS,
+        rate: 0.0,
+    };
+    let t = make_credible(&mut s, 2, 0, 0, session, 0);
+    let mut most = 0;
+    let mut total = 0;
+    let mut now = t;
+    while now < t + 2_000 * MS {
+        now += 10 * MS;
+        s.handle_timeout(now);
+        let n = decided(&drain(&mut s));
+        most = most.max(n);
+        total += n;
+    }
+    assert!(s.map().is_some(), "synced");
+    assert!(most <= 3, "at most a few decisions per call, got {most}");
+    assert!(total >= 15, "and it decides every round: {total}");
+}
+
+/// A forged snapshot — master at +1000 dB, no channels, an absurd duration, a
+/// playhead anchored in the far future — is refused, and the stems' faders
+/// stay.
+#[test]
+fn forged_snapshots_are_refused() {
+    let mut s = creator_linked_to_2();
+    let (t, _) = run(&mut s, 0, 1_000 * MS);
+    s.handle_link_up(t, info(2));
+    drain(&mut s);
+    let (k, ours) = s.latest().map(|(r, st)| (r, st.clone())).unwrap();
+    let mut loud = ours.clone();
+    loud.master.gain_db = 1000.0;
+    loud.changed_round = k;
+    let mut empty = ours.clone();
+    empty.channels.clear();
+    empty.changed_round = k;
+    let mut long = ours.clone();
+    long.duration_ns = i64::MAX;
+    long.changed_round = k;
+    let mut future = ours.clone();
+    future.timeline.anchor_session_ns = i64::MAX;
+    future.changed_round = k;
+    for forged in [loud, empty, long, future] {
+        s.handle_message(
+            t,
+            PeerId(2),
+            Message::Snapshot(Snapshot {
+                round: k,
+                state: forged.clone(),
+                pending: vec![],
+            }),
+        );
+        let events = drain(&mut s);
+        assert!(
+            events.contains(&SessionEvent::Ignored {
+                from: PeerId(2),
+                reason: Ignored::BadSnapshot { round: k }
+            }),
+            "{forged:?} → {events:?}"
+        );
+        assert_eq!(s.latest().map(|(_, st)| st.clone()), Some(ours.clone()));
+    }
+}
+
+/// A member learnt of from a peer list but never reached is dialled ever less
+/// often, and lists cannot make us keep more than `MAX_MEMBERS` of them.
+#[test]
+fn peer_lists_cannot_make_us_dial_without_bound() {
+    use crate::protocol::message::PeerList;
+    let mut s = creator_linked_to_2();
+    drain(&mut s);
+    let ghosts = |from: u64| PeerList {
+        peers: (from..from + 64).map(info).collect(),
+    };
+    s.handle_message(0, PeerId(2), Message::PeerList(ghosts(100)));
+    s.handle_message(0, PeerId(2), Message::PeerList(ghosts(1000)));
+    assert_eq!(s.footprint().members, MAX_MEMBERS);
+    let mut dials = 0;
+    let mut t = 0;
+    while t < 10_000 * MS {
+        t += 10 * MS;
+        s.handle_timeout(t);
+        // Keep peer 2 alive.
+        s.handle_message(t, PeerId(2), heartbeat(0, Event::None, vec![]));
+        dials += std::iter::from_fn(|| s.poll_event())
+            .filter(|e| matches!(e, SessionEvent::Dial(i) if i.peer_id == PeerId(100)))
+            .count();
+        while s.poll_transmit().is_some() {}
+    }
+    // 0, 0.25, 0.75, 1.75, 3.75, 7.75 s: six dials in ten seconds, not forty.
+    assert!((5..=7).contains(&dials), "{dials} dials of a ghost in 10 s");
+}
