@@ -7,7 +7,8 @@
 //! `--no-faults`, `--adversary` (a hostile member instead of the scripted
 //! faults), `--asymmetry-ms A` (per-direction base delay spread),
 //! `--jitter-ms J` (default 40, on top of 20 ms), `--threads T` (default: all cores).
-//! Prints each violation (a seed whose run panicked is one), then one JSON line.
+//! Prints each violation (a seed whose run panicked is one), then one JSON line;
+//! exits with 1 if there was any violation.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,4 +146,7 @@ fn main() {
         reports.iter().map(|r| r.hostile_messages).sum::<u64>(),
         ms(max(|r| r.recover_ns_max)),
     );
+    if violations > 0 {
+        std::process::exit(1);
+    }
 }

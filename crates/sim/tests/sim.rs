@@ -51,7 +51,10 @@ fn invariants_hold_over_many_seeds() {
 /// left the honest peers are in step within 2 s.
 #[test]
 fn a_hostile_member_cannot_crash_freeze_or_split() {
-    over_seeds(env_u64("SYNFONY_SIM_ADVERSARY_SEEDS").unwrap_or(64), hostile);
+    over_seeds(
+        env_u64("SYNFONY_SIM_ADVERSARY_SEEDS").unwrap_or(64),
+        hostile,
+    );
 }
 
 fn over_seeds(seeds: u64, scenario: fn(u64) -> SimConfig) {
