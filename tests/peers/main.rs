@@ -4,6 +4,7 @@
 //! asserted as timings; the asserts are correctness bounds far from them.
 
 mod harness;
+mod hostile;
 mod remote;
 
 use std::io::{Read, Write};

@@ -1,0 +1,253 @@
+//! One faulty member must never crash, freeze or split the session (issue 19):
+//! each case the issue reproduced, by a hand-driven client over real TCP
+//! against real peers with an honest second peer joined. Each of these failed
+//! before the fix (a crash, a hang, a split or a corrupted state).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use synfony::protocol::message::{Message, Snapshot};
+use synfony::protocol::{
+    Channel, ChannelState, Event, PeerId, Round, SessionMap, SessionState, Vote,
+};
+use synfony_testkit::hostile::Hostile;
+
+use super::harness::Peer;
+use super::{SEC, args, joining, setup};
+
+/// The liar's id: the lowest there is, so it wins every tie of seniority
+/// under a rule that looks at ids.
+const LIAR: PeerId = PeerId(1);
+/// Where the liar says it listens: nothing is there.
+fn nowhere() -> SocketAddr {
+    "127.0.0.1:9".parse().unwrap()
+}
+
+/// A creator `a` and a joiner `b`, linked and synced.
+fn two_peers(d: &std::path::Path, stems: &str) -> (Peer, Peer) {
+    let a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", stems]));
+    let mut b = Peer::spawn("b", d, &joining(&a.listen.to_string(), &[stems]));
+    b.wait_linked(1, 10 * SEC);
+    b.wait_for("synced", |e| e["event"] == "synced", 10 * SEC);
+    (a, b)
+}
+
+fn connect(p: &Peer, id: PeerId) -> Hostile {
+    Hostile::connect(p.listen, id, nowhere())
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", p.name))
+}
+
+/// Waits until `h`'s victim starts a new round, and returns it (so a vote
+/// sent now has the whole round to arrive).
+fn next_round(h: &Hostile) -> (Round, SessionMap) {
+    let start = h.heard().round;
+    let t = Instant::now();
+    loop {
+        let heard = h.heard();
+        if let (Some(r), Some(map)) = (heard.round, heard.map)
+            && Some(r) != start
+        {
+            return (r, map);
+        }
+        assert!(t.elapsed() < 3 * SEC, "no heartbeat from the victim");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Both peers answer, decide rounds, follow an honest root and agree on
+/// session time.
+fn assert_in_step(a: &mut Peer, b: &mut Peer, what: &str) {
+    let (sa, sb) = (a.status(), b.status());
+    let (ta, tb) = (sa["session_ms"].as_f64(), sb["session_ms"].as_f64());
+    let (Some(ta), Some(tb)) = (ta, tb) else {
+        panic!("{what}: not synced: {sa} {sb}");
+    };
+    assert!(
+        (ta - tb).abs() < 500.0,
+        "{what}: session times {ta} and {tb} ms apart"
+    );
+    for s in [&sa, &sb] {
+        assert_ne!(s["root"], LIAR.to_string(), "{what}: the liar is root: {s}");
+    }
+    let (ra, rb) = (sa["round"].as_u64(), sb["round"].as_u64());
+    std::thread::sleep(Duration::from_millis(300));
+    let (sa2, sb2) = (a.status(), b.status());
+    assert!(
+        sa2["round"].as_u64() > ra && sb2["round"].as_u64() > rb,
+        "{what}: rounds stopped: {sa2} {sb2}"
+    );
+}
+
+/// A member that claims to be the creator, with a credible clock and a session
+/// map `lie_ns` off, for four seconds; then it vanishes.
+fn liar(a: &mut Peer, b: &mut Peer, lie_ns: i64) {
+    let (ha, hb) = (connect(a, LIAR), connect(b, LIAR));
+    let t = Instant::now();
+    while t.elapsed() < 4 * SEC {
+        for h in [&ha, &hb] {
+            let heard = h.heard();
+            if let Some(map) = heard.map {
+                let lie = SessionMap {
+                    anchor_session_ns: map.anchor_session_ns.saturating_add(lie_ns),
+                    ..map
+                };
+                let round = heard.round.unwrap_or(Round(0));
+                let _ = h.send(&h.heartbeat(round, Event::None, vec![], Some(lie), 0));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(a.is_running() && b.is_running(), "a peer died");
+    assert_in_step(a, b, "with the liar");
+    ha.vanish();
+    hb.vanish();
+    std::thread::sleep(2 * SEC);
+    assert_in_step(a, b, "after the liar left");
+}
+
+/// A member claiming seniority with a map 30 s behind becomes nobody's root,
+/// and nobody's session time moves (it once became root, sent its victims
+/// 30 s back and froze their rounds).
+#[test]
+fn a_senior_member_30_s_behind_moves_nobody() {
+    let (_turn, dir, stems) = setup();
+    let (mut a, mut b) = two_peers(dir.path(), &stems);
+    liar(&mut a, &mut b, -30_000_000_000);
+}
+
+/// A session map far in the future costs nothing (it once made the receiver
+/// decide every skipped round in one loop until it ran out of memory).
+#[test]
+fn a_map_far_in_the_future_costs_nothing() {
+    let (_turn, dir, stems) = setup();
+    let (mut a, mut b) = two_peers(dir.path(), &stems);
+    liar(&mut a, &mut b, 100_000_000_000_000_000);
+}
+
+/// A snapshot naming round `u64::MAX`, sent to a joiner, is refused (it once
+/// wrapped the joiner's round counter and its decide loop never ended).
+#[test]
+fn a_snapshot_for_round_u64_max_does_not_wrap_a_joiner() {
+    let (_turn, dir, stems) = setup();
+    let d = dir.path();
+    let mut a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", &stems]));
+    let mut j = Peer::spawn("j", d, &joining(&a.listen.to_string(), &[&stems]));
+    // Linked to the session, not synced yet (that takes a burst of pings).
+    j.wait_for("peer_up", |e| e["event"] == "peer_up", 10 * SEC);
+    let h = connect(&j, LIAR);
+    let snapshot = |round| {
+        Message::Snapshot(Snapshot {
+            round,
+            state: SessionState::new(1_000_000_000, 2),
+            pending: vec![],
+        })
+    };
+    h.send(&snapshot(Round(u64::MAX))).unwrap();
+    j.wait_for("synced", |e| e["event"] == "synced", 10 * SEC);
+    // And once more, synced.
+    std::thread::sleep(SEC);
+    h.send(&snapshot(Round(u64::MAX))).unwrap();
+    h.send(&snapshot(Round::MAX)).unwrap();
+    std::thread::sleep(SEC);
+    assert!(j.is_running(), "the joiner died");
+    assert_in_step(&mut a, &mut j, "after the snapshots");
+    h.vanish();
+}
+
+/// A forged snapshot — master at +1000 dB, no channels, an absurd duration —
+/// is not adopted (it once spread to every peer, and the stems' faders were
+/// gone for the rest of the session).
+#[test]
+fn a_forged_snapshot_corrupts_nothing() {
+    let (_turn, dir, stems) = setup();
+    let (mut a, mut b) = two_peers(dir.path(), &stems);
+    let h = connect(&a, LIAR);
+    for _ in 0..5 {
+        let (round, _) = next_round(&h);
+        let mut forged = SessionState::new(1_000_000_000_000_000_000, 0);
+        forged.master = ChannelState {
+            gain_db: 1000.0,
+            muted: false,
+        };
+        forged.changed_round = round;
+        h.send(&Message::Snapshot(Snapshot {
+            round,
+            state: forged,
+            pending: vec![],
+        }))
+        .unwrap();
+    }
+    let (ma, mb) = (a.mark(), b.mark());
+    b.send("volume 0 -6");
+    let voter = b.peer_id.clone();
+    for (p, mark) in [(&mut a, ma), (&mut b, mb)] {
+        let d = p.wait_decision(mark, &voter, "volume", 5 * SEC);
+        let master = d["master_db"].as_f64().unwrap_or(f64::NAN);
+        assert!(master <= 12.0, "{}: master at {master} dB: {d}", p.name);
+        let gains = d["gains_db"].as_object().map_or(0, |g| g.len());
+        assert_eq!(gains, 2, "{}: the stems' faders: {d}", p.name);
+    }
+    h.vanish();
+}
+
+/// The decision for `round` on `p` (seen or arriving).
+fn decision_for(p: &mut Peer, round: Round) -> Value {
+    p.wait_for(
+        "the decision of the hostile round",
+        |e| e["event"] == "decision" && e["round"] == round.0,
+        5 * SEC,
+    )
+}
+
+/// One voter, two votes in one round — Play to one peer, "no vote" to the
+/// other — is judged the same by both (the peer that heard only the relay
+/// once applied what the other rejected as an equivocation).
+#[test]
+fn an_equivocating_voter_is_judged_the_same_everywhere() {
+    let (_turn, dir, stems) = setup();
+    let (mut a, mut b) = two_peers(dir.path(), &stems);
+    let (ha, hb) = (connect(&a, LIAR), connect(&b, LIAR));
+    std::thread::sleep(SEC);
+    let (round, map) = next_round(&ha);
+    ha.send(&ha.heartbeat(round, Event::Play, vec![], Some(map), i64::MAX / 2))
+        .unwrap();
+    hb.send(&hb.heartbeat(round, Event::None, vec![], Some(map), i64::MAX / 2))
+        .unwrap();
+    let (da, db) = (decision_for(&mut a, round), decision_for(&mut b, round));
+    assert_eq!(da["playing"], db["playing"], "\na: {da}\nb: {db}");
+    assert_eq!(da["votes"], db["votes"], "\na: {da}\nb: {db}");
+    ha.vanish();
+    hb.vanish();
+}
+
+/// A flood of relayed votes under made-up voters (more than a heartbeat can
+/// relay) leaves both peers with the same gain (the peer that heard the flood
+/// once kept 256, relayed 64 and played another gain than its neighbour).
+#[test]
+fn a_flood_of_relayed_votes_plays_the_same_gain_everywhere() {
+    let (_turn, dir, stems) = setup();
+    let (mut a, mut b) = two_peers(dir.path(), &stems);
+    let h = connect(&a, LIAR);
+    std::thread::sleep(SEC);
+    let (round, map) = next_round(&h);
+    // First the 64 lowest voters at −1 dB, then 192 more at −40 dB.
+    for batch in 0..4u64 {
+        let gain_db = if batch == 0 { -1.0 } else { -40.0 };
+        let relayed = (0..64)
+            .map(|i| Vote {
+                voter: PeerId(1000 + batch * 64 + i),
+                round,
+                event: Event::Volume {
+                    channel: Channel::Stem(0),
+                    gain_db,
+                },
+            })
+            .collect();
+        h.send(&h.heartbeat(round, Event::None, relayed, Some(map), i64::MAX / 2))
+            .unwrap();
+    }
+    let (da, db) = (decision_for(&mut a, round), decision_for(&mut b, round));
+    assert_eq!(da["gains_db"], db["gains_db"], "\na: {da}\nb: {db}");
+    h.vanish();
+}
