@@ -253,3 +253,41 @@ fn a_flood_of_relayed_votes_plays_the_same_gain_everywhere() {
     assert_eq!(da["gains_db"], db["gains_db"], "\na: {da}\nb: {db}");
     h.vanish();
 }
+
+/// Hundreds of silent sockets, and more opened as fast as they are closed,
+/// cannot keep a real peer out (they once held all 64 handshake slots).
+#[test]
+fn silent_sockets_cannot_keep_a_peer_out() {
+    let (_turn, dir, stems) = setup();
+    let d = dir.path();
+    let a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", &stems]));
+    let target = a.listen;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = std::collections::VecDeque::new();
+            let mut failed = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match std::net::TcpStream::connect(target) {
+                    Ok(s) => held.push_back(s),
+                    Err(_) => failed += 1,
+                }
+                // Held open (within the test's descriptors): a closed
+                // socket frees its slot at once.
+                if held.len() > 4000 {
+                    held.pop_front();
+                }
+                if held.len() % 8 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            println!("flood: {} sockets held open, {failed} refused", held.len());
+        })
+    };
+    std::thread::sleep(SEC);
+    let mut b = Peer::spawn("b", d, &joining(&target.to_string(), &[&stems]));
+    b.wait_linked(1, 10 * SEC);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = flood.join();
+}

@@ -340,7 +340,12 @@ fn garbage_oversized_frames_and_silence_are_dropped_without_harm() {
     closed_by_peer(&header(9, 0), 2 * SEC);
     let silent = closed_by_peer(b"", 6 * SEC);
     println!("a silent connection was closed after {silent:?}");
-    assert!(silent >= Duration::from_secs(2), "{silent:?}: too early");
+    // Closed once silent for a second (issue 19: silent sockets must not
+    // hold handshake slots), not at once.
+    assert!(
+        silent >= Duration::from_millis(900),
+        "{silent:?}: too early"
+    );
 
     // Unharmed: a real peer joins and follows.
     let mut b = Peer::spawn("b", d, &joining(&a.listen.to_string(), &[&stems]));

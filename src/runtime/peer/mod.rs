@@ -19,6 +19,7 @@
 
 mod core;
 mod links;
+mod slots;
 mod tasks;
 mod worker;
 

@@ -4,11 +4,12 @@
 //! and talk to the core only through its input channel (and, for a writer,
 //! its link's bounded queue).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::protocol::PeerId;
@@ -18,22 +19,25 @@ use crate::runtime::net::{self, Connection, Identity, LinkError};
 
 use super::core::Input;
 use super::links::{ConnId, DialAddr, DialTarget};
+use super::slots::{Admit, FIRST_BYTE_TIMEOUT, Slots};
 
 /// A write that cannot complete this long means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections in their handshake at once; more are closed at once (a flood
-/// of silent connections must not exhaust memory or descriptors).
-const MAX_HANDSHAKES: usize = 64;
-
 /// Accepts connections for ever, each handshaken on a task of its own; a
-/// finished handshake becomes [`Input::Connected`].
+/// finished handshake becomes [`Input::Connected`]. Who gets a handshake slot
+/// is [`Slots`]'s business: a connection that loses its slot, or says nothing
+/// for [`FIRST_BYTE_TIMEOUT`], is closed.
 pub(super) async fn accept_loop(
     listener: tokio::net::TcpListener,
     me: Identity,
     secret: Option<Arc<Secret>>,
     inputs: mpsc::Sender<Input>,
 ) {
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    // A few lookups under a plain mutex from the accept loop and the
+    // handshake tasks: never held across an await.
+    let slots = Arc::new(Mutex::new(Slots::default()));
+    let mut evict: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
+    let mut next_id: u64 = 0;
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
@@ -44,31 +48,57 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            warn!(%remote, "{MAX_HANDSHAKES} handshakes under way: connection closed");
-            continue;
-        };
+        let id = next_id;
+        next_id += 1;
+        let admit = slots
+            .lock()
+            .expect("no panic holds it")
+            .admit(id, remote.ip());
+        evict.retain(|_, tx| !tx.is_closed());
+        if let Admit::Evict(old) = admit
+            && let Some(tx) = evict.remove(&old)
+        {
+            debug!(%remote, "handshake slots full: the oldest waiting connection is closed");
+            let _ = tx.send(());
+        }
+        let (tx, evicted) = oneshot::channel();
+        evict.insert(id, tx);
         let me = me.clone();
         let secret = secret.clone();
         let inputs = inputs.clone();
+        let slots = slots.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let mut conn = match Connection::new(stream) {
-                Ok(c) => c,
-                Err(e) => return debug!(%remote, "connection lost at once: {e}"),
-            };
-            match net::handshake_acceptor(&mut conn, &me, secret.as_deref()).await {
-                Ok(peer) => {
-                    let _ = inputs
-                        .send(Input::Connected {
-                            conn,
-                            peer,
-                            dialed: None,
-                        })
-                        .await;
+            let handshake = async {
+                // Silent sockets lose their place fast.
+                let mut byte = [0u8; 1];
+                match tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut byte)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return debug!(%remote, "silent for {FIRST_BYTE_TIMEOUT:?}: closed"),
                 }
-                Err(e) => warn!(%remote, "refused a connection: {e}"),
+                slots.lock().expect("no panic holds it").spoke(id);
+                let mut conn = match Connection::new(stream) {
+                    Ok(c) => c,
+                    Err(e) => return debug!(%remote, "connection lost at once: {e}"),
+                };
+                match net::handshake_acceptor(&mut conn, &me, secret.as_deref()).await {
+                    Ok(peer) => {
+                        slots.lock().expect("no panic holds it").done(id);
+                        let _ = inputs
+                            .send(Input::Connected {
+                                conn,
+                                peer,
+                                dialed: None,
+                            })
+                            .await;
+                    }
+                    Err(e) => warn!(%remote, "refused a connection: {e}"),
+                }
+            };
+            tokio::select! {
+                () = handshake => {}
+                _ = evicted => debug!(%remote, "its handshake slot went to a newer connection"),
             }
+            slots.lock().expect("no panic holds it").done(id);
         });
     }
 }

@@ -1,0 +1,148 @@
+//! Handshake slots: which accepted connections may take part of the peer's
+//! attention before they have said who they are. Pure, like [`super::links`]:
+//! the accept loop tells it what happened and does what it says.
+//!
+//! A flood of silent sockets once held all 64 handshake slots, so real peers
+//! could not join (issue 19). Now:
+//! - at most [`MAX_HANDSHAKES`] in all and [`MAX_HANDSHAKES_PER_IP`] from one
+//!   address;
+//! - when either is full, a newcomer takes the place of the oldest connection
+//!   from that address (or in all) that has not sent a byte yet, else of the
+//!   oldest; so an attacker must keep re-opening connections faster than a
+//!   real peer's handshake takes (milliseconds) to keep one out;
+//! - a connection that sends nothing for [`FIRST_BYTE_TIMEOUT`] is closed (the
+//!   whole handshake still has its own, longer timeout).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Connections in their handshake at once.
+pub const MAX_HANDSHAKES: usize = 64;
+/// Connections in their handshake at once from one IP address: a LAN peer
+/// opens one per dial, and a whole test session on loopback shares one
+/// address, so this is well above what honest peers need.
+pub const MAX_HANDSHAKES_PER_IP: usize = 16;
+/// A connection silent this long after it was accepted is closed.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What to do with a new connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// It has a slot.
+    Yes,
+    /// It has the slot of this older connection, which must be closed.
+    Evict(u64),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    ip: IpAddr,
+    spoke: bool,
+}
+
+/// The connections in their handshake, by the accept loop's id (ids grow, so
+/// the lowest is the oldest).
+#[derive(Debug, Default)]
+pub struct Slots {
+    open: BTreeMap<u64, Entry>,
+}
+
+impl Slots {
+    /// Connection `id` from `ip` was accepted.
+    pub fn admit(&mut self, id: u64, ip: IpAddr) -> Admit {
+        let from_ip = self.open.values().filter(|e| e.ip == ip).count();
+        let victim = if from_ip >= MAX_HANDSHAKES_PER_IP {
+            self.oldest(|e| e.ip == ip)
+        } else if self.open.len() >= MAX_HANDSHAKES {
+            self.oldest(|_| true)
+        } else {
+            None
+        };
+        if let Some(old) = victim {
+            self.open.remove(&old);
+        }
+        self.open.insert(id, Entry { ip, spoke: false });
+        victim.map_or(Admit::Yes, Admit::Evict)
+    }
+
+    /// Connection `id` sent its first byte.
+    pub fn spoke(&mut self, id: u64) {
+        if let Some(e) = self.open.get_mut(&id) {
+            e.spoke = true;
+        }
+    }
+
+    /// Connection `id` finished its handshake (or failed, or was closed).
+    pub fn done(&mut self, id: u64) {
+        self.open.remove(&id);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// The oldest matching connection that has not spoken, else the oldest.
+    fn oldest(&self, pick: impl Fn(&Entry) -> bool) -> Option<u64> {
+        let mut matching = self.open.iter().filter(|(_, e)| pick(e));
+        let silent = matching.clone().find(|(_, e)| !e.spoke).map(|(id, _)| *id);
+        silent.or_else(|| matching.next().map(|(id, _)| *id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    /// Silent connections from one address never hold more than its share,
+    /// and a newcomer takes the oldest silent one's place.
+    #[test]
+    fn one_address_cannot_take_every_slot() {
+        let mut s = Slots::default();
+        for id in 0..MAX_HANDSHAKES_PER_IP as u64 {
+            assert_eq!(s.admit(id, ip(1)), Admit::Yes);
+        }
+        s.spoke(0);
+        let n = MAX_HANDSHAKES_PER_IP as u64;
+        assert_eq!(s.admit(n, ip(1)), Admit::Evict(1), "the oldest silent one");
+        assert_eq!(
+            s.admit(n + 1, ip(2)),
+            Admit::Yes,
+            "another address has room"
+        );
+        assert_eq!(s.len(), MAX_HANDSHAKES_PER_IP + 1);
+    }
+
+    /// With every slot taken, a newcomer from a new address evicts the oldest
+    /// silent connection; once all have spoken, the oldest.
+    #[test]
+    fn a_full_table_makes_room_for_a_newcomer() {
+        let mut s = Slots::default();
+        let mut id = 0;
+        for a in 0..(MAX_HANDSHAKES / MAX_HANDSHAKES_PER_IP) as u8 {
+            for _ in 0..MAX_HANDSHAKES_PER_IP {
+                assert_eq!(s.admit(id, ip(a)), Admit::Yes);
+                id += 1;
+            }
+        }
+        assert_eq!(s.len(), MAX_HANDSHAKES);
+        assert_eq!(s.admit(id, ip(99)), Admit::Evict(0));
+        for k in 0..=id {
+            s.spoke(k);
+        }
+        assert_eq!(s.admit(id + 1, ip(98)), Admit::Evict(1));
+        s.done(id + 1);
+        assert_eq!(s.len(), MAX_HANDSHAKES - 1);
+        assert!(!s.is_empty());
+    }
+}
