@@ -549,6 +549,26 @@ impl Outbox {
     }
 }
 
+/// About how many bytes `m` takes on the wire (and in memory, queued): exact
+/// enough for the queue limits, without encoding it twice.
+pub fn approx_wire_bytes(m: &Message) -> usize {
+    use crate::protocol::message::{Operation, Room};
+    const SMALL: usize = 128;
+    const VOTE: usize = 20;
+    match m {
+        Message::Heartbeat(hb) => SMALL + hb.relayed.len() * VOTE,
+        Message::Snapshot(s) => SMALL + s.pending.len() * VOTE + s.state.channels.len() * 5,
+        Message::PeerList(l) => SMALL + l.peers.len() * 96,
+        Message::Room(Room { op, .. }) => match op {
+            Operation::ChunkData { data, .. } => SMALL + data.len(),
+            Operation::SongStem { info, .. } => SMALL + 256 + info.chunk_hashes.len() * 32,
+            Operation::Have { stems } => SMALL + stems.len() * 32,
+            _ => SMALL + 256,
+        },
+        _ => SMALL + 256,
+    }
+}
+
 fn is_bulk(m: &Message) -> bool {
     matches!(
         m,

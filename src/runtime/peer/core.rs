@@ -6,7 +6,9 @@
 //! [`PeerEvent`]s. It never blocks: slow work goes to the [`Worker`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -24,7 +26,7 @@ use crate::room::{ExchangeEvent, StemInfo};
 use crate::runtime::auth::Secret;
 use crate::runtime::control::{self, Command};
 use crate::runtime::events::{PeerEvent, Status};
-use crate::runtime::net::{Connection, Handshaken, Identity, LinkError, Read};
+use crate::runtime::net::{self, Connection, Handshaken, Identity, LinkError, Read};
 use crate::runtime::room::{Described, RoomShell, Verified};
 
 use super::EventSink;
@@ -104,8 +106,18 @@ pub(super) enum Conn {
     Link {
         tx: mpsc::Sender<Message>,
         reader: AbortHandle,
+        /// Bytes queued for its writer and not written yet (about: see
+        /// `net::approx_wire_bytes`); the writer takes off what it writes.
+        queued: Arc<AtomicUsize>,
     },
 }
+
+/// Bytes one link may have queued for sending: a peer that stops reading (or
+/// asks for chunks faster than it reads them) is cut off there, not allowed
+/// to grow our memory. Two full outboxes of stem data (2 × 64 × 256 KiB).
+pub const MAX_QUEUED_BYTES_PER_LINK: usize = 32 << 20;
+/// Bytes all links together may have queued: four links' worth.
+pub const MAX_QUEUED_BYTES: usize = 128 << 20;
 
 pub(super) struct Core {
     pub clock: LocalClock,
@@ -321,12 +333,18 @@ impl Core {
                     };
                     let (reader, writer) = c.split(self.clock);
                     let (tx, rx) = mpsc::channel(LINK_QUEUE);
+                    let queued = Arc::new(AtomicUsize::new(0));
                     let reader =
                         tokio::spawn(tasks::read_loop(reader, conn, peer, self.inputs.clone()))
                             .abort_handle();
                     self.writers.retain(|w| !w.is_finished());
-                    (self.writers).push(tokio::spawn(tasks::write_loop(writer, rx, peer)));
-                    self.conns.insert(conn, Conn::Link { tx, reader });
+                    (self.writers).push(tokio::spawn(tasks::write_loop(
+                        writer,
+                        rx,
+                        peer,
+                        queued.clone(),
+                    )));
+                    self.conns.insert(conn, Conn::Link { tx, reader, queued });
                     info!(%peer, name = %info.name, addr = %info.addr, "link up");
                     self.session.handle_link_up(now, info);
                     self.room.handle_link_up(now, peer);
@@ -461,18 +479,36 @@ impl Core {
         let Some(conn) = self.links.conn_of(peer) else {
             return;
         };
-        let Some(Conn::Link { tx, .. }) = self.conns.get(&conn) else {
+        let Some(Conn::Link { tx, queued, .. }) = self.conns.get(&conn) else {
             return;
         };
-        if let Err(e) = tx.try_send(message) {
-            match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    warn!(%peer, "not reading ({LINK_QUEUE} messages queued): closing the link");
+        let bytes = net::approx_wire_bytes(&message);
+        let on_link = queued.load(Ordering::Relaxed);
+        let total: usize = (self.conns.values())
+            .map(|c| match c {
+                Conn::Link { queued, .. } => queued.load(Ordering::Relaxed),
+                Conn::Idle { .. } => 0,
+            })
+            .sum();
+        let result = if on_link + bytes > MAX_QUEUED_BYTES_PER_LINK {
+            warn!(%peer, "not reading ({on_link} bytes queued): closing the link");
+            Err(())
+        } else if total + bytes > MAX_QUEUED_BYTES && on_link > 0 {
+            warn!(%peer, "{total} bytes queued on all links: closing this one, which has {on_link}");
+            Err(())
+        } else {
+            queued.fetch_add(bytes, Ordering::Relaxed);
+            tx.try_send(message).map_err(|e| {
+                queued.fetch_sub(bytes, Ordering::Relaxed);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        warn!(%peer, "not reading ({LINK_QUEUE} messages queued): closing the link");
+                    }
+                    mpsc::error::TrySendError::Closed(_) => debug!(%peer, "writer gone"),
                 }
-                mpsc::error::TrySendError::Closed(_) => {
-                    debug!(%peer, "writer gone");
-                }
-            }
+            })
+        };
+        if result.is_err() {
             let now = self.clock.now_ns();
             self.links.handle_closed(now, conn);
             self.apply_links();

@@ -5,8 +5,10 @@
 //!
 //! - **Dialling.** Members the session asks for are dialled unless linked, being
 //!   dialled, or backing off after a failed dial (per peer, 250 ms doubling to
-//!   5 s, forgotten once linked). `--join` addresses are dialled while this
-//!   peer is linked to nobody, each retried with its own backoff.
+//!   5 s, forgotten once linked). `--join` addresses are dialled until one of
+//!   them gives a link (whoever else links to us first), and again whenever
+//!   this peer is linked to nobody, each retried with its own backoff. At most
+//!   [`MAX_LINKS`] links.
 //! - **One link per pair.** Of two connections to one peer, both ends keep the
 //!   one dialled by the lower peer id; a newer connection from the same dialler
 //!   replaces an older one (the old one is likely dead). The loser lingers,
@@ -37,6 +39,12 @@ pub const FIRST_BACKOFF_NS: i64 = 250_000_000;
 /// How long the losing one of two connections to a peer stays open, unread
 /// (the handshake's own limit: the far end has settled by then).
 pub const LINGER_NS: i64 = 3_000_000_000;
+
+/// Links at most: a session's worth ([`crate::protocol::message::MAX_PEERS`]).
+/// A connection from a new peer beyond it is closed after its handshake, so
+/// a flood of made-up members cannot grow what each link holds (queues, tasks,
+/// clock samples) without bound.
+pub const MAX_LINKS: usize = crate::protocol::message::MAX_PEERS;
 
 /// What a dial was for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +108,10 @@ pub struct Links {
     /// Members whose last dial failed: (not before, current backoff).
     backoff: BTreeMap<PeerId, (i64, i64)>,
     joins: Vec<Join>,
+    /// Whether a `--join` dial has given us a link: until then the join
+    /// addresses are dialled even if others linked to us first (a peer that
+    /// reaches a joiner first must not keep it from its session).
+    joined: bool,
     /// Losing connections and when they close.
     lingering: BTreeMap<ConnId, i64>,
     actions: VecDeque<Action>,
@@ -123,6 +135,7 @@ impl Links {
                     last_error: None,
                 })
                 .collect(),
+            joined: false,
             lingering: BTreeMap::new(),
             actions: VecDeque::new(),
         }
@@ -152,6 +165,7 @@ impl Links {
                 self.dialing.remove(asked);
             }
             Some(DialTarget::Join(i)) => {
+                self.joined = true;
                 if let Some(j) = self.joins.get_mut(*i) {
                     // Ready to be tried again if this peer ends up alone.
                     j.in_flight = false;
@@ -162,6 +176,10 @@ impl Links {
             None => {}
         }
         self.backoff.remove(&peer);
+        if !self.links.contains_key(&peer) && self.links.len() >= MAX_LINKS {
+            self.actions.push_back(Action::Close(conn));
+            return;
+        }
         let dialer = if dialed.is_some() { self.me } else { peer };
         if let Some(existing) = self.links.get(&peer) {
             let preferred = self.me.min(peer);
@@ -274,7 +292,7 @@ impl Links {
             self.lingering.remove(&conn);
             self.actions.push_back(Action::Close(conn));
         }
-        if !self.links.is_empty() {
+        if self.joined && !self.links.is_empty() {
             return;
         }
         for (i, j) in self.joins.iter_mut().enumerate() {
@@ -292,7 +310,7 @@ impl Links {
     /// When [`Links::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<i64> {
         let linger = self.lingering.values().copied().min();
-        let join = (self.links.is_empty())
+        let join = (!self.joined || self.links.is_empty())
             .then(|| {
                 (self.joins.iter())
                     .filter(|j| !j.in_flight)
@@ -503,6 +521,41 @@ mod tests {
         assert_eq!(drain(&mut a), vec![dial.clone()]);
         a.handle_dial_failed(now, DialTarget::Join(0), &refused());
         assert_eq!(a.poll_timeout(), Some(now + 250 * MS));
+    }
+
+    /// A peer that links to a joiner first (a hostile one, say) does not
+    /// keep it from dialling its `--join` address; and no more than
+    /// `MAX_LINKS` peers are linked.
+    #[test]
+    fn joins_go_on_until_a_join_links_and_links_are_capped() {
+        let mut a = Links::new(A, vec!["host:1".into()], 0);
+        a.handle_connected(0, 1, C, None);
+        drain(&mut a);
+        a.handle_timeout(0);
+        assert!(
+            drain(&mut a).iter().any(|x| matches!(
+                x,
+                Action::Dial {
+                    target: DialTarget::Join(0),
+                    ..
+                }
+            )),
+            "still joins"
+        );
+        for i in 0..MAX_LINKS as u64 {
+            a.handle_connected(MS, 100 + i, PeerId(1000 + i), None);
+        }
+        let actions = drain(&mut a);
+        let ups = actions
+            .iter()
+            .filter(|x| matches!(x, Action::Up { .. }))
+            .count();
+        assert_eq!(ups, MAX_LINKS - 1, "one place was C's");
+        assert!(actions.contains(&Action::Close(100 + MAX_LINKS as u64 - 1)));
+        assert!(!a.is_current(
+            PeerId(1000 + MAX_LINKS as u64 - 1),
+            100 + MAX_LINKS as u64 - 1
+        ));
     }
 
     /// A member the session asks for is dialled once at a time; after a

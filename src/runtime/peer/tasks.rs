@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -180,6 +181,7 @@ pub(super) async fn write_loop(
     mut writer: net::LinkWriter,
     mut rx: mpsc::Receiver<Message>,
     peer: PeerId,
+    queued: Arc<AtomicUsize>,
 ) {
     let mut outbox = net::Outbox::default();
     let mut batch = Vec::new();
@@ -203,7 +205,13 @@ pub(super) async fn write_loop(
         }
         outbox.next_batch(&mut batch);
         match tokio::time::timeout(WRITE_TIMEOUT, writer.send(&batch)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                let written: usize = batch.iter().map(net::approx_wire_bytes).sum();
+                queued.fetch_sub(
+                    written.min(queued.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+            }
             Ok(Err(e)) => return debug!(%peer, "write failed: {e}"),
             // Not reading: drop the socket rather than hold it forever.
             Err(_) => return debug!(%peer, "write stalled for {WRITE_TIMEOUT:?}"),
