@@ -15,7 +15,7 @@
 //! never see a chunk being written, and a chunk never changes once ready.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::OnceLock;
 
 use super::CHANNELS;
 use super::decode::StemAudio;
@@ -85,19 +85,18 @@ impl Frames for LocalFrames<'_> {
     }
 }
 
-/// A stem filled chunk by chunk while it plays.
+/// A stem filled chunk by chunk while it plays. A chunk's samples are
+/// allocated when it arrives (by the filler, never the audio thread), so a
+/// stem that merely claims to be long costs a pointer per chunk, not its
+/// decoded size (issue 19: three stems claiming the longest length once made
+/// a joiner allocate about 1 GB before any data existed). The audio thread
+/// reads a chunk through a `OnceLock` (one atomic load) and never blocks.
 #[derive(Debug)]
 pub struct RemoteStem {
     frames: usize,
-    /// Interleaved f32 bits; a chunk is written once, before its flag is set.
-    samples: Box<[AtomicU32]>,
-    /// Per chunk: [`EMPTY`], [`WRITING`] (claimed by one filler) or [`READY`].
-    ready: Box<[AtomicU8]>,
+    /// Per chunk: its interleaved samples once they arrived (set once).
+    chunks: Box<[OnceLock<Box<[f32]>>]>,
 }
-
-const EMPTY: u8 = 0;
-const WRITING: u8 = 1;
-const READY: u8 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RemoteStemError {
@@ -119,13 +118,20 @@ impl RemoteStem {
         let chunks = frames.div_ceil(CHUNK_FRAMES);
         RemoteStem {
             frames,
-            samples: (0..frames * CHANNELS).map(|_| AtomicU32::new(0)).collect(),
-            ready: (0..chunks).map(|_| AtomicU8::new(EMPTY)).collect(),
+            chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
         }
     }
 
     pub fn chunks(&self) -> usize {
-        self.ready.len()
+        self.chunks.len()
+    }
+
+    /// Sample bytes held (the chunks that have arrived).
+    pub fn sample_bytes(&self) -> usize {
+        (self.chunks.iter())
+            .filter_map(OnceLock::get)
+            .map(|c| std::mem::size_of_val(&**c))
+            .sum()
     }
 
     /// Length in frames.
@@ -146,9 +152,7 @@ impl RemoteStem {
     }
 
     pub fn is_ready(&self, chunk: usize) -> bool {
-        self.ready
-            .get(chunk)
-            .is_some_and(|r| r.load(Ordering::Acquire) == READY)
+        self.chunks.get(chunk).is_some_and(|c| c.get().is_some())
     }
 
     /// Chunks that have arrived.
@@ -172,18 +176,12 @@ impl RemoteStem {
                 expected,
             });
         }
-        if self.ready[chunk]
-            .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        if self.chunks[chunk].get().is_some() {
             return Err(RemoteStemError::AlreadyFilled(chunk));
         }
-        let at = first * CHANNELS;
-        for (slot, &s) in self.samples[at..at + expected].iter().zip(samples) {
-            slot.store(s.to_bits(), Ordering::Relaxed);
-        }
-        self.ready[chunk].store(READY, Ordering::Release);
-        Ok(())
+        self.chunks[chunk]
+            .set(samples.into())
+            .map_err(|_| RemoteStemError::AlreadyFilled(chunk))
     }
 
     /// Whether every frame in `first..=last` is readable (frames outside the
@@ -194,7 +192,7 @@ impl RemoteStem {
         if self.frames == 0 || last < 0 || first >= self.frames as i64 {
             return true;
         }
-        (clamp(first)..=clamp(last)).all(|c| self.ready[c].load(Ordering::Acquire) == READY)
+        (clamp(first)..=clamp(last)).all(|c| self.chunks[c].get().is_some())
     }
 }
 
@@ -204,12 +202,13 @@ impl Frames for RemoteStem {
         if i < 0 {
             return (0.0, 0.0);
         }
-        let at = i as usize * CHANNELS;
-        match self.samples.get(at..at + CHANNELS) {
-            Some(s) => (
-                f32::from_bits(s[0].load(Ordering::Relaxed)),
-                f32::from_bits(s[1].load(Ordering::Relaxed)),
-            ),
+        let i = i as usize;
+        let Some(chunk) = self.chunks.get(i / CHUNK_FRAMES).and_then(OnceLock::get) else {
+            return (0.0, 0.0);
+        };
+        let at = (i % CHUNK_FRAMES) * CHANNELS;
+        match chunk.get(at..at + CHANNELS) {
+            Some(s) => (s[0], s[1]),
             None => (0.0, 0.0),
         }
     }
@@ -218,6 +217,24 @@ impl Frames for RemoteStem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stem that claims the longest length allowed holds nothing but a
+    /// pointer per chunk until its chunks arrive; then exactly their samples.
+    #[test]
+    fn a_claimed_length_allocates_nothing_until_data_arrives() {
+        let frames = crate::protocol::stem::MAX_STEM_SECS as usize * 48_000;
+        let r = RemoteStem::new(frames);
+        assert_eq!(r.sample_bytes(), 0);
+        let table = std::mem::size_of_val(&*r.chunks);
+        assert!(
+            table * 100 < frames * CHANNELS * 4,
+            "{table} bytes of table for a stem of {frames} frames"
+        );
+        r.fill(3, &vec![0.5; CHUNK_FRAMES * CHANNELS]).unwrap();
+        assert_eq!(r.sample_bytes(), CHUNK_FRAMES * CHANNELS * 4);
+        assert_eq!(r.frame_at(3 * CHUNK_FRAMES as i64 + 1), (0.5, 0.5));
+        assert_eq!(r.frame_at(0), (0.0, 0.0), "missing is silence");
+    }
 
     #[test]
     fn chunks_arrive_once_with_the_right_length() {
