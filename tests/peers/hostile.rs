@@ -291,3 +291,77 @@ fn silent_sockets_cannot_keep_a_peer_out() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = flood.join();
 }
+
+/// Resident memory of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// A song whose three stems claim the largest size and the longest length
+/// allocates nothing until data arrives (a joiner once allocated their whole
+/// decoded size, about 1 GB, up front).
+#[test]
+fn a_song_of_huge_stems_costs_a_joiner_nothing_up_front() {
+    use synfony::protocol::StemInfo;
+    use synfony::protocol::message::{Operation, Room};
+    use synfony::protocol::stem::{MAX_CHUNKS, MAX_STEM_FILE_BYTES, MAX_STEM_SECS};
+    let (_turn, dir, stems) = setup();
+    let d = dir.path();
+    let a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", &stems]));
+    let mut j = Peer::spawn("j", d, &joining(&a.listen.to_string(), &[&stems]));
+    // Its first contact, before it reaches its session.
+    let h = connect(&j, LIAR);
+    for index in 0..3u16 {
+        let info = StemInfo {
+            hash: [index as u8 + 1; 32],
+            name: format!("huge{index}"),
+            format: "flac".into(),
+            size_bytes: MAX_STEM_FILE_BYTES,
+            frames: MAX_STEM_SECS * 48_000,
+            chunk_hashes: vec![[9; 32]; MAX_CHUNKS],
+        };
+        h.send(&Message::Room(Room {
+            request_id: 0,
+            op: Operation::SongStem {
+                index,
+                count: 3,
+                info,
+            },
+        }))
+        .unwrap();
+    }
+    j.wait_for("synced", |e| e["event"] == "synced", 10 * SEC);
+    std::thread::sleep(2 * SEC);
+    let rss = rss_mib(j.pid());
+    println!("the joiner's RSS with the huge song claimed: {rss:.0} MiB");
+    assert!(j.is_running(), "the joiner died");
+    assert!(rss < 400.0, "the joiner holds {rss:.0} MiB");
+    h.vanish();
+}
+
+/// A hundred made-up members linking to one peer: at most a session's worth
+/// of links are kept, and the real member stays linked.
+#[test]
+fn a_flood_of_members_is_capped() {
+    let (_turn, dir, stems) = setup();
+    let (mut a, mut b) = two_peers(dir.path(), &stems);
+    let clients: Vec<Hostile> = (0..100)
+        .filter_map(|i| Hostile::connect(a.listen, PeerId(5000 + i), nowhere()).ok())
+        .collect();
+    std::thread::sleep(SEC);
+    let peers = a.status()["peers"].as_u64().unwrap_or(0);
+    println!(
+        "{} made-up members connected; a has {peers} links",
+        clients.len()
+    );
+    assert!(peers <= 64, "{peers} links");
+    assert_in_step(&mut a, &mut b, "with the flood");
+    for c in clients {
+        c.vanish();
+    }
+}
