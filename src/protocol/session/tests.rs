@@ -245,23 +245,24 @@ fn make_credible(
         );
         t += 5 * MS;
     }
-    s.handle_message(
-        t,
-        PeerId(peer),
-        Message::Heartbeat(Heartbeat {
-            round: Round(0),
-            vote: Event::None,
-            relayed: vec![],
-            decided: None,
-            map: Some(map),
-            synced_at_session_ns: seniority,
-            clock: ClockStamps {
-                sent_ns: t - MS + offset_ns,
-                echo: None,
-            },
-        }),
-    );
+    s.handle_message(t, PeerId(peer), claims(map, seniority, t - MS + offset_ns));
     t
+}
+
+/// A synced heartbeat announcing `map` and `seniority`, sent at `sent_ns`.
+fn claims(map: SessionMap, seniority: i64, sent_ns: i64) -> Message {
+    Message::Heartbeat(Heartbeat {
+        round: Round(0),
+        vote: Event::None,
+        relayed: vec![],
+        decided: None,
+        map: Some(map),
+        synced_at_session_ns: seniority,
+        clock: ClockStamps {
+            sent_ns,
+            echo: None,
+        },
+    })
 }
 
 fn run(s: &mut Session, from: i64, until: i64) -> (i64, Vec<SessionEvent>) {
@@ -325,22 +326,7 @@ fn a_senior_claim_30_s_off_is_not_followed() {
         if (t2 - t) % (100 * MS) == 0 {
             // Both keep talking (and keep their claims).
             for (peer, map, seniority) in [(4, here, 500 * MS), (3, behind, 0)] {
-                s.handle_message(
-                    t2,
-                    PeerId(peer),
-                    Message::Heartbeat(Heartbeat {
-                        round: Round(0),
-                        vote: Event::None,
-                        relayed: vec![],
-                        decided: None,
-                        map: Some(map),
-                        synced_at_session_ns: seniority,
-                        clock: ClockStamps {
-                            sent_ns: t2 - MS,
-                            echo: None,
-                        },
-                    }),
-                );
+                s.handle_message(t2, PeerId(peer), claims(map, seniority, t2 - MS));
             }
         }
         events.extend(drain(&mut s));
