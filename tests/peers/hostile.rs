@@ -365,3 +365,39 @@ fn a_flood_of_members_is_capped() {
         c.vanish();
     }
 }
+
+/// Peer lists full of made-up members, all at one address we watch: the
+/// peer keeps at most a session's worth of them and dials each ever less
+/// often (lists once made it keep and dial every name it was given).
+#[test]
+fn peer_lists_cannot_make_a_peer_dial_without_bound() {
+    use synfony::protocol::message::{PeerInfo, PeerList};
+    let (_turn, dir, stems) = setup();
+    let (a, _b) = two_peers(dir.path(), &stems);
+    let watch = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ghost_addr = watch.local_addr().unwrap();
+    watch.set_nonblocking(true).unwrap();
+    let h = connect(&a, LIAR);
+    for list in 0..10u64 {
+        let peers = (0..64)
+            .map(|i| PeerInfo {
+                peer_id: PeerId(1_000_000 + list * 64 + i),
+                name: "ghost".into(),
+                addr: ghost_addr,
+            })
+            .collect();
+        h.send(&Message::PeerList(PeerList { peers })).unwrap();
+    }
+    let mut dials = 0;
+    let t = Instant::now();
+    while t.elapsed() < 3 * SEC {
+        match watch.accept() {
+            Ok(_) => dials += 1, // dropped at once: the dial fails
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    println!("{dials} dials of 640 made-up members in 3 s");
+    // 64 kept, each dialled at 0, 0.25, 0.75 and 1.75 s at most: 256.
+    assert!(dials <= 320, "{dials} dials in 3 s");
+    h.vanish();
+}
