@@ -9,6 +9,13 @@
 //!   them gives a link (whoever else links to us first), and again whenever
 //!   this peer is linked to nobody, each retried with its own backoff. At most
 //!   [`MAX_LINKS`] links.
+//! - **Strangers.** A peer list can name any address (a made-up member, or a
+//!   service that is no synfony peer). Peers we have never been linked to are
+//!   dialled at most [`MAX_STRANGER_DIALS`] at a time, and an address that
+//!   failed [`MAX_FAILED_DIALS`] dials without ever giving a link is given up
+//!   (until a link to it comes up some other way). Peers we were linked to
+//!   are never held back by strangers. What is remembered for these rules is
+//!   bounded ([`MAX_REMEMBERED`], oldest forgotten first).
 //! - **One link per pair.** Of two connections to one peer, both ends keep the
 //!   one dialled by the lower peer id; a newer connection from the same dialler
 //!   replaces an older one (the old one is likely dead). The loser lingers,
@@ -45,6 +52,28 @@ pub const LINGER_NS: i64 = 3_000_000_000;
 /// a flood of made-up members cannot grow what each link holds (queues, tasks,
 /// clock samples) without bound.
 pub const MAX_LINKS: usize = crate::protocol::message::MAX_PEERS;
+
+/// Dials in flight at once to peers we have never been linked to. A dial
+/// takes at most 5 s (2 s to connect, 3 s of handshake), so strangers cost at
+/// most 8 sockets and tasks at a time and fewer than 2 dials a second to
+/// addresses that never answer; an honest joiner that hears of a whole
+/// session (63 members) reaches them within a few of the session's redials,
+/// since a dial that answers takes milliseconds.
+pub const MAX_STRANGER_DIALS: usize = 8;
+
+/// Failed dials after which an address that never gave us a link is given
+/// up. With the per-peer backoff (250 ms, 500 ms, 1 s, 2 s) that is about 4 s
+/// of trying: enough for a member that is still starting or briefly away
+/// (and a member that cannot be reached dials us itself once it hears of us),
+/// few enough that a peer list naming some other service costs it 4
+/// connections, not one every few seconds for ever.
+pub const MAX_FAILED_DIALS: u32 = 4;
+
+/// Addresses (failed dials) and peers (ever linked, backing off) remembered
+/// for the dial rules; past it, the oldest entry is forgotten. A few dozen
+/// KiB at most, and far more than a session's 64 members: forgetting only
+/// lets an address that was given up cost another [`MAX_FAILED_DIALS`].
+pub const MAX_REMEMBERED: usize = 1024;
 
 /// What a dial was for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +118,67 @@ struct Link {
     dialer: PeerId,
 }
 
+/// A map that keeps at most [`MAX_REMEMBERED`] entries, forgetting the one
+/// set longest ago.
+#[derive(Debug)]
+struct Recent<K, V> {
+    entries: BTreeMap<K, (u64, V)>,
+    order: BTreeMap<u64, K>,
+    next: u64,
+}
+
+impl<K: Ord + Clone, V> Default for Recent<K, V> {
+    fn default() -> Self {
+        Recent {
+            entries: BTreeMap::new(),
+            order: BTreeMap::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<K: Ord + Clone, V> Recent<K, V> {
+    fn get(&self, k: &K) -> Option<&V> {
+        self.entries.get(k).map(|(_, v)| v)
+    }
+
+    fn contains(&self, k: &K) -> bool {
+        self.entries.contains_key(k)
+    }
+
+    /// Sets `k` to `v`, as the newest entry.
+    fn insert(&mut self, k: K, v: V) {
+        self.remove(&k);
+        if self.entries.len() >= MAX_REMEMBERED
+            && let Some((_, oldest)) = self.order.pop_first()
+        {
+            self.entries.remove(&oldest);
+        }
+        self.order.insert(self.next, k.clone());
+        self.entries.insert(k, (self.next, v));
+        self.next += 1;
+    }
+
+    fn remove(&mut self, k: &K) {
+        if let Some((seq, _)) = self.entries.remove(k) {
+            self.order.remove(&seq);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// A member dial in flight.
+#[derive(Debug)]
+struct Dialing {
+    addr: SocketAddr,
+    /// Whether the peer was never linked to us when the dial started.
+    stranger: bool,
+}
+
 #[derive(Debug)]
 struct Join {
     spec: String,
@@ -104,9 +194,14 @@ pub struct Links {
     me: PeerId,
     links: BTreeMap<PeerId, Link>,
     /// Members being dialled.
-    dialing: BTreeMap<PeerId, ()>,
+    dialing: BTreeMap<PeerId, Dialing>,
     /// Members whose last dial failed: (not before, current backoff).
-    backoff: BTreeMap<PeerId, (i64, i64)>,
+    backoff: Recent<PeerId, (i64, i64)>,
+    /// Peers that have been linked to us (either end dialling).
+    linked_before: Recent<PeerId, ()>,
+    /// Addresses whose dials failed, with how many in a row, while they
+    /// never gave a link.
+    failed: Recent<SocketAddr, u32>,
     joins: Vec<Join>,
     /// Whether a `--join` dial has given us a link: until then the join
     /// addresses are dialled even if others linked to us first (a peer that
@@ -124,7 +219,9 @@ impl Links {
             me,
             links: BTreeMap::new(),
             dialing: BTreeMap::new(),
-            backoff: BTreeMap::new(),
+            backoff: Recent::default(),
+            linked_before: Recent::default(),
+            failed: Recent::default(),
             joins: joins
                 .into_iter()
                 .map(|spec| Join {
@@ -162,7 +259,10 @@ impl Links {
     ) {
         match &dialed {
             Some(DialTarget::Member(asked)) => {
-                self.dialing.remove(asked);
+                if let Some(d) = self.dialing.remove(asked) {
+                    // It answered as a peer: not a dead address.
+                    self.failed.remove(&d.addr);
+                }
             }
             Some(DialTarget::Join(i)) => {
                 self.joined = true;
@@ -180,6 +280,7 @@ impl Links {
             self.actions.push_back(Action::Close(conn));
             return;
         }
+        self.linked_before.insert(peer, ());
         let dialer = if dialed.is_some() { self.me } else { peer };
         if let Some(existing) = self.links.get(&peer) {
             let preferred = self.me.min(peer);
@@ -204,7 +305,13 @@ impl Links {
     pub fn handle_dial_failed(&mut self, now_ns: i64, target: DialTarget, error: &LinkError) {
         match target {
             DialTarget::Member(peer) => {
-                self.dialing.remove(&peer);
+                if let Some(d) = self.dialing.remove(&peer)
+                    && d.stranger
+                    && !self.linked_before.contains(&peer)
+                {
+                    let n = self.failed.get(&d.addr).copied().unwrap_or(0);
+                    self.failed.insert(d.addr, n.saturating_add(1));
+                }
                 let backoff = (self.backoff.get(&peer))
                     .map_or(FIRST_BACKOFF_NS, |&(_, b)| (b * 2).min(MAX_BACKOFF_NS));
                 self.backoff.insert(peer, (now_ns + backoff, backoff));
@@ -247,6 +354,8 @@ impl Links {
             return;
         };
         self.links.remove(&peer);
+        // Refreshed: it is the peer most likely to be redialled next.
+        self.linked_before.insert(peer, ());
         self.actions.push_back(Action::Close(conn));
         self.actions.push_back(Action::Down {
             peer,
@@ -255,14 +364,30 @@ impl Links {
     }
 
     /// The session wants a link to `info` (it asks again while it wants
-    /// one): dialled unless linked, being dialled or backing off.
+    /// one): dialled unless linked, being dialled or backing off; a peer never
+    /// linked to us also not while [`MAX_STRANGER_DIALS`] strangers are being
+    /// dialled, nor at an address given up ([`MAX_FAILED_DIALS`]).
     pub fn handle_session_dial(&mut self, now_ns: i64, info: &PeerInfo) {
         let peer = info.peer_id;
         let backing_off = self.backoff.get(&peer).is_some_and(|&(t, _)| now_ns < t);
         if self.links.contains_key(&peer) || self.dialing.contains_key(&peer) || backing_off {
             return;
         }
-        self.dialing.insert(peer, ());
+        let stranger = !self.linked_before.contains(&peer);
+        if stranger {
+            let given_up = (self.failed.get(&info.addr)).is_some_and(|&n| n >= MAX_FAILED_DIALS);
+            let busy = (self.dialing.values()).filter(|d| d.stranger).count() >= MAX_STRANGER_DIALS;
+            if given_up || busy {
+                return;
+            }
+        }
+        self.dialing.insert(
+            peer,
+            Dialing {
+                addr: info.addr,
+                stranger,
+            },
+        );
         self.actions.push_back(Action::Dial {
             target: DialTarget::Member(peer),
             addr: DialAddr::Addr(info.addr),
@@ -600,6 +725,128 @@ mod tests {
         drain(&mut a);
         a.handle_session_dial(now, &info(C));
         assert_eq!(drain(&mut a), vec![]);
+    }
+
+    fn at(peer: u64, addr: [u8; 4]) -> PeerInfo {
+        PeerInfo {
+            peer_id: PeerId(peer),
+            name: format!("ghost{peer}"),
+            addr: SocketAddr::from((addr, 7000)),
+        }
+    }
+
+    fn dials(actions: &[Action]) -> usize {
+        (actions.iter())
+            .filter(|a| matches!(a, Action::Dial { .. }))
+            .count()
+    }
+
+    /// A peer list full of strangers: at most `MAX_STRANGER_DIALS` of them
+    /// are dialled at once (a failed dial frees a place), and a peer we were
+    /// linked to is dialled even while those places are all taken.
+    #[test]
+    fn strangers_are_dialled_a_few_at_a_time() {
+        let mut a = Links::new(A, vec![], 0);
+        a.handle_connected(0, 1, C, None);
+        a.handle_closed(0, 1);
+        drain(&mut a);
+        for p in 100..164 {
+            a.handle_session_dial(0, &at(p, [10, 0, 0, p as u8]));
+        }
+        assert_eq!(dials(&drain(&mut a)), MAX_STRANGER_DIALS);
+        a.handle_session_dial(0, &info(C));
+        assert_eq!(dials(&drain(&mut a)), 1, "a peer once linked");
+
+        a.handle_dial_failed(MS, DialTarget::Member(PeerId(100)), &refused());
+        for p in 100..164 {
+            a.handle_session_dial(MS, &at(p, [10, 0, 0, p as u8]));
+        }
+        let actions = drain(&mut a);
+        assert_eq!(dials(&actions), 1, "{actions:?}");
+        assert!(
+            !actions.iter().any(|x| matches!(
+                x,
+                Action::Dial {
+                    target: DialTarget::Member(PeerId(100)),
+                    ..
+                }
+            )),
+            "the failed one backs off"
+        );
+    }
+
+    /// An address that never gave a link is given up after
+    /// `MAX_FAILED_DIALS` failed dials, under any peer id; a peer that was
+    /// linked to us is never given up, and an address that answers starts
+    /// its count again.
+    #[test]
+    fn an_address_that_never_links_is_given_up() {
+        let mut a = Links::new(A, vec![], 0);
+        let service = [192, 0, 2, 1];
+        let mut now = 0;
+        /// Asks for `p`; a dial fails; time passes beyond its backoff.
+        fn attempt(a: &mut Links, now: &mut i64, p: &PeerInfo) -> bool {
+            a.handle_session_dial(*now, p);
+            let dialled = dials(&drain(a)) == 1;
+            if dialled {
+                a.handle_dial_failed(*now, DialTarget::Member(p.peer_id), &refused());
+            }
+            *now += 10_000 * MS;
+            dialled
+        }
+        for _ in 0..MAX_FAILED_DIALS {
+            assert!(attempt(&mut a, &mut now, &at(100, service)));
+        }
+        assert!(!attempt(&mut a, &mut now, &at(100, service)), "given up");
+        assert!(!attempt(&mut a, &mut now, &at(101, service)), "any id");
+        assert!(attempt(&mut a, &mut now, &at(102, [192, 0, 2, 2])));
+
+        // B was linked to us once: its address is tried however often it fails.
+        a.handle_connected(now, 1, B, None);
+        a.handle_closed(now, 1);
+        drain(&mut a);
+        for _ in 0..2 * MAX_FAILED_DIALS {
+            assert!(attempt(&mut a, &mut now, &info(B)));
+        }
+
+        // A member that answers at last: its address's count starts again.
+        let slow = [192, 0, 2, 3];
+        for _ in 0..MAX_FAILED_DIALS - 1 {
+            assert!(attempt(&mut a, &mut now, &at(103, slow)));
+        }
+        a.handle_session_dial(now, &at(104, slow));
+        drain(&mut a);
+        a.handle_connected(now, 2, PeerId(104), Some(DialTarget::Member(PeerId(104))));
+        drain(&mut a);
+        for _ in 0..MAX_FAILED_DIALS {
+            assert!(attempt(&mut a, &mut now, &at(105, slow)));
+        }
+    }
+
+    /// What the dial rules remember stays under `MAX_REMEMBERED` however many
+    /// addresses and peer ids fail, and the oldest goes first.
+    #[test]
+    fn what_the_dial_rules_remember_is_bounded() {
+        let mut a = Links::new(A, vec![], 0);
+        let n = MAX_REMEMBERED as u64 + 100;
+        for p in 0..n {
+            let ip = (p as u32 + 1).to_be_bytes();
+            a.handle_session_dial(0, &at(1000 + p, ip));
+            drain(&mut a);
+            a.handle_dial_failed(0, DialTarget::Member(PeerId(1000 + p)), &refused());
+        }
+        assert_eq!(a.failed.len(), MAX_REMEMBERED);
+        assert_eq!(a.backoff.len(), MAX_REMEMBERED);
+        assert!(a.dialing.is_empty());
+
+        let mut r: Recent<u32, ()> = Recent::default();
+        for k in 0..MAX_REMEMBERED as u32 {
+            r.insert(k, ());
+        }
+        r.insert(0, ()); // set again: now the newest
+        r.insert(u32::MAX, ());
+        assert!(r.contains(&0) && !r.contains(&1), "1 was the oldest");
+        assert_eq!(r.len(), MAX_REMEMBERED);
     }
 
     /// The session dropping a peer closes its link without telling the
