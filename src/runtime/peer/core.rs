@@ -31,6 +31,7 @@ use crate::runtime::room::{Described, RoomShell, Verified};
 
 use super::EventSink;
 use super::links::{Action, ConnId, DialTarget, Links};
+use super::queues;
 use super::tasks;
 use super::worker::Worker;
 
@@ -111,13 +112,6 @@ pub(super) enum Conn {
         queued: Arc<AtomicUsize>,
     },
 }
-
-/// Bytes one link may have queued for sending: a peer that stops reading (or
-/// asks for chunks faster than it reads them) is cut off there, not allowed
-/// to grow our memory. Two full outboxes of stem data (2 × 64 × 256 KiB).
-pub const MAX_QUEUED_BYTES_PER_LINK: usize = 32 << 20;
-/// Bytes all links together may have queued: four links' worth.
-pub const MAX_QUEUED_BYTES: usize = 128 << 20;
 
 pub(super) struct Core {
     pub clock: LocalClock,
@@ -483,35 +477,53 @@ impl Core {
             return;
         };
         let bytes = net::approx_wire_bytes(&message);
-        let on_link = queued.load(Ordering::Relaxed);
-        let total: usize = (self.conns.values())
-            .map(|c| match c {
-                Conn::Link { queued, .. } => queued.load(Ordering::Relaxed),
-                Conn::Idle { .. } => 0,
+        let queued_now: Vec<(ConnId, usize)> = (self.conns.iter())
+            .filter_map(|(&c, link)| match link {
+                Conn::Link { queued, .. } => Some((c, queued.load(Ordering::Relaxed))),
+                Conn::Idle { .. } => None,
             })
-            .sum();
-        let result = if on_link + bytes > MAX_QUEUED_BYTES_PER_LINK {
-            warn!(%peer, "not reading ({on_link} bytes queued): closing the link");
-            Err(())
-        } else if total + bytes > MAX_QUEUED_BYTES && on_link > 0 {
-            warn!(%peer, "{total} bytes queued on all links: closing this one, which has {on_link}");
-            Err(())
-        } else {
+            .collect();
+        let cut = queues::cuts(&queued_now, conn, bytes);
+        let mut sent = false;
+        if !cut.contains(&conn) {
             queued.fetch_add(bytes, Ordering::Relaxed);
-            tx.try_send(message).map_err(|e| {
-                queued.fetch_sub(bytes, Ordering::Relaxed);
-                match e {
-                    mpsc::error::TrySendError::Full(_) => {
-                        warn!(%peer, "not reading ({LINK_QUEUE} messages queued): closing the link");
+            match tx.try_send(message) {
+                Ok(()) => sent = true,
+                Err(e) => {
+                    queued.fetch_sub(bytes, Ordering::Relaxed);
+                    match e {
+                        mpsc::error::TrySendError::Full(_) => {
+                            warn!(%peer, "not reading ({LINK_QUEUE} messages queued): closing the link");
+                        }
+                        mpsc::error::TrySendError::Closed(_) => debug!(%peer, "writer gone"),
                     }
-                    mpsc::error::TrySendError::Closed(_) => debug!(%peer, "writer gone"),
                 }
-            })
-        };
-        if result.is_err() {
-            let now = self.clock.now_ns();
-            self.links.handle_closed(now, conn);
-            self.apply_links();
+            }
+        }
+        for &c in &cut {
+            let on_link = queued_now.iter().find(|q| q.0 == c).map_or(0, |q| q.1);
+            warn!(
+                conn = c,
+                "not reading ({on_link} bytes queued): closing the link"
+            );
+        }
+        if sent && cut.is_empty() {
+            return;
+        }
+        let now = self.clock.now_ns();
+        let mut closing = cut;
+        if !sent && !closing.contains(&conn) {
+            closing.push(conn);
+        }
+        for &c in &closing {
+            self.links.handle_closed(now, c);
+        }
+        self.apply_links();
+        // A lingering connection is no link: it goes here.
+        for c in closing {
+            if let Some(Conn::Link { reader, .. }) = self.conns.remove(&c) {
+                reader.abort();
+            }
         }
     }
 

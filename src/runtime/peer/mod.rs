@@ -13,12 +13,16 @@
 //! - this file: the handle ([`PeerHandle`], [`run_headless`]) and starting a
 //!   peer (listening, the engine and output, the core's parts);
 //! - `core.rs`: the core task's dispatch;
-//! - `links.rs`: which connections are links (sans-IO, unit tested);
+//! - `links.rs`: which connections are links, and whom to dial (sans-IO, unit
+//!   tested);
+//! - `slots.rs`: which accepted connections get a handshake slot (pure);
+//! - `queues.rs`: how many bytes may wait for the links' writers (pure);
 //! - `tasks.rs`: the input sources (accept, dial, read, write, stdin, signals);
 //! - `worker.rs`: the blocking thread for slow file work.
 
 mod core;
 mod links;
+mod queues;
 mod slots;
 mod tasks;
 mod worker;

@@ -255,3 +255,67 @@ pub(super) async fn signal_loop(inputs: mpsc::Sender<Input>) {
     };
     let _ = inputs.send(Input::Signal(name)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host_clock::LocalClock;
+    use crate::protocol::message::{ClockPing, Operation, Room};
+    use tokio::io::AsyncReadExt;
+
+    fn chunk(id: u32) -> Message {
+        Message::Room(Room {
+            request_id: id,
+            op: Operation::ChunkData {
+                stem: [0; 32],
+                offset: 0,
+                data: vec![0; 64 * 1024],
+            },
+        })
+    }
+
+    /// A link's writer takes off the queued count exactly what the core put
+    /// on for each message it wrote, so an honest link's count returns to
+    /// zero and the queue limits never cut a link that reads.
+    #[test]
+    fn the_writer_takes_off_what_it_wrote() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let conn = net::connect(addr).await.unwrap();
+            let (mut far, _) = listener.accept().await.unwrap();
+            let reading = tokio::spawn(async move {
+                let mut sink = Vec::new();
+                far.read_to_end(&mut sink).await.map(|_| sink.len())
+            });
+            let (_reader, writer) = conn.split(LocalClock::REAL);
+            let (tx, rx) = mpsc::channel(1024);
+            let queued = Arc::new(AtomicUsize::new(0));
+            let mut sent_bytes = 0;
+            for i in 0..200u32 {
+                let m = if i % 3 == 0 {
+                    chunk(i)
+                } else {
+                    Message::ClockPing(ClockPing {
+                        seq: i,
+                        origin_ns: 0,
+                    })
+                };
+                let bytes = net::approx_wire_bytes(&m);
+                sent_bytes += bytes;
+                queued.fetch_add(bytes, Ordering::Relaxed);
+                tx.send(m).await.unwrap();
+            }
+            assert_eq!(queued.load(Ordering::Relaxed), sent_bytes);
+            drop(tx);
+            write_loop(writer, rx, PeerId(2), queued.clone()).await;
+            assert_eq!(queued.load(Ordering::Relaxed), 0);
+            let read = reading.await.unwrap().unwrap();
+            assert!(read >= 67 * 64 * 1024, "{read} bytes arrived");
+        });
+    }
+}
