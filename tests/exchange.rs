@@ -277,6 +277,66 @@ fn only_announced_stems_are_served_and_only_inside_the_file() {
     );
 }
 
+/// A requester that asks faster than it is served is refused as busy past
+/// `MAX_SERVES_PER_PEER` reads under way, and served again once reads come
+/// back; all requesters together get at most `MAX_SERVES`.
+#[test]
+fn reads_under_way_are_bounded_per_requester_and_in_all() {
+    use synfony::room::exchange::{MAX_SERVES, MAX_SERVES_PER_PEER};
+    let (_, info) = file();
+    let mut x = Exchange::new(
+        ExchangeConfig::default(),
+        Some(vec![info.clone()]),
+        [(info.hash, info.size_bytes)],
+    );
+    let c = u64::from(info.chunk_bytes());
+    let ask = |x: &mut Exchange, from: PeerId, id: u32| {
+        let k = u64::from(id) % info.chunks() as u64;
+        let len = (info.size_bytes - k * c).min(c) as u32;
+        let room = Room {
+            request_id: id,
+            op: Operation::ChunkRequest {
+                stem: info.hash,
+                offset: k * c,
+                len,
+            },
+        };
+        x.handle_message(1, from, room);
+        let served = events(x)
+            .iter()
+            .filter(|e| matches!(e, ExchangeEvent::Serve { .. }))
+            .count();
+        let refused = sent(x)
+            .iter()
+            .filter(|t| matches!(t.room.op, Operation::ChunkRefused { .. }))
+            .count();
+        assert_eq!(served + refused, 1);
+        served == 1
+    };
+    x.handle_link_up(0, B);
+    sent(&mut x);
+    events(&mut x);
+    for id in 0..MAX_SERVES_PER_PEER as u32 {
+        assert!(ask(&mut x, B, id), "request {id}");
+    }
+    assert!(!ask(&mut x, B, 100), "busy");
+    assert_eq!(x.stats().refused_by_us, 1);
+    x.handle_served(B);
+    assert!(ask(&mut x, B, 101), "one came back");
+    assert!(!ask(&mut x, B, 102));
+
+    // Many requesters: the total holds.
+    let mut served = MAX_SERVES_PER_PEER;
+    for p in 10..(10 + 2 * MAX_SERVES / MAX_SERVES_PER_PEER) as u64 {
+        x.handle_link_up(0, PeerId(p));
+        sent(&mut x);
+        for id in 0..MAX_SERVES_PER_PEER as u32 {
+            served += usize::from(ask(&mut x, PeerId(p), id));
+        }
+    }
+    assert_eq!(served, MAX_SERVES);
+}
+
 #[test]
 fn timeouts_move_requests_to_another_host() {
     let (_, info) = file();

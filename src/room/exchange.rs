@@ -9,7 +9,9 @@
 //!   song already held are counted and ignored.
 //! - **Hosting.** Each peer says which stems it serves ([`Operation::Have`]):
 //!   files it was given and stems it has completed. It serves only those; a
-//!   request for any other hash, or out of the file, is refused.
+//!   request for any other hash, or out of the file, is refused, and so is
+//!   one past [`MAX_SERVES_PER_PEER`] reads under way for its requester or
+//!   [`MAX_SERVES`] in all (busy; the shell reports each read's return).
 //! - **Fetching.** For each stem the shell asks for, chunks are requested in
 //!   priority order: the chunk the decoder is blocked on, then the chunks
 //!   around a seek target not yet applied, then a window ahead of the
@@ -33,6 +35,17 @@ use crate::protocol::{MAX_STEMS, PeerId};
 const MAX_LATE: usize = 256;
 /// Senders whose song entries are gathered at once (before a song is known).
 const MAX_INCOMING_SONGS: usize = 4;
+/// Chunk reads under way (asked of the shell and not yet answered) for one
+/// requester; past it a request is refused as busy. Twice what an honest
+/// fetcher asks of one host at once (`per_host_in_flight`, 8), so only a
+/// peer that asks faster than it is answered is refused: each read holds up
+/// to a chunk (256 KiB) until it is queued on the link.
+pub const MAX_SERVES_PER_PEER: usize = 16;
+/// Chunk reads under way for all requesters together: at most 64 MiB of
+/// chunks being read or waiting for the core (256 × 256 KiB), whatever the
+/// number of links; 32 honest fetchers at their full rate. A refused
+/// fetcher asks another host first, then us again.
+pub const MAX_SERVES: usize = 256;
 
 /// Tuning of the fetcher.
 #[derive(Clone, Copy, Debug)]
@@ -164,6 +177,8 @@ pub struct Exchange {
     out: VecDeque<Transmit>,
     events: VecDeque<ExchangeEvent>,
     stats: ExchangeStats,
+    /// Chunk reads under way per requester (see [`MAX_SERVES_PER_PEER`]).
+    serving: BTreeMap<PeerId, usize>,
 }
 
 impl Exchange {
@@ -188,6 +203,7 @@ impl Exchange {
             out: VecDeque::new(),
             events: VecDeque::new(),
             stats: ExchangeStats::default(),
+            serving: BTreeMap::new(),
         };
         if let Some(song) = song {
             x.adopt(song, None);
@@ -454,10 +470,17 @@ impl Exchange {
             let c = u64::from(chunk_bytes_for(size));
             (offset.is_multiple_of(c) && offset < size.max(1)).then(|| (size - offset).min(c))
         };
+        let serving = self.serving.get(&from).copied().unwrap_or(0);
         let reason = match self.served.get(&stem) {
             None => Some("unknown stem: this peer does not serve that hash"),
             Some(&size) if chunk_of(size) != Some(u64::from(len)) => {
                 Some("not a chunk of the file")
+            }
+            Some(_) if serving >= MAX_SERVES_PER_PEER => {
+                Some("busy: too many of your requests under way")
+            }
+            Some(_) if self.serving.values().sum::<usize>() >= MAX_SERVES => {
+                Some("busy: too many requests under way")
             }
             Some(_) => None,
         };
@@ -476,13 +499,27 @@ impl Exchange {
                     },
                 });
             }
-            None => self.events.push_back(ExchangeEvent::Serve {
-                to: from,
-                request_id,
-                stem,
-                offset,
-                len,
-            }),
+            None => {
+                self.serving.insert(from, serving + 1);
+                self.events.push_back(ExchangeEvent::Serve {
+                    to: from,
+                    request_id,
+                    stem,
+                    offset,
+                    len,
+                });
+            }
+        }
+    }
+
+    /// The shell answered (or failed) a [`ExchangeEvent::Serve`] for `to`:
+    /// its chunk left the read pipeline.
+    pub fn handle_served(&mut self, to: PeerId) {
+        if let Some(n) = self.serving.get_mut(&to) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.serving.remove(&to);
+            }
         }
     }
 

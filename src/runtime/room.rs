@@ -269,6 +269,13 @@ impl RoomShell {
         }
     }
 
+    /// A served chunk's read came back (see [`Exchange::handle_served`]).
+    pub fn handle_served(&mut self, to: PeerId) {
+        if let Some(x) = &mut self.exchange {
+            x.handle_served(to);
+        }
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.exchange.as_mut()?.poll_transmit()
     }

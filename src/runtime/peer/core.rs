@@ -261,6 +261,7 @@ impl Core {
                 offset,
                 data,
             } => {
+                self.room.handle_served(to);
                 let op = match data {
                     Ok(data) => {
                         self.room.bytes_served += data.len() as u64;
