@@ -180,3 +180,33 @@ fn a_wav_pulled_chunk_by_chunk_then_jumped_into_streams_identically() {
         assert!(chunk_matches(&r, c), "chunk {c} differs");
     }
 }
+
+/// A short file in a song that claims the longest length a stem may have:
+/// once decoded to its end, the stem holds its own samples only, the rest is
+/// silence without samples (it once padded all fifteen minutes, 345 MB a
+/// stem), streamed (a WAV at the engine rate) or decoded whole (another rate).
+#[test]
+fn a_short_file_claiming_the_longest_length_holds_only_its_own_samples() {
+    use synfony::protocol::stem::MAX_STEM_SECS;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("train.wav");
+    synfony_testkit::impulse::write_wav(&wav, 48_000).unwrap();
+    let ogg = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sine.ogg");
+    for path in [wav, ogg] {
+        let mut r = rig(&path, true);
+        let own_chunks = r.pcm.chunks();
+        r.pcm = Arc::new(RemoteStem::new(MAX_STEM_SECS as usize * 48_000));
+        let claimed = r.pcm.frames() as i64;
+        decode_until(&r, claimed, || r.pcm.ready_chunks() == r.pcm.chunks());
+        for c in 0..own_chunks - 1 {
+            assert!(chunk_matches(&r, c), "{path:?}: chunk {c} differs");
+        }
+        let most = own_chunks * CHUNK_FRAMES * CHANNELS * 4;
+        assert!(
+            r.pcm.sample_bytes() <= most,
+            "{path:?}: {} bytes of samples for a file of {most}",
+            r.pcm.sample_bytes()
+        );
+        assert_eq!(r.pcm.frame_at(claimed - 1), (0.0, 0.0));
+    }
+}

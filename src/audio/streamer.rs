@@ -9,13 +9,17 @@
 //!   ([`super::engine::AllStatus`]): the shared playhead, the master level and
 //!   gain, and how many stems are buffering.
 //!
-//! **Invariant:** the callback only reads chunks whose state it has seen
-//! `READY` (Acquire); a chunk is claimed by exactly one filler (`EMPTY` →
-//! `WRITING`, compare-exchange), written, then set `READY` (Release); so reads
-//! never see a chunk being written, and a chunk never changes once ready.
+//! **Invariant:** a remote chunk is set once, whole, in a `OnceLock` by its
+//! filler (which allocates it, never the audio thread); the callback reads it
+//! with one Acquire load, so it never sees a chunk being written, and a chunk
+//! never changes once set.
+//! **Invariant:** a remote stem holds samples only for chunks whose data
+//! arrived: a stem claiming a length costs a pointer per chunk, and the part
+//! past the end of its file is silence without samples.
 
 use std::sync::Arc;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::CHANNELS;
 use super::decode::StemAudio;
@@ -96,6 +100,10 @@ pub struct RemoteStem {
     frames: usize,
     /// Per chunk: its interleaved samples once they arrived (set once).
     chunks: Box<[OnceLock<Box<[f32]>>]>,
+    /// The first chunk past the end of the file's data: it and every later
+    /// chunk are silence, ready without samples (the file fell short of the
+    /// length the song claims). `chunks.len()` until the end is found.
+    silent_from: AtomicUsize,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -119,7 +127,21 @@ impl RemoteStem {
         RemoteStem {
             frames,
             chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
+            silent_from: AtomicUsize::new(chunks),
         }
+    }
+
+    /// The file's data ends at frame `end_frames`: the chunks wholly after it
+    /// are silence, ready without samples (a chunk it ends inside is still
+    /// filled, padded with silence, by the decoder).
+    pub fn end_data(&self, end_frames: usize) {
+        self.silent_from
+            .fetch_min(end_frames.div_ceil(CHUNK_FRAMES), Ordering::Release);
+    }
+
+    fn chunk_ready(&self, chunk: usize) -> bool {
+        chunk >= self.silent_from.load(Ordering::Acquire)
+            || self.chunks.get(chunk).is_some_and(|c| c.get().is_some())
     }
 
     pub fn chunks(&self) -> usize {
@@ -151,11 +173,13 @@ impl RemoteStem {
             .min(CHUNK_FRAMES)
     }
 
+    /// Whether chunk `chunk` can be played: its samples arrived, or it lies
+    /// past the end of the file's data.
     pub fn is_ready(&self, chunk: usize) -> bool {
-        self.chunks.get(chunk).is_some_and(|c| c.get().is_some())
+        chunk < self.chunks() && self.chunk_ready(chunk)
     }
 
-    /// Chunks that have arrived.
+    /// Chunks that can be played.
     pub fn ready_chunks(&self) -> usize {
         (0..self.chunks()).filter(|&c| self.is_ready(c)).count()
     }
@@ -192,7 +216,7 @@ impl RemoteStem {
         if self.frames == 0 || last < 0 || first >= self.frames as i64 {
             return true;
         }
-        (clamp(first)..=clamp(last)).all(|c| self.chunks[c].get().is_some())
+        (clamp(first)..=clamp(last)).all(|c| self.chunk_ready(c))
     }
 }
 
@@ -234,6 +258,29 @@ mod tests {
         assert_eq!(r.sample_bytes(), CHUNK_FRAMES * CHANNELS * 4);
         assert_eq!(r.frame_at(3 * CHUNK_FRAMES as i64 + 1), (0.5, 0.5));
         assert_eq!(r.frame_at(0), (0.0, 0.0), "missing is silence");
+    }
+
+    /// A file that ends long before the length its stem claims: the chunks
+    /// past its end are ready, as silence, without any samples; the chunk
+    /// it ends inside still waits for its (padded) samples.
+    #[test]
+    fn past_the_end_of_the_data_is_silence_without_samples() {
+        let frames = crate::protocol::stem::MAX_STEM_SECS as usize * 48_000;
+        let r = RemoteStem::new(frames);
+        r.fill(0, &vec![0.5; CHUNK_FRAMES * CHANNELS]).unwrap();
+        r.end_data(CHUNK_FRAMES + 10);
+        assert!(!r.is_ready(1), "the file ends inside chunk 1");
+        assert!(r.is_ready(2) && r.is_ready(r.chunks() - 1));
+        assert!(!r.is_ready(r.chunks()), "outside the stem");
+        assert_eq!(r.ready_chunks(), r.chunks() - 1);
+        assert!(!r.covers(0, frames as i64 - 1));
+        assert!(r.covers(2 * CHUNK_FRAMES as i64, frames as i64 - 1));
+        r.fill(1, &vec![0.0; CHUNK_FRAMES * CHANNELS]).unwrap();
+        assert!(r.covers(0, frames as i64 - 1));
+        assert_eq!(r.sample_bytes(), 2 * CHUNK_FRAMES * CHANNELS * 4);
+        assert_eq!(r.frame_at(frames as i64 - 1), (0.0, 0.0));
+        r.end_data(frames);
+        assert!(r.is_ready(2), "an end found later does not undo one found");
     }
 
     #[test]

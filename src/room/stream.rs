@@ -231,8 +231,14 @@ impl Decoder {
             ENGINE_RATE_HZ,
         ) {
             Ok(audio) => {
+                // Only the chunks the audio reaches hold samples: past its
+                // end is silence without any (the song may claim far more).
+                self.pcm.end_data(audio.frames());
                 for c in 0..self.pcm.chunks() {
                     let at = c * CHUNK_FRAMES * CHANNELS;
+                    if at >= audio.samples.len() {
+                        break;
+                    }
                     let len = self.pcm.chunk_frames(c) * CHANNELS;
                     let mut chunk = vec![0.0; len];
                     let have = audio.samples.len().saturating_sub(at).min(len);
@@ -439,11 +445,10 @@ impl Stream {
                 .resize(pcm.chunk_frames(self.stage_chunk) * CHANNELS, 0.0);
             let _ = pcm.fill(self.stage_chunk, &self.stage);
         }
-        // Chunks past the end of what the file holds will never decode.
-        let first = (self.next_frame.max(0) as usize).div_ceil(CHUNK_FRAMES);
-        for c in first..pcm.chunks() {
-            let _ = pcm.fill(c, &vec![0.0; pcm.chunk_frames(c) * CHANNELS]);
-        }
+        // Chunks past the end of what the file holds will never decode: they
+        // are silence, without samples (a file of a second in a song that
+        // claims fifteen minutes once filled them all, 345 MB a stem).
+        pcm.end_data(self.next_frame.max(0) as usize);
         self.stage.clear();
         self.stage_valid = false;
     }
