@@ -590,10 +590,11 @@ fn bulk_len(m: &Message) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::protocol::message::{ClockPing, Operation, Room};
 
-    fn chunk(id: u32) -> Message {
+    /// A 64 KiB chunk of stem data (bulk), as a room message.
+    pub(crate) fn chunk(id: u32) -> Message {
         Message::Room(Room {
             request_id: id,
             op: Operation::ChunkData {

@@ -182,9 +182,6 @@ impl History {
     /// Holds a vote (ours or another peer's) for its open round (the caller
     /// has checked that the round is open and within the horizon).
     pub fn hold(&mut self, vote: Vote) -> Hold {
-        if vote.event == Event::None {
-            return Hold::Duplicate;
-        }
         hold_in(self.pending.entry(vote.round).or_default(), vote)
     }
 

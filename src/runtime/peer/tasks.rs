@@ -260,19 +260,10 @@ pub(super) async fn signal_loop(inputs: mpsc::Sender<Input>) {
 mod tests {
     use super::*;
     use crate::host_clock::LocalClock;
-    use crate::protocol::message::{ClockPing, Operation, Room};
+    use crate::protocol::message::ClockPing;
     use tokio::io::AsyncReadExt;
 
-    fn chunk(id: u32) -> Message {
-        Message::Room(Room {
-            request_id: id,
-            op: Operation::ChunkData {
-                stem: [0; 32],
-                offset: 0,
-                data: vec![0; 64 * 1024],
-            },
-        })
-    }
+    use crate::runtime::net::tests::chunk;
 
     /// A link's writer takes off the queued count exactly what the core put
     /// on for each message it wrote, so an honest link's count returns to
