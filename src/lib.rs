@@ -16,6 +16,7 @@
 pub mod assets;
 pub mod audio;
 pub mod host_clock;
+pub mod library;
 pub mod protocol;
 pub mod room;
 pub mod runtime;

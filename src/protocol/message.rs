@@ -11,6 +11,7 @@
 //! in nanoseconds; session times are named `*_session_ns`. An unknown message or
 //! operation code fails the decoding of its frame only; the link survives.
 
+use super::library::{MAX_RECORDS_PER_MESSAGE, SongRecord, StemRecord};
 use super::stem::StemInfo;
 use crate::protocol::{Event, MAX_STEMS, PeerId, Round, SessionMap, SessionState, Vote};
 use crate::wire::{Model, Reader, WireError, Writer};
@@ -509,6 +510,8 @@ pub enum OperationCode {
     ChunkRefused = 3,
     SongStem = 4,
     Have = 5,
+    LibraryDigest = 6,
+    LibraryRecords = 7,
 }
 
 impl OperationCode {
@@ -519,6 +522,8 @@ impl OperationCode {
             3 => OperationCode::ChunkRefused,
             4 => OperationCode::SongStem,
             5 => OperationCode::Have,
+            6 => OperationCode::LibraryDigest,
+            7 => OperationCode::LibraryRecords,
             _ => return None,
         })
     }
@@ -557,6 +562,8 @@ impl Model for Room {
 ///   3 chunk refused   | stem [32] | offset u64 | reason text (≤ 256 bytes) |
 ///   4 song stem       | index u16 | count u16 | info StemInfo |
 ///   5 have            | stems list<[32]> (≤ 256) |
+///   6 library digest  | digest [32] | records u32 |
+///   7 library records | songs list<SongRecord> (≤ 256) | stems list<StemRecord> (≤ 256) |
 /// ```
 ///
 /// A request and its answer share a `request_id` (the requester's choice);
@@ -564,7 +571,10 @@ impl Model for Room {
 /// session's song: stem `index` of `count` (channel `index` plays it); a peer
 /// that knows the song sends every entry when a link comes up. **Have** lists
 /// the stems the sender serves: a peer serves only those, and a request for
-/// any other hash is refused.
+/// any other hash is refused. A **library digest** is the BLAKE3 of the
+/// sender's whole library (`crate::library`) and its record count; a peer
+/// whose own differs answers with **library records**, its library in
+/// pages, and a digest of its own (both use `request_id` 0).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Operation {
     ChunkRequest {
@@ -590,6 +600,14 @@ pub enum Operation {
     Have {
         stems: Vec<StemHash>,
     },
+    LibraryDigest {
+        digest: [u8; 32],
+        records: u32,
+    },
+    LibraryRecords {
+        songs: Vec<SongRecord>,
+        stems: Vec<StemRecord>,
+    },
 }
 
 impl Operation {
@@ -600,6 +618,8 @@ impl Operation {
             Operation::ChunkRefused { .. } => OperationCode::ChunkRefused,
             Operation::SongStem { .. } => OperationCode::SongStem,
             Operation::Have { .. } => OperationCode::Have,
+            Operation::LibraryDigest { .. } => OperationCode::LibraryDigest,
+            Operation::LibraryRecords { .. } => OperationCode::LibraryRecords,
         }
     }
 }
@@ -647,6 +667,14 @@ impl Model for Operation {
             }
             Operation::Have { stems } => {
                 w.put_list(stems, MAX_STEMS, "room.have.stems")?;
+            }
+            Operation::LibraryDigest { digest, records } => {
+                w.put_array(digest);
+                w.put_u32(*records);
+            }
+            Operation::LibraryRecords { songs, stems } => {
+                w.put_list(songs, MAX_RECORDS_PER_MESSAGE, "room.library.songs")?;
+                w.put_list(stems, MAX_RECORDS_PER_MESSAGE, "room.library.stems")?;
             }
         }
         Ok(())
@@ -699,6 +727,14 @@ impl Model for Operation {
             }
             OperationCode::Have => Operation::Have {
                 stems: r.list(MAX_STEMS, "room.have.stems")?,
+            },
+            OperationCode::LibraryDigest => Operation::LibraryDigest {
+                digest: r.array("room.library_digest.digest")?,
+                records: r.u32("room.library_digest.records")?,
+            },
+            OperationCode::LibraryRecords => Operation::LibraryRecords {
+                songs: r.list(MAX_RECORDS_PER_MESSAGE, "room.library.songs")?,
+                stems: r.list(MAX_RECORDS_PER_MESSAGE, "room.library.stems")?,
             },
         })
     }

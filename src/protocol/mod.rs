@@ -13,6 +13,7 @@
 
 pub mod choice;
 pub mod clock;
+pub mod library;
 pub mod message;
 pub mod session;
 pub mod state;

@@ -364,6 +364,8 @@ impl Exchange {
             Operation::Have { stems } => {
                 self.hosts.insert(from, stems.into_iter().collect());
             }
+            // The library's: the runtime gives them to `crate::library::Replica`.
+            Operation::LibraryDigest { .. } | Operation::LibraryRecords { .. } => {}
         }
         self.schedule(now_ns);
     }

@@ -563,6 +563,9 @@ pub fn approx_wire_bytes(m: &Message) -> usize {
             Operation::ChunkData { data, .. } => SMALL + data.len(),
             Operation::SongStem { info, .. } => SMALL + 256 + info.chunk_hashes.len() * 32,
             Operation::Have { stems } => SMALL + stems.len() * 32,
+            Operation::LibraryRecords { songs, stems } => {
+                SMALL + songs.len() * 96 + stems.len() * 176
+            }
             _ => SMALL + 256,
         },
         _ => SMALL + 256,

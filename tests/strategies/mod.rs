@@ -186,9 +186,48 @@ pub fn heartbeat() -> impl Strategy<Value = Heartbeat> {
         )
 }
 
+/// Any song record the wire carries (valid or not: `check` is the library's).
+pub fn song_record() -> impl Strategy<Value = library::SongRecord> {
+    (any::<[u8; 16]>(), any::<u32>(), text(MAX_NAME_BYTES)).prop_map(|(id, generation, name)| {
+        library::SongRecord {
+            id: library::SongId(id),
+            generation,
+            name,
+        }
+    })
+}
+
+/// Any stem record the wire carries.
+pub fn stem_record() -> impl Strategy<Value = library::StemRecord> {
+    (
+        any::<[u8; 16]>(),
+        any::<[u8; 32]>(),
+        any::<u32>(),
+        text(MAX_NAME_BYTES),
+        text(stem::MAX_FORMAT_BYTES),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(|(song, hash, generation, name, format, size_bytes, frames)| {
+            library::StemRecord {
+                song: library::SongId(song),
+                hash,
+                generation,
+                name,
+                format,
+                size_bytes,
+                frames,
+            }
+        })
+}
+
 pub fn operation() -> impl Strategy<Value = Operation> {
     let stem = any::<[u8; 32]>();
     prop_oneof![
+        (any::<[u8; 32]>(), any::<u32>())
+            .prop_map(|(digest, records)| Operation::LibraryDigest { digest, records }),
+        (vec(song_record(), 0..4), vec(stem_record(), 0..4))
+            .prop_map(|(songs, stems)| Operation::LibraryRecords { songs, stems }),
         (stem, any::<u64>(), 0..=MAX_CHUNK_BYTES as u32)
             .prop_map(|(stem, offset, len)| Operation::ChunkRequest { stem, offset, len }),
         (stem, any::<u64>(), vec(any::<u8>(), 0..2048))
