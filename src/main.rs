@@ -106,6 +106,10 @@ struct PeerArgs {
     /// Keep no fetched stems on disk.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
+    /// Where this peer keeps the session library between runs.
+    /// Default: the user's data directory + synfony.
+    #[arg(long, env = "SYNFONY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// How far ahead of the playhead a remote stem is fetched and decoded.
     #[arg(long, default_value_t = 10.0, value_parser = parse_prefetch_secs)]
     prefetch_secs: f64,
@@ -277,6 +281,10 @@ fn template(args: &PeerArgs, listen_is_default: bool) -> anyhow::Result<PeerTemp
                 .or_else(synfony::room::cache::default_dir)
         },
         prefetch_ns: (args.prefetch_secs * 1e9).round() as i64,
+        data_dir: args
+            .data_dir
+            .clone()
+            .or_else(|| directories::BaseDirs::new().map(|d| d.data_dir().join("synfony"))),
     })
 }
 
@@ -306,7 +314,8 @@ fn run_headless_peer(args: PeerArgs) -> anyhow::Result<()> {
     } else {
         load_all(&paths, ENGINE_RATE_HZ)?
     };
-    let opts = template(&args, false)?.options(stems);
+    let mut opts = template(&args, false)?.options(stems);
+    opts.song_name = Some(synfony::runtime::library::default_song_name(&paths));
     let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
     // stdout gets its own thread, so a slow reader never stalls the session.
     let writer = std::thread::spawn(move || {

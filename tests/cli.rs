@@ -27,6 +27,7 @@ fn help_lists_every_peer_option_of_the_interface() {
         "--name",
         "--passphrase",
         "--headless",
+        "--data-dir",
         "--output",
         "--period-frames",
         "--report",

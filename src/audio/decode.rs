@@ -151,6 +151,63 @@ fn decode_stereo(
     path: &Path,
     source: Box<dyn MediaSource>,
 ) -> Result<(Vec<f32>, u32, usize), DecodeError> {
+    let mut out: Vec<f32> = Vec::new();
+    let (rate, channels, _) = walk(path, source, |frames, channels, rate| {
+        if out.len() / CHANNELS + frames.len() / channels > MAX_STEM_SECS as usize * rate as usize {
+            return Err(DecodeError::TooLong {
+                path: path.to_path_buf(),
+                max_secs: MAX_STEM_SECS,
+            });
+        }
+        out.reserve(frames.len() / channels * CHANNELS);
+        for frame in frames.chunks_exact(channels) {
+            let left = frame[0];
+            let right = if channels == 1 { frame[0] } else { frame[1] };
+            out.push(left);
+            out.push(right);
+        }
+        Ok(())
+    })?;
+    Ok((out, rate, channels))
+}
+
+/// What a file holds, learned by decoding it without keeping its samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub source_rate_hz: u32,
+    pub source_channels: usize,
+    /// Frames at the file's own rate.
+    pub source_frames: u64,
+    /// Frames once converted to `rate_hz` (as [`decode_file`] would give).
+    pub frames: u64,
+}
+
+/// Decodes `path` through, keeping nothing: whether it is audio synfony
+/// plays, and how long. Memory does not grow with the file's length.
+pub fn probe_file(path: &Path, rate_hz: u32) -> Result<Probe, DecodeError> {
+    let file = File::open(path).map_err(|source| DecodeError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (rate, channels, source_frames) = walk(path, Box::new(file), |_, _, _| Ok(()))?;
+    Ok(Probe {
+        source_rate_hz: rate,
+        source_channels: channels,
+        source_frames,
+        frames: (source_frames * u64::from(rate_hz)).div_ceil(u64::from(rate)),
+    })
+}
+
+/// Decodes every packet of `source`'s audio track, giving each block of
+/// interleaved samples (with its channel count and rate) to `block`; returns
+/// the rate, the channel count and the frames decoded. Damaged packets are
+/// skipped, as players do; a file of nothing but damage, with no audio, or
+/// whose format changes midway is refused.
+fn walk(
+    path: &Path,
+    source: Box<dyn MediaSource>,
+    mut block: impl FnMut(&[f32], usize, u32) -> Result<(), DecodeError>,
+) -> Result<(u32, usize, u64), DecodeError> {
     let unsupported = |reason: String| DecodeError::Unsupported {
         path: path.to_path_buf(),
         reason,
@@ -192,11 +249,11 @@ fn decode_stereo(
         .make_audio_decoder(params, &AudioDecoderOptions::default())
         .map_err(|e| unsupported(e.to_string()))?;
 
-    let mut out: Vec<f32> = Vec::new();
     let mut packet_buf: Vec<f32> = Vec::new();
     let mut spec: Option<(u32, usize)> = None;
     let mut bad_packets = 0usize;
     let mut good_packets = 0usize;
+    let mut frames = 0u64;
     loop {
         let packet = match format.next_packet() {
             Ok(Some(p)) => p,
@@ -219,8 +276,6 @@ fn decode_stereo(
         }
         let buf = match decoder.decode(&packet) {
             Ok(buf) => buf,
-            // A damaged packet is skipped, as players do; a file of nothing but
-            // damage is refused below.
             Err(SymphoniaError::DecodeError(_)) => {
                 bad_packets += 1;
                 continue;
@@ -249,21 +304,10 @@ fn decode_stereo(
         }
         good_packets += 1;
         let (rate, channels) = this;
-        if out.len() / CHANNELS + buf.frames() > MAX_STEM_SECS as usize * rate as usize {
-            return Err(DecodeError::TooLong {
-                path: path.to_path_buf(),
-                max_secs: MAX_STEM_SECS,
-            });
-        }
         packet_buf.resize(buf.samples_interleaved(), 0.0);
         buf.copy_to_slice_interleaved(&mut packet_buf[..]);
-        out.reserve(buf.frames() * CHANNELS);
-        for frame in packet_buf.chunks_exact(channels) {
-            let left = frame[0];
-            let right = if channels == 1 { frame[0] } else { frame[1] };
-            out.push(left);
-            out.push(right);
-        }
+        frames += buf.frames() as u64;
+        block(&packet_buf, channels, rate)?;
     }
     let Some((rate, channels)) = spec else {
         return Err(if bad_packets > 0 {
@@ -274,12 +318,12 @@ fn decode_stereo(
             }
         });
     };
-    if out.is_empty() {
+    if frames == 0 {
         return Err(DecodeError::Empty {
             path: path.to_path_buf(),
         });
     }
-    Ok((out, rate, channels))
+    Ok((rate, channels, frames))
 }
 
 /// Converts interleaved stereo from `from_hz` to `to_hz` with rubato's FFT

@@ -191,9 +191,13 @@ mod tests {
     fn saved() -> Saved {
         let mut library = Library::new();
         let info = StemInfo::of_bytes("bass", "wav", b"0123456789", 480);
-        library.add("Blue in Green", std::slice::from_ref(&info)).unwrap();
+        library
+            .add("Blue in Green", std::slice::from_ref(&info))
+            .unwrap();
         library.add("So What", &[]).unwrap();
-        library.remove_song(crate::protocol::library::SongId::of_name("so what")).unwrap();
+        library
+            .remove_song(crate::protocol::library::SongId::of_name("so what"))
+            .unwrap();
         Saved {
             library,
             hosted: vec![Hosted {

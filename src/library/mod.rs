@@ -331,7 +331,9 @@ impl Library {
     /// The stem `query` names in song `id`: its name, its index in the
     /// song's order, or at least 6 hex digits of its hash.
     pub fn find_stem(&self, id: SongId, query: &str) -> Result<StemHash, LibraryError> {
-        let song = self.song(id).ok_or_else(|| LibraryError::NoSong(id.hex()))?;
+        let song = self
+            .song(id)
+            .ok_or_else(|| LibraryError::NoSong(id.hex()))?;
         let q = query.trim();
         let by_name: Vec<_> = song.stems.iter().filter(|s| s.name == q).collect();
         if let [one] = by_name.as_slice() {

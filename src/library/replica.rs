@@ -105,7 +105,8 @@ impl Replica {
     pub fn handle_link_up(&mut self, now_ns: i64, peer: PeerId) {
         self.links.insert(peer, Link::default());
         self.send_digest(peer);
-        self.next_digest_ns.get_or_insert(now_ns + self.cfg.anti_entropy_ns);
+        self.next_digest_ns
+            .get_or_insert(now_ns + self.cfg.anti_entropy_ns);
     }
 
     pub fn handle_link_down(&mut self, peer: PeerId) {
@@ -118,15 +119,15 @@ impl Replica {
             return;
         }
         match op {
-            Operation::LibraryDigest { digest, .. } => {
-                if digest != self.library.digest() {
-                    if let Some(link) = self.links.get_mut(&from) {
-                        link.owed = true;
-                    }
-                    self.send_owed(now_ns);
+            Operation::LibraryDigest { digest, .. } if digest != self.library.digest() => {
+                if let Some(link) = self.links.get_mut(&from) {
+                    link.owed = true;
                 }
+                self.send_owed(now_ns);
             }
-            Operation::LibraryRecords { songs, stems } => self.merge(from, Records { songs, stems }),
+            Operation::LibraryRecords { songs, stems } => {
+                self.merge(from, Records { songs, stems })
+            }
             _ => {}
         }
     }
@@ -209,9 +210,22 @@ impl Replica {
         Ok(())
     }
 
-    /// Merges a library kept on disk (at start, before any link).
+    /// Merges a library kept on disk; what it changes is sent as a local
+    /// change would be (links may be up already).
     pub fn load(&mut self, saved: &Library) {
-        self.library.merge(saved);
+        let mut changed = Records::default();
+        let records = saved.records();
+        for r in records.songs {
+            if self.library.merge_song(r.clone()) == Ok(true) {
+                changed.songs.push(r);
+            }
+        }
+        for r in records.stems {
+            if self.library.merge_stem(r.clone()) == Ok(true) {
+                changed.stems.push(r);
+            }
+        }
+        self.local_change(&changed);
     }
 
     fn local_change(&mut self, changed: &Records) {
@@ -254,7 +268,10 @@ impl Replica {
     }
 
     fn broadcast(&mut self, records: &Records, except: Option<PeerId>) {
-        let peers: Vec<PeerId> = (self.links.keys()).filter(|p| Some(**p) != except).copied().collect();
+        let peers: Vec<PeerId> = (self.links.keys())
+            .filter(|p| Some(**p) != except)
+            .copied()
+            .collect();
         for peer in peers {
             self.send_records(peer, records);
         }

@@ -19,7 +19,9 @@ fn names(lib: &Library) -> Vec<(String, Vec<String>)> {
 fn each_musician_brings_a_stem_to_one_song() {
     let (mut bassist, mut singer) = (Library::new(), Library::new());
     bassist.add("Blue in Green", &[stem("bass", 1)]).unwrap();
-    singer.add("blue in green", &[stem("vocals", 2), stem("bass", 1)]).unwrap();
+    singer
+        .add("blue in green", &[stem("vocals", 2), stem("bass", 1)])
+        .unwrap();
     let mut a = bassist.clone();
     a.merge(&singer);
     let mut b = singer.clone();
@@ -27,13 +29,18 @@ fn each_musician_brings_a_stem_to_one_song() {
     assert_eq!(a, b);
     assert_eq!(a.digest(), b.digest());
     // One song, and the same file from two peers is one stem.
-    assert_eq!(names(&a), vec![("Blue in Green".into(), vec!["bass".into(), "vocals".into()])]);
+    assert_eq!(
+        names(&a),
+        vec![("Blue in Green".into(), vec!["bass".into(), "vocals".into()])]
+    );
 }
 
 #[test]
 fn adding_twice_changes_nothing_and_remove_takes_the_stems_out() {
     let mut lib = Library::new();
-    let first = lib.add("So What", &[stem("drums", 1), stem("keys", 2)]).unwrap();
+    let first = lib
+        .add("So What", &[stem("drums", 1), stem("keys", 2)])
+        .unwrap();
     assert_eq!(first.len(), 3);
     assert!(lib.add("So What", &[stem("drums", 1)]).unwrap().is_empty());
     let id = lib.find_song("so what").unwrap();
@@ -81,8 +88,14 @@ fn songs_are_found_by_name_or_id_prefix() {
     let id = SongId::of_name("Solar");
     assert_eq!(lib.find_song("SOLAR"), Ok(id));
     assert_eq!(lib.find_song(&id.hex()[..6]), Ok(id));
-    assert_eq!(lib.find_song(&id.hex()[..5]), Err(LibraryError::NoSong(id.hex()[..5].into())));
-    assert!(matches!(lib.find_song("Blue"), Err(LibraryError::NoSong(_))));
+    assert_eq!(
+        lib.find_song(&id.hex()[..5]),
+        Err(LibraryError::NoSong(id.hex()[..5].into()))
+    );
+    assert!(matches!(
+        lib.find_song("Blue"),
+        Err(LibraryError::NoSong(_))
+    ));
     assert_eq!(lib.find_stem(id, "0"), lib.find_stem(id, "a"));
 }
 
@@ -126,11 +139,9 @@ fn replicas_that_were_apart_agree_after_a_link_up() {
     rs[0].add("Solar", &[stem("a", 1)]).unwrap();
     rs[1].add("Solar", &[stem("b", 2)]).unwrap();
     rs[2].add("Nardis", &[stem("c", 3)]).unwrap();
-    for i in 0..3 {
-        for j in 0..3 {
-            if i != j {
-                rs[i].handle_link_up(0, PeerId(j as u64));
-            }
+    for (i, r) in rs.iter_mut().enumerate() {
+        for j in (0..3).filter(|&j| j != i) {
+            r.handle_link_up(0, PeerId(j as u64));
         }
     }
     settle(&mut rs, 0);

@@ -238,8 +238,14 @@ mod tests {
 
     #[test]
     fn spellings_of_one_name_are_one_song() {
-        assert_eq!(SongId::of_name("Blue in Green"), SongId::of_name("  blue IN\tgreen "));
-        assert_ne!(SongId::of_name("Blue in Green"), SongId::of_name("Blue in Green 2"));
+        assert_eq!(
+            SongId::of_name("Blue in Green"),
+            SongId::of_name("  blue IN\tgreen ")
+        );
+        assert_ne!(
+            SongId::of_name("Blue in Green"),
+            SongId::of_name("Blue in Green 2")
+        );
     }
 
     #[test]

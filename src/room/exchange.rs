@@ -304,6 +304,11 @@ impl Exchange {
         }
     }
 
+    /// Whether this peer serves `hash`.
+    pub fn serves(&self, hash: &StemHash) -> bool {
+        self.served.contains_key(hash)
+    }
+
     /// The shell checked a completed stem's whole file (or gave up on it):
     /// its fetch is over. Until then, [`Exchange::refetch`] may reopen chunks.
     pub fn done(&mut self, stem: usize) {

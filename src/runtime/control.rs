@@ -23,12 +23,25 @@ pub enum Command {
     Status,
     Peers,
     Quit,
+    /// Add files and folders to the library: as the song `song` (new, or
+    /// more stems for it), by default named after the first folder or file.
+    Add {
+        song: Option<String>,
+        paths: Vec<std::path::PathBuf>,
+    },
+    /// Take a song, or one of its stems, out of the library.
+    Remove {
+        song: String,
+        stem: Option<String>,
+    },
+    /// Answer a `library` event.
+    Songs,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CommandError {
     #[error(
-        "unknown command '{0}' (expected play, pause, seek SECS, volume STEM DB, mute STEM, unmute STEM, solo STEM, unsolo STEM, status, peers or quit)"
+        "unknown command '{0}' (expected play, pause, seek SECS, volume STEM DB, mute STEM, unmute STEM, solo STEM, unsolo STEM, add [--song NAME] PATH..., remove SONG [STEM], songs, status, peers or quit)"
     )]
     Unknown(String),
     #[error("{command}: {reason}")]
@@ -49,6 +62,9 @@ pub fn parse_command(line: &str, stems: &[String]) -> Result<Option<Command>, Co
     };
     if word.starts_with('#') {
         return Ok(None);
+    }
+    if ["add", "remove", "songs"].contains(&word.to_ascii_lowercase().as_str()) {
+        return parse_library_command(line).map(Some);
     }
     let args: Vec<&str> = words.collect();
     let arity = |command: &'static str, n: usize, usage: &str| {
@@ -117,6 +133,52 @@ pub fn parse_command(line: &str, stems: &[String]) -> Result<Option<Command>, Co
         _ => return Err(CommandError::Unknown(word.to_string())),
     };
     Ok(Some(cmd))
+}
+
+/// The library's commands, whose names and paths may hold spaces: their
+/// words are split as a shell would (quotes, backslashes).
+fn parse_library_command(line: &str) -> Result<Command, CommandError> {
+    let words = shlex::split(line).ok_or_else(|| CommandError::Argument {
+        command: "add",
+        reason: "an unclosed quote".into(),
+    })?;
+    let (word, args) = words
+        .split_first()
+        .ok_or(CommandError::Unknown(String::new()))?;
+    let usage = |command: &'static str, usage: &str| CommandError::Argument {
+        command,
+        reason: format!("usage: {usage}"),
+    };
+    match word.to_ascii_lowercase().as_str() {
+        "add" => {
+            const USAGE: &str = "add [--song NAME] PATH...";
+            let (song, paths) = match args {
+                [flag, name, paths @ ..] if flag == "--song" => (Some(name.clone()), paths),
+                [flag, ..] if flag == "--song" => return Err(usage("add", USAGE)),
+                paths => (None, paths),
+            };
+            if paths.is_empty() || song.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                return Err(usage("add", USAGE));
+            }
+            Ok(Command::Add {
+                song,
+                paths: paths.iter().map(std::path::PathBuf::from).collect(),
+            })
+        }
+        "remove" => match args {
+            [song] => Ok(Command::Remove {
+                song: song.clone(),
+                stem: None,
+            }),
+            [song, stem] => Ok(Command::Remove {
+                song: song.clone(),
+                stem: Some(stem.clone()),
+            }),
+            _ => Err(usage("remove", "remove SONG [STEM]")),
+        },
+        _ if args.is_empty() => Ok(Command::Songs),
+        _ => Err(usage("songs", "songs")),
+    }
 }
 
 fn parse_secs(s: &str) -> Result<i64, CommandError> {
@@ -301,6 +363,43 @@ mod tests {
 
     fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         parse_command(line, &stems())
+    }
+
+    #[test]
+    fn library_commands_take_quoted_names_and_paths() {
+        assert_eq!(
+            parse(r#"add --song "Blue in Green" "/music/Blue in Green/bass.wav" keys.flac"#),
+            Ok(Some(Command::Add {
+                song: Some("Blue in Green".into()),
+                paths: vec!["/music/Blue in Green/bass.wav".into(), "keys.flac".into()],
+            }))
+        );
+        assert_eq!(
+            parse("add stems/"),
+            Ok(Some(Command::Add {
+                song: None,
+                paths: vec!["stems/".into()],
+            }))
+        );
+        assert_eq!(
+            parse("remove 'So What' bass"),
+            Ok(Some(Command::Remove {
+                song: "So What".into(),
+                stem: Some("bass".into()),
+            }))
+        );
+        assert_eq!(parse("songs"), Ok(Some(Command::Songs)));
+        for bad in [
+            "add",
+            "add --song",
+            "add --song x",
+            "add 'open",
+            "remove",
+            "remove a b c",
+            "songs x",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::protocol::{
 };
 
 use super::control::{action_json, adopted_event, decision_event, error_event};
+use super::library::LibrarySong;
 use super::room::SongStem;
 use crate::room::{ExchangeStats, hex};
 
@@ -66,6 +67,14 @@ pub enum PeerEvent {
     /// The song's stems as this peer plays them: when the song is known, and
     /// when a fetched stem completes.
     Song(Vec<SongStem>),
+    /// The library as this peer sees it: on every change of its songs,
+    /// their stems, hosts or sources, and when asked (`songs`).
+    Library(Vec<LibrarySong>),
+    /// A file that was not added to the library, and why.
+    Skipped {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     /// The peer left the session and stopped.
     Bye,
 }
@@ -201,9 +210,45 @@ impl PeerEvent {
                 "event": "song",
                 "stems": song.iter().map(song_stem_json).collect::<Vec<_>>(),
             }),
+            PeerEvent::Library(songs) => json!({
+                "event": "library",
+                "songs": songs.iter().map(library_song_json).collect::<Vec<_>>(),
+            }),
+            PeerEvent::Skipped { path, reason } => json!({
+                "event": "skipped",
+                "path": path.display().to_string(),
+                "reason": reason,
+            }),
             PeerEvent::Bye => json!({ "event": "bye" }),
         }
     }
+}
+
+fn library_song_json(song: &LibrarySong) -> Value {
+    let stems: Vec<Value> = (song.stems.iter())
+        .map(|s| {
+            let mut v = json!({
+                "name": s.name,
+                "hash": hex(&s.hash),
+                "size_bytes": s.size_bytes,
+                "secs": s.frames as f64 / f64::from(ENGINE_RATE_HZ),
+                "hosts": s.hosts.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                "source": s.source.as_str(),
+            });
+            if let Some((have, of)) = s.fetching {
+                v["chunks_have"] = json!(have);
+                v["chunks"] = json!(of);
+            }
+            v
+        })
+        .collect();
+    json!({
+        "id": song.id.hex(),
+        "name": song.name,
+        "secs": song.frames as f64 / f64::from(ENGINE_RATE_HZ),
+        "playable": song.playable(),
+        "stems": stems,
+    })
 }
 
 fn song_stem_json(s: &SongStem) -> Value {

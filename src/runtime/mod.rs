@@ -9,10 +9,13 @@
 //! - [`control`]: the headless command language and JSON-lines events.
 //! - [`events`]: what a peer reports, typed.
 //! - [`room`]: the stem exchange's shell (files, cache, remote stems).
+//! - [`library`]: the library's shell (the replica, hosted files, the
+//!   library file, adding files).
 
 pub mod auth;
 pub mod control;
 pub mod events;
+pub mod library;
 pub mod net;
 pub mod peer;
 pub mod room;

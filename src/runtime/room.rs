@@ -37,6 +37,8 @@ pub enum StemSource {
     Cached,
     /// Fetched from other peers while it plays.
     Remote,
+    /// Nowhere: no file here, not in the cache, and no linked host.
+    Missing,
 }
 
 impl StemSource {
@@ -45,6 +47,7 @@ impl StemSource {
             StemSource::Local => "local",
             StemSource::Cached => "cache",
             StemSource::Remote => "remote",
+            StemSource::Missing => "missing",
         }
     }
 }
@@ -95,6 +98,15 @@ pub(super) fn describe_file() -> Describer {
 pub(super) struct Described {
     infos: Vec<StemInfo>,
     errors: Vec<String>,
+    /// The described files, as the library keeps them.
+    hosted: Vec<crate::library::file::Hosted>,
+}
+
+impl Described {
+    /// The files described (not generated audio), for the library.
+    pub fn hosted(&self) -> Vec<crate::library::file::Hosted> {
+        self.hosted.clone()
+    }
 }
 
 /// What reaches the exchange from the links.
@@ -140,6 +152,10 @@ pub(super) struct RoomShell {
     slots: Vec<Slot>,
     wake: Arc<dyn Fn() + Send + Sync>,
     pub bytes_served: u64,
+    /// Files this peer hosts for the library (beyond its own stems).
+    files: HashMap<StemHash, PathBuf>,
+    /// Library files to serve once the exchange starts.
+    files_unserved: Vec<(StemHash, u64)>,
 }
 
 impl RoomShell {
@@ -174,6 +190,8 @@ impl RoomShell {
             slots: Vec::new(),
             wake,
             bytes_served: 0,
+            files: HashMap::new(),
+            files_unserved: Vec::new(),
         }
     }
 
@@ -186,13 +204,23 @@ impl RoomShell {
             .collect();
         move || {
             let mut errors = Vec::new();
+            let mut hosted = Vec::new();
             let infos = (stems.into_iter())
                 .map(|(name, path, samples)| {
                     let frames = (samples.len() / CHANNELS) as u64;
                     let described = path.as_deref().and_then(|path| {
-                        describe(path, &name, frames)
+                        let info = describe(path, &name, frames)
                             .map_err(|e| errors.push(format!("{e} (it will not be served)")))
-                            .ok()
+                            .ok()?;
+                        if let Ok((size_bytes, modified_ns)) = super::library::stamp(path) {
+                            hosted.push(crate::library::file::Hosted {
+                                path: path.to_path_buf(),
+                                size_bytes,
+                                modified_ns,
+                                info: info.clone(),
+                            });
+                        }
+                        Some(info)
                     });
                     described.unwrap_or_else(|| {
                         // Generated audio: named by its samples, served by nobody.
@@ -201,15 +229,19 @@ impl RoomShell {
                     })
                 })
                 .collect();
-            Described { infos, errors }
+            Described {
+                infos,
+                errors,
+                hosted,
+            }
         }
     }
 
     /// This peer's stems are described: the exchange starts, and hears what
     /// happened on the links meanwhile. Returns the problems to report.
     pub fn described(&mut self, now_ns: i64, d: Described) -> Vec<String> {
-        let Described { infos, errors } = d;
-        let mut served = Vec::new();
+        let Described { infos, errors, .. } = d;
+        let mut served = std::mem::take(&mut self.files_unserved);
         for ((own, _), info) in self.undescribed.drain(..).zip(&infos) {
             if own.path.is_some() && info.format != GENERATED {
                 served.push((info.hash, info.size_bytes));
@@ -518,7 +550,8 @@ impl RoomShell {
         offset: u64,
         len: u32,
     ) -> impl FnOnce() -> Result<Vec<u8>, String> + Send + 'static {
-        let source = match self.own.get(hash).and_then(|o| o.path.as_ref()) {
+        let own = self.own.get(hash).and_then(|o| o.path.as_ref());
+        let source = match own.or_else(|| self.files.get(hash)) {
             Some(path) => Some(Source::File(path.clone())),
             None => (self.slots.iter()).find_map(|slot| match slot {
                 Slot::Stored { store, .. } if &store.info.hash == hash => {
@@ -536,6 +569,32 @@ impl RoomShell {
                 .ok_or_else(|| "not all here yet".to_string()),
             None => Err("no such stem here".into()),
         }
+    }
+
+    /// Serves the library file `path` (described as `info`) from now on.
+    pub fn host_file(&mut self, info: &StemInfo, path: &Path) {
+        self.files.insert(info.hash, path.to_path_buf());
+        match &mut self.exchange {
+            Some(x) => x.serve(info.hash, info.size_bytes),
+            None => self.files_unserved.push((info.hash, info.size_bytes)),
+        }
+    }
+
+    /// Whether this peer serves `hash`.
+    pub fn serves(&self, hash: &StemHash) -> bool {
+        self.exchange.as_ref().is_some_and(|x| x.serves(hash))
+    }
+
+    /// Whether `hash` is one of this peer's own files.
+    pub fn owns(&self, hash: &StemHash) -> bool {
+        self.files.contains_key(hash) || self.own.get(hash).is_some_and(|o| o.path.is_some())
+    }
+
+    /// The linked peers that say they serve `hash`.
+    pub fn hosts_of(&self, hash: &StemHash) -> Vec<PeerId> {
+        (self.exchange.as_ref())
+            .map(|x| x.hosts_of(hash))
+            .unwrap_or_default()
     }
 
     /// The channels as this peer plays them.

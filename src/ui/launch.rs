@@ -36,6 +36,8 @@ pub struct PeerTemplate {
     pub output_cfg: OutputConfig,
     pub cache_dir: Option<PathBuf>,
     pub prefetch_ns: i64,
+    /// Where the library is kept between runs (`None`: not kept).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// How far ahead remote stems are fetched and decoded, by default.
@@ -58,6 +60,7 @@ impl PeerTemplate {
             output_cfg: OutputConfig::default(),
             cache_dir: None,
             prefetch_ns: DEFAULT_PREFETCH_NS,
+            data_dir: None,
         }
     }
 }
@@ -78,6 +81,8 @@ impl PeerTemplate {
             output_cfg: self.output_cfg.clone(),
             cache_dir: self.cache_dir.clone(),
             prefetch_ns: self.prefetch_ns,
+            data_dir: self.data_dir.clone(),
+            song_name: None,
         }
     }
 }

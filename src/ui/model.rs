@@ -61,6 +61,8 @@ pub struct SessionView {
     pub stopped: bool,
     /// The song's stems as this peer plays them (local, cached, remote).
     pub song: Vec<SongStem>,
+    /// The session library, as the peer last reported it.
+    pub library: Vec<crate::runtime::library::LibrarySong>,
 }
 
 impl SessionView {
@@ -172,6 +174,10 @@ impl SessionView {
             PeerEvent::Status(s) => self.on_status(*s, now_secs),
             PeerEvent::Peers(_) => {}
             PeerEvent::Song(song) => self.song = song,
+            PeerEvent::Library(songs) => self.library = songs,
+            PeerEvent::Skipped { path, reason } => {
+                self.push_error(format!("skipped {}: {reason}", path.display()))
+            }
             PeerEvent::Bye => {
                 self.stopped = true;
                 self.pending.clear();

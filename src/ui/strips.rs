@@ -39,6 +39,7 @@ impl MixerApp {
                 StemSource::Remote => Source::Remote {
                     fraction: s.chunks_have as f32 / s.chunks.max(1) as f32,
                 },
+                StemSource::Missing => Source::Missing,
             },
             None => match self.stems.get(i) {
                 Some(_) if buffering => Source::Buffering,

@@ -5,6 +5,7 @@
 
 mod harness;
 mod hostile;
+mod library;
 mod remote;
 
 use std::io::{Read, Write};

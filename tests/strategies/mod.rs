@@ -208,8 +208,8 @@ pub fn stem_record() -> impl Strategy<Value = library::StemRecord> {
         any::<u64>(),
         any::<u64>(),
     )
-        .prop_map(|(song, hash, generation, name, format, size_bytes, frames)| {
-            library::StemRecord {
+        .prop_map(
+            |(song, hash, generation, name, format, size_bytes, frames)| library::StemRecord {
                 song: library::SongId(song),
                 hash,
                 generation,
@@ -217,8 +217,8 @@ pub fn stem_record() -> impl Strategy<Value = library::StemRecord> {
                 format,
                 size_bytes,
                 frames,
-            }
-        })
+            },
+        )
 }
 
 pub fn operation() -> impl Strategy<Value = Operation> {

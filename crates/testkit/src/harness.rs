@@ -68,7 +68,8 @@ impl PeerProcess {
     /// Starts `program --headless --name NAME --report DIR/NAME.jsonl ARGS`
     /// (stderr to `DIR/NAME.log`, `RUST_LOG=synfony=debug` unless set), and
     /// waits for its `ready` event. Unless `ARGS` say otherwise, fetched
-    /// stems are cached in `DIR/NAME.cache`, never in the user's cache.
+    /// stems are cached in `DIR/NAME.cache` and the library kept in
+    /// `DIR/NAME.data`, never in the user's directories.
     pub fn spawn(
         program: &Path,
         name: &str,
@@ -100,6 +101,10 @@ impl PeerProcess {
         if !args.iter().any(|a| a == "--cache-dir" || a == "--no-cache") {
             args.push("--cache-dir".into());
             args.push(dir.join(format!("{name}.cache")).display().to_string());
+        }
+        if !args.iter().any(|a| a == "--data-dir") {
+            args.push("--data-dir".into());
+            args.push(dir.join(format!("{name}.data")).display().to_string());
         }
         let mut child = Command::new(program)
             .arg("--headless")

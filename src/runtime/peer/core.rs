@@ -26,6 +26,7 @@ use crate::room::{ExchangeEvent, StemInfo};
 use crate::runtime::auth::Secret;
 use crate::runtime::control::{self, Command};
 use crate::runtime::events::{PeerEvent, Status};
+use crate::runtime::library::{self, Added, LibraryShell, Loaded};
 use crate::runtime::net::{self, Connection, Handshaken, Identity, LinkError, Read};
 use crate::runtime::room::{Described, RoomShell, Verified};
 
@@ -89,6 +90,12 @@ pub(super) enum Input {
     },
     /// The worker checked (and cached) a completed stem.
     Verified(Verified),
+    /// The worker read the library kept between runs.
+    LibraryLoaded(Loaded),
+    /// The worker described files to add to the library.
+    Added(Added),
+    /// The worker wrote the library file.
+    LibrarySaved(Result<(), String>),
     /// The worker read a chunk to serve.
     ChunkRead {
         to: PeerId,
@@ -139,6 +146,10 @@ pub(super) struct Core {
     pub handle_gone: Option<oneshot::Receiver<()>>,
     /// The stem exchange and this peer's channels.
     pub room: RoomShell,
+    /// The session library.
+    pub library: LibraryShell,
+    /// The name of the song this peer's start stems are, in the library.
+    pub start_song: String,
     /// A seek target seen in a vote stays a fetch priority until then.
     pub seek_hint_until_ns: Option<i64>,
 }
@@ -242,8 +253,40 @@ impl Core {
             }
             Input::RoomWake => self.room.refocus(now),
             Input::Described(d) => {
+                let hosted = d.hosted();
                 for e in self.room.described(now, d) {
                     self.error(e);
+                }
+                if !hosted.is_empty() {
+                    let song = self.start_song.clone();
+                    self.library.add_start(&song, hosted, &mut self.room);
+                }
+            }
+            Input::LibraryLoaded(loaded) => {
+                for e in self.library.loaded(loaded, &mut self.room) {
+                    self.error(e);
+                }
+            }
+            Input::Added(added) => {
+                for (path, reason) in added.skipped() {
+                    warn!(path = %path.display(), "not added: {reason}");
+                    self.emit(PeerEvent::Skipped {
+                        path: path.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                match self.library.added(&added, &mut self.room) {
+                    Ok(Some(id)) => info!(song = added.song(), %id, "added to the library"),
+                    Ok(None) => self.error(format!("add: nothing was added to {}", added.song())),
+                    Err(e) => self.error(format!("add: {e}")),
+                }
+            }
+            Input::LibrarySaved(result) => {
+                if let Err(e) = result {
+                    self.error(e);
+                }
+                if self.library.saved() {
+                    self.save_library();
                 }
             }
             Input::SongCached { song, cached } => self.on_song_cached(now, &song, cached),
@@ -253,6 +296,7 @@ impl Core {
                 }
                 let song = self.room.song_stems();
                 self.emit(PeerEvent::Song(song));
+                self.library.touch();
             }
             Input::ChunkRead {
                 to,
@@ -288,7 +332,17 @@ impl Core {
                 ..
             } => {
                 let now = self.clock.now_ns();
-                self.room.handle_message(now, peer, room);
+                match room.op {
+                    Operation::LibraryDigest { .. } | Operation::LibraryRecords { .. } => {
+                        self.library.handle_message(now, peer, room.op)
+                    }
+                    _ => {
+                        if matches!(room.op, Operation::Have { .. }) {
+                            self.library.touch(); // hosts changed
+                        }
+                        self.room.handle_message(now, peer, room)
+                    }
+                }
             }
             Read::Message { message, at_ns } => {
                 // A heartbeat without a map carries no real vote.
@@ -343,9 +397,11 @@ impl Core {
                     info!(%peer, name = %info.name, addr = %info.addr, "link up");
                     self.session.handle_link_up(now, info);
                     self.room.handle_link_up(now, peer);
+                    self.library.handle_link_up(now, peer);
                 }
                 Action::Down { peer, tell_session } => {
                     self.room.handle_link_down(now, peer);
+                    self.library.handle_link_down(peer);
                     if tell_session {
                         self.session.handle_link_down(now, peer);
                     }
@@ -407,6 +463,27 @@ impl Core {
                 self.emit(PeerEvent::Peers(peers));
             }
             Command::Quit => self.quit = true,
+            Command::Add { song, paths } => {
+                // Decoded and hashed on the worker; announced when done.
+                let job = library::add_job(song, paths);
+                self.worker.run(move || Input::Added(job()));
+            }
+            Command::Remove { song, stem } => {
+                if let Err(e) = self.library.remove(&song, stem.as_deref()) {
+                    self.error(format!("remove: {e}"));
+                }
+            }
+            Command::Songs => {
+                let view = self.library.view(self.me.peer_id, &self.room);
+                self.emit(PeerEvent::Library(view));
+            }
+        }
+    }
+
+    /// Writes the library file on the worker (one write at a time).
+    fn save_library(&mut self) {
+        if let Some(job) = self.library.save_job() {
+            self.worker.run(move || Input::LibrarySaved(job()));
         }
     }
 
@@ -419,6 +496,7 @@ impl Core {
         }
         self.room.handle_timeout(now);
         self.room.refocus(now);
+        self.library.handle_timeout(now);
         if self.push_status {
             let s = self.status();
             self.emit(PeerEvent::Status(Box::new(s)));
@@ -453,6 +531,22 @@ impl Core {
             if idle {
                 break;
             }
+        }
+        while let Some((to, op)) = self.library.poll_transmit() {
+            self.send(to, Message::Room(Room { request_id: 0, op }));
+        }
+        let mut save = false;
+        while let Some(problem) = self.library.poll_problem() {
+            match problem {
+                None => save = true,
+                Some(p) => self.error(p),
+            }
+        }
+        if save {
+            self.save_library();
+        }
+        if let Some(view) = self.library.changed_view(self.me.peer_id, &self.room) {
+            self.emit(PeerEvent::Library(view));
         }
         // Link changes made while sending may have queued session messages.
         while let Some(t) = self.session.poll_transmit() {

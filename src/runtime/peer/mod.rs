@@ -47,6 +47,7 @@ use self::worker::Worker;
 use super::auth::Secret;
 use super::control::Command;
 use super::events::{PeerEvent, Ready};
+use super::library::{self, LibraryShell};
 use super::net::{self, Identity};
 use super::room::{self, Describer, RoomShell};
 
@@ -72,6 +73,10 @@ pub struct PeerOptions {
     pub cache_dir: Option<std::path::PathBuf>,
     /// How far ahead of the playhead remote stems are fetched and decoded.
     pub prefetch_ns: i64,
+    /// Where the library is kept between runs (`None`: not kept).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// The library song `stems` are (default: the first stem's name).
+    pub song_name: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -431,11 +436,17 @@ async fn run(
         Control::Handle { gone } => (true, Some(gone)),
     };
     let worker = Worker::start(tx.clone()).map_err(PeerError::Worker)?;
+    // The library kept between runs is read first: jobs run in order.
+    let load = library::load_job(opts.data_dir.clone(), opts.cache_dir.clone());
+    worker.run(move || Input::LibraryLoaded(load()));
     // This peer's files are hashed on the worker: the exchange starts (and
     // announces them) when it is done; the session runs meanwhile.
     let describe_job = room.describe_job(describe);
     worker.run(move || Input::Described(describe_job()));
 
+    let start_song = (opts.song_name.clone())
+        .or_else(|| stem_names.first().cloned())
+        .unwrap_or_else(|| "untitled".into());
     let mut core = Core {
         clock,
         session,
@@ -459,6 +470,8 @@ async fn run(
         push_status,
         handle_gone,
         room,
+        library: LibraryShell::new(opts.data_dir),
+        start_song,
         seek_hint_until_ns: None,
     };
     if let Some((_, state)) = core.session.latest() {
@@ -522,6 +535,8 @@ mod tests {
             output_cfg: OutputConfig::default(),
             cache_dir: None,
             prefetch_ns: 0,
+            data_dir: None,
+            song_name: None,
         };
         let handle = PeerHandle::spawn_with(opts, Box::new(|| {}), describe).unwrap();
         let mut rounds = Vec::new();
@@ -567,6 +582,8 @@ mod tests {
             output_cfg: OutputConfig::default(),
             cache_dir: None,
             prefetch_ns: 0,
+            data_dir: None,
+            song_name: None,
         };
         let handle = PeerHandle::spawn(opts, Box::new(|| {})).unwrap();
         handle.send(Command::Peers).unwrap();

@@ -1,0 +1,213 @@
+//! The session library between real processes: songs and stems added on any
+//! peer reach every peer, each stem hosted where its file is; removing
+//! spreads too; a restarted peer has its library back; bad files are skipped
+//! by name and a corrupt library file is set aside.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::harness::{Peer, events_named};
+use super::{SEC, args, joining, setup};
+
+/// A short 48 kHz stereo WAV of a tone at `hz`.
+fn wav(path: &Path, hz: f64, secs: f64) -> PathBuf {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..(secs * 48_000.0) as usize {
+        let s = ((i as f64 / 48_000.0 * hz * std::f64::consts::TAU).sin() * 6000.0) as i16;
+        w.write_sample(s).unwrap();
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+    path.to_path_buf()
+}
+
+/// The song named `name` (case-insensitive) in a `library` event.
+fn song<'a>(library: &'a Value, name: &str) -> Option<&'a Value> {
+    (library["songs"].as_array()?.iter()).find(|s| {
+        s["name"]
+            .as_str()
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    })
+}
+
+fn stem_names(song: &Value) -> Vec<String> {
+    (song["stems"].as_array().unwrap().iter())
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits for a `library` event (from `seen[since]` on) where `pred` holds.
+fn wait_library(p: &mut Peer, since: usize, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let start = p.seen.len().min(since);
+    let found = p.seen[start..]
+        .iter()
+        .find(|e| e["event"] == "library" && pred(e))
+        .cloned();
+    if let Some(v) = found {
+        return v;
+    }
+    p.wait_for(what, |e| e["event"] == "library" && pred(e), 10 * SEC)
+}
+
+#[test]
+fn a_stem_added_on_any_peer_reaches_every_peer_and_the_library_is_kept() {
+    let (_turn, dir, stems) = setup();
+    let d = dir.path();
+    let mut a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", &stems]));
+    let addr = a.listen.to_string();
+    let mut b = Peer::spawn("b", d, &joining(&addr, &[]));
+    let mut c = Peer::spawn("c", d, &joining(&addr, &[]));
+    for p in [&mut a, &mut b, &mut c] {
+        p.wait_linked(2, 20 * SEC);
+    }
+    // The creator's start stems are a song every peer sees, hosted by it.
+    let a_id = a.peer_id.clone();
+    for p in [&mut b, &mut c] {
+        let lib = wait_library(p, 0, "the creator's song", |l| song(l, "click").is_some());
+        let s = song(&lib, "click").unwrap();
+        assert_eq!(stem_names(s), ["click", "impulses"]);
+        assert_eq!(s["stems"][0]["hosts"], serde_json::json!([a_id]));
+        assert_eq!(s["stems"][0]["source"], "remote");
+        assert_eq!(s["playable"], true);
+    }
+
+    // The bassist brings their stem to the song: everyone sees it, hosted by b.
+    let bass = wav(&d.join("bass line.wav"), 110.0, 2.0);
+    let (since_a, since_c) = (a.seen.len(), c.seen.len());
+    let t0 = Instant::now();
+    b.send(&format!("add --song Click \"{}\"", bass.display()));
+    let lib = wait_library(&mut a, since_a, "b's bass on a", |l| {
+        song(l, "click").is_some_and(|s| stem_names(s).contains(&"bass line".to_string()))
+    });
+    let to_a = t0.elapsed();
+    wait_library(&mut c, since_c, "b's bass on c", |l| {
+        song(l, "click").is_some_and(|s| stem_names(s).contains(&"bass line".to_string()))
+    });
+    let to_c = t0.elapsed();
+    println!(
+        "library change (add, incl. decoding and hashing the file) reached a in {:.0} ms, c in {:.0} ms",
+        to_a.as_secs_f64() * 1e3,
+        to_c.as_secs_f64() * 1e3
+    );
+    let s = song(&lib, "click").unwrap();
+    let bass_entry = (s["stems"].as_array().unwrap().iter())
+        .find(|x| x["name"] == "bass line")
+        .unwrap();
+    assert_eq!(bass_entry["hosts"], serde_json::json!([b.peer_id.clone()]));
+    assert!((bass_entry["secs"].as_f64().unwrap() - 2.0).abs() < 1e-3);
+
+    // c removes it; the removal reaches a and b.
+    let (since_a, since_b) = (a.seen.len(), b.seen.len());
+    let t0 = Instant::now();
+    c.send("remove click \"bass line\"");
+    for (p, since) in [(&mut a, since_a), (&mut b, since_b)] {
+        wait_library(p, since, "the removal", |l| {
+            song(l, "click").is_some_and(|s| stem_names(s) == ["click", "impulses"])
+        });
+    }
+    println!(
+        "library change (remove) reached a and b in {:.0} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+
+    // A new song from c, then a removed whole.
+    let solo = d.join("solo");
+    std::fs::create_dir(&solo).unwrap();
+    wav(&solo.join("sax.wav"), 440.0, 1.0);
+    let since_a = a.seen.len();
+    c.send(&format!("add \"{}\"", solo.display()));
+    wait_library(&mut a, since_a, "c's song", |l| song(l, "solo").is_some());
+    b.send("remove solo");
+    let since_a = a.seen.len();
+    wait_library(&mut a, since_a, "the song removed", |l| {
+        song(l, "solo").is_none()
+    });
+
+    // `songs` answers; an unknown song is an error.
+    let since = a.seen.len();
+    a.send("songs");
+    wait_library(&mut a, since, "songs", |l| song(l, "click").is_some());
+    a.send("remove nothing-like-it");
+    a.wait_for(
+        "an error",
+        |e| e["event"] == "error" && e.to_string().contains("nothing-like-it"),
+        5 * SEC,
+    );
+
+    // b restarts alone with its data: the library is back, b hosts its bass
+    // again (its file is unchanged), and nothing was lost of the others.
+    b.send(&format!("add --song Click \"{}\"", bass.display()));
+    wait_library(&mut a, 0, "bass again", |l| {
+        song(l, "click").is_some_and(|s| stem_names(s).contains(&"bass line".to_string()))
+    });
+    // Give b's library file a moment to be written.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(b.quit().success());
+    let mut b = Peer::spawn("b", d, &args(&["--listen", "127.0.0.1:0", &stems]));
+    let lib = wait_library(&mut b, 0, "b's kept library", |l| {
+        song(l, "click").is_some_and(|s| stem_names(s).contains(&"bass line".to_string()))
+    });
+    let s = song(&lib, "click").unwrap();
+    let bass_entry = (s["stems"].as_array().unwrap().iter())
+        .find(|x| x["name"] == "bass line")
+        .unwrap();
+    assert_eq!(bass_entry["source"], "local");
+    assert!(song(&lib, "solo").is_none(), "a removed song stays removed");
+    assert!(b.quit().success());
+    for p in [a, c] {
+        assert!(p.quit().success());
+    }
+}
+
+#[test]
+fn bad_files_are_skipped_by_name_and_a_corrupt_library_is_set_aside() {
+    let (_turn, dir, stems) = setup();
+    let d = dir.path();
+    let data = d.join("a.data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("library.bin"), b"SYNFLIB\0 not really").unwrap();
+    let mut a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", &stems]));
+    let e = a.wait_for("the library set aside", |e| e["event"] == "error", 10 * SEC);
+    assert!(e.to_string().contains("set aside"), "{e}");
+    // It started and has its start song.
+    wait_library(&mut a, 0, "the start song", |l| song(l, "click").is_some());
+
+    let folder = d.join("USB stick");
+    std::fs::create_dir(&folder).unwrap();
+    wav(&folder.join("keys.wav"), 330.0, 1.0);
+    std::fs::copy(folder.join("keys.wav"), folder.join("._keys.wav")).unwrap();
+    std::fs::write(folder.join("readme.txt"), "hi").unwrap();
+    std::fs::write(folder.join("broken.flac"), [0u8; 3000]).unwrap();
+    let bytes = std::fs::read(folder.join("keys.wav")).unwrap();
+    std::fs::write(folder.join("half.wav"), &bytes[..bytes.len() / 2]).unwrap();
+    let since = a.seen.len();
+    a.send(&format!("add --song Gig \"{}\"", folder.display()));
+    let lib = wait_library(&mut a, since, "the gig song", |l| song(l, "gig").is_some());
+    let skipped: Vec<String> = (events_named(&a, "skipped"))
+        .map(|e| {
+            let path = e["path"].as_str().unwrap();
+            assert!(!e["reason"].as_str().unwrap().is_empty(), "{e}");
+            Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    println!("skipped: {skipped:?}; library: {lib}");
+    for f in ["._keys.wav", "readme.txt", "broken.flac"] {
+        assert!(skipped.contains(&f.to_string()), "{f} in {skipped:?}");
+    }
+    // A truncated WAV plays what is there: added, not skipped.
+    let gig = song(&lib, "gig").unwrap();
+    assert!(stem_names(gig).contains(&"keys".to_string()));
+    assert!(a.quit().success());
+}
