@@ -6,7 +6,10 @@
 //! (default 8), `--secs S` (simulated seconds per seed, default 30),
 //! `--no-faults`, `--adversary` (a hostile member instead of the scripted
 //! faults), `--asymmetry-ms A` (per-direction base delay spread),
-//! `--jitter-ms J` (default 40, on top of 20 ms), `--threads T` (default: all cores).
+//! `--jitter-ms J` (default 40, on top of 20 ms), `--threads T` (default: all cores),
+//! `--library` (the library's replication instead of the session: see
+//! `synfony_sim::library`; uses `--seeds`, `--first-seed`, `--peers`,
+//! `--secs`, `--jitter-ms`, `--no-faults`).
 //! Prints each violation (a seed whose run panicked is one), then one JSON line;
 //! exits with 1 if there was any violation.
 
@@ -22,6 +25,7 @@ struct Args {
     secs: i64,
     faults: bool,
     adversary: bool,
+    library: bool,
     asymmetry_ms: i64,
     jitter_ms: i64,
     threads: usize,
@@ -35,6 +39,7 @@ fn parse() -> Result<Args, String> {
         secs: 30,
         faults: true,
         adversary: false,
+        library: false,
         asymmetry_ms: 0,
         jitter_ms: 40,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -56,6 +61,7 @@ fn parse() -> Result<Args, String> {
             "--threads" => a.threads = value()?.max(1) as usize,
             "--no-faults" => a.faults = false,
             "--adversary" => a.adversary = true,
+            "--library" => a.library = true,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -78,6 +84,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.library {
+        library(&args);
+        return;
+    }
     let next = AtomicU64::new(args.first);
     let reports: Mutex<Vec<Report>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -145,6 +155,40 @@ fn main() {
         args.adversary,
         reports.iter().map(|r| r.hostile_messages).sum::<u64>(),
         ms(max(|r| r.recover_ns_max)),
+    );
+    if violations > 0 {
+        std::process::exit(1);
+    }
+}
+
+/// `--library`: the library's replication over the seeds, one JSON line.
+fn library(args: &Args) {
+    let mut violations = 0;
+    let (mut worst, mut converge, mut changes, mut messages, mut bytes) = (0, vec![], 0, 0, 0);
+    for seed in args.first..args.first + args.seeds {
+        let mut cfg = sim::LibrarySimConfig::new(seed, args.peers);
+        cfg.duration_ns = (args.secs.max(10) + 20) * 1_000_000_000;
+        cfg.jitter_ns = args.jitter_ms * 1_000_000;
+        cfg.faults = args.faults;
+        let r = sim::run_library(&cfg);
+        for v in &r.violations {
+            println!("violation: {v}");
+        }
+        violations += r.violations.len();
+        let c = r.converge_ns.unwrap_or(0) as f64 / 1e6;
+        worst = worst.max(r.converge_ns.unwrap_or(0));
+        converge.push(c);
+        changes += r.changes;
+        messages += r.messages;
+        bytes += r.bytes;
+    }
+    converge.sort_by(f64::total_cmp);
+    println!(
+        "{{\"seeds\":{},\"peers\":{},\"violations\":{violations},\"library_converge_ms_p50\":{:.1},\"library_converge_ms_max\":{:.1},\"changes\":{changes},\"messages\":{messages},\"bytes\":{bytes}}}",
+        args.seeds,
+        args.peers,
+        percentile(&converge, 0.5),
+        worst as f64 / 1e6,
     );
     if violations > 0 {
         std::process::exit(1);

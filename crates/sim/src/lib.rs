@@ -44,9 +44,11 @@ use synfony::wire;
 
 mod adversary;
 mod checks;
+pub mod library;
 mod world;
 
 pub use adversary::{CONVERGE_NS, MAX_OUTPUTS_PER_INPUT};
+pub use library::{LibrarySimConfig, LibrarySimReport, run_library};
 
 const MS: i64 = 1_000_000;
 const SEC: i64 = 1_000_000_000;
