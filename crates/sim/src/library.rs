@@ -234,14 +234,11 @@ impl World {
 
     /// Sends what node `i` queued, through the wire encoding.
     fn flush(&mut self, i: usize) {
-        loop {
-            let Some((to, op)) = self.nodes[i]
-                .replica
-                .as_mut()
-                .and_then(|r| r.poll_transmit())
-            else {
-                break;
-            };
+        while let Some((to, op)) = self.nodes[i]
+            .replica
+            .as_mut()
+            .and_then(|r| r.poll_transmit())
+        {
             let to = to.0 as usize;
             let message = Message::Room(Room { request_id: 0, op });
             let bytes = match wire::encode_to_vec(&message) {
