@@ -524,3 +524,74 @@ fn a_peer_that_cannot_listen_says_why() {
         launched.errors
     );
 }
+
+/// The library panel shows each song's stems with where they play from and
+/// who hosts them; removing a song is a command to the peer; files dropped
+/// on the window are added to the library, with no restart.
+#[test]
+fn the_library_panel_shows_sources_and_hosts_and_adds_without_a_restart() {
+    use synfony::protocol::library::SongId;
+    use synfony::runtime::library::{LibrarySong, LibraryStem};
+    let (mut h, mut peer) = detached();
+    peer.events
+        .send(PeerEvent::PeerUp(synfony::protocol::message::PeerInfo {
+            peer_id: BOB,
+            name: "bob".into(),
+            addr: "127.0.0.1:7879".parse().unwrap(),
+        }))
+        .unwrap();
+    let stem = |name: &str, source, hosts: Vec<PeerId>, fetching| LibraryStem {
+        name: name.into(),
+        hash: hash(name),
+        size_bytes: 1000,
+        frames: 48_000 * 60,
+        hosts,
+        source,
+        fetching,
+        path: (source == StemSource::Local).then(|| PathBuf::from(format!("/stems/{name}.flac"))),
+    };
+    let id = SongId::of_name("Solar");
+    peer.events
+        .send(PeerEvent::Library(vec![LibrarySong {
+            id,
+            name: "Solar".into(),
+            frames: 48_000 * 60,
+            stems: vec![
+                stem("bass", StemSource::Local, vec![ME], None),
+                stem("keys", StemSource::Remote, vec![BOB], Some((3, 12))),
+                stem("vocals", StemSource::Missing, vec![], None),
+            ],
+        }]))
+        .unwrap();
+    h.run_steps(2);
+    h.get_by_label_contains("Solar").click();
+    h.run_steps(2);
+    h.get_by_label("here");
+    h.get_by_label("fetching 25%");
+    h.get_by_label("missing");
+    h.get_by_label("bob");
+    h.get_by_label("no host");
+    h.get_by_label("Remove").click();
+    h.run_steps(2);
+    assert_eq!(
+        sent(&mut peer),
+        vec![Command::Remove {
+            song: id.hex(),
+            stem: None
+        }]
+    );
+    h.state_mut().apply(synfony::ui::app::Action::AddStems(vec![
+        "/music/Solar".into(),
+    ]));
+    assert_eq!(
+        sent(&mut peer),
+        vec![Command::Add {
+            song: None,
+            paths: vec!["/music/Solar".into()]
+        }]
+    );
+    assert!(
+        !h.state().controller.is_launching(),
+        "adding restarted the peer"
+    );
+}

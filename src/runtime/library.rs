@@ -49,6 +49,8 @@ pub struct LibraryStem {
     pub source: StemSource,
     /// Chunks here, of all, while it is being fetched.
     pub fetching: Option<(usize, usize)>,
+    /// This peer's file of it, if it hosts one (for the window).
+    pub path: Option<PathBuf>,
 }
 
 /// What the worker read at start.
@@ -460,6 +462,8 @@ impl LibraryShell {
                             hosts,
                             source,
                             fetching,
+                            path: (self.hosted.get(&s.hash).map(|h| h.path.clone()))
+                                .or_else(|| room.own_path(&s.hash)),
                         }
                     })
                     .collect();

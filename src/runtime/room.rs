@@ -590,6 +590,11 @@ impl RoomShell {
         self.files.contains_key(hash) || self.own.get(hash).is_some_and(|o| o.path.is_some())
     }
 
+    /// This peer's file of `hash`, if it has one.
+    pub fn own_path(&self, hash: &StemHash) -> Option<PathBuf> {
+        (self.files.get(hash).cloned()).or_else(|| self.own.get(hash)?.path.clone())
+    }
+
     /// The linked peers that say they serve `hash`.
     pub fn hosts_of(&self, hash: &StemHash) -> Vec<PeerId> {
         (self.exchange.as_ref())

@@ -59,8 +59,15 @@ pub enum Action {
     Join(String),
     /// Leave and start a session of our own.
     Leave,
+    /// Add files and folders to the library (no restart).
     AddStems(Vec<PathBuf>),
     RemoveStem(usize),
+    /// Play these files of a library song here (a restart, in the session:
+    /// the current song changes only at a start until songs are voted).
+    LoadSong(Vec<PathBuf>),
+    /// Take a song (by id) out of the library.
+    RemoveSong(String),
+    OpenBrowser,
     ToggleHelp,
 }
 
@@ -270,6 +277,8 @@ impl MixerApp {
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     self.session_ui(ui, &mut actions);
+                    ui.separator();
+                    actions.extend(super::library::library_ui(ui, &self.view));
                     if !self.settings.hide_peers {
                         ui.separator();
                         panels::peers_ui(ui, &self.view, now);
@@ -369,13 +378,6 @@ impl MixerApp {
             &mut self.join_text,
             &mut self.passphrase_text,
         );
-        if out.open_browser {
-            self.browser = Some(FileBrowser::new(
-                self.stems
-                    .last()
-                    .and_then(|s| s.path.parent().map(|p| p.to_path_buf())),
-            ));
-        }
         if let Some(i) = out.dismiss_error
             && i < self.view.errors.len()
         {
@@ -416,9 +418,23 @@ impl MixerApp {
                     self.settings.recent_stems.insert(0, p.clone());
                 }
                 self.settings.recent_stems.truncate(10);
-                self.controller.stem_paths.extend(paths);
+                self.send(Command::Add { song: None, paths });
+            }
+            Action::LoadSong(paths) => {
+                self.controller.stem_paths = paths;
                 self.controller.stay_in_session(&self.view);
                 self.relaunch();
+            }
+            Action::RemoveSong(id) => self.send(Command::Remove {
+                song: id,
+                stem: None,
+            }),
+            Action::OpenBrowser => {
+                self.browser = Some(FileBrowser::new(
+                    self.stems
+                        .last()
+                        .and_then(|s| s.path.parent().map(|p| p.to_path_buf())),
+                ));
             }
             Action::RemoveStem(i) => {
                 if let Some(s) = self.stems.get(i) {

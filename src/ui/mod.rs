@@ -22,6 +22,7 @@ mod browser;
 pub mod controller;
 pub mod fader;
 pub mod launch;
+pub mod library;
 pub mod meter;
 pub mod model;
 mod panels;

@@ -234,7 +234,6 @@ pub fn peers_ui(ui: &mut Ui, view: &SessionView, now: f64) {
 #[derive(Default)]
 pub struct SessionOutput {
     pub actions: Vec<Action>,
-    pub open_browser: bool,
     pub dismiss_error: Option<usize>,
 }
 
@@ -321,17 +320,8 @@ pub fn session_ui(
         .on_hover_text("used when you next join or leave (not saved)");
     });
     ui.separator();
-    ui.horizontal(|ui| {
-        ui.label(RichText::new("Stems").strong());
-        if ui.button("Add…").clicked() {
-            out.open_browser = true;
-        }
-        ui.label(
-            RichText::new("or drop audio files on the window")
-                .small()
-                .weak(),
-        );
-    });
+    ui.label(RichText::new("Playing here").strong())
+        .on_hover_text("this peer's files in the current song; load a library song to change it");
     for (i, s) in stems.iter().enumerate() {
         ui.horizontal(|ui| {
             if ui
@@ -364,7 +354,7 @@ pub fn session_ui(
             for r in unused {
                 if ui
                     .small_button(r.display().to_string())
-                    .on_hover_text("add it again")
+                    .on_hover_text("add it to the library again")
                     .clicked()
                 {
                     out.actions.push(Action::AddStems(vec![r.clone()]));

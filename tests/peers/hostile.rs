@@ -401,3 +401,103 @@ fn peer_lists_cannot_make_a_peer_dial_without_bound() {
     assert!(dials <= 320, "{dials} dials in 3 s");
     h.vanish();
 }
+
+/// A member announcing absurd songs (issue 20) — thousands of them, ids that
+/// are not their names, generations no library reaches, stems for hashes
+/// nobody has — costs each peer a bounded library, is refused with a reason,
+/// and removes nobody's song.
+#[test]
+fn a_member_flooding_the_library_is_bounded_and_refused() {
+    use synfony::library::MAX_SONGS;
+    use synfony::protocol::library::{MAX_GENERATION, SongId, SongRecord, StemRecord};
+    use synfony::protocol::message::{Operation, Room};
+
+    let (_turn, dir, stems) = setup();
+    let (mut a, mut b) = two_peers(dir.path(), &stems);
+    let h = connect(&a, LIAR);
+    std::thread::sleep(SEC);
+    let send = |songs: Vec<SongRecord>, stems: Vec<StemRecord>| {
+        h.send(&Message::Room(Room {
+            request_id: 0,
+            op: Operation::LibraryRecords { songs, stems },
+        }))
+        .unwrap();
+    };
+    // Songs whose ids are not their names; generations past the limit.
+    let lies: Vec<SongRecord> = (0..256)
+        .map(|i| SongRecord {
+            id: SongId([i as u8; 16]),
+            generation: 1,
+            name: format!("lie {i}"),
+        })
+        .collect();
+    send(lies, vec![]);
+    let name = "click".to_string();
+    send(
+        vec![SongRecord {
+            id: SongId::of_name(&name),
+            generation: MAX_GENERATION + 1,
+            name,
+        }],
+        vec![],
+    );
+    // More valid songs than a library holds, each with a stem nobody has.
+    for page in 0..5u32 {
+        let songs: Vec<SongRecord> = (0..256)
+            .map(|i| {
+                let name = format!("flood {}", page * 256 + i);
+                SongRecord {
+                    id: SongId::of_name(&name),
+                    generation: 1,
+                    name,
+                }
+            })
+            .collect();
+        let stems: Vec<StemRecord> = (songs.iter())
+            .map(|s| StemRecord {
+                song: s.id,
+                hash: *blake3::hash(s.name.as_bytes()).as_bytes(),
+                generation: 1,
+                name: "ghost".into(),
+                format: "wav".into(),
+                size_bytes: 100_000_000,
+                frames: 48_000 * 3600,
+            })
+            .collect();
+        send(songs, stems);
+    }
+    let e = a.wait_for(
+        "the refusal",
+        |e| e["event"] == "error" && e.to_string().contains("refused"),
+        5 * SEC,
+    );
+    println!("a said: {e}");
+    std::thread::sleep(SEC);
+    for p in [&mut a, &mut b] {
+        let mark = p.mark();
+        p.send("songs");
+        let lib = (p.wait_for_since(mark, "songs", |e| e["event"] == "library", 5 * SEC))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let songs = lib["songs"].as_array().unwrap();
+        assert!(
+            songs.len() <= MAX_SONGS,
+            "{}: {} songs",
+            p.name,
+            songs.len()
+        );
+        let click = (songs.iter()).find(|s| s["name"] == "click");
+        let click = click.unwrap_or_else(|| panic!("{}: the creator's song is gone", p.name));
+        assert_eq!(click["stems"].as_array().unwrap().len(), 2);
+        let ghost = (songs.iter()).find(|s| s["name"] == "flood 7").unwrap();
+        assert_eq!(ghost["stems"][0]["source"], "missing");
+        assert_eq!(ghost["playable"], false);
+        assert!(
+            !songs
+                .iter()
+                .any(|s| s["name"].as_str().unwrap().starts_with("lie"))
+        );
+    }
+    assert!(a.is_running() && b.is_running(), "a peer died");
+    h.vanish();
+    assert_in_step(&mut a, &mut b, "after the library flood");
+}

@@ -46,15 +46,13 @@ fn stem_names(song: &Value) -> Vec<String> {
 
 /// Waits for a `library` event (from `seen[since]` on) where `pred` holds.
 fn wait_library(p: &mut Peer, since: usize, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let start = p.seen.len().min(since);
-    let found = p.seen[start..]
-        .iter()
-        .find(|e| e["event"] == "library" && pred(e))
-        .cloned();
-    if let Some(v) = found {
-        return v;
-    }
-    p.wait_for(what, |e| e["event"] == "library" && pred(e), 10 * SEC)
+    let found = p.wait_for_since(
+        since,
+        what,
+        |e| e["event"] == "library" && pred(e),
+        10 * SEC,
+    );
+    found.unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -81,7 +79,7 @@ fn a_stem_added_on_any_peer_reaches_every_peer_and_the_library_is_kept() {
 
     // The bassist brings their stem to the song: everyone sees it, hosted by b.
     let bass = wav(&d.join("bass line.wav"), 110.0, 2.0);
-    let (since_a, since_c) = (a.seen.len(), c.seen.len());
+    let (since_a, since_c) = (a.mark(), c.mark());
     let t0 = Instant::now();
     b.send(&format!("add --song Click \"{}\"", bass.display()));
     let lib = wait_library(&mut a, since_a, "b's bass on a", |l| {
@@ -105,7 +103,7 @@ fn a_stem_added_on_any_peer_reaches_every_peer_and_the_library_is_kept() {
     assert!((bass_entry["secs"].as_f64().unwrap() - 2.0).abs() < 1e-3);
 
     // c removes it; the removal reaches a and b.
-    let (since_a, since_b) = (a.seen.len(), b.seen.len());
+    let (since_a, since_b) = (a.mark(), b.mark());
     let t0 = Instant::now();
     c.send("remove click \"bass line\"");
     for (p, since) in [(&mut a, since_a), (&mut b, since_b)] {
@@ -122,17 +120,17 @@ fn a_stem_added_on_any_peer_reaches_every_peer_and_the_library_is_kept() {
     let solo = d.join("solo");
     std::fs::create_dir(&solo).unwrap();
     wav(&solo.join("sax.wav"), 440.0, 1.0);
-    let since_a = a.seen.len();
+    let since_a = a.mark();
     c.send(&format!("add \"{}\"", solo.display()));
     wait_library(&mut a, since_a, "c's song", |l| song(l, "solo").is_some());
     b.send("remove solo");
-    let since_a = a.seen.len();
+    let since_a = a.mark();
     wait_library(&mut a, since_a, "the song removed", |l| {
         song(l, "solo").is_none()
     });
 
     // `songs` answers; an unknown song is an error.
-    let since = a.seen.len();
+    let since = a.mark();
     a.send("songs");
     wait_library(&mut a, since, "songs", |l| song(l, "click").is_some());
     a.send("remove nothing-like-it");
@@ -188,7 +186,7 @@ fn bad_files_are_skipped_by_name_and_a_corrupt_library_is_set_aside() {
     std::fs::write(folder.join("broken.flac"), [0u8; 3000]).unwrap();
     let bytes = std::fs::read(folder.join("keys.wav")).unwrap();
     std::fs::write(folder.join("half.wav"), &bytes[..bytes.len() / 2]).unwrap();
-    let since = a.seen.len();
+    let since = a.mark();
     a.send(&format!("add --song Gig \"{}\"", folder.display()));
     let lib = wait_library(&mut a, since, "the gig song", |l| song(l, "gig").is_some());
     let skipped: Vec<String> = (events_named(&a, "skipped"))
