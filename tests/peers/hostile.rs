@@ -397,8 +397,10 @@ fn peer_lists_cannot_make_a_peer_dial_without_bound() {
         }
     }
     println!("{dials} dials of 640 made-up members in 3 s");
-    // 64 kept, each dialled at 0, 0.25, 0.75 and 1.75 s at most: 256.
-    assert!(dials <= 320, "{dials} dials in 3 s");
+    // At most 8 strangers dialled at once, and their one address given up
+    // after 4 failed dials (`links.rs`): about 8 (192 with only the member
+    // cap and the doubling backoff; 2377 with neither).
+    assert!(dials <= 32, "{dials} dials in 3 s");
     h.vanish();
 }
 
