@@ -1,5 +1,6 @@
 //! The core's blocking worker: one thread that runs slow jobs (hashing this
-//! peer's files, reading and writing the cache, reading served chunks) in
+//! peer's files, reading and writing the cache and the library file, adding
+//! files to the library, reading served chunks) in
 //! the order they were given, each result sent back to the core as an
 //! [`Input`]. The core never waits for it, and no lock is held while a job
 //! runs, so a 500 MB file being hashed never delays a heartbeat.
