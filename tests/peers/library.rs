@@ -3,31 +3,14 @@
 //! spreads too; a restarted peer has its library back; bad files are skipped
 //! by name and a corrupt library file is set aside.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::harness::{Peer, events_named};
+use super::remote::long_wav;
 use super::{SEC, args, joining, setup};
-
-/// A short 48 kHz stereo WAV of a tone at `hz`.
-fn wav(path: &Path, hz: f64, secs: f64) -> PathBuf {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..(secs * 48_000.0) as usize {
-        let s = ((i as f64 / 48_000.0 * hz * std::f64::consts::TAU).sin() * 6000.0) as i16;
-        w.write_sample(s).unwrap();
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
-    path.to_path_buf()
-}
 
 /// The song named `name` (case-insensitive) in a `library` event.
 fn song<'a>(library: &'a Value, name: &str) -> Option<&'a Value> {
@@ -78,7 +61,7 @@ fn a_stem_added_on_any_peer_reaches_every_peer_and_the_library_is_kept() {
     }
 
     // The bassist brings their stem to the song: everyone sees it, hosted by b.
-    let bass = wav(&d.join("bass line.wav"), 110.0, 2.0);
+    let bass = long_wav(d, "bass line", 2);
     let (since_a, since_c) = (a.mark(), c.mark());
     let t0 = Instant::now();
     b.send(&format!("add --song Click \"{}\"", bass.display()));
@@ -119,7 +102,7 @@ fn a_stem_added_on_any_peer_reaches_every_peer_and_the_library_is_kept() {
     // A new song from c, then a removed whole.
     let solo = d.join("solo");
     std::fs::create_dir(&solo).unwrap();
-    wav(&solo.join("sax.wav"), 440.0, 1.0);
+    long_wav(&solo, "sax", 1);
     let since_a = a.mark();
     c.send(&format!("add \"{}\"", solo.display()));
     wait_library(&mut a, since_a, "c's song", |l| song(l, "solo").is_some());
@@ -180,7 +163,7 @@ fn bad_files_are_skipped_by_name_and_a_corrupt_library_is_set_aside() {
 
     let folder = d.join("USB stick");
     std::fs::create_dir(&folder).unwrap();
-    wav(&folder.join("keys.wav"), 330.0, 1.0);
+    long_wav(&folder, "keys", 1);
     std::fs::copy(folder.join("keys.wav"), folder.join("._keys.wav")).unwrap();
     std::fs::write(folder.join("readme.txt"), "hi").unwrap();
     std::fs::write(folder.join("broken.flac"), [0u8; 3000]).unwrap();

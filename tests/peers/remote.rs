@@ -14,7 +14,7 @@ use synfony_testkit::proxy::Delay;
 /// A 48 kHz stereo 16-bit WAV of `secs` seconds (a tone whose pitch drifts,
 /// so every chunk differs): about 11 MB a minute, long enough that fetching
 /// it takes seconds through the proxy.
-fn long_wav(dir: &Path, name: &str, secs: u32) -> PathBuf {
+pub(super) fn long_wav(dir: &Path, name: &str, secs: u32) -> PathBuf {
     let path = dir.join(format!("{name}.wav"));
     let spec = hound::WavSpec {
         channels: 2,
