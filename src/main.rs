@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use synfony::audio::ENGINE_RATE_HZ;
-use synfony::audio::load::load_all;
+use synfony::audio::load::load_each;
 use synfony::audio::output::OutputConfig;
 use synfony::audio::output::{
     DEFAULT_PERIOD_FRAMES, MAX_DEVICE_DRIFT_PPM, OutputKind, PERIOD_FRAMES_RANGE,
@@ -207,7 +207,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 }
 
 fn run_render(args: RenderArgs) -> anyhow::Result<()> {
-    let stems = load_all(&args.stems, args.rate)?;
+    let (stems, _) = load_or_skip(&args.stems, args.rate)?;
     let spec = RenderSpec {
         gains_db: args.gains,
         muted: args.mutes.iter().map(|m| StemRef::parse(m)).collect(),
@@ -218,6 +218,31 @@ fn run_render(args: RenderArgs) -> anyhow::Result<()> {
     let mix = render(&stems, &spec)?;
     write_wav(&args.out, &mix, args.rate)?;
     Ok(())
+}
+
+/// Files that did not load, and why.
+type Skipped = Vec<(PathBuf, String)>;
+
+/// The stems of `paths` that load; each file that does not is skipped with
+/// a line on stderr naming it and why. Nothing loaded is the error (one
+/// line, every problem in it).
+fn load_or_skip(
+    paths: &[PathBuf],
+    rate_hz: u32,
+) -> anyhow::Result<(Vec<synfony::audio::StemAudio>, Skipped)> {
+    let (stems, problems) = load_each(paths, rate_hz);
+    if stems.is_empty() {
+        let all: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        if all.is_empty() {
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            anyhow::bail!("no audio files in {}", shown.join(", "));
+        }
+        anyhow::bail!("{}", all.join("; "));
+    }
+    for p in &problems {
+        eprintln!("synfony: skipped {p}");
+    }
+    Ok((stems, problems.iter().filter_map(|p| p.skipped()).collect()))
 }
 
 /// Checks what clap's parsers cannot see alone; a usage error (exit 2).
@@ -308,13 +333,14 @@ fn run_window(args: PeerArgs, listen_is_default: bool) -> anyhow::Result<()> {
 /// control on stdin until `quit` or a signal.
 fn run_headless_peer(args: PeerArgs) -> anyhow::Result<()> {
     let paths = stem_paths(&args);
-    let stems = if paths.is_empty() {
+    let (stems, skipped) = if paths.is_empty() {
         tracing::info!("no stems: this peer fetches the session's song from the other peers");
-        Vec::new()
+        (Vec::new(), Vec::new())
     } else {
-        load_all(&paths, ENGINE_RATE_HZ)?
+        load_or_skip(&paths, ENGINE_RATE_HZ)?
     };
     let mut opts = template(&args, false)?.options(stems);
+    opts.skipped = skipped;
     opts.song_name = Some(synfony::runtime::library::default_song_name(&paths));
     let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
     // stdout gets its own thread, so a slow reader never stalls the session.

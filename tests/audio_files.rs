@@ -290,3 +290,82 @@ fn the_loader_limits() {
     let err = load_all(&[missing], RATE).unwrap_err();
     assert!(err.to_string().contains("gone.flac"), "{err}");
 }
+
+/// The first frame louder than a quarter of the peak.
+fn onset(samples: &[f32]) -> usize {
+    let peak = samples.iter().fold(0f32, |m, v| m.max(v.abs()));
+    samples.iter().position(|v| v.abs() > peak / 4.0).unwrap() / 2
+}
+
+/// AIFF and Opus play (Opus through libopus), at the right length and level.
+#[test]
+fn aiff_and_opus_decode() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for name in ["sine.aiff", "sine.opus"] {
+        let stem = decode_file(&data.join(name), RATE).unwrap_or_else(|e| panic!("{e}"));
+        let secs = stem.frames() as f64 / RATE as f64;
+        println!("{name}: {secs} s");
+        assert!((0.49..0.52).contains(&secs), "{name}: {secs} s");
+        let peak = stem.samples.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!((0.4..0.6).contains(&peak), "{name}: peak {peak}");
+    }
+}
+
+/// An AAC file in MP4 starts with the encoder's priming frames, which its
+/// edit list says to skip: a burst at 0.5 s in the source is at 0.5 s here
+/// (it was 1024 frames, 21 ms, late).
+#[test]
+fn aac_plays_without_its_encoder_delay() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let stem = decode_file(&data.join("burst.m4a"), RATE).unwrap_or_else(|e| panic!("{e}"));
+    let at = onset(&stem.samples) as i64;
+    println!(
+        "burst at frame {at} (source: 24000), {} frames",
+        stem.frames()
+    );
+    assert!((at - 24_000).abs() < 64, "burst at frame {at}, not 24000");
+}
+
+/// A 5.1 file is folded to stereo with the standard coefficients: centre and
+/// surrounds at −3 dB into their sides, the LFE left out (it once kept only
+/// its front pair).
+#[test]
+fn a_five_one_file_is_downmixed_with_the_standard_coefficients() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("surround.wav");
+    // L, R, C, LFE, Ls, Rs (hound's channel mask for six channels).
+    let level = [0.1, 0.2, 0.4, 0.8, 0.05, 0.025];
+    write_wav_i16(&path, RATE, 6, 4800, |_, c| {
+        (level[c as usize] * 32768.0) as i16
+    });
+    let stem = decode_file(&path, RATE).unwrap();
+    let (l, r) = (stem.samples[200], stem.samples[201]);
+    let c = std::f32::consts::FRAC_1_SQRT_2;
+    assert!((l - (0.1 + c * 0.4 + c * 0.05)).abs() < 1e-3, "left {l}");
+    assert!((r - (0.2 + c * 0.4 + c * 0.025)).abs() < 1e-3, "right {r}");
+}
+
+/// A file cut short plays what is there and says it is truncated.
+#[test]
+fn a_truncated_wav_plays_what_is_there_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.wav");
+    write_wav_i16(&path, RATE, 2, 48_000, noise);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let probe = synfony::audio::decode::probe_file(&path, RATE).unwrap();
+    let (have, of) = probe.truncated.expect("said truncated");
+    assert_eq!(of, 48_000);
+    assert!((23_000..25_000).contains(&have), "{have}");
+    assert_eq!(probe.frames, have);
+    let stem = decode_file(&path, RATE).unwrap();
+    assert_eq!(stem.frames() as u64, have);
+    // An intact file is not.
+    write_wav_i16(&path, RATE, 2, 4800, noise);
+    assert_eq!(
+        synfony::audio::decode::probe_file(&path, RATE)
+            .unwrap()
+            .truncated,
+        None
+    );
+}

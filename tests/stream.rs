@@ -210,3 +210,17 @@ fn a_short_file_claiming_the_longest_length_holds_only_its_own_samples() {
         assert_eq!(r.pcm.frame_at(claimed - 1), (0.0, 0.0));
     }
 }
+
+/// A streamed M4A (AAC, 48 kHz) skips its encoder priming as the whole
+/// decode does, so both play the same samples at the same frames.
+#[test]
+fn a_streamed_m4a_skips_its_priming_like_the_whole_decode() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/burst.m4a");
+    let r = rig(&path, true);
+    decode_until(&r, r.pcm.frames() as i64, || {
+        r.pcm.ready_chunks() == r.pcm.chunks()
+    });
+    for c in 0..r.pcm.chunks() {
+        assert!(chunk_matches(&r, c), "chunk {c} differs");
+    }
+}

@@ -1,10 +1,11 @@
 //! Decoding a stem file into the engine's format: interleaved stereo f32 at the
 //! engine rate, whole, in memory.
 //!
-//! Symphonia decodes (WAV, FLAC, MP3, OGG/Vorbis, M4A/AAC); rubato's FFT
+//! Symphonia decodes (WAV, AIFF, FLAC, MP3, OGG/Vorbis, M4A/AAC; Opus through
+//! libopus, [`codecs`]); rubato's FFT
 //! resampler converts the rate when it differs. A file whose rate already
 //! matches is not resampled, so its samples reach the mixer untouched. Mono is
-//! played on both sides; of more than two channels the first two are kept.
+//! played on both sides; more channels are downmixed ([`super::downmix`]).
 //! This runs on a loader thread, never in the output callback.
 
 use std::fs::File;
@@ -21,6 +22,7 @@ use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
 use super::CHANNELS;
+use super::downmix::Downmix;
 
 /// The longest stem accepted, in seconds: bounds the memory a hostile or
 /// mistaken file can claim (15 min of 48 kHz stereo f32 is 346 MB).
@@ -92,13 +94,27 @@ pub enum DecodeError {
 }
 
 /// File extensions taken as audio when a folder of stems is expanded.
-pub const AUDIO_EXTENSIONS: [&str; 8] = ["wav", "flac", "mp3", "ogg", "oga", "m4a", "aac", "mp4"];
+pub const AUDIO_EXTENSIONS: [&str; 12] = [
+    "wav", "flac", "mp3", "ogg", "oga", "opus", "m4a", "aac", "mp4", "aif", "aiff", "aifc",
+];
 
 /// Whether `path` has an audio file extension.
 pub fn is_audio_file(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Symphonia's decoders, and Opus through libopus (symphonia has none).
+pub fn codecs() -> &'static symphonia::core::codecs::registry::CodecRegistry {
+    static CODECS: std::sync::OnceLock<symphonia::core::codecs::registry::CodecRegistry> =
+        std::sync::OnceLock::new();
+    CODECS.get_or_init(|| {
+        let mut r = symphonia::core::codecs::registry::CodecRegistry::new();
+        symphonia::default::register_enabled_codecs(&mut r);
+        r.register_audio_decoder::<symphonia_adapter_libopus::OpusDecoder>();
+        r
+    })
 }
 
 /// Source sample rates accepted: a rate outside this is a damaged or hostile
@@ -152,7 +168,8 @@ fn decode_stereo(
     source: Box<dyn MediaSource>,
 ) -> Result<(Vec<f32>, u32, usize), DecodeError> {
     let mut out: Vec<f32> = Vec::new();
-    let (rate, channels, _) = walk(path, source, |frames, channels, rate| {
+    let walked = walk(path, source, |frames, downmix, rate| {
+        let channels = downmix.channels();
         if out.len() / CHANNELS + frames.len() / channels > MAX_STEM_SECS as usize * rate as usize {
             return Err(DecodeError::TooLong {
                 path: path.to_path_buf(),
@@ -161,14 +178,27 @@ fn decode_stereo(
         }
         out.reserve(frames.len() / channels * CHANNELS);
         for frame in frames.chunks_exact(channels) {
-            let left = frame[0];
-            let right = if channels == 1 { frame[0] } else { frame[1] };
+            let (left, right) = downmix.frame(frame);
             out.push(left);
             out.push(right);
         }
         Ok(())
     })?;
-    Ok((out, rate, channels))
+    if let Some((have, of)) = walked.truncated {
+        tracing::warn!("{}", truncation(path, have, of, walked.rate_hz));
+    }
+    Ok((out, walked.rate_hz, walked.channels))
+}
+
+/// What a truncated file says: how much of it plays.
+pub fn truncation(path: &Path, have_frames: u64, of_frames: u64, rate_hz: u32) -> String {
+    let secs = |f: u64| f as f64 / f64::from(rate_hz.max(1));
+    format!(
+        "{}: truncated: it plays the {:.2} s there are, of {:.2} s",
+        path.display(),
+        secs(have_frames),
+        secs(of_frames)
+    )
 }
 
 /// What a file holds, learned by decoding it without keeping its samples.
@@ -180,6 +210,9 @@ pub struct Probe {
     pub source_frames: u64,
     /// Frames once converted to `rate_hz` (as [`decode_file`] would give).
     pub frames: u64,
+    /// The file ends before the length its header says: the frames there
+    /// are, of the frames it says (at its own rate). It plays what is there.
+    pub truncated: Option<(u64, u64)>,
 }
 
 /// Decodes `path` through, keeping nothing: whether it is audio synfony
@@ -189,25 +222,35 @@ pub fn probe_file(path: &Path, rate_hz: u32) -> Result<Probe, DecodeError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let (rate, channels, source_frames) = walk(path, Box::new(file), |_, _, _| Ok(()))?;
+    let w = walk(path, Box::new(file), |_, _, _| Ok(()))?;
     Ok(Probe {
-        source_rate_hz: rate,
-        source_channels: channels,
-        source_frames,
-        frames: (source_frames * u64::from(rate_hz)).div_ceil(u64::from(rate)),
+        source_rate_hz: w.rate_hz,
+        source_channels: w.channels,
+        source_frames: w.frames,
+        truncated: w.truncated,
+        frames: (w.frames * u64::from(rate_hz)).div_ceil(u64::from(w.rate_hz)),
     })
 }
 
+/// What [`walk`] found: the file's rate and channel count, the frames it
+/// gave, and (frames there, frames said) if it ends before its header says.
+struct Walked {
+    rate_hz: u32,
+    channels: usize,
+    frames: u64,
+    truncated: Option<(u64, u64)>,
+}
+
 /// Decodes every packet of `source`'s audio track, giving each block of
-/// interleaved samples (with its channel count and rate) to `block`; returns
-/// the rate, the channel count and the frames decoded. Damaged packets are
+/// interleaved samples (with its layout's downmix and rate) to `block`.
+/// Damaged packets are
 /// skipped, as players do; a file of nothing but damage, with no audio, or
 /// whose format changes midway is refused.
 fn walk(
     path: &Path,
     source: Box<dyn MediaSource>,
-    mut block: impl FnMut(&[f32], usize, u32) -> Result<(), DecodeError>,
-) -> Result<(u32, usize, u64), DecodeError> {
+    mut block: impl FnMut(&[f32], &Downmix, u32) -> Result<(), DecodeError>,
+) -> Result<Walked, DecodeError> {
     let unsupported = |reason: String| DecodeError::Unsupported {
         path: path.to_path_buf(),
         reason,
@@ -220,6 +263,9 @@ fn walk(
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
+    let mut source = source;
+    // An MP4's encoder priming and padding, applied below (symphonia does not).
+    let edit = super::mp4::edit_of(&mut source);
     let mss = MediaSourceStream::new(source, Default::default());
     let mut format = symphonia::default::get_probe()
         .probe(
@@ -240,20 +286,24 @@ fn walk(
         .default_track(TrackType::Audio)
         .ok_or_else(|| unsupported("no audio track".into()))?;
     let track_id = track.id;
+    let said_frames = track.num_frames;
     let params = track
         .codec_params
         .as_ref()
         .and_then(|p| p.audio())
         .ok_or_else(|| unsupported("no audio codec parameters".into()))?;
-    let mut decoder = symphonia::default::get_codecs()
+    let mut decoder = codecs()
         .make_audio_decoder(params, &AudioDecoderOptions::default())
         .map_err(|e| unsupported(e.to_string()))?;
 
     let mut packet_buf: Vec<f32> = Vec::new();
     let mut spec: Option<(u32, usize)> = None;
+    let mut downmix = Downmix::new(&Default::default(), 2);
     let mut bad_packets = 0usize;
     let mut good_packets = 0usize;
     let mut frames = 0u64;
+    // Frames decoded, before the edit's trimming.
+    let mut decoded = 0u64;
     loop {
         let packet = match format.next_packet() {
             Ok(Some(p)) => p,
@@ -293,6 +343,7 @@ fn walk(
                     return Err(unsupported(format!("a sample rate of {} Hz", this.0)));
                 }
                 spec = Some(this);
+                downmix = Downmix::new(buf.spec().channels(), this.1);
             }
             Some(s) if s != this => {
                 return Err(unsupported(format!(
@@ -303,11 +354,32 @@ fn walk(
             Some(_) => {}
         }
         good_packets += 1;
-        let (rate, channels) = this;
+        let rate = this.0;
         packet_buf.resize(buf.samples_interleaved(), 0.0);
         buf.copy_to_slice_interleaved(&mut packet_buf[..]);
-        frames += buf.frames() as u64;
-        block(&packet_buf, channels, rate)?;
+        // The part of this block the edit presents.
+        let n = buf.frames() as u64;
+        let (first, last) = match edit {
+            Some(e) => {
+                let skip = e.skip_frames(rate);
+                let end = e
+                    .keep_frames(rate)
+                    .map_or(u64::MAX, |k| skip.saturating_add(k));
+                (
+                    skip.clamp(decoded, decoded + n),
+                    end.clamp(decoded, decoded + n),
+                )
+            }
+            None => (decoded, decoded + n),
+        };
+        decoded += n;
+        if last > first {
+            let ch = this.1;
+            let kept = &packet_buf
+                [(first - (decoded - n)) as usize * ch..(last - (decoded - n)) as usize * ch];
+            frames += last - first;
+            block(kept, &downmix, rate)?;
+        }
     }
     let Some((rate, channels)) = spec else {
         return Err(if bad_packets > 0 {
@@ -323,7 +395,16 @@ fn walk(
             path: path.to_path_buf(),
         });
     }
-    Ok((rate, channels, frames))
+    // A packet's worth of slack: some headers round the length.
+    let truncated = said_frames
+        .filter(|&said| edit.is_none() && decoded + 2048 < said)
+        .map(|said| (decoded, said));
+    Ok(Walked {
+        rate_hz: rate,
+        channels,
+        frames,
+        truncated,
+    })
 }
 
 /// Converts interleaved stereo from `from_hz` to `to_hz` with rubato's FFT

@@ -2,7 +2,8 @@
 //! headless peer and the window, with one set of limits.
 //!
 //! - A folder gives its audio files (by extension, [`super::decode::AUDIO_EXTENSIONS`])
-//!   in name order, not its subfolders; a file is taken as given.
+//!   in name order, not its subfolders (nor the `._*` files macOS leaves:
+//!   [`screen`]); a file is taken as given.
 //! - A file named twice (itself, or through its folder) is one stem.
 //! - At most [`MAX_STEMS`] stems: each file past them is refused, by name.
 //! - Each file decodes on its own, within the decoder's limits (length,
@@ -31,6 +32,47 @@ pub enum LoadError {
     TooMany { path: PathBuf },
     #[error("no audio files in {paths}")]
     NoStems { paths: String },
+    #[error("{path}: {reason}")]
+    NotAudio { path: PathBuf, reason: String },
+}
+
+impl LoadError {
+    /// The file this problem is about and why, as a `skipped` event says it
+    /// (`None`: no one file).
+    pub fn skipped(&self) -> Option<(PathBuf, String)> {
+        let path = match self {
+            LoadError::Decode(
+                DecodeError::Open { path, .. }
+                | DecodeError::Unsupported { path, .. }
+                | DecodeError::Corrupt { path, .. }
+                | DecodeError::Empty { path }
+                | DecodeError::TooLong { path, .. }
+                | DecodeError::Resample { path, .. },
+            )
+            | LoadError::Folder { path, .. }
+            | LoadError::TooMany { path }
+            | LoadError::NotAudio { path, .. } => path,
+            LoadError::NoStems { .. } => return None,
+        };
+        let message = self.to_string();
+        let prefix = format!("{}: ", path.display());
+        let reason = message.strip_prefix(&prefix).unwrap_or(&message);
+        Some((path.clone(), reason.to_string()))
+    }
+}
+
+/// Why a file is not even tried as a stem: `named` files (given by path)
+/// are tried whatever their extension; files found in a folder only with an
+/// audio extension; the `._*` files macOS leaves on USB sticks never.
+pub fn screen(path: &Path, named: bool) -> Option<String> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name.starts_with("._") {
+        return Some("a macOS resource file (._), not audio".into());
+    }
+    if !named && !is_audio_file(path) {
+        return Some("not an audio file (by its extension)".into());
+    }
+    None
 }
 
 /// The stem files `paths` name, in order, each once, at most [`MAX_STEMS`]
@@ -63,7 +105,10 @@ pub fn stem_files(paths: &[PathBuf]) -> Vec<Result<PathBuf, LoadError>> {
                     .collect();
                 files.sort();
                 for f in files {
-                    take(f, &mut out);
+                    match screen(&f, false) {
+                        Some(reason) => out.push(Err(LoadError::NotAudio { path: f, reason })),
+                        None => take(f, &mut out),
+                    }
                 }
             }
             Err(source) => out.push(Err(LoadError::Folder {

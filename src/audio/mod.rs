@@ -12,9 +12,11 @@
 //! - [`render`]: the offline mixdown (`synfony render`), the same engine code.
 
 pub mod decode;
+pub mod downmix;
 pub mod engine;
 pub mod load;
 pub mod meters;
+pub mod mp4;
 pub mod output;
 pub mod render;
 pub mod streamer;

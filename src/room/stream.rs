@@ -33,6 +33,7 @@ use symphonia::core::units::Timestamp;
 use tracing::{debug, warn};
 
 use super::store::{StemStore, StoreReader};
+use crate::audio::downmix::Downmix;
 use crate::audio::engine::EngineStats;
 use crate::audio::streamer::CHUNK_FRAMES;
 use crate::audio::{CHANNELS, ENGINE_RATE_HZ, RemoteStem};
@@ -274,13 +275,18 @@ struct Stream {
     stage: Vec<f32>,
     stage_valid: bool,
     packet_buf: Vec<f32>,
+    /// The layout of the last packet, to stereo.
+    downmix: Downmix,
 }
 
 impl Stream {
-    fn open(reader: StoreReader, format_hint: &str) -> Result<Stream, OpenError> {
+    fn open(mut reader: StoreReader, format_hint: &str) -> Result<Stream, OpenError> {
         let failed = |e: symphonia::core::errors::Error| OpenError::Failed(e.to_string());
         let mut hint = Hint::new();
         hint.with_extension(format_hint);
+        // An MP4's encoder priming: frame 0 is the first frame it presents
+        // (its media time, in the track's timestamps), as for a whole decode.
+        let priming_ts = crate::audio::mp4::edit_of(&mut reader).map_or(0, |e| e.media_time as i64);
         let mss = MediaSourceStream::new(Box::new(reader), Default::default());
         let format = symphonia::default::get_probe()
             .probe(
@@ -303,7 +309,7 @@ impl Stream {
         if params.sample_rate != Some(ENGINE_RATE_HZ) {
             return Err(OpenError::NotEngineRate);
         }
-        let decoder = symphonia::default::get_codecs()
+        let decoder = crate::audio::decode::codecs()
             .make_audio_decoder(&params, &AudioDecoderOptions::default())
             .map_err(failed)?;
         let mut s = Stream {
@@ -318,13 +324,14 @@ impl Stream {
             stage: Vec::with_capacity(CHUNK_FRAMES * CHANNELS),
             stage_valid: true,
             packet_buf: Vec::new(),
+            downmix: Downmix::new(&Default::default(), 0),
         };
         // The first packet's timestamp is frame 0 (reading it costs nothing:
         // the header's chunk holds it); it is decoded first.
         loop {
             match s.format.next_packet().map_err(failed)? {
                 Some(p) if p.track_id == track_id => {
-                    s.origin_ts = p.pts.get();
+                    s.origin_ts = p.pts.get() + priming_ts;
                     s.pending = Some(p);
                     break;
                 }
@@ -400,14 +407,18 @@ impl Stream {
         if channels == 0 {
             return Err("zero channels".into());
         }
+        if self.downmix.channels() != channels {
+            self.downmix = Downmix::new(buf.spec().channels(), channels);
+        }
         self.packet_buf.resize(buf.samples_interleaved(), 0.0);
         buf.copy_to_slice_interleaved(&mut self.packet_buf[..]);
         let packet_buf = std::mem::take(&mut self.packet_buf);
+        let downmix = std::mem::replace(&mut self.downmix, Downmix::new(&Default::default(), 0));
         for frame in packet_buf.chunks_exact(channels) {
-            let left = frame[0];
-            let right = if channels == 1 { frame[0] } else { frame[1] };
+            let (left, right) = downmix.frame(frame);
             self.push(pcm, left, right);
         }
+        self.downmix = downmix;
         self.packet_buf = packet_buf;
         Ok(Step::More)
     }

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 use crate::audio::ENGINE_RATE_HZ;
-use crate::audio::decode::{is_audio_file, probe_file, stem_name};
+use crate::audio::decode::{probe_file, stem_name};
+use crate::audio::load::screen;
 use crate::library::file::{self, Hosted, Saved};
 use crate::library::{Library, LibraryError, LibraryEvent, Replica, ReplicaConfig};
 use crate::protocol::PeerId;
@@ -64,11 +65,13 @@ pub(super) struct Loaded {
     cached: HashSet<StemHash>,
 }
 
-/// Files added: the song, the files described, and those skipped (why).
+/// Files added: the song, the files described, those skipped (why), and
+/// what to say of some added (a truncated file).
 pub(super) struct Added {
     song: String,
     stems: Vec<Hosted>,
     skipped: Vec<(PathBuf, String)>,
+    notes: Vec<String>,
 }
 
 pub(super) struct LibraryShell {
@@ -161,18 +164,6 @@ pub fn default_song_name(paths: &[PathBuf]) -> String {
     }
 }
 
-/// Why a file found in a folder, or named, is not added (before decoding).
-fn screen(path: &Path, named: bool) -> Option<String> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if name.starts_with("._") {
-        return Some("a macOS resource file (._), not audio".into());
-    }
-    if !named && !is_audio_file(path) {
-        return Some("not an audio file (by its extension)".into());
-    }
-    None
-}
-
 /// The job that adds `paths` (files, or folders of files) as song `song`
 /// (default: the first folder's name, or the first file's): each file is
 /// decoded through and hashed; runs on the worker.
@@ -202,14 +193,18 @@ pub(super) fn add_job(
         }
         let song = song.unwrap_or_else(|| default_song_name(&paths));
         let mut stems: Vec<Hosted> = Vec::new();
+        let mut notes = Vec::new();
         for (path, named) in files {
             if let Some(why) = screen(&path, named) {
                 skipped.push((path, why));
                 continue;
             }
             match describe(&path) {
-                Ok(h) if stems.iter().any(|s| s.info.hash == h.info.hash) => {}
-                Ok(h) => stems.push(h),
+                Ok((h, _)) if stems.iter().any(|s| s.info.hash == h.info.hash) => {}
+                Ok((h, note)) => {
+                    notes.extend(note);
+                    stems.push(h);
+                }
                 Err(why) => skipped.push((path, why)),
             }
         }
@@ -217,13 +212,15 @@ pub(super) fn add_job(
             song,
             stems,
             skipped,
+            notes,
         }
     }
 }
 
 /// A file as a hosted stem: decoded through (is it audio? how long?), then
-/// hashed. The error is the reason it is skipped.
-fn describe(path: &Path) -> Result<Hosted, String> {
+/// hashed, with what to say of it (a truncated file plays what is there).
+/// The error is the reason it is skipped.
+fn describe(path: &Path) -> Result<(Hosted, Option<String>), String> {
     let (size_bytes, modified_ns) = stamp(path).map_err(|e| format!("cannot read it: {e}"))?;
     if size_bytes == 0 {
         return Err("an empty file".into());
@@ -234,10 +231,10 @@ fn describe(path: &Path) -> Result<Hosted, String> {
         ));
     }
     let probe = probe_file(path, ENGINE_RATE_HZ).map_err(|e| {
-        // The decoder's errors start with the path: the event has it already.
-        let s = e.to_string();
-        let prefix = format!("{}: ", path.display());
-        s.strip_prefix(&prefix).map(str::to_string).unwrap_or(s)
+        // The event names the path already: the reason alone.
+        let e = crate::audio::load::LoadError::Decode(e);
+        e.skipped()
+            .map_or_else(|| e.to_string(), |(_, reason)| reason)
     })?;
     let info = crate::room::catalog::describe_file(path, &stem_name(path), probe.frames)
         .map_err(|e| e.to_string())?;
@@ -246,12 +243,15 @@ fn describe(path: &Path) -> Result<Hosted, String> {
     if after != (size_bytes, modified_ns) || info.size_bytes != size_bytes {
         return Err("it changed while it was read".into());
     }
-    Ok(Hosted {
+    let note = (probe.truncated)
+        .map(|(have, of)| crate::audio::decode::truncation(path, have, of, probe.source_rate_hz));
+    let hosted = Hosted {
         path: path.to_path_buf(),
         size_bytes,
         modified_ns,
         info,
-    })
+    };
+    Ok((hosted, note))
 }
 
 impl LibraryShell {
@@ -324,6 +324,7 @@ impl LibraryShell {
             song: song.to_string(),
             stems: hosted,
             skipped: vec![],
+            notes: vec![],
         };
         if let Err(e) = self.added(&added, room) {
             warn!("the start stems are not in the library: {e}");
@@ -485,6 +486,10 @@ impl Added {
 
     pub fn skipped(&self) -> &[(PathBuf, String)] {
         &self.skipped
+    }
+
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 }
 

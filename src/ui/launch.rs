@@ -83,6 +83,7 @@ impl PeerTemplate {
             prefetch_ns: self.prefetch_ns,
             data_dir: self.data_dir.clone(),
             song_name: None,
+            skipped: vec![],
         }
     }
 }

@@ -187,8 +187,29 @@ fn bad_files_are_skipped_by_name_and_a_corrupt_library_is_set_aside() {
     for f in ["._keys.wav", "readme.txt", "broken.flac"] {
         assert!(skipped.contains(&f.to_string()), "{f} in {skipped:?}");
     }
-    // A truncated WAV plays what is there: added, not skipped.
+    // A truncated WAV plays what is there: added, not skipped, and said.
     let gig = song(&lib, "gig").unwrap();
-    assert!(stem_names(gig).contains(&"keys".to_string()));
+    assert_eq!(stem_names(gig), ["half", "keys"]);
+    let said = a.wait_for(
+        "truncated",
+        |e| e.to_string().contains("truncated"),
+        5 * SEC,
+    );
+    assert!(said.to_string().contains("half.wav"), "{said}");
     assert!(a.quit().success());
+
+    // The same folder as a peer's start stems: the bad files are skipped by
+    // name, and the peer starts with the others.
+    let folder = folder.display().to_string();
+    let mut b = Peer::spawn("b", d, &args(&["--listen", "127.0.0.1:0", &folder]));
+    for f in ["._keys.wav", "broken.flac"] {
+        b.wait_for(
+            f,
+            |e| e["event"] == "skipped" && e.to_string().contains(f),
+            5 * SEC,
+        );
+    }
+    let ready = b.wait_for("ready", |e| e["event"] == "ready", SEC);
+    assert_eq!(ready["stems"], serde_json::json!(["half", "keys"]));
+    assert!(b.quit().success());
 }

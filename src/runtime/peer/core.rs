@@ -275,6 +275,9 @@ impl Core {
                         reason: reason.clone(),
                     });
                 }
+                for note in added.notes() {
+                    self.error(note.clone());
+                }
                 match self.library.added(&added, &mut self.room) {
                     Ok(Some(id)) => info!(song = added.song(), %id, "added to the library"),
                     Ok(None) => self.error(format!("add: nothing was added to {}", added.song())),

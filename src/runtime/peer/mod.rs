@@ -77,6 +77,8 @@ pub struct PeerOptions {
     pub data_dir: Option<std::path::PathBuf>,
     /// The library song `stems` are (default: the first stem's name).
     pub song_name: Option<String>,
+    /// Files given at start that did not load, and why: `skipped` events.
+    pub skipped: Vec<(std::path::PathBuf, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -419,6 +421,9 @@ async fn run(
         &stem_names,
     );
     info!(peer_id = %me.peer_id, listen = %bound, advertise = %me.advertise, "ready");
+    for (path, reason) in opts.skipped {
+        events(PeerEvent::Skipped { path, reason }, &stem_names);
+    }
 
     let secret = opts.secret.map(Arc::new);
     tokio::spawn(tasks::accept_loop(
@@ -537,6 +542,7 @@ mod tests {
             prefetch_ns: 0,
             data_dir: None,
             song_name: None,
+            skipped: vec![],
         };
         let handle = PeerHandle::spawn_with(opts, Box::new(|| {}), describe).unwrap();
         let mut rounds = Vec::new();
@@ -584,6 +590,7 @@ mod tests {
             prefetch_ns: 0,
             data_dir: None,
             song_name: None,
+            skipped: vec![],
         };
         let handle = PeerHandle::spawn(opts, Box::new(|| {})).unwrap();
         handle.send(Command::Peers).unwrap();
