@@ -213,3 +213,76 @@ fn bad_files_are_skipped_by_name_and_a_corrupt_library_is_set_aside() {
     assert_eq!(ready["stems"], serde_json::json!(["half", "keys"]));
     assert!(b.quit().success());
 }
+
+/// The figure, a scripted run (ignored: it writes 500 MB and takes
+/// about a minute; `cargo test --release --test peers -- --ignored
+/// adding_a_500_mb --nocapture`): two peers play; one adds a 500 MB WAV to
+/// the library. Printed: the skew between them before and while the file is
+/// decoded through and hashed, and their late heartbeats.
+#[test]
+#[ignore]
+fn adding_a_500_mb_file_while_playing_moves_nothing() {
+    let (_turn, dir, stems) = setup();
+    let d = dir.path();
+    // 500 MB of 48 kHz stereo 16-bit: about 45 minutes.
+    let big = d.join("rehearsal.wav");
+    {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 48_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&big, spec).unwrap();
+        let frames = 500_000_000 / 4;
+        let mut x: u32 = 1;
+        for _ in 0..frames {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let s = (x >> 20) as i16;
+            w.write_sample(s).unwrap();
+            w.write_sample(s).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+    let mut a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", &stems]));
+    let mut b = Peer::spawn("b", d, &joining(&a.listen.to_string(), &[&stems]));
+    b.wait_linked(1, 10 * SEC);
+    a.send("play");
+    std::thread::sleep(5 * SEC);
+    let calm_from = synfony::host_clock::monotonic_ns();
+    std::thread::sleep(5 * SEC);
+    let added_at = synfony::host_clock::monotonic_ns();
+    let late_before = b.status()["heartbeats_late"].as_u64().unwrap();
+    let t0 = Instant::now();
+    let mark = b.mark();
+    b.send(&format!("add \"{}\"", big.display()));
+    wait_library(&mut a, 0, "the big file on a", |l| {
+        song(l, "rehearsal").is_some()
+    });
+    let took = t0.elapsed();
+    let _ = mark;
+    std::thread::sleep(SEC);
+    let (calm, _) = super::skew_summary(&a, &b, calm_from);
+    let (busy, _) = super::skew_summary(&a, &b, added_at);
+    let late = (
+        a.status()["heartbeats_late"].as_u64().unwrap(),
+        b.status()["heartbeats_late"].as_u64().unwrap(),
+    );
+    println!(
+        "added 500 MB in {:.1} s; skew before |p50 {:.3} p99 {:.3} max {:.3}| ms, while adding |p50 {:.3} p99 {:.3} max {:.3}| ms; late heartbeats a {} b {} (b {} before)",
+        took.as_secs_f64(),
+        calm.p50,
+        calm.p99,
+        calm.max,
+        busy.p50,
+        busy.p99,
+        busy.max,
+        late.0,
+        late.1,
+        late_before
+    );
+    assert!(busy.max < 5.0, "peers drifted apart while a file was added");
+    for p in [a, b] {
+        assert!(p.quit().success());
+    }
+}

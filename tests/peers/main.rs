@@ -108,7 +108,7 @@ fn vote_everywhere(peers: &mut [&mut Peer], voter: usize, line: &str, action: &s
     first
 }
 
-fn skew_summary(a: &Peer, b: &Peer, since_mono_ns: i64) -> (Summary, Vec<(i64, f64)>) {
+pub(crate) fn skew_summary(a: &Peer, b: &Peer, since_mono_ns: i64) -> (Summary, Vec<(i64, f64)>) {
     let ra = a.read_report().since(since_mono_ns);
     let rb = b.read_report().since(since_mono_ns);
     let s = skew_ms(&ra, &rb);
