@@ -224,26 +224,8 @@ fn bad_files_are_skipped_by_name_and_a_corrupt_library_is_set_aside() {
 fn adding_a_500_mb_file_while_playing_moves_nothing() {
     let (_turn, dir, stems) = setup();
     let d = dir.path();
-    // 500 MB of 48 kHz stereo 16-bit: about 45 minutes.
-    let big = d.join("rehearsal.wav");
-    {
-        let spec = hound::WavSpec {
-            channels: 2,
-            sample_rate: 48_000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w = hound::WavWriter::create(&big, spec).unwrap();
-        let frames = 500_000_000 / 4;
-        let mut x: u32 = 1;
-        for _ in 0..frames {
-            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            let s = (x >> 20) as i16;
-            w.write_sample(s).unwrap();
-            w.write_sample(s).unwrap();
-        }
-        w.finalize().unwrap();
-    }
+    // 500 MB of 48 kHz stereo 16-bit: 2604 s, about 43 minutes.
+    let big = long_wav(d, "rehearsal", 2604);
     let mut a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", &stems]));
     let mut b = Peer::spawn("b", d, &joining(&a.listen.to_string(), &[&stems]));
     b.wait_linked(1, 10 * SEC);
