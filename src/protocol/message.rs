@@ -529,6 +529,10 @@ impl OperationCode {
     }
 }
 
+/// The most hashes a `Have` lists: every stem a peer can host for a
+/// library of `crate::library::MAX_STEM_RECORDS` records, halved (128 KiB).
+pub const MAX_HAVE: usize = 4096;
+
 /// A request or reply between two peers about the session's room of stems,
 /// matched by `request_id`.
 ///
@@ -561,7 +565,7 @@ impl Model for Room {
 ///   2 chunk data      | stem [32] | offset u64 | data bytes (≤ 256 KiB) |
 ///   3 chunk refused   | stem [32] | offset u64 | reason text (≤ 256 bytes) |
 ///   4 song stem       | index u16 | count u16 | info StemInfo |
-///   5 have            | stems list<[32]> (≤ 256) |
+///   5 have            | stems list<[32]> (≤ 4096) |
 ///   6 library digest  | digest [32] | records u32 |
 ///   7 library records | songs list<SongRecord> (≤ 256) | stems list<StemRecord> (≤ 256) |
 /// ```
@@ -666,7 +670,7 @@ impl Model for Operation {
                 info.encode(w)?;
             }
             Operation::Have { stems } => {
-                w.put_list(stems, MAX_STEMS, "room.have.stems")?;
+                w.put_list(stems, MAX_HAVE, "room.have.stems")?;
             }
             Operation::LibraryDigest { digest, records } => {
                 w.put_array(digest);
@@ -726,7 +730,7 @@ impl Model for Operation {
                 }
             }
             OperationCode::Have => Operation::Have {
-                stems: r.list(MAX_STEMS, "room.have.stems")?,
+                stems: r.list(MAX_HAVE, "room.have.stems")?,
             },
             OperationCode::LibraryDigest => Operation::LibraryDigest {
                 digest: r.array("room.library_digest.digest")?,

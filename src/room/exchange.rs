@@ -27,9 +27,9 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use crate::protocol::message::{Operation, Room, StemHash};
+use crate::protocol::PeerId;
+use crate::protocol::message::{MAX_HAVE, Operation, Room, StemHash};
 use crate::protocol::stem::{StemInfo, chunk_bytes_for};
-use crate::protocol::{MAX_STEMS, PeerId};
 
 /// Timed-out requests remembered for their late answers.
 const MAX_LATE: usize = 256;
@@ -241,13 +241,13 @@ impl Exchange {
     }
 
     /// Tells `peer` what this peer serves (the song's stems first, at most
-    /// [`MAX_STEMS`] hashes).
+    /// [`MAX_HAVE`] hashes).
     fn send_have(&mut self, peer: PeerId) {
         let in_song =
             |h: &StemHash| (self.song.iter().flat_map(|s| s.iter())).any(|s| &s.hash == h);
         let mut stems: Vec<StemHash> = self.served.keys().filter(|h| in_song(h)).copied().collect();
         stems.extend(self.served.keys().filter(|h| !in_song(h)).copied());
-        stems.truncate(MAX_STEMS);
+        stems.truncate(MAX_HAVE);
         self.out.push_back(Transmit {
             to: peer,
             room: Room {
