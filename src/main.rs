@@ -310,6 +310,9 @@ fn template(args: &PeerArgs, listen_is_default: bool) -> anyhow::Result<PeerTemp
             .data_dir
             .clone()
             .or_else(|| directories::BaseDirs::new().map(|d| d.data_dir().join("synfony"))),
+        song_name: Some(synfony::runtime::library::default_song_name(&stem_paths(
+            args,
+        ))),
     })
 }
 

@@ -62,9 +62,13 @@ pub enum Action {
     /// Add files and folders to the library (no restart).
     AddStems(Vec<PathBuf>),
     RemoveStem(usize),
-    /// Play these files of a library song here (a restart, in the session:
-    /// the current song changes only at a start until songs are voted).
-    LoadSong(Vec<PathBuf>),
+    /// Play these files of library song `name` here (a restart, in the
+    /// session: the current song changes only at a start until songs are
+    /// voted).
+    LoadSong {
+        name: String,
+        paths: Vec<PathBuf>,
+    },
     /// Take a song (by id) out of the library.
     RemoveSong(String),
     OpenBrowser,
@@ -420,7 +424,8 @@ impl MixerApp {
                 self.settings.recent_stems.truncate(10);
                 self.send(Command::Add { song: None, paths });
             }
-            Action::LoadSong(paths) => {
+            Action::LoadSong { name, paths } => {
+                self.controller.template.song_name = Some(name);
                 self.controller.stem_paths = paths;
                 self.controller.stay_in_session(&self.view);
                 self.relaunch();

@@ -38,6 +38,9 @@ pub struct PeerTemplate {
     pub prefetch_ns: i64,
     /// Where the library is kept between runs (`None`: not kept).
     pub data_dir: Option<PathBuf>,
+    /// The library song the stems are (`None`: the first stem's name); kept
+    /// when a stem is removed, set when a library song is loaded.
+    pub song_name: Option<String>,
 }
 
 /// How far ahead remote stems are fetched and decoded, by default.
@@ -61,6 +64,7 @@ impl PeerTemplate {
             cache_dir: None,
             prefetch_ns: DEFAULT_PREFETCH_NS,
             data_dir: None,
+            song_name: None,
         }
     }
 }
@@ -82,7 +86,7 @@ impl PeerTemplate {
             cache_dir: self.cache_dir.clone(),
             prefetch_ns: self.prefetch_ns,
             data_dir: self.data_dir.clone(),
-            song_name: None,
+            song_name: self.song_name.clone(),
             skipped: vec![],
         }
     }

@@ -76,7 +76,10 @@ fn song_ui(ui: &mut Ui, view: &SessionView, song: &LibrarySong, actions: &mut Ve
                     "play this song's stems that are here (the peer restarts, staying in the session)",
                 );
                 if load.clicked() {
-                    actions.push(Action::LoadSong(here));
+                    actions.push(Action::LoadSong {
+                        name: song.name.clone(),
+                        paths: here,
+                    });
                 }
                 if ui
                     .button("Remove")
