@@ -298,7 +298,7 @@ fn walk(
 
     let mut packet_buf: Vec<f32> = Vec::new();
     let mut spec: Option<(u32, usize)> = None;
-    let mut downmix = Downmix::new(&Default::default(), 2);
+    let mut downmix = Downmix::default(); // set by the first packet
     let mut bad_packets = 0usize;
     let mut good_packets = 0usize;
     let mut frames = 0u64;

@@ -9,8 +9,9 @@ use symphonia::core::audio::{Channels, Position};
 /// −3 dB: how much of a centre or surround channel goes to a side.
 const MINUS_3_DB: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
-/// The left and right gain of each channel of a layout, in buffer order.
-#[derive(Clone, Debug, PartialEq)]
+/// The left and right gain of each channel of a layout, in buffer order
+/// (`Default`: no channels yet).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Downmix {
     gains: Vec<(f32, f32)>,
 }

@@ -2,8 +2,9 @@
 //! headless peer and the window, with one set of limits.
 //!
 //! - A folder gives its audio files (by extension, [`super::decode::AUDIO_EXTENSIONS`])
-//!   in name order, not its subfolders (nor the `._*` files macOS leaves:
-//!   [`screen`]); a file is taken as given.
+//!   in name order, not its subfolders; a file named is tried whatever its
+//!   extension; the `._*` files macOS leaves are never tried
+//!   ([`LoadError::NotAudio`], [`screen`]).
 //! - A file named twice (itself, or through its folder) is one stem.
 //! - At most [`MAX_STEMS`] stems: each file past them is refused, by name.
 //! - Each file decodes on its own, within the decoder's limits (length,
@@ -64,7 +65,7 @@ impl LoadError {
 /// Why a file is not even tried as a stem: `named` files (given by path)
 /// are tried whatever their extension; files found in a folder only with an
 /// audio extension; the `._*` files macOS leaves on USB sticks never.
-pub fn screen(path: &Path, named: bool) -> Option<String> {
+fn screen(path: &Path, named: bool) -> Option<String> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if name.starts_with("._") {
         return Some("a macOS resource file (._), not audio".into());
@@ -76,9 +77,11 @@ pub fn screen(path: &Path, named: bool) -> Option<String> {
 }
 
 /// The stem files `paths` name, in order, each once, at most [`MAX_STEMS`]
-/// of them; an error in place of a folder that cannot be read or a file
-/// past the limit.
-pub fn stem_files(paths: &[PathBuf]) -> Vec<Result<PathBuf, LoadError>> {
+/// of them; an error in place of a folder that cannot be read, a file past
+/// the limit or a `._*` file. With `others`, each file in a folder that is
+/// not audio (by extension) is an error too (adding to the library names
+/// them); without, they are passed over.
+pub fn stem_files(paths: &[PathBuf], others: bool) -> Vec<Result<PathBuf, LoadError>> {
     let mut out = Vec::new();
     let mut taken: Vec<PathBuf> = Vec::new();
     let mut take = |file: PathBuf, out: &mut Vec<Result<PathBuf, LoadError>>| {
@@ -94,14 +97,20 @@ pub fn stem_files(paths: &[PathBuf]) -> Vec<Result<PathBuf, LoadError>> {
     };
     for p in paths {
         if !p.is_dir() {
-            take(p.clone(), &mut out);
+            match screen(p, true) {
+                Some(reason) => out.push(Err(LoadError::NotAudio {
+                    path: p.clone(),
+                    reason,
+                })),
+                None => take(p.clone(), &mut out),
+            }
             continue;
         }
         match std::fs::read_dir(p) {
             Ok(entries) => {
                 let mut files: Vec<PathBuf> = entries
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|f| f.is_file() && is_audio_file(f))
+                    .filter(|f| f.is_file() && (others || is_audio_file(f)))
                     .collect();
                 files.sort();
                 for f in files {
@@ -127,7 +136,7 @@ pub fn each<T>(
     paths: &[PathBuf],
     mut load: impl FnMut(&Path) -> Result<T, DecodeError>,
 ) -> impl Iterator<Item = Result<T, LoadError>> {
-    (stem_files(paths).into_iter()).map(move |f| f.and_then(|f| Ok(load(&f)?)))
+    (stem_files(paths, false).into_iter()).map(move |f| f.and_then(|f| Ok(load(&f)?)))
 }
 
 /// Every stem of `paths` (files or folders) at `rate_hz`, or the first

@@ -391,21 +391,23 @@ impl Library {
             let mut h = blake3::Hasher::new();
             h.update(&(self.songs.len() as u64).to_be_bytes());
             let mut buf = Vec::with_capacity(256);
-            let mut feed = |m: &dyn Fn(&mut Writer<'_>) -> Result<(), crate::wire::WireError>| {
-                buf.clear();
-                // Records in a library passed `check`, so they encode.
-                if m(&mut Writer::new(&mut buf)).is_ok() {
-                    h.update(&buf);
-                }
-            };
             for r in self.songs.values() {
-                feed(&|w| r.encode(w));
+                feed(&mut h, &mut buf, r);
             }
             for r in self.stems.values() {
-                feed(&|w| r.encode(w));
+                feed(&mut h, &mut buf, r);
             }
             *h.finalize().as_bytes()
         })
+    }
+}
+
+/// Hashes `record`'s encoding (a record in a library passed its checks, so
+/// it encodes).
+fn feed(h: &mut blake3::Hasher, buf: &mut Vec<u8>, record: &impl Model) {
+    buf.clear();
+    if record.encode(&mut Writer::new(buf)).is_ok() {
+        h.update(buf);
     }
 }
 

@@ -77,7 +77,6 @@ pub struct Replica {
     out: VecDeque<(PeerId, Operation)>,
     events: VecDeque<LibraryEvent>,
     next_digest_ns: Option<i64>,
-    refused: u64,
 }
 
 impl Replica {
@@ -89,17 +88,11 @@ impl Replica {
             out: VecDeque::new(),
             events: VecDeque::new(),
             next_digest_ns: None,
-            refused: 0,
         }
     }
 
     pub fn library(&self) -> &Library {
         &self.library
-    }
-
-    /// Records refused since start.
-    pub fn refused(&self) -> u64 {
-        self.refused
     }
 
     pub fn handle_link_up(&mut self, now_ns: i64, peer: PeerId) {
@@ -150,7 +143,6 @@ impl Replica {
             }
         }
         if let Some(first) = refused.first() {
-            self.refused += refused.len() as u64;
             self.events.push_back(LibraryEvent::Refused {
                 from,
                 count: refused.len(),

@@ -12,7 +12,7 @@
 //! same file added twice, by one peer or two, is one stem.
 
 use super::message::{MAX_NAME_BYTES, StemHash};
-use super::stem::{MAX_FORMAT_BYTES, MAX_STEM_FILE_BYTES, hex};
+use super::stem::{MAX_FORMAT_BYTES, MAX_STEM_FILE_BYTES};
 use crate::wire::{Model, Reader, WireError, Writer};
 
 /// Bytes of a song id.
@@ -173,21 +173,6 @@ impl StemRecord {
             return Err(BadRecord::TooLong(self.frames));
         }
         Ok(())
-    }
-
-    pub fn hex(&self) -> String {
-        hex(&self.hash)
-    }
-}
-
-impl Model for SongId {
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
-        w.put_array(&self.0);
-        Ok(())
-    }
-
-    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        Ok(SongId(r.array("song.id")?))
     }
 }
 

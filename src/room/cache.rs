@@ -25,6 +25,29 @@ pub fn path_of(dir: &Path, info: &StemInfo) -> PathBuf {
     dir.join(name)
 }
 
+/// The hashes of the files in the cache `dir`, by their names (not
+/// checked: [`load`] checks a file when it is read).
+pub fn hashes_in(dir: &Path) -> std::collections::HashSet<crate::protocol::message::StemHash> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Default::default();
+    };
+    (entries.filter_map(Result::ok))
+        .filter_map(|e| hash_of_hex(e.file_name().to_str()?.split('.').next()?))
+        .collect()
+}
+
+/// A hash from its 64 hex digits ([`crate::protocol::hex`] backwards).
+fn hash_of_hex(hex: &str) -> Option<crate::protocol::message::StemHash> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut h = [0u8; 32];
+    for (i, b) in h.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(h)
+}
+
 /// The cached file of `info`, if present and intact.
 pub fn load(dir: &Path, info: &StemInfo) -> Option<Vec<u8>> {
     let bytes = std::fs::read(path_of(dir, info)).ok()?;
@@ -57,5 +80,17 @@ mod tests {
         assert_eq!(load(dir.path(), &info), Some(bytes.clone()));
         std::fs::write(&path, [7u8; 999]).unwrap();
         assert_eq!(load(dir.path(), &info), None);
+    }
+
+    #[test]
+    fn the_cache_lists_the_hashes_it_holds_by_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = StemInfo::of_bytes("bass", "flac", b"some bytes", 1);
+        store(dir.path(), &info, b"some bytes").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        std::fs::write(dir.path().join(format!("{}z.wav", &info.hex()[..63])), "x").unwrap();
+        let hashes = hashes_in(dir.path());
+        assert_eq!(hashes.into_iter().collect::<Vec<_>>(), vec![info.hash]);
+        assert!(hashes_in(&dir.path().join("none")).is_empty());
     }
 }

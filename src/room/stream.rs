@@ -324,7 +324,7 @@ impl Stream {
             stage: Vec::with_capacity(CHUNK_FRAMES * CHANNELS),
             stage_valid: true,
             packet_buf: Vec::new(),
-            downmix: Downmix::new(&Default::default(), 0),
+            downmix: Downmix::default(),
         };
         // The first packet's timestamp is frame 0 (reading it costs nothing:
         // the header's chunk holds it); it is decoded first.
@@ -413,7 +413,7 @@ impl Stream {
         self.packet_buf.resize(buf.samples_interleaved(), 0.0);
         buf.copy_to_slice_interleaved(&mut self.packet_buf[..]);
         let packet_buf = std::mem::take(&mut self.packet_buf);
-        let downmix = std::mem::replace(&mut self.downmix, Downmix::new(&Default::default(), 0));
+        let downmix = std::mem::take(&mut self.downmix);
         for frame in packet_buf.chunks_exact(channels) {
             let (left, right) = downmix.frame(frame);
             self.push(pcm, left, right);

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::audio::ENGINE_RATE_HZ;
 use crate::audio::decode::{probe_file, stem_name};
-use crate::audio::load::screen;
+use crate::audio::load::{LoadError, stem_files};
 use crate::library::file::{self, Hosted, Saved};
 use crate::library::{Library, LibraryError, LibraryEvent, Replica, ReplicaConfig};
 use crate::protocol::PeerId;
@@ -79,16 +79,24 @@ pub(super) struct LibraryShell {
     data_dir: Option<PathBuf>,
     /// Files this peer hosts for the library, by hash.
     hosted: BTreeMap<StemHash, Hosted>,
-    /// Hashes in the cache (found at start, or cached since).
+    /// Hashes in the cache when this peer started (stems of the current song
+    /// cached since are known by the room).
     cached: HashSet<StemHash>,
     /// The view changed (records, hosts, sources): a `library` event is due.
     dirty: bool,
     last_view: Option<Vec<LibrarySong>>,
+    /// The library changed since the file was last written (or began to be).
+    unsaved: bool,
+    /// A write is under way on the worker.
     saving: bool,
-    save_again: bool,
-    /// Peers whose refused records were reported (once each).
+    /// Peers whose refused records were reported (once each; the most
+    /// recent [`MAX_REPORTED`]).
     reported: BTreeSet<PeerId>,
 }
+
+/// Peers remembered as reported for refused records (more are forgotten:
+/// a forgotten peer's next refusal is reported again).
+const MAX_REPORTED: usize = 256;
 
 /// The metadata that says a hosted file is still the one described.
 pub(super) fn stamp(path: &Path) -> std::io::Result<(u64, i64)> {
@@ -122,16 +130,7 @@ pub(super) fn load_job(
                 }
             }
         }
-        let cached = (cache_dir
-            .and_then(|d| std::fs::read_dir(d).ok())
-            .into_iter())
-        .flatten()
-        .filter_map(|e| {
-            let name = e.ok()?.file_name();
-            let hex = name.to_str()?.split('.').next()?.to_string();
-            parse_hash(&hex)
-        })
-        .collect();
+        let cached = cache_dir.map_or_else(HashSet::new, |d| crate::room::cache::hashes_in(&d));
         Loaded {
             saved,
             unchanged,
@@ -139,17 +138,6 @@ pub(super) fn load_job(
             cached,
         }
     }
-}
-
-fn parse_hash(hex: &str) -> Option<StemHash> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut h = [0u8; 32];
-    for (i, b) in h.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(h)
 }
 
 /// The song files and folders are added as, unless named: the first
@@ -172,34 +160,22 @@ pub(super) fn add_job(
     paths: Vec<PathBuf>,
 ) -> impl FnOnce() -> Added + Send + 'static {
     move || {
-        let mut files: Vec<(PathBuf, bool)> = Vec::new();
-        let mut skipped = Vec::new();
-        for p in &paths {
-            if p.is_dir() {
-                match std::fs::read_dir(p) {
-                    Ok(entries) => {
-                        let mut found: Vec<PathBuf> = entries
-                            .filter_map(|e| e.ok().map(|e| e.path()))
-                            .filter(|f| f.is_file())
-                            .collect();
-                        found.sort();
-                        files.extend(found.into_iter().map(|f| (f, false)));
-                    }
-                    Err(e) => skipped.push((p.clone(), format!("cannot read the folder: {e}"))),
-                }
-            } else {
-                files.push((p.clone(), true));
-            }
-        }
         let song = song.unwrap_or_else(|| default_song_name(&paths));
         let mut stems: Vec<Hosted> = Vec::new();
+        let mut skipped = Vec::new();
         let mut notes = Vec::new();
-        for (path, named) in files {
-            if let Some(why) = screen(&path, named) {
-                skipped.push((path, why));
-                continue;
-            }
-            match describe(&path) {
+        for file in stem_files(&paths, true) {
+            let (path, result) = match file {
+                Ok(path) => {
+                    let described = describe(&path);
+                    (path, described)
+                }
+                Err(e) => match e.skipped() {
+                    Some((path, reason)) => (path, Err(reason)),
+                    None => continue,
+                },
+            };
+            match result {
                 Ok((h, _)) if stems.iter().any(|s| s.info.hash == h.info.hash) => {}
                 Ok((h, note)) => {
                     notes.extend(note);
@@ -232,7 +208,7 @@ fn describe(path: &Path) -> Result<(Hosted, Option<String>), String> {
     }
     let probe = probe_file(path, ENGINE_RATE_HZ).map_err(|e| {
         // The event names the path already: the reason alone.
-        let e = crate::audio::load::LoadError::Decode(e);
+        let e = LoadError::Decode(e);
         e.skipped()
             .map_or_else(|| e.to_string(), |(_, reason)| reason)
     })?;
@@ -263,8 +239,8 @@ impl LibraryShell {
             cached: HashSet::new(),
             dirty: true,
             last_view: None,
+            unsaved: false,
             saving: false,
-            save_again: false,
             reported: BTreeSet::new(),
         }
     }
@@ -313,7 +289,8 @@ impl LibraryShell {
             room.host_file(&h.info, &h.path);
             self.hosted.insert(h.info.hash, h.clone());
         }
-        self.dirty = true;
+        // A file hosted again from another place changes no record.
+        (self.dirty, self.unsaved) = (true, true);
         Ok(Some(id))
     }
 
@@ -368,36 +345,43 @@ impl LibraryShell {
         self.replica.poll_transmit()
     }
 
-    /// The replica's events: changes mark the view and the file; a
-    /// refusal is a problem to report (once per peer; always logged).
-    pub fn poll_problem(&mut self) -> Option<Option<String>> {
-        match self.replica.poll_event()? {
-            LibraryEvent::Changed { .. } => {
-                self.dirty = true;
-                Some(None)
-            }
-            LibraryEvent::Refused {
-                from,
-                count,
-                reason,
-            } => {
-                warn!(%from, count, "library records refused: {reason}");
-                let first = self.reported.insert(from);
-                Some(first.then(|| {
-                    format!("refused {count} library record(s) from peer {from}: {reason}")
-                }))
+    /// The replica's events, taken in: a change marks the view and the file
+    /// due; a refusal is a problem to report (once per peer; always logged).
+    pub fn poll_problem(&mut self) -> Option<String> {
+        while let Some(e) = self.replica.poll_event() {
+            match e {
+                LibraryEvent::Changed { .. } => {
+                    self.dirty = true;
+                    self.unsaved = true;
+                }
+                LibraryEvent::Refused {
+                    from,
+                    count,
+                    reason,
+                } => {
+                    warn!(%from, count, "library records refused: {reason}");
+                    if self.reported.len() >= MAX_REPORTED {
+                        self.reported.clear();
+                    }
+                    if self.reported.insert(from) {
+                        return Some(format!(
+                            "refused {count} library record(s) from peer {from}: {reason}"
+                        ));
+                    }
+                }
             }
         }
+        None
     }
 
-    /// Whether the file is due to be written; if so, the job that writes it.
+    /// The job that writes the library file, if it changed and no write is
+    /// under way (one is asked for again when that one is done).
     pub fn save_job(&mut self) -> Option<impl FnOnce() -> Result<(), String> + Send + 'static> {
-        let dir = self.data_dir.clone()?;
-        if self.saving {
-            self.save_again = true;
+        if !self.unsaved || self.saving {
             return None;
         }
-        self.saving = true;
+        let dir = self.data_dir.clone()?;
+        (self.unsaved, self.saving) = (false, true);
         let bytes = file::encode(&Saved {
             library: self.library().clone(),
             hosted: self.hosted.values().cloned().collect(),
@@ -408,10 +392,9 @@ impl LibraryShell {
         })
     }
 
-    /// A save finished; whether another is due.
-    pub fn saved(&mut self) -> bool {
+    /// A write finished.
+    pub fn saved(&mut self) {
         self.saving = false;
-        std::mem::take(&mut self.save_again)
     }
 
     /// The library as this peer sees it, if it changed since last asked.
@@ -441,7 +424,8 @@ impl LibraryShell {
                             hosts.insert(0, me);
                         }
                         let current = playing.iter().find(|p| p.hash == s.hash);
-                        let source = if self.hosted.contains_key(&s.hash) || room.owns(&s.hash) {
+                        let path = room.own_path(&s.hash);
+                        let source = if path.is_some() {
                             StemSource::Local
                         } else if self.cached.contains(&s.hash)
                             || current.is_some_and(|c| c.source == StemSource::Cached)
@@ -463,8 +447,7 @@ impl LibraryShell {
                             hosts,
                             source,
                             fetching,
-                            path: (self.hosted.get(&s.hash).map(|h| h.path.clone()))
-                                .or_else(|| room.own_path(&s.hash)),
+                            path,
                         }
                     })
                     .collect();

@@ -103,9 +103,9 @@ pub(super) struct Described {
 }
 
 impl Described {
-    /// The files described (not generated audio), for the library.
-    pub fn hosted(&self) -> Vec<crate::library::file::Hosted> {
-        self.hosted.clone()
+    /// Takes the files described (not generated audio), for the library.
+    pub fn take_hosted(&mut self) -> Vec<crate::library::file::Hosted> {
+        std::mem::take(&mut self.hosted)
     }
 }
 
@@ -583,11 +583,6 @@ impl RoomShell {
     /// Whether this peer serves `hash`.
     pub fn serves(&self, hash: &StemHash) -> bool {
         self.exchange.as_ref().is_some_and(|x| x.serves(hash))
-    }
-
-    /// Whether `hash` is one of this peer's own files.
-    pub fn owns(&self, hash: &StemHash) -> bool {
-        self.files.contains_key(hash) || self.own.get(hash).is_some_and(|o| o.path.is_some())
     }
 
     /// This peer's file of `hash`, if it has one.

@@ -7,14 +7,11 @@ use egui::{Color32, RichText, Ui};
 
 use super::app::Action;
 use super::model::SessionView;
+use super::panels::{AMBER, GREEN, RED};
 use super::timeline::format_secs;
 use crate::audio::ENGINE_RATE_HZ;
 use crate::runtime::library::{LibrarySong, LibraryStem};
 use crate::runtime::room::StemSource;
-
-const AMBER: Color32 = Color32::from_rgb(230, 170, 60);
-const GREEN: Color32 = Color32::from_rgb(90, 200, 110);
-const RED: Color32 = Color32::from_rgb(230, 80, 70);
 
 /// Where a stem plays from, as a short word and a colour.
 pub fn source_badge(stem: &LibraryStem) -> (String, Color32) {

@@ -17,9 +17,9 @@ use super::timeline::format_secs;
 /// Points drawn per line of the peers' graphs.
 const PLOT_POINTS: usize = 60;
 
-const AMBER: Color32 = Color32::from_rgb(230, 170, 60);
-const GREEN: Color32 = Color32::from_rgb(90, 200, 110);
-const RED: Color32 = Color32::from_rgb(230, 80, 70);
+pub(super) const AMBER: Color32 = Color32::from_rgb(230, 170, 60);
+pub(super) const GREEN: Color32 = Color32::from_rgb(90, 200, 110);
+pub(super) const RED: Color32 = Color32::from_rgb(230, 80, 70);
 
 /// A vote in words: `play`, `seek 1:23.0`, `bass -6.0 dB`, `mute keys`.
 pub fn event_text(e: &Event, stems: &[String]) -> String {

@@ -252,8 +252,8 @@ impl Core {
                 self.quit = true;
             }
             Input::RoomWake => self.room.refocus(now),
-            Input::Described(d) => {
-                let hosted = d.hosted();
+            Input::Described(mut d) => {
+                let hosted = d.take_hosted();
                 for e in self.room.described(now, d) {
                     self.error(e);
                 }
@@ -288,9 +288,8 @@ impl Core {
                 if let Err(e) = result {
                     self.error(e);
                 }
-                if self.library.saved() {
-                    self.save_library();
-                }
+                self.library.saved();
+                self.save_library(); // if it changed meanwhile
             }
             Input::SongCached { song, cached } => self.on_song_cached(now, &song, cached),
             Input::Verified(v) => {
@@ -483,7 +482,8 @@ impl Core {
         }
     }
 
-    /// Writes the library file on the worker (one write at a time).
+    /// Writes the library file on the worker if it changed (one write at a
+    /// time).
     fn save_library(&mut self) {
         if let Some(job) = self.library.save_job() {
             self.worker.run(move || Input::LibrarySaved(job()));
@@ -538,16 +538,10 @@ impl Core {
         while let Some((to, op)) = self.library.poll_transmit() {
             self.send(to, Message::Room(Room { request_id: 0, op }));
         }
-        let mut save = false;
         while let Some(problem) = self.library.poll_problem() {
-            match problem {
-                None => save = true,
-                Some(p) => self.error(p),
-            }
+            self.error(problem);
         }
-        if save {
-            self.save_library();
-        }
+        self.save_library();
         if let Some(view) = self.library.changed_view(self.me.peer_id, &self.room) {
             self.emit(PeerEvent::Library(view));
         }
