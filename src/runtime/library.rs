@@ -397,6 +397,11 @@ impl LibraryShell {
         self.saving = false;
     }
 
+    /// A write is under way on the worker.
+    pub fn is_saving(&self) -> bool {
+        self.saving
+    }
+
     /// The library as this peer sees it, if it changed since last asked.
     pub fn changed_view(&mut self, me: PeerId, room: &RoomShell) -> Option<Vec<LibrarySong>> {
         if !std::mem::take(&mut self.dirty) {

@@ -4,7 +4,7 @@
 //! by name and a corrupt library file is set aside.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -49,14 +49,23 @@ fn a_stem_added_on_any_peer_reaches_every_peer_and_the_library_is_kept() {
     for p in [&mut a, &mut b, &mut c] {
         p.wait_linked(2, 20 * SEC);
     }
-    // The creator's start stems are a song every peer sees, hosted by it.
-    let a_id = a.peer_id.clone();
+    // The creator's start stems are a song every peer sees, hosted by it
+    // (and by a joiner that has fetched them: they are the song playing).
+    // Records and hosts come by different messages (a record may be relayed
+    // by a third peer before the host's own word): the view gets there.
+    let a_id = serde_json::json!(a.peer_id.clone());
     for p in [&mut b, &mut c] {
-        let lib = wait_library(p, 0, "the creator's song", |l| song(l, "click").is_some());
+        let lib = wait_library(p, 0, "the creator's song, hosted", |l| {
+            song(l, "click").is_some_and(|s| {
+                (s["stems"][0]["hosts"].as_array()).is_some_and(|h| h.contains(&a_id))
+            })
+        });
         let s = song(&lib, "click").unwrap();
         assert_eq!(stem_names(s), ["click", "impulses"]);
-        assert_eq!(s["stems"][0]["hosts"], serde_json::json!([a_id]));
-        assert_eq!(s["stems"][0]["source"], "remote");
+        let hosts = s["stems"][0]["hosts"].as_array().unwrap();
+        assert!(hosts.contains(&a_id), "{hosts:?}");
+        let source = s["stems"][0]["source"].as_str().unwrap();
+        assert!(["remote", "cache"].contains(&source), "{source}");
         assert_eq!(s["playable"], true);
     }
 
@@ -65,8 +74,12 @@ fn a_stem_added_on_any_peer_reaches_every_peer_and_the_library_is_kept() {
     let (since_a, since_c) = (a.mark(), c.mark());
     let t0 = Instant::now();
     b.send(&format!("add --song Click \"{}\"", bass.display()));
-    let lib = wait_library(&mut a, since_a, "b's bass on a", |l| {
-        song(l, "click").is_some_and(|s| stem_names(s).contains(&"bass line".to_string()))
+    let b_id = serde_json::json!([b.peer_id.clone()]);
+    let lib = wait_library(&mut a, since_a, "b's bass on a, hosted by b", |l| {
+        song(l, "click").is_some_and(|s| {
+            (s["stems"].as_array().unwrap().iter())
+                .any(|x| x["name"] == "bass line" && x["hosts"] == b_id)
+        })
     });
     let to_a = t0.elapsed();
     wait_library(&mut c, since_c, "b's bass on c", |l| {
@@ -82,7 +95,6 @@ fn a_stem_added_on_any_peer_reaches_every_peer_and_the_library_is_kept() {
     let bass_entry = (s["stems"].as_array().unwrap().iter())
         .find(|x| x["name"] == "bass line")
         .unwrap();
-    assert_eq!(bass_entry["hosts"], serde_json::json!([b.peer_id.clone()]));
     assert!((bass_entry["secs"].as_f64().unwrap() - 2.0).abs() < 1e-3);
 
     // c removes it; the removal reaches a and b.
@@ -130,8 +142,7 @@ fn a_stem_added_on_any_peer_reaches_every_peer_and_the_library_is_kept() {
     wait_library(&mut a, since_a, "bass again", |l| {
         song(l, "click").is_some_and(|s| stem_names(s).contains(&"bass line".to_string()))
     });
-    // Give b's library file a moment to be written.
-    std::thread::sleep(Duration::from_millis(500));
+    // Quitting at once: the peer writes its library before it leaves.
     assert!(b.quit().success());
     let mut b = Peer::spawn("b", d, &args(&["--listen", "127.0.0.1:0", &stems]));
     let lib = wait_library(&mut b, 0, "b's kept library", |l| {

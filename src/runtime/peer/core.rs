@@ -44,6 +44,8 @@ const LINK_QUEUE: usize = 1024;
 const TICK: Duration = Duration::from_millis(100);
 /// How long writers get to flush goodbyes when the peer quits.
 const QUIT_FLUSH: Duration = Duration::from_millis(300);
+/// How long a quitting peer waits for its library file to be written.
+const LIBRARY_FLUSH: Duration = Duration::from_secs(2);
 /// A seek target seen in a vote is a fetch priority for this long (it
 /// applies within a round and the lead).
 const SEEK_HINT_NS: i64 = 1_500_000_000;
@@ -185,7 +187,7 @@ impl Core {
             }
             self.drain();
         }
-        self.shutdown().await;
+        self.shutdown(&mut rx).await;
     }
 
     /// The tokio instant of local time `local_ns`.
@@ -261,6 +263,9 @@ impl Core {
                     let song = self.start_song.clone();
                     self.library.add_start(&song, hosted, &mut self.room);
                 }
+                // The exchange has started: the hosts it heard of meanwhile
+                // show in the library now.
+                self.library.touch();
             }
             Input::LibraryLoaded(loaded) => {
                 for e in self.library.loaded(loaded, &mut self.room) {
@@ -794,7 +799,7 @@ impl Core {
         }
     }
 
-    async fn shutdown(&mut self) {
+    async fn shutdown(&mut self, rx: &mut mpsc::Receiver<Input>) {
         self.session.leave("quit");
         self.drain();
         self.links.close_all();
@@ -803,6 +808,28 @@ impl Core {
         let _ = tokio::time::timeout(QUIT_FLUSH, async {
             for w in writers {
                 let _ = w.await;
+            }
+        })
+        .await;
+        // The library's last changes reach its file: the write under way
+        // ends, then what changed since is written (other inputs are
+        // dropped: the peer is leaving).
+        let _ = tokio::time::timeout(LIBRARY_FLUSH, async {
+            loop {
+                self.save_library();
+                if !self.library.is_saving() {
+                    break;
+                }
+                match rx.recv().await {
+                    Some(Input::LibrarySaved(result)) => {
+                        if let Err(e) = result {
+                            self.error(e);
+                        }
+                        self.library.saved();
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
             }
         })
         .await;
