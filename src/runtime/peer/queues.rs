@@ -35,10 +35,13 @@ pub fn cuts(queued: &[(ConnId, usize)], to: ConnId, bytes: usize) -> Vec<ConnId>
     if on_link.saturating_add(bytes) > MAX_QUEUED_BYTES_PER_LINK {
         return vec![to];
     }
+    let mut total = (queued.iter()).fold(bytes, |t, &(_, q)| t.saturating_add(q));
+    if total <= MAX_QUEUED_BYTES {
+        return Vec::new(); // the usual case: no copy, no sort
+    }
     let mut left: Vec<(ConnId, usize)> = queued.to_vec();
     // Biggest first, ties to the lowest id.
     left.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut total = (left.iter()).fold(bytes, |t, &(_, q)| t.saturating_add(q));
     let mut out = Vec::new();
     for (conn, q) in left {
         if total <= MAX_QUEUED_BYTES || q == 0 {
