@@ -115,11 +115,14 @@ fn a_stem_added_on_any_peer_reaches_every_peer_and_the_library_is_kept() {
     let solo = d.join("solo");
     std::fs::create_dir(&solo).unwrap();
     long_wav(&solo, "sax", 1);
-    let since_a = a.mark();
+    let (since_a, since_b) = (a.mark(), b.mark());
     c.send(&format!("add \"{}\"", solo.display()));
     wait_library(&mut a, since_a, "c's song", |l| song(l, "solo").is_some());
-    b.send("remove solo");
+    // b removes it once it knows it; a sees the removal (marked before it
+    // is sent: it may arrive at once).
+    wait_library(&mut b, since_b, "c's song", |l| song(l, "solo").is_some());
     let since_a = a.mark();
+    b.send("remove solo");
     wait_library(&mut a, since_a, "the song removed", |l| {
         song(l, "solo").is_none()
     });
