@@ -298,12 +298,12 @@ fn a_seek_past_the_end_plays_silence_and_a_seek_back_plays_again() {
 fn a_remote_stem_plays_what_has_arrived_and_buffers_the_rest() {
     use std::sync::Arc;
     use std::sync::atomic::Ordering::Relaxed;
-    use synfony::audio::RemoteStem;
+    use synfony::audio::StreamedStem;
     use synfony::audio::streamer::CHUNK_FRAMES;
 
     let local = ramp_stem(4 * RATE as usize);
     let frames = 4 * RATE as usize;
-    let remote = Arc::new(RemoteStem::new(frames));
+    let remote = Arc::new(StreamedStem::new(frames));
     let chunk = |c: usize| vec![0.5f32; (frames - c * CHUNK_FRAMES).min(CHUNK_FRAMES) * CHANNELS];
     // Everything but chunks 2 and 3 (0.2–0.4 s) has arrived.
     for c in (0..remote.chunks()).filter(|c| ![2, 3].contains(c)) {
@@ -311,7 +311,7 @@ fn a_remote_stem_plays_what_has_arrived_and_buffers_the_rest() {
     }
     let stems = vec![
         Streamer::local(&local),
-        Streamer::remote("remote", remote.clone()),
+        Streamer::streamed("remote", remote.clone()),
     ];
     let (mut e, mut h, _r) = Engine::new(stems, RATE);
     h.set_map(SessionMap::starting_at(0)).unwrap();
@@ -429,10 +429,10 @@ fn three_jumps_within_one_crossfade_stay_continuous() {
 fn a_muted_remote_stem_without_data_is_not_an_underrun() {
     use std::sync::Arc;
     use std::sync::atomic::Ordering::Relaxed;
-    use synfony::audio::RemoteStem;
+    use synfony::audio::StreamedStem;
 
-    let remote = Arc::new(RemoteStem::new(4 * RATE as usize));
-    let (mut e, mut h, _r) = Engine::new(vec![Streamer::remote("r", remote)], RATE);
+    let remote = Arc::new(StreamedStem::new(4 * RATE as usize));
+    let (mut e, mut h, _r) = Engine::new(vec![Streamer::streamed("r", remote)], RATE);
     h.set_map(SessionMap::starting_at(0)).unwrap();
     h.schedule_raw(play_from(0, 0)).unwrap();
     let mut muted = play_from(SEC / 10, SEC / 10);

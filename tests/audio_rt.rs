@@ -38,12 +38,12 @@ fn render_never_allocates() {
         })
         .collect();
     // A remote stem with every other chunk missing: buffering costs nothing.
-    let remote = std::sync::Arc::new(synfony::audio::RemoteStem::new(96_000));
+    let remote = std::sync::Arc::new(synfony::audio::StreamedStem::new(96_000));
     for c in (0..remote.chunks()).step_by(2) {
         let n = (96_000 - c * 4800).min(4800);
         remote.fill(c, &vec![0.2; n * CHANNELS]).unwrap();
     }
-    stems.push(Streamer::remote("remote", remote));
+    stems.push(Streamer::streamed("remote", remote));
     let (mut engine, mut handle, mut retired) = Engine::new(stems, 48_000);
     handle
         .set_map(SessionMap {
@@ -134,13 +134,13 @@ fn play_block_never_allocates() {
 #[test]
 fn swapping_in_remote_stems_never_allocates() {
     use std::sync::Arc;
-    use synfony::audio::RemoteStem;
+    use synfony::audio::StreamedStem;
 
     let s = StemAudio::from_interleaved("own", 48_000, vec![0.1; 48_000 * CHANNELS]);
     let (mut engine, mut handle, mut retired) = Engine::new(vec![Streamer::local(&s)], 48_000);
     handle.set_map(SessionMap::starting_at(0)).unwrap();
     handle.schedule_raw(state(0, true, 0, 1.0)).unwrap();
-    let remote = Arc::new(RemoteStem::new(48_000));
+    let remote = Arc::new(StreamedStem::new(48_000));
     remote.fill(0, &vec![0.25; 4_800 * CHANNELS]).unwrap();
     let mut out = vec![0.0f32; 480 * CHANNELS];
     let mut t = 0i64;
@@ -148,7 +148,7 @@ fn swapping_in_remote_stems_never_allocates() {
         if block == 5 {
             handle
                 .set_stems(vec![
-                    Streamer::remote("bass", remote.clone()),
+                    Streamer::streamed("bass", remote.clone()),
                     Streamer::local(&s),
                 ])
                 .unwrap();

@@ -3,7 +3,7 @@
 //!
 //! Symphonia decodes (WAV, AIFF, FLAC, MP3, OGG/Vorbis, M4A/AAC; Opus through
 //! libopus, [`codecs`]); rubato's FFT
-//! resampler converts the rate when it differs. A file whose rate already
+//! resampler ([`super::resample`]) converts the rate when it differs. A file whose rate already
 //! matches is not resampled, so its samples reach the mixer untouched. Mono is
 //! played on both sides; more channels are downmixed ([`super::downmix`]).
 //! This runs on a loader thread, never in the output callback.
@@ -12,8 +12,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Fft, FixedSync, Resampler};
 use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
@@ -407,8 +405,8 @@ fn walk(
     })
 }
 
-/// Converts interleaved stereo from `from_hz` to `to_hz` with rubato's FFT
-/// resampler (the whole file at once, its delay trimmed).
+/// Converts interleaved stereo from `from_hz` to `to_hz` (the whole file
+/// at once, through the same resampler a streamed stem uses).
 fn resample(path: &Path, input: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, DecodeError> {
     let err = |reason: String| DecodeError::Resample {
         path: path.to_path_buf(),
@@ -416,26 +414,16 @@ fn resample(path: &Path, input: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<
         to_hz,
         reason,
     };
+    let mut resampler = super::resample::StreamResampler::new(from_hz, to_hz).map_err(err)?;
     let frames_in = input.len() / CHANNELS;
-    let mut resampler = Fft::<f32>::new(
-        from_hz as usize,
-        to_hz as usize,
-        1024,
-        CHANNELS,
-        FixedSync::Input,
-    )
-    .map_err(|e| err(e.to_string()))?;
-    let needed = resampler.process_all_needed_output_len(frames_in);
-    let mut output = vec![0.0f32; needed * CHANNELS];
-    let adapter_in =
-        InterleavedSlice::new(input, CHANNELS, frames_in).map_err(|e| err(e.to_string()))?;
-    let mut adapter_out =
-        InterleavedSlice::new_mut(&mut output, CHANNELS, needed).map_err(|e| err(e.to_string()))?;
-    let (_, produced) = resampler
-        .process_all_into_buffer(&adapter_in, &mut adapter_out, frames_in, None)
-        .map_err(|e| err(e.to_string()))?;
-    // The exact length the new rate implies, so a stem keeps its duration.
-    let expected = (frames_in as u64 * to_hz as u64).div_ceil(from_hz as u64) as usize;
-    output.truncate(produced.min(expected) * CHANNELS);
+    let mut output = Vec::with_capacity(
+        ((frames_in as u64 * u64::from(to_hz)).div_ceil(u64::from(from_hz)) as usize) * CHANNELS,
+    );
+    let mut take = |l: f32, r: f32| {
+        output.push(l);
+        output.push(r);
+    };
+    resampler.push(input, &mut take).map_err(err)?;
+    resampler.finish(&mut take).map_err(err)?;
     Ok(output)
 }

@@ -776,7 +776,7 @@ fn mix_into(
         let (g0, g1) = (from.stems[k], to.stems[k]);
         let present = match &stem.source {
             Source::Local(_) => true,
-            Source::Remote(r) => r.covers(lo, hi),
+            Source::Streamed(r) => r.covers(lo, hi),
         };
         if let Some(m) = meter(k) {
             m.buffering.store(!present, Ordering::Relaxed);
@@ -789,7 +789,7 @@ fn mix_into(
         } else {
             match &stem.source {
                 Source::Local(s) => mix_stem(out, &LocalFrames(s), taps, g0, g1, ramp_done),
-                Source::Remote(r) => mix_stem(out, &**r, taps, g0, g1, ramp_done),
+                Source::Streamed(r) => mix_stem(out, &**r, taps, g0, g1, ramp_done),
             }
         };
         if let Some(m) = meter(k) {

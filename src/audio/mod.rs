@@ -19,6 +19,7 @@ pub mod meters;
 pub mod mp4;
 pub mod output;
 pub mod render;
+pub mod resample;
 pub mod streamer;
 
 pub use decode::{DecodeError, StemAudio, decode_file};
@@ -26,7 +27,7 @@ pub use engine::{
     AllStatus, BlockInfo, Engine, EngineHandle, EngineStats, Meter, Meters, MixGains, Retired,
     Scheduled, Solo,
 };
-pub use streamer::{RemoteStem, Streamer};
+pub use streamer::{StreamedStem, Streamer};
 
 /// The engine's sample rate (the protocol's: stem lengths are counted in it).
 pub use crate::protocol::ENGINE_RATE_HZ;

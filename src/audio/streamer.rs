@@ -1,7 +1,7 @@
 //! Streamer channels: what the engine reads each stem from.
 //!
 //! - A **local** streamer holds a file's whole decoded audio, immutable.
-//! - A **remote** streamer ([`RemoteStem`]) is filled chunk by chunk as data
+//! - A **remote** streamer ([`StreamedStem`]) is filled chunk by chunk as data
 //!   arrives from another peer (issue "remote stems"); a chunk the engine
 //!   needs that has not arrived plays as silence for that stem alone, and the
 //!   stem reports *buffering*. The engine never waits for data.
@@ -17,9 +17,8 @@
 //! arrived: a stem claiming a length costs a pointer per chunk, and the part
 //! past the end of its file is silence without samples.
 
-use std::sync::Arc;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::CHANNELS;
 use super::decode::StemAudio;
@@ -37,7 +36,7 @@ pub struct Streamer {
 #[derive(Clone, Debug)]
 pub(crate) enum Source {
     Local(Arc<[f32]>),
-    Remote(Arc<RemoteStem>),
+    Streamed(Arc<StreamedStem>),
 }
 
 impl Streamer {
@@ -49,11 +48,11 @@ impl Streamer {
         }
     }
 
-    /// A stem whose data arrives over time, through `stem`.
-    pub fn remote(name: &str, stem: Arc<RemoteStem>) -> Streamer {
+    /// A stem decoded while it plays, into `stem`.
+    pub fn streamed(name: &str, stem: Arc<StreamedStem>) -> Streamer {
         Streamer {
             name: name.to_string(),
-            source: Source::Remote(stem),
+            source: Source::Streamed(stem),
         }
     }
 
@@ -61,7 +60,7 @@ impl Streamer {
     pub fn frames(&self) -> i64 {
         match &self.source {
             Source::Local(s) => (s.len() / CHANNELS) as i64,
-            Source::Remote(r) => r.frames as i64,
+            Source::Streamed(r) => r.frames as i64,
         }
     }
 }
@@ -89,25 +88,50 @@ impl Frames for LocalFrames<'_> {
     }
 }
 
-/// A stem filled chunk by chunk while it plays. A chunk's samples are
-/// allocated when it arrives (by the filler, never the audio thread), so a
-/// stem that merely claims to be long costs a pointer per chunk, not its
-/// decoded size (issue 19: three stems claiming the longest length once made
-/// a joiner allocate about 1 GB before any data existed). The audio thread
-/// reads a chunk through a `OnceLock` (one atomic load) and never blocks.
+/// A stem decoded chunk by chunk around the playhead, from a file on this
+/// peer or from bytes fetched from others, into a bounded pool of chunk
+/// slots: memory does not grow with the stem's length (issue 20: eight
+/// five-minute stems decoded whole took 1.1 GB). A slot's samples are
+/// allocated when first filled (by the filler, never the audio thread), so
+/// a stem that merely claims to be long costs 4 bytes per chunk of index
+/// (issue 19). When the pool is full, the chunk farthest from where the
+/// music is (the playhead and a seek target, [`StreamedStem::set_focus`])
+/// makes room; a chunk farther than all of those held is not kept.
+///
+/// The audio thread reads a chunk through its index entry and its slot's tag
+/// (two Acquire loads) and never blocks. Samples are atomics, so a slot
+/// rewritten while read (which the focus rule keeps away from the playhead)
+/// gives wrong samples at worst, never undefined behaviour.
 #[derive(Debug)]
-pub struct RemoteStem {
+pub struct StreamedStem {
     frames: usize,
-    /// Per chunk: its interleaved samples once they arrived (set once).
-    chunks: Box<[OnceLock<Box<[f32]>>]>,
+    /// Per chunk: 1 + the slot holding it, or 0.
+    index: Box<[AtomicU32]>,
+    slots: Box<[Slot]>,
     /// The first chunk past the end of the file's data: it and every later
     /// chunk are silence, ready without samples (the file fell short of the
-    /// length the song claims). `chunks.len()` until the end is found.
+    /// length the song claims). `index.len()` until the end is found.
     silent_from: AtomicUsize,
+    /// Where the music is, in frames: the playhead and a seek target (-1:
+    /// none). Chunks near them are kept.
+    focus_frames: [AtomicI64; 2],
+    /// The filler's side: which chunk each slot holds.
+    held: Mutex<Vec<Option<usize>>>,
 }
 
+#[derive(Debug, Default)]
+struct Slot {
+    /// 1 + the chunk whose samples the slot holds; 0 while empty or written.
+    tag: AtomicU64,
+    samples: OnceLock<Box<[AtomicU32]>>,
+}
+
+/// How much farther a chunk behind the playhead counts than one ahead: the
+/// music moves forward, and only a seek back needs what it passed.
+const BEHIND_WEIGHT: usize = 8;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum RemoteStemError {
+pub enum StreamedStemError {
     #[error("chunk {0} is outside the stem")]
     OutOfRange(usize),
     #[error("chunk {chunk} has {got} samples, expected {expected}")]
@@ -118,17 +142,59 @@ pub enum RemoteStemError {
     },
     #[error("chunk {0} has already arrived")]
     AlreadyFilled(usize),
+    #[error("chunk {0} is farther from the playhead than every chunk held")]
+    TooFar(usize),
 }
 
-impl RemoteStem {
-    /// An empty stem of `frames` frames: every chunk missing.
-    pub fn new(frames: usize) -> RemoteStem {
+impl StreamedStem {
+    /// An empty stem of `frames` frames with room for [`DEFAULT_SLOTS`]
+    /// chunks.
+    pub fn new(frames: usize) -> StreamedStem {
+        StreamedStem::with_slots(frames, DEFAULT_SLOTS)
+    }
+
+    /// An empty stem decoded `window_frames` ahead of the playhead (and of
+    /// a seek target): room for both windows and a little behind each.
+    pub fn for_window(frames: usize, window_frames: usize) -> StreamedStem {
+        StreamedStem::with_slots(frames, slots_for_window(window_frames))
+    }
+
+    /// An empty stem of `frames` frames holding at most `slots` chunks.
+    pub fn with_slots(frames: usize, slots: usize) -> StreamedStem {
         let chunks = frames.div_ceil(CHUNK_FRAMES);
-        RemoteStem {
+        let slots = slots.clamp(1, chunks.max(1));
+        StreamedStem {
             frames,
-            chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
+            index: (0..chunks).map(|_| AtomicU32::new(0)).collect(),
+            slots: (0..slots).map(|_| Slot::default()).collect(),
             silent_from: AtomicUsize::new(chunks),
+            focus_frames: [AtomicI64::new(0), AtomicI64::new(-1)],
+            held: Mutex::new(vec![None; slots]),
         }
+    }
+
+    /// Where the music is: the playhead and the target of a seek not yet
+    /// applied, in frames. The pool keeps the chunks nearest to them.
+    pub fn set_focus(&self, playhead_frames: i64, seek_frames: Option<i64>) {
+        self.focus_frames[0].store(playhead_frames.max(0), Ordering::Relaxed);
+        (self.focus_frames[1]).store(seek_frames.map_or(-1, |f| f.max(0)), Ordering::Relaxed);
+    }
+
+    /// How far chunk `chunk` is from where the music is (lower: keep).
+    fn distance(&self, chunk: usize) -> usize {
+        (self.focus_frames.iter())
+            .map(|f| f.load(Ordering::Relaxed))
+            .filter(|&f| f >= 0)
+            .map(|f| {
+                let at = f as usize / CHUNK_FRAMES;
+                if chunk >= at {
+                    chunk - at
+                } else {
+                    (at - chunk) * BEHIND_WEIGHT
+                }
+            })
+            .min()
+            .unwrap_or(chunk)
     }
 
     /// The file's data ends at frame `end_frames`: the chunks wholly after it
@@ -139,19 +205,34 @@ impl RemoteStem {
             .fetch_min(end_frames.div_ceil(CHUNK_FRAMES), Ordering::Release);
     }
 
+    /// Chunk `chunk`'s samples, if a slot holds them.
+    #[inline]
+    fn samples_of(&self, chunk: usize) -> Option<&[AtomicU32]> {
+        let s = self.index.get(chunk)?.load(Ordering::Acquire);
+        let slot = self.slots.get((s as usize).checked_sub(1)?)?;
+        if slot.tag.load(Ordering::Acquire) != chunk as u64 + 1 {
+            return None;
+        }
+        slot.samples.get().map(|b| &**b)
+    }
+
     fn chunk_ready(&self, chunk: usize) -> bool {
-        chunk >= self.silent_from.load(Ordering::Acquire)
-            || self.chunks.get(chunk).is_some_and(|c| c.get().is_some())
+        chunk >= self.silent_from.load(Ordering::Acquire) || self.samples_of(chunk).is_some()
     }
 
     pub fn chunks(&self) -> usize {
-        self.chunks.len()
+        self.index.len()
     }
 
-    /// Sample bytes held (the chunks that have arrived).
+    /// Chunks the pool can hold at once.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Sample bytes held (the slots filled at least once).
     pub fn sample_bytes(&self) -> usize {
-        (self.chunks.iter())
-            .filter_map(OnceLock::get)
+        (self.slots.iter())
+            .filter_map(|s| s.samples.get())
             .map(|c| std::mem::size_of_val(&**c))
             .sum()
     }
@@ -173,8 +254,8 @@ impl RemoteStem {
             .min(CHUNK_FRAMES)
     }
 
-    /// Whether chunk `chunk` can be played: its samples arrived, or it lies
-    /// past the end of the file's data.
+    /// Whether chunk `chunk` can be played: its samples are held, or it
+    /// lies past the end of the file's data.
     pub fn is_ready(&self, chunk: usize) -> bool {
         chunk < self.chunks() && self.chunk_ready(chunk)
     }
@@ -185,27 +266,56 @@ impl RemoteStem {
     }
 
     /// Stores chunk `chunk` (interleaved stereo, `CHUNK_FRAMES` frames, fewer
-    /// for the last) and marks it ready. A chunk arrives once: of two fillers
-    /// racing for it, one claims it and the other is refused.
-    pub fn fill(&self, chunk: usize, samples: &[f32]) -> Result<(), RemoteStemError> {
+    /// for the last) and marks it ready, in a free slot or in place of the
+    /// chunk held farthest from the focus; refused when `chunk` is farther
+    /// than all of them. A chunk is held once: filling one held is refused.
+    pub fn fill(&self, chunk: usize, samples: &[f32]) -> Result<(), StreamedStemError> {
         if chunk >= self.chunks() {
-            return Err(RemoteStemError::OutOfRange(chunk));
+            return Err(StreamedStemError::OutOfRange(chunk));
         }
-        let first = chunk * CHUNK_FRAMES;
-        let expected = (self.frames - first).min(CHUNK_FRAMES) * CHANNELS;
+        let expected = self.chunk_frames(chunk) * CHANNELS;
         if samples.len() != expected {
-            return Err(RemoteStemError::Length {
+            return Err(StreamedStemError::Length {
                 chunk,
                 got: samples.len(),
                 expected,
             });
         }
-        if self.chunks[chunk].get().is_some() {
-            return Err(RemoteStemError::AlreadyFilled(chunk));
+        // Fillers take turns (the audio thread never takes this lock).
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.contains(&Some(chunk)) {
+            return Err(StreamedStemError::AlreadyFilled(chunk));
         }
-        self.chunks[chunk]
-            .set(samples.into())
-            .map_err(|_| RemoteStemError::AlreadyFilled(chunk))
+        let slot = match held.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                let (victim, far) = (held.iter().enumerate())
+                    .filter_map(|(s, c)| Some((s, self.distance((*c)?))))
+                    .max_by_key(|&(_, d)| d)
+                    .expect("a full pool holds chunks");
+                if far <= self.distance(chunk) {
+                    return Err(StreamedStemError::TooFar(chunk));
+                }
+                victim
+            }
+        };
+        let s = &self.slots[slot];
+        if let Some(old) = held[slot].take() {
+            self.index[old].store(0, Ordering::Release);
+        }
+        s.tag.store(0, Ordering::Release);
+        let data = s.samples.get_or_init(|| {
+            (0..CHUNK_FRAMES * CHANNELS)
+                .map(|_| AtomicU32::new(0))
+                .collect()
+        });
+        for (d, x) in data.iter().zip(samples) {
+            d.store(x.to_bits(), Ordering::Relaxed);
+        }
+        s.tag.store(chunk as u64 + 1, Ordering::Release);
+        self.index[chunk].store(slot as u32 + 1, Ordering::Release);
+        held[slot] = Some(chunk);
+        Ok(())
     }
 
     /// Whether every frame in `first..=last` is readable (frames outside the
@@ -220,19 +330,33 @@ impl RemoteStem {
     }
 }
 
-impl Frames for RemoteStem {
+/// Chunks held by a stem of no stated window: about 25 s of audio.
+pub const DEFAULT_SLOTS: usize = 256;
+
+/// The slots a stem decoded `window_frames` ahead needs: the window after
+/// the playhead and after a seek target, and what the weight of the past
+/// keeps behind each, so a chunk in either window always has room.
+pub fn slots_for_window(window_frames: usize) -> usize {
+    let window = window_frames.div_ceil(CHUNK_FRAMES).max(1);
+    2 * (window + window.div_ceil(BEHIND_WEIGHT) + 1) + 4
+}
+
+impl Frames for StreamedStem {
     #[inline]
     fn frame(&self, i: i64) -> (f32, f32) {
         if i < 0 {
             return (0.0, 0.0);
         }
         let i = i as usize;
-        let Some(chunk) = self.chunks.get(i / CHUNK_FRAMES).and_then(OnceLock::get) else {
+        let Some(chunk) = self.samples_of(i / CHUNK_FRAMES) else {
             return (0.0, 0.0);
         };
         let at = (i % CHUNK_FRAMES) * CHANNELS;
         match chunk.get(at..at + CHANNELS) {
-            Some(s) => (s[0], s[1]),
+            Some(s) => (
+                f32::from_bits(s[0].load(Ordering::Relaxed)),
+                f32::from_bits(s[1].load(Ordering::Relaxed)),
+            ),
             None => (0.0, 0.0),
         }
     }
@@ -247,9 +371,9 @@ mod tests {
     #[test]
     fn a_claimed_length_allocates_nothing_until_data_arrives() {
         let frames = crate::protocol::stem::MAX_STEM_SECS as usize * 48_000;
-        let r = RemoteStem::new(frames);
+        let r = StreamedStem::new(frames);
         assert_eq!(r.sample_bytes(), 0);
-        let table = std::mem::size_of_val(&*r.chunks);
+        let table = std::mem::size_of_val(&*r.index) + std::mem::size_of_val(&*r.slots);
         assert!(
             table * 100 < frames * CHANNELS * 4,
             "{table} bytes of table for a stem of {frames} frames"
@@ -266,7 +390,7 @@ mod tests {
     #[test]
     fn past_the_end_of_the_data_is_silence_without_samples() {
         let frames = crate::protocol::stem::MAX_STEM_SECS as usize * 48_000;
-        let r = RemoteStem::new(frames);
+        let r = StreamedStem::new(frames);
         r.fill(0, &vec![0.5; CHUNK_FRAMES * CHANNELS]).unwrap();
         r.end_data(CHUNK_FRAMES + 10);
         assert!(!r.is_ready(1), "the file ends inside chunk 1");
@@ -283,9 +407,73 @@ mod tests {
         assert!(r.is_ready(2), "an end found later does not undo one found");
     }
 
+    /// However long the stem and however much is filled, the pool holds at
+    /// most its slots; the chunks kept are those nearest the focus, and a
+    /// chunk farther than all of them is refused.
+    #[test]
+    fn the_pool_is_bounded_and_keeps_what_is_near_the_playhead() {
+        let chunks = 1000;
+        let r = StreamedStem::with_slots(chunks * CHUNK_FRAMES, 10);
+        let full = vec![0.5; CHUNK_FRAMES * CHANNELS];
+        r.set_focus(0, None);
+        for c in 0..10 {
+            r.fill(c, &full).unwrap();
+        }
+        assert_eq!(r.fill(10, &full), Err(StreamedStemError::TooFar(10)));
+        // The playhead moves on: the chunks it passed make room, the
+        // oldest first.
+        r.set_focus(5 * CHUNK_FRAMES as i64, None);
+        r.fill(10, &full).unwrap();
+        assert!(!r.is_ready(0) && r.is_ready(1) && r.is_ready(10));
+        // A seek target far away: its chunk evicts the farthest behind.
+        r.set_focus(5 * CHUNK_FRAMES as i64, Some(900 * CHUNK_FRAMES as i64));
+        r.fill(900, &full).unwrap();
+        assert!(!r.is_ready(1) && r.is_ready(900));
+        assert_eq!(
+            r.fill(900, &full),
+            Err(StreamedStemError::AlreadyFilled(900))
+        );
+        assert_eq!(r.ready_chunks(), 10);
+        assert_eq!(r.sample_bytes(), 10 * CHUNK_FRAMES * CHANNELS * 4);
+        assert_eq!(r.frame_at(900 * CHUNK_FRAMES as i64), (0.5, 0.5));
+        assert_eq!(r.frame_at(0), (0.0, 0.0), "evicted is silence");
+    }
+
+    /// With the slots a window asks for, a chunk in the window after the
+    /// playhead or after the seek target always has room, wherever the
+    /// rest of the pool was filled.
+    #[test]
+    fn a_window_always_has_room() {
+        let window = 40 * CHUNK_FRAMES;
+        let r = StreamedStem::for_window(10_000 * CHUNK_FRAMES, window);
+        let full = vec![0.25; CHUNK_FRAMES * CHANNELS];
+        let mut filled = 0;
+        for (play, seek) in [
+            (0, None),
+            (3000, Some(7000)),
+            (3500, Some(20)),
+            (9000, None),
+        ] {
+            r.set_focus(
+                play * CHUNK_FRAMES as i64,
+                seek.map(|s| s * CHUNK_FRAMES as i64),
+            );
+            for at in std::iter::once(play).chain(seek) {
+                for c in at as usize..at as usize + 40 {
+                    match r.fill(c, &full) {
+                        Ok(()) => filled += 1,
+                        Err(StreamedStemError::AlreadyFilled(_)) => {}
+                        Err(e) => panic!("{e} (focus {play}, {seek:?})"),
+                    }
+                }
+            }
+        }
+        assert!(filled > r.slots(), "the pool was reused");
+    }
+
     #[test]
     fn chunks_arrive_once_with_the_right_length() {
-        let r = RemoteStem::new(CHUNK_FRAMES * 2 + 10);
+        let r = StreamedStem::new(CHUNK_FRAMES * 2 + 10);
         assert_eq!(r.chunks(), 3);
         assert!(!r.covers(0, 0));
         assert!(r.covers(-50, -1), "before the stem is silence");
@@ -295,11 +483,11 @@ mod tests {
         );
         let full = vec![0.25; CHUNK_FRAMES * CHANNELS];
         assert_eq!(r.fill(1, &full), Ok(()));
-        assert_eq!(r.fill(1, &full), Err(RemoteStemError::AlreadyFilled(1)));
-        assert_eq!(r.fill(3, &full), Err(RemoteStemError::OutOfRange(3)));
+        assert_eq!(r.fill(1, &full), Err(StreamedStemError::AlreadyFilled(1)));
+        assert_eq!(r.fill(3, &full), Err(StreamedStemError::OutOfRange(3)));
         assert_eq!(
             r.fill(2, &full),
-            Err(RemoteStemError::Length {
+            Err(StreamedStemError::Length {
                 chunk: 2,
                 got: full.len(),
                 expected: 20

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tracing::info;
 
 use crate::audio::engine::EngineStats;
-use crate::audio::{CHANNELS, ENGINE_RATE_HZ, RemoteStem, StemAudio, Streamer};
+use crate::audio::{CHANNELS, ENGINE_RATE_HZ, StemAudio, StreamedStem, Streamer};
 use crate::protocol::message::{Room, StemHash};
 use crate::protocol::{PeerId, ns_to_frames};
 use crate::room::store::StemStore;
@@ -376,7 +376,10 @@ impl RoomShell {
                     "{} is generated audio on another peer: there is no file to fetch",
                     info.name
                 ));
-                streamers.push(Streamer::remote(&info.name, Arc::new(RemoteStem::new(0))));
+                streamers.push(Streamer::streamed(
+                    &info.name,
+                    Arc::new(StreamedStem::new(0)),
+                ));
                 self.slots.push(Slot::Local);
                 continue;
             }
@@ -391,17 +394,21 @@ impl RoomShell {
                     StemSource::Remote,
                 ),
             };
-            let pcm = Arc::new(RemoteStem::new(info.frames as usize));
             let window_frames = ns_to_frames(self.window_ns, ENGINE_RATE_HZ);
+            let pcm = Arc::new(StreamedStem::for_window(
+                info.frames as usize,
+                window_frames as usize,
+            ));
             if let Err(e) = stream::spawn(
-                store.clone(),
+                stream::Input::Store(store.clone()),
+                &info.name,
                 pcm.clone(),
                 self.playhead.clone(),
                 window_frames,
             ) {
                 errors.push(format!("cannot start the decoder of {}: {e}", info.name));
             }
-            streamers.push(Streamer::remote(&info.name, pcm));
+            streamers.push(Streamer::streamed(&info.name, pcm));
             match source {
                 StemSource::Cached => {
                     info!(stem = %info.name, "playing from the cache");
