@@ -9,13 +9,13 @@ use std::process::ExitCode;
 use std::net::SocketAddr;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use synfony::audio::ENGINE_RATE_HZ;
-use synfony::audio::load::load_each;
+use synfony::audio::load::{LoadError, load_each, open_each};
 use synfony::audio::output::OutputConfig;
 use synfony::audio::output::{
     DEFAULT_PERIOD_FRAMES, MAX_DEVICE_DRIFT_PPM, OutputKind, PERIOD_FRAMES_RANGE,
 };
 use synfony::audio::render::{RenderSpec, StemRef, render, write_wav};
+use synfony::audio::{ENGINE_RATE_HZ, LocalStem};
 use synfony::host_clock::{LocalClock, monotonic_ns};
 use synfony::runtime::peer::run_headless;
 use synfony::ui::PeerTemplate;
@@ -207,7 +207,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 }
 
 fn run_render(args: RenderArgs) -> anyhow::Result<()> {
-    let (stems, _) = load_or_skip(&args.stems, args.rate)?;
+    let (stems, _) = load_or_skip(load_each(&args.stems, args.rate), &args.stems)?;
     let spec = RenderSpec {
         gains_db: args.gains,
         muted: args.mutes.iter().map(|m| StemRef::parse(m)).collect(),
@@ -223,14 +223,13 @@ fn run_render(args: RenderArgs) -> anyhow::Result<()> {
 /// Files that did not load, and why.
 type Skipped = Vec<(PathBuf, String)>;
 
-/// The stems of `paths` that load; each file that does not is skipped with
-/// a line on stderr naming it and why. Nothing loaded is the error (one
+/// The stems that loaded (of `paths`); each file that did not is skipped
+/// with a line on stderr naming it and why. Nothing loaded is the error (one
 /// line, every problem in it).
-fn load_or_skip(
+fn load_or_skip<T>(
+    (stems, problems): (Vec<T>, Vec<LoadError>),
     paths: &[PathBuf],
-    rate_hz: u32,
-) -> anyhow::Result<(Vec<synfony::audio::StemAudio>, Skipped)> {
-    let (stems, problems) = load_each(paths, rate_hz);
+) -> anyhow::Result<(Vec<T>, Skipped)> {
     if stems.is_empty() {
         let all: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         if all.is_empty() {
@@ -340,7 +339,9 @@ fn run_headless_peer(args: PeerArgs) -> anyhow::Result<()> {
         tracing::info!("no stems: this peer fetches the session's song from the other peers");
         (Vec::new(), Vec::new())
     } else {
-        load_or_skip(&paths, ENGINE_RATE_HZ)?
+        // Streamed from disk: only headers are read before the peer starts.
+        let (files, skipped) = load_or_skip(open_each(&paths, ENGINE_RATE_HZ), &paths)?;
+        (files.into_iter().map(LocalStem::from).collect(), skipped)
     };
     let mut opts = template(&args, false)?.options(stems);
     opts.skipped = skipped;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use egui::Key;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use synfony::audio::{ENGINE_RATE_HZ, StemAudio};
+use synfony::audio::decode::Probe;
+use synfony::audio::{ENGINE_RATE_HZ, FileStem, StemAudio};
 use synfony::protocol::message::StemHash;
 use synfony::protocol::{
     Channel, Decision, Event, PeerId, Round, SessionState, Verdict, Vote, VoteOutcome,
@@ -25,20 +26,34 @@ use synfony::ui::{LoadedStem, MixerApp, PeerTemplate, Settings, StemKey};
 const ME: PeerId = PeerId(0xA11CE);
 const BOB: PeerId = PeerId(0xB0B);
 
+/// A quiet 220 Hz tone, so meters and the overview have something.
+fn tone(name: &str, secs: f64) -> StemAudio {
+    let frames = (secs * f64::from(ENGINE_RATE_HZ)) as usize;
+    let samples: Vec<f32> = (0..frames * 2)
+        .map(|i| 0.2 * (i as f32 / 2.0 * 220.0 * std::f32::consts::TAU / 48_000.0).sin())
+        .collect();
+    StemAudio::from_interleaved(name, ENGINE_RATE_HZ, samples)
+}
+
 fn stems(names: &[&str], secs: f64) -> Vec<LoadedStem> {
     names
         .iter()
         .map(|n| {
-            let frames = (secs * f64::from(ENGINE_RATE_HZ)) as usize;
-            // A quiet 220 Hz tone, so meters and the overview have something.
-            let samples: Vec<f32> = (0..frames * 2)
-                .map(|i| 0.2 * (i as f32 / 2.0 * 220.0 * std::f32::consts::TAU / 48_000.0).sin())
-                .collect();
-            let audio = StemAudio::from_interleaved(n, ENGINE_RATE_HZ, samples);
+            let audio = tone(n, secs);
+            let frames = audio.frames() as u64;
             LoadedStem {
-                path: PathBuf::from(format!("/stems/{n}.flac")),
+                file: FileStem {
+                    name: n.to_string(),
+                    path: PathBuf::from(format!("/stems/{n}.flac")),
+                    probe: Probe {
+                        source_rate_hz: ENGINE_RATE_HZ,
+                        source_channels: 2,
+                        source_frames: frames,
+                        frames,
+                        truncated: None,
+                    },
+                },
                 overview: Overview::of(&audio),
-                audio,
             }
         })
         .collect()
@@ -416,7 +431,8 @@ fn a_bad_join_address_shows_an_error() {
 fn a_real_peer_plays_what_the_window_votes() {
     let stems = stems(&["bass", "keys"], 5.0);
     let handle = PeerHandle::spawn(
-        PeerTemplate::loopback("me").options(stems.iter().map(|s| s.audio.clone()).collect()),
+        PeerTemplate::loopback("me")
+            .options(vec![tone("bass", 5.0).into(), tone("keys", 5.0).into()]),
         Box::new(|| {}),
     )
     .expect("a peer starts on loopback");

@@ -22,9 +22,13 @@ use symphonia::core::meta::MetadataOptions;
 use super::CHANNELS;
 use super::downmix::Downmix;
 
-/// The longest stem accepted, in seconds: bounds the memory a hostile or
-/// mistaken file can claim (15 min of 48 kHz stereo f32 is 346 MB).
+/// The longest stem accepted, in seconds (streamed, it costs no more memory
+/// than a short one).
 pub use crate::protocol::stem::MAX_STEM_SECS;
+
+/// The longest file decoded whole into memory ([`decode_file`]: `render`
+/// and tests), in seconds: 15 min of 48 kHz stereo f32 is 346 MB.
+pub const MAX_DECODED_SECS: u64 = 15 * 60;
 
 /// A decoded stem, ready for the mixer.
 #[derive(Clone, Debug)]
@@ -80,7 +84,7 @@ pub enum DecodeError {
     Corrupt { path: PathBuf, reason: String },
     #[error("{path}: holds no audio")]
     Empty { path: PathBuf },
-    #[error("{path}: longer than the {max_secs} s a stem may last")]
+    #[error("{path}: longer than the {max_secs} s allowed")]
     TooLong { path: PathBuf, max_secs: u64 },
     #[error("{path}: cannot resample from {from_hz} Hz to {to_hz} Hz: {reason}")]
     Resample {
@@ -168,10 +172,12 @@ fn decode_stereo(
     let mut out: Vec<f32> = Vec::new();
     let walked = walk(path, source, |frames, downmix, rate| {
         let channels = downmix.channels();
-        if out.len() / CHANNELS + frames.len() / channels > MAX_STEM_SECS as usize * rate as usize {
+        if out.len() / CHANNELS + frames.len() / channels
+            > MAX_DECODED_SECS as usize * rate as usize
+        {
             return Err(DecodeError::TooLong {
                 path: path.to_path_buf(),
-                max_secs: MAX_STEM_SECS,
+                max_secs: MAX_DECODED_SECS,
             });
         }
         out.reserve(frames.len() / channels * CHANNELS);
@@ -216,18 +222,122 @@ pub struct Probe {
 /// Decodes `path` through, keeping nothing: whether it is audio synfony
 /// plays, and how long. Memory does not grow with the file's length.
 pub fn probe_file(path: &Path, rate_hz: u32) -> Result<Probe, DecodeError> {
+    peaks_file(path, rate_hz, 0).map(|(probe, _)| probe)
+}
+
+/// [`probe_file`], keeping the peak (of either side, after the downmix) of
+/// every `1/peaks_per_sec` s: a waveform overview without the samples
+/// (none when `peaks_per_sec` is 0).
+pub fn peaks_file(
+    path: &Path,
+    rate_hz: u32,
+    peaks_per_sec: u32,
+) -> Result<(Probe, Vec<f32>), DecodeError> {
     let file = File::open(path).map_err(|source| DecodeError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    let w = walk(path, Box::new(file), |_, _, _| Ok(()))?;
-    Ok(Probe {
+    let mut peaks = Vec::new();
+    let (mut peak, mut in_bucket) = (0f32, 0u64);
+    let w = walk(path, Box::new(file), |frames, downmix, rate| {
+        if peaks_per_sec == 0 {
+            return Ok(());
+        }
+        let bucket = u64::from((rate / peaks_per_sec).max(1));
+        for frame in frames.chunks_exact(downmix.channels()) {
+            let (l, r) = downmix.frame(frame);
+            peak = peak.max(l.abs()).max(r.abs());
+            in_bucket += 1;
+            if in_bucket == bucket {
+                peaks.push(peak);
+                (peak, in_bucket) = (0.0, 0);
+            }
+        }
+        Ok(())
+    })?;
+    if in_bucket > 0 {
+        peaks.push(peak);
+    }
+    let probe = Probe {
         source_rate_hz: w.rate_hz,
         source_channels: w.channels,
         source_frames: w.frames,
         truncated: w.truncated,
         frames: (w.frames * u64::from(rate_hz)).div_ceil(u64::from(w.rate_hz)),
-    })
+    };
+    Ok((probe, peaks))
+}
+
+/// What a file holds, as [`probe_file`] says, without decoding it through
+/// where its header says exactly: a PCM file's or a FLAC's length is a
+/// count, not an estimate (taken only if its last frame decodes, so a
+/// truncated file is walked and found out). Longer than [`MAX_STEM_SECS`] is
+/// refused. This is how a stem streamed from disk starts: in milliseconds.
+pub fn probe_quick(path: &Path, rate_hz: u32) -> Result<Probe, DecodeError> {
+    let probe = match header_probe(path) {
+        Some((source_rate_hz, source_channels, source_frames)) => Probe {
+            source_rate_hz,
+            source_channels,
+            source_frames,
+            truncated: None,
+            frames: (source_frames * u64::from(rate_hz)).div_ceil(u64::from(source_rate_hz)),
+        },
+        None => probe_file(path, rate_hz)?,
+    };
+    if probe.source_frames > MAX_STEM_SECS * u64::from(probe.source_rate_hz) {
+        return Err(DecodeError::TooLong {
+            path: path.to_path_buf(),
+            max_secs: MAX_STEM_SECS,
+        });
+    }
+    Ok(probe)
+}
+
+/// The rate, channels and frames a PCM or FLAC file's header gives, if its
+/// last frame is there; `None` otherwise (or on any doubt).
+fn header_probe(path: &Path) -> Option<(u32, usize, u64)> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    if !["wav", "wave", "aif", "aiff", "aifc", "flac"].contains(&ext.as_str()) {
+        return None;
+    }
+    let mut hint = Hint::new();
+    hint.with_extension(&ext);
+    let mss = MediaSourceStream::new(Box::new(File::open(path).ok()?), Default::default());
+    let mut format = symphonia::default::get_probe()
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .ok()?;
+    let track = format.default_track(TrackType::Audio)?;
+    let (track_id, frames) = (track.id, track.num_frames?);
+    let params = track.codec_params.as_ref()?.audio()?.clone();
+    let rate = params.sample_rate.filter(|r| SOURCE_RATES_HZ.contains(r))?;
+    let channels = params.channels.as_ref()?.count();
+    if frames == 0 || channels == 0 {
+        return None;
+    }
+    let mut decoder = codecs()
+        .make_audio_decoder(&params, &AudioDecoderOptions::default())
+        .ok()?;
+    format
+        .seek(
+            symphonia::core::formats::SeekMode::Accurate,
+            symphonia::core::formats::SeekTo::Timestamp {
+                ts: symphonia::core::units::Timestamp::new(frames as i64 - 1),
+                track_id,
+            },
+        )
+        .ok()?;
+    loop {
+        let packet = format.next_packet().ok()??;
+        if packet.track_id == track_id {
+            let decoded = decoder.decode(&packet).ok()?;
+            return (decoded.frames() > 0).then_some((rate, channels, frames));
+        }
+    }
 }
 
 /// What [`walk`] found: the file's rate and channel count, the frames it

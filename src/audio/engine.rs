@@ -292,13 +292,23 @@ impl Retired {
 impl Engine {
     /// A paused engine at position 0 with unity gains, and its control handle.
     pub fn new(stems: Vec<Streamer>, rate_hz: u32) -> (Engine, EngineHandle, Retired) {
+        Engine::with_stats(stems, rate_hz, Arc::new(EngineStats::default()))
+    }
+
+    /// [`Engine::new`] publishing its playhead and counters in `stats`
+    /// (shared before the engine exists: the decoders of streamed stems
+    /// follow its playhead).
+    pub fn with_stats(
+        stems: Vec<Streamer>,
+        rate_hz: u32,
+        stats: Arc<EngineStats>,
+    ) -> (Engine, EngineHandle, Retired) {
         let (tx, rx) = rtrb::RingBuffer::new(COMMAND_CAPACITY);
         let (ret_tx, ret_rx) = rtrb::RingBuffer::new(COMMAND_CAPACITY + MAX_PENDING + 1);
         let meters = Arc::new(Meters {
             stems: (0..MAX_STEMS).map(|_| Meter::default()).collect(),
             master: Meter::default(),
         });
-        let stats = Arc::new(EngineStats::default());
         let solo = Arc::new(Solo::new(MAX_STEMS));
         let handle = EngineHandle {
             commands: tx,

@@ -16,7 +16,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::decode::{DecodeError, StemAudio, decode_file, is_audio_file};
+use super::decode::{
+    DecodeError, Probe, StemAudio, decode_file, is_audio_file, probe_quick, stem_name,
+};
 
 pub use crate::protocol::MAX_STEMS;
 
@@ -155,13 +157,96 @@ pub fn load_all(paths: &[PathBuf], rate_hz: u32) -> Result<Vec<StemAudio>, LoadE
 /// The stems of `paths` that load at `rate_hz`, and a problem for each one
 /// that does not (the window's way, without its cache).
 pub fn load_each(paths: &[PathBuf], rate_hz: u32) -> (Vec<StemAudio>, Vec<LoadError>) {
+    split(each(paths, |f| decode_file(f, rate_hz)))
+}
+
+/// What loaded, and the problems.
+fn split<T>(results: impl Iterator<Item = Result<T, LoadError>>) -> (Vec<T>, Vec<LoadError>) {
     let mut stems = Vec::new();
     let mut problems = Vec::new();
-    for r in each(paths, |f| decode_file(f, rate_hz)) {
+    for r in results {
         match r {
             Ok(s) => stems.push(s),
             Err(e) => problems.push(e),
         }
     }
     (stems, problems)
+}
+
+/// A stem file this peer plays, streamed from disk around the playhead:
+/// its name, where it is, and what its header (or a pass through it) says.
+#[derive(Clone, Debug)]
+pub struct FileStem {
+    pub name: String,
+    pub path: PathBuf,
+    pub probe: Probe,
+}
+
+impl FileStem {
+    /// Opens `path` as a stem: its header read ([`probe_quick`]), no
+    /// samples decoded or kept.
+    pub fn open(path: &Path, rate_hz: u32) -> Result<FileStem, DecodeError> {
+        Ok(FileStem {
+            name: stem_name(path),
+            path: path.to_path_buf(),
+            probe: probe_quick(path, rate_hz)?,
+        })
+    }
+
+    /// Length at the engine rate.
+    pub fn frames(&self) -> usize {
+        self.probe.frames as usize
+    }
+}
+
+/// A stem a peer starts with.
+#[derive(Clone, Debug)]
+pub enum LocalStem {
+    /// A file, streamed from disk (bounded memory whatever its length).
+    File(FileStem),
+    /// Audio in memory: generated (tests, the window's placeholders).
+    Audio(StemAudio),
+}
+
+impl LocalStem {
+    pub fn name(&self) -> &str {
+        match self {
+            LocalStem::File(f) => &f.name,
+            LocalStem::Audio(a) => &a.name,
+        }
+    }
+
+    /// Length at the engine rate.
+    pub fn frames(&self) -> usize {
+        match self {
+            LocalStem::File(f) => f.frames(),
+            LocalStem::Audio(a) => a.frames(),
+        }
+    }
+
+    /// The file it plays, if any: what this peer serves to others.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            LocalStem::File(f) => Some(&f.path),
+            LocalStem::Audio(a) => a.path.as_deref(),
+        }
+    }
+}
+
+impl From<StemAudio> for LocalStem {
+    fn from(audio: StemAudio) -> LocalStem {
+        LocalStem::Audio(audio)
+    }
+}
+
+impl From<FileStem> for LocalStem {
+    fn from(file: FileStem) -> LocalStem {
+        LocalStem::File(file)
+    }
+}
+
+/// The stems of `paths` opened to stream ([`FileStem::open`]), and a
+/// problem for each file that does not open.
+pub fn open_each(paths: &[PathBuf], rate_hz: u32) -> (Vec<FileStem>, Vec<LoadError>) {
+    split(each(paths, |f| FileStem::open(f, rate_hz)))
 }

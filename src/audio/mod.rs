@@ -27,6 +27,7 @@ pub use engine::{
     AllStatus, BlockInfo, Engine, EngineHandle, EngineStats, Meter, Meters, MixGains, Retired,
     Scheduled, Solo,
 };
+pub use load::{FileStem, LocalStem};
 pub use streamer::{StreamedStem, Streamer};
 
 /// The engine's sample rate (the protocol's: stem lengths are counted in it).

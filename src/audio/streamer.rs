@@ -92,9 +92,9 @@ impl Frames for LocalFrames<'_> {
 /// peer or from bytes fetched from others, into a bounded pool of chunk
 /// slots: memory does not grow with the stem's length (issue 20: eight
 /// five-minute stems decoded whole took 1.1 GB). A slot's samples are
-/// allocated when first filled (by the filler, never the audio thread), so
-/// a stem that merely claims to be long costs 4 bytes per chunk of index
-/// (issue 19). When the pool is full, the chunk farthest from where the
+/// allocated when first filled (by the filler, never the audio thread), and
+/// so is its index, a page at a time: a stem that merely claims to be long
+/// costs a pointer per page (issue 19). When the pool is full, the chunk farthest from where the
 /// music is (the playhead and a seek target, [`StreamedStem::set_focus`])
 /// makes room; a chunk farther than all of those held is not kept.
 ///
@@ -105,12 +105,15 @@ impl Frames for LocalFrames<'_> {
 #[derive(Debug)]
 pub struct StreamedStem {
     frames: usize,
-    /// Per chunk: 1 + the slot holding it, or 0.
-    index: Box<[AtomicU32]>,
+    chunks: usize,
+    /// Per chunk: 1 + the slot holding it, or 0; in pages of [`PAGE`]
+    /// chunks allocated when a chunk in them is first filled, so a stem
+    /// claiming the longest length costs a pointer per page.
+    index: Box<[OnceLock<Box<[AtomicU32]>>]>,
     slots: Box<[Slot]>,
     /// The first chunk past the end of the file's data: it and every later
     /// chunk are silence, ready without samples (the file fell short of the
-    /// length the song claims). `index.len()` until the end is found.
+    /// length the song claims). `chunks` until the end is found.
     silent_from: AtomicUsize,
     /// Where the music is, in frames: the playhead and a seek target (-1:
     /// none). Chunks near them are kept.
@@ -165,7 +168,10 @@ impl StreamedStem {
         let slots = slots.clamp(1, chunks.max(1));
         StreamedStem {
             frames,
-            index: (0..chunks).map(|_| AtomicU32::new(0)).collect(),
+            chunks,
+            index: (0..chunks.div_ceil(PAGE))
+                .map(|_| OnceLock::new())
+                .collect(),
             slots: (0..slots).map(|_| Slot::default()).collect(),
             silent_from: AtomicUsize::new(chunks),
             focus_frames: [AtomicI64::new(0), AtomicI64::new(-1)],
@@ -205,10 +211,16 @@ impl StreamedStem {
             .fetch_min(end_frames.div_ceil(CHUNK_FRAMES), Ordering::Release);
     }
 
+    /// Chunk `chunk`'s index entry, if its page exists.
+    #[inline]
+    fn entry(&self, chunk: usize) -> Option<&AtomicU32> {
+        self.index.get(chunk / PAGE)?.get()?.get(chunk % PAGE)
+    }
+
     /// Chunk `chunk`'s samples, if a slot holds them.
     #[inline]
     fn samples_of(&self, chunk: usize) -> Option<&[AtomicU32]> {
-        let s = self.index.get(chunk)?.load(Ordering::Acquire);
+        let s = self.entry(chunk)?.load(Ordering::Acquire);
         let slot = self.slots.get((s as usize).checked_sub(1)?)?;
         if slot.tag.load(Ordering::Acquire) != chunk as u64 + 1 {
             return None;
@@ -221,7 +233,7 @@ impl StreamedStem {
     }
 
     pub fn chunks(&self) -> usize {
-        self.index.len()
+        self.chunks
     }
 
     /// Chunks the pool can hold at once.
@@ -300,8 +312,10 @@ impl StreamedStem {
             }
         };
         let s = &self.slots[slot];
-        if let Some(old) = held[slot].take() {
-            self.index[old].store(0, Ordering::Release);
+        if let Some(old) = held[slot].take()
+            && let Some(e) = self.entry(old)
+        {
+            e.store(0, Ordering::Release);
         }
         s.tag.store(0, Ordering::Release);
         let data = s.samples.get_or_init(|| {
@@ -313,7 +327,9 @@ impl StreamedStem {
             d.store(x.to_bits(), Ordering::Relaxed);
         }
         s.tag.store(chunk as u64 + 1, Ordering::Release);
-        self.index[chunk].store(slot as u32 + 1, Ordering::Release);
+        let page =
+            self.index[chunk / PAGE].get_or_init(|| (0..PAGE).map(|_| AtomicU32::new(0)).collect());
+        page[chunk % PAGE].store(slot as u32 + 1, Ordering::Release);
         held[slot] = Some(chunk);
         Ok(())
     }
@@ -329,6 +345,9 @@ impl StreamedStem {
         (clamp(first)..=clamp(last)).all(|c| self.chunk_ready(c))
     }
 }
+
+/// Chunks per page of a stem's index (about 7 minutes).
+const PAGE: usize = 4096;
 
 /// Chunks held by a stem of no stated window: about 25 s of audio.
 pub const DEFAULT_SLOTS: usize = 256;

@@ -26,9 +26,11 @@ pub const MAX_CHUNKS: usize = 2048;
 pub const MAX_STEM_FILE_BYTES: u64 = MAX_CHUNKS as u64 * MAX_CHUNK_BYTES as u64;
 /// Longest format tag (a lower-case file extension).
 pub const MAX_FORMAT_BYTES: usize = 16;
-/// The longest stem, in seconds: the decoder refuses longer files and a peer
-/// refuses a stem that claims to be longer.
-pub const MAX_STEM_SECS: u64 = 15 * 60;
+/// The longest stem, in seconds (12 hours): a peer refuses a stem that claims
+/// to be longer. Stems stream from disk in bounded memory, so this is no cap
+/// on real music: a file this long at the lowest bitrate anyone exports
+/// (MP3 at 96 kbit/s) is larger than [`MAX_STEM_FILE_BYTES`].
+pub const MAX_STEM_SECS: u64 = 12 * 60 * 60;
 
 /// The chunk size of a file of `size_bytes`.
 pub fn chunk_bytes_for(size_bytes: u64) -> u32 {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tracing::info;
 
 use crate::audio::engine::EngineStats;
-use crate::audio::{CHANNELS, ENGINE_RATE_HZ, StemAudio, StreamedStem, Streamer};
+use crate::audio::{ENGINE_RATE_HZ, FileStem, LocalStem, StreamedStem, Streamer};
 use crate::protocol::message::{Room, StemHash};
 use crate::protocol::{PeerId, ns_to_frames};
 use crate::room::store::StemStore;
@@ -87,6 +87,30 @@ enum Slot {
 /// down): path, stem name, frames.
 pub(super) type Describer = Arc<dyn Fn(&Path, &str, u64) -> Result<StemInfo, String> + Send + Sync>;
 
+/// How far ahead of the playhead (and of a seek target) this peer's own
+/// files are decoded: disk is near, so a few seconds, a few MB a stem.
+const LOCAL_WINDOW_NS: i64 = 5_000_000_000;
+
+/// A channel streaming `file` from disk around `playhead`.
+fn stream_file(file: &FileStem, playhead: &Arc<Playhead>) -> Streamer {
+    let window_frames = ns_to_frames(LOCAL_WINDOW_NS, ENGINE_RATE_HZ);
+    let pcm = Arc::new(StreamedStem::for_window(
+        file.frames(),
+        window_frames as usize,
+    ));
+    let input = stream::Input::file(&file.path);
+    if let Err(e) = stream::spawn(
+        input,
+        &file.name,
+        pcm.clone(),
+        playhead.clone(),
+        window_frames,
+    ) {
+        tracing::warn!("cannot start the decoder of {}: {e}", file.path.display());
+    }
+    Streamer::streamed(&file.name, pcm)
+}
+
 /// The real describer: reads and hashes the file.
 pub(super) fn describe_file() -> Describer {
     Arc::new(|path, name, frames| {
@@ -140,9 +164,9 @@ pub(super) struct RoomShell {
     /// Link inputs waiting for the exchange.
     pending: Vec<LinkInput>,
     song_is_ours: bool,
-    /// Until described: this peer's stems, in order, with their samples
-    /// (generated audio is named by them).
-    undescribed: Vec<(Own, Arc<[f32]>)>,
+    /// Until described: this peer's stems, in order, with their length and
+    /// the samples of generated audio (which is named by them).
+    undescribed: Vec<(Own, u64, Option<Arc<[f32]>>)>,
     cache_dir: Option<PathBuf>,
     window_ns: i64,
     pub playhead: Arc<Playhead>,
@@ -160,32 +184,40 @@ pub(super) struct RoomShell {
 
 impl RoomShell {
     /// Sets up the room for this peer's `stems`: with `song_is_ours`, they
-    /// are the song. The exchange starts once [`RoomShell::describe_job`]'s
-    /// result is given to [`RoomShell::described`].
+    /// are the song. A file starts streaming from disk at once (its decoder
+    /// follows the playhead in `stats`); the exchange starts once
+    /// [`RoomShell::describe_job`]'s result is given to
+    /// [`RoomShell::described`].
     pub fn new(
-        stems: &[StemAudio],
+        stems: &[LocalStem],
         song_is_ours: bool,
         cache_dir: Option<PathBuf>,
         window_ns: i64,
         stats: Arc<EngineStats>,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> RoomShell {
+        let playhead = Arc::new(Playhead::new(stats));
+        let undescribed = (stems.iter())
+            .map(|s| {
+                let (streamer, samples) = match s {
+                    LocalStem::File(f) => (stream_file(f, &playhead), None),
+                    LocalStem::Audio(a) => (Streamer::local(a), Some(a.samples.clone())),
+                };
+                let own = Own {
+                    streamer,
+                    path: s.path().map(Path::to_path_buf),
+                };
+                (own, s.frames() as u64, samples)
+            })
+            .collect();
         RoomShell {
             exchange: None,
             pending: Vec::new(),
             song_is_ours,
-            undescribed: (stems.iter())
-                .map(|s| {
-                    let own = Own {
-                        streamer: Streamer::local(s),
-                        path: s.path.clone(),
-                    };
-                    (own, s.samples.clone())
-                })
-                .collect(),
+            undescribed,
             cache_dir,
             window_ns,
-            playhead: Arc::new(Playhead::new(stats)),
+            playhead,
             own: HashMap::new(),
             slots: Vec::new(),
             wake,
@@ -195,19 +227,33 @@ impl RoomShell {
         }
     }
 
+    /// This peer's stems as the engine starts with them, in order.
+    pub fn own_streamers(&self) -> Vec<Streamer> {
+        (self.undescribed.iter())
+            .map(|(own, ..)| own.streamer.clone())
+            .collect()
+    }
+
     /// The slow part of starting: hashing every file of this peer (or the
     /// samples of generated audio). Runs anywhere; its result goes to
     /// [`RoomShell::described`].
     pub fn describe_job(&self, describe: Describer) -> impl FnOnce() -> Described + Send + 'static {
-        let stems: Vec<(String, Option<PathBuf>, Arc<[f32]>)> = (self.undescribed.iter())
-            .map(|(o, samples)| (o.streamer.name.clone(), o.path.clone(), samples.clone()))
-            .collect();
+        let stems: Vec<(String, Option<PathBuf>, u64, Option<Arc<[f32]>>)> =
+            (self.undescribed.iter())
+                .map(|(o, frames, samples)| {
+                    (
+                        o.streamer.name.clone(),
+                        o.path.clone(),
+                        *frames,
+                        samples.clone(),
+                    )
+                })
+                .collect();
         move || {
             let mut errors = Vec::new();
             let mut hosted = Vec::new();
             let infos = (stems.into_iter())
-                .map(|(name, path, samples)| {
-                    let frames = (samples.len() / CHANNELS) as u64;
+                .map(|(name, path, frames, samples)| {
                     let described = path.as_deref().and_then(|path| {
                         let info = describe(path, &name, frames)
                             .map_err(|e| errors.push(format!("{e} (it will not be served)")))
@@ -223,8 +269,12 @@ impl RoomShell {
                         Some(info)
                     });
                     described.unwrap_or_else(|| {
-                        // Generated audio: named by its samples, served by nobody.
-                        let bytes: Vec<u8> = samples.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        // Generated audio: named by its samples, served by
+                        // nobody (a file that cannot be read: by its name).
+                        let bytes: Vec<u8> = match &samples {
+                            Some(s) => s.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                            None => name.as_bytes().to_vec(),
+                        };
                         StemInfo::of_bytes(&name, GENERATED, &bytes, frames)
                     })
                 })
@@ -242,7 +292,7 @@ impl RoomShell {
     pub fn described(&mut self, now_ns: i64, d: Described) -> Vec<String> {
         let Described { infos, errors, .. } = d;
         let mut served = std::mem::take(&mut self.files_unserved);
-        for ((own, _), info) in self.undescribed.drain(..).zip(&infos) {
+        for ((own, ..), info) in self.undescribed.drain(..).zip(&infos) {
             if own.path.is_some() && info.format != GENERATED {
                 served.push((info.hash, info.size_bytes));
             }

@@ -120,7 +120,7 @@ impl MixerApp {
         stems: Vec<LoadedStem>,
     ) -> MixerApp {
         let mut app = MixerApp::idle(ctx, settings, template, vec![]);
-        app.controller.stem_paths = stems.iter().map(|s| s.path.clone()).collect();
+        app.controller.stem_paths = stems.iter().map(|s| s.file.path.clone()).collect();
         app.controller.peer = Some(peer);
         app.set_stems(stems);
         app
@@ -191,7 +191,7 @@ impl MixerApp {
             let stems = &l.stems;
             self.settings
                 .recent_stems
-                .retain(|r| r.is_dir() || stems.iter().any(|s| s.path == *r));
+                .retain(|r| r.is_dir() || stems.iter().any(|s| s.file.path == *r));
             self.set_stems(l.stems);
             // A new peer: nothing is soloed on it yet.
             self.solo_sent_for = None;
@@ -250,7 +250,7 @@ impl MixerApp {
         }
         self.stems
             .get(i)
-            .map_or_else(|| format!("stem {}", i + 1), |s| s.audio.name.clone())
+            .map_or_else(|| format!("stem {}", i + 1), |s| s.file.name.clone())
     }
 
     /// The whole window, drawn into `ui` (eframe's root, or a test harness).
@@ -438,17 +438,17 @@ impl MixerApp {
                 self.browser = Some(FileBrowser::new(
                     self.stems
                         .last()
-                        .and_then(|s| s.path.parent().map(|p| p.to_path_buf())),
+                        .and_then(|s| s.file.path.parent().map(|p| p.to_path_buf())),
                 ));
             }
             Action::RemoveStem(i) => {
                 if let Some(s) = self.stems.get(i) {
-                    let path = s.path.clone();
+                    let path = s.file.path.clone();
                     // By file, so a stem from a folder given whole can go.
                     let others: Vec<PathBuf> = self
                         .stems
                         .iter()
-                        .map(|s| s.path.clone())
+                        .map(|s| s.file.path.clone())
                         .filter(|p| *p != path)
                         .collect();
                     self.controller.stem_paths = others;

@@ -100,7 +100,7 @@ impl Controller {
                 }
                 self.template = l.template;
                 // Only what loaded: a bad file is not tried again.
-                self.stem_paths = l.stems.iter().map(|s| s.path.clone()).collect();
+                self.stem_paths = l.stems.iter().map(|s| s.file.path.clone()).collect();
                 self.peer = l.handle;
                 Some(Relaunched {
                     stems: l.stems,

@@ -7,10 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use crate::audio::decode::decode_file;
 use crate::audio::load;
 use crate::audio::output::{OutputConfig, OutputKind};
-use crate::audio::{ENGINE_RATE_HZ, StemAudio};
+use crate::audio::{FileStem, LocalStem};
 use crate::host_clock::LocalClock;
 use crate::protocol;
 use crate::runtime::auth::Secret;
@@ -71,7 +70,7 @@ impl PeerTemplate {
 
 impl PeerTemplate {
     /// The options to start a peer with these stems.
-    pub fn options(&self, stems: Vec<StemAudio>) -> PeerOptions {
+    pub fn options(&self, stems: Vec<LocalStem>) -> PeerOptions {
         PeerOptions {
             listen: self.listen,
             advertise: self.advertise,
@@ -92,11 +91,11 @@ impl PeerTemplate {
     }
 }
 
-/// A decoded stem and its overview, kept by the window across restarts.
+/// A stem file (streamed from disk when it plays) and its overview, kept by
+/// the window across restarts.
 #[derive(Clone)]
 pub struct LoadedStem {
-    pub path: PathBuf,
-    pub audio: StemAudio,
+    pub file: FileStem,
     pub overview: Overview,
 }
 
@@ -119,12 +118,15 @@ pub fn load_stems(
     cache: &[LoadedStem],
     errors: &mut Vec<String>,
 ) -> Vec<LoadedStem> {
-    let decode = |file: &Path| match cache.iter().find(|s| s.path == file) {
+    let decode = |file: &Path| match cache.iter().find(|s| s.file.path == file) {
         Some(s) => Ok(s.clone()),
-        None => decode_file(file, ENGINE_RATE_HZ).map(|audio| LoadedStem {
-            overview: Overview::of(&audio),
-            path: file.to_path_buf(),
-            audio,
+        None => Overview::of_file(file).map(|(probe, overview)| LoadedStem {
+            file: FileStem {
+                name: crate::audio::decode::stem_name(file),
+                path: file.to_path_buf(),
+                probe,
+            },
+            overview,
         }),
     };
     let mut out = Vec::new();
@@ -163,7 +165,7 @@ pub fn launch(
     }
     let mut template = template;
     let handle = loop {
-        let opts = template.options(stems.iter().map(|s| s.audio.clone()).collect());
+        let opts = template.options(stems.iter().map(|s| s.file.clone().into()).collect());
         let w = wake.clone();
         match PeerHandle::spawn(opts, Box::new(w)) {
             Ok(h) => break Some(h),

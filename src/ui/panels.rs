@@ -331,14 +331,14 @@ pub fn session_ui(
             {
                 out.actions.push(Action::RemoveStem(i));
             }
-            ui.label(&s.audio.name)
-                .on_hover_text(s.path.display().to_string());
+            ui.label(&s.file.name)
+                .on_hover_text(s.file.path.display().to_string());
             ui.label(
                 RichText::new(format!(
                     "{} · {} Hz {} ch",
-                    format_secs(s.audio.frames() as f64 / f64::from(s.audio.rate_hz)),
-                    s.audio.source_rate_hz,
-                    s.audio.source_channels
+                    format_secs(s.file.frames() as f64 / f64::from(crate::audio::ENGINE_RATE_HZ)),
+                    s.file.probe.source_rate_hz,
+                    s.file.probe.source_channels
                 ))
                 .small()
                 .weak(),
@@ -347,7 +347,7 @@ pub fn session_ui(
     }
     let unused: Vec<_> = recent
         .iter()
-        .filter(|r| !stems.iter().any(|s| s.path == **r))
+        .filter(|r| !stems.iter().any(|s| s.file.path == **r))
         .collect();
     if !unused.is_empty() {
         ui.collapsing("Recent stems", |ui| {

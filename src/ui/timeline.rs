@@ -27,6 +27,19 @@ impl Overview {
         Overview { peaks }
     }
 
+    /// The overview of a file streamed from disk, walked through once
+    /// without keeping its samples, and what the walk found.
+    pub fn of_file(
+        path: &std::path::Path,
+    ) -> Result<(crate::audio::decode::Probe, Overview), crate::audio::DecodeError> {
+        let (probe, peaks) = crate::audio::decode::peaks_file(
+            path,
+            crate::audio::ENGINE_RATE_HZ,
+            BUCKETS_PER_SEC as u32,
+        )?;
+        Ok((probe, Overview { peaks }))
+    }
+
     /// The song's overview: per column, the stems' peaks added as powers
     /// (what the mix would show at unity gains, without the phase luck).
     pub fn mix<'a>(stems: impl IntoIterator<Item = &'a Overview>) -> Overview {

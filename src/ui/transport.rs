@@ -26,7 +26,7 @@ impl MixerApp {
         if let Some(s) = &self.view.state {
             return s.duration_ns as f64 / 1e9;
         }
-        let frames = self.stems.iter().map(|s| s.audio.frames()).max();
+        let frames = self.stems.iter().map(|s| s.file.frames()).max();
         frames.unwrap_or(0) as f64 / f64::from(ENGINE_RATE_HZ)
     }
 

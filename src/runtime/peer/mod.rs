@@ -36,7 +36,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
 use crate::audio::output::{self, OutputConfig, OutputError, OutputKind};
-use crate::audio::{ENGINE_RATE_HZ, Engine, EngineStats, Meters, Solo, StemAudio, Streamer};
+use crate::audio::{
+    ENGINE_RATE_HZ, Engine, EngineStats, LocalStem, Meters, Solo, StemAudio, Streamer,
+};
 use crate::host_clock::LocalClock;
 use crate::protocol::message::PeerInfo;
 use crate::protocol::{self, PeerId, Session, SessionState, Start, frames_to_ns};
@@ -66,7 +68,7 @@ pub struct PeerOptions {
     /// This peer's notion of time (skewed by the test-only options).
     pub clock: LocalClock,
     pub session: protocol::Config,
-    pub stems: Vec<StemAudio>,
+    pub stems: Vec<LocalStem>,
     pub output: OutputKind,
     pub output_cfg: OutputConfig,
     /// Where fetched stems are kept (`None`: not kept).
@@ -357,29 +359,28 @@ async fn run(
         advertise: opts.advertise.unwrap_or(bound),
     };
     let clock = opts.clock;
-    let stem_names: Vec<String> = opts.stems.iter().map(|s| s.name.clone()).collect();
+    let stem_names: Vec<String> = opts.stems.iter().map(|s| s.name().to_string()).collect();
     let duration_ns = opts
         .stems
         .iter()
         .map(|s| frames_to_ns(s.frames() as i64, ENGINE_RATE_HZ))
         .max()
         .unwrap_or(0);
-    let (engine, engine_handle, retired) = Engine::new(
-        opts.stems.iter().map(Streamer::local).collect(),
-        ENGINE_RATE_HZ,
-    );
+    let stats = Arc::new(EngineStats::default());
     let wake_tx = tx.clone();
     let room = RoomShell::new(
         &opts.stems,
         opts.joins.is_empty(),
         opts.cache_dir.clone(),
         opts.prefetch_ns,
-        engine_handle.stats.clone(),
+        stats.clone(),
         Arc::new(move || {
             // Dropped when the queue is full: the next tick refocuses anyway.
             let _ = wake_tx.try_send(Input::RoomWake);
         }),
     );
+    let (engine, engine_handle, retired) =
+        Engine::with_stats(room.own_streamers(), ENGINE_RATE_HZ, stats);
     drop(opts.stems);
     let backend = output::backend(&opts.output, &opts.output_cfg)?;
     let described = backend.describe();
@@ -535,7 +536,7 @@ mod tests {
             secret: None,
             clock: LocalClock::REAL,
             session: protocol::Config::default(),
-            stems: vec![stem],
+            stems: vec![stem.into()],
             output: OutputKind::Null,
             output_cfg: OutputConfig::default(),
             cache_dir: None,
@@ -583,7 +584,7 @@ mod tests {
             secret: None,
             clock: LocalClock::REAL,
             session: protocol::Config::default(),
-            stems: vec![StemAudio::silence("gen", 4800)],
+            stems: vec![StemAudio::silence("gen", 4800).into()],
             output: OutputKind::Null,
             output_cfg: OutputConfig::default(),
             cache_dir: None,
