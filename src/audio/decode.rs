@@ -340,6 +340,20 @@ fn header_probe(path: &Path) -> Option<(u32, usize, u64)> {
     }
 }
 
+impl Probe {
+    /// What a song's entry says of a stem: its length at the engine rate
+    /// (the file's own rate and layout are the decoder's business).
+    pub fn of_song(frames: u64) -> Probe {
+        Probe {
+            source_rate_hz: super::ENGINE_RATE_HZ,
+            source_channels: super::CHANNELS,
+            source_frames: frames,
+            frames,
+            truncated: None,
+        }
+    }
+}
+
 /// What [`walk`] found: the file's rate and channel count, the frames it
 /// gave, and (frames there, frames said) if it ends before its header says.
 struct Walked {

@@ -1,6 +1,6 @@
 //! Completed stems on disk, content-addressed: `<dir>/<hex of hash>.<format>`,
 //! written whole (through a temporary file and a rename) only after the
-//! file's hash was checked, and checked again when read.
+//! file's hash was checked, and checked again before it plays.
 
 use std::path::{Path, PathBuf};
 
@@ -48,11 +48,17 @@ fn hash_of_hex(hex: &str) -> Option<crate::protocol::message::StemHash> {
     Some(h)
 }
 
-/// The cached file of `info`, if present and intact.
-pub fn load(dir: &Path, info: &StemInfo) -> Option<Vec<u8>> {
-    let bytes = std::fs::read(path_of(dir, info)).ok()?;
-    (bytes.len() as u64 == info.size_bytes && blake3::hash(&bytes).as_bytes() == &info.hash)
-        .then_some(bytes)
+/// The cached file of `info`, if present and intact (hashed as it is read,
+/// in pieces: it is played from disk, never held whole).
+pub fn find(dir: &Path, info: &StemInfo) -> Option<PathBuf> {
+    let path = path_of(dir, info);
+    let file = std::fs::File::open(&path).ok()?;
+    if file.metadata().ok()?.len() != info.size_bytes {
+        return None;
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(file).ok()?;
+    (hasher.finalize().as_bytes() == &info.hash).then_some(path)
 }
 
 /// Stores a verified file (the caller checked its hash).
@@ -74,12 +80,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bytes = vec![7u8; 1000];
         let info = StemInfo::of_bytes("keys", "flac", &bytes, 1);
-        assert_eq!(load(dir.path(), &info), None);
+        assert_eq!(find(dir.path(), &info), None);
         let path = store(dir.path(), &info, &bytes).unwrap();
         assert!(path.to_string_lossy().ends_with(".flac"));
-        assert_eq!(load(dir.path(), &info), Some(bytes.clone()));
+        assert_eq!(find(dir.path(), &info), Some(path.clone()));
         std::fs::write(&path, [7u8; 999]).unwrap();
-        assert_eq!(load(dir.path(), &info), None);
+        assert_eq!(find(dir.path(), &info), None);
+        std::fs::write(&path, [8u8; 1000]).unwrap();
+        assert_eq!(find(dir.path(), &info), None, "same size, other bytes");
     }
 
     #[test]

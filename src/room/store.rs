@@ -61,7 +61,7 @@ impl StemStore {
         }
     }
 
-    /// A store holding the whole file already (a cached stem).
+    /// A store holding the whole file already (every chunk arrived).
     pub fn complete(info: StemInfo, data: Vec<u8>) -> StemStore {
         let n = info.chunks();
         StemStore {

@@ -204,8 +204,11 @@ struct Decoder {
 fn next_target(pcm: &StreamedStem, playhead: &Playhead, window_frames: i64) -> Option<usize> {
     let window = (window_frames as usize).div_ceil(CHUNK_FRAMES);
     let from = |frame: i64| {
-        let first = frame.max(0) as usize / CHUNK_FRAMES;
-        (first..(first + window).min(pcm.chunks())).find(|&c| !pcm.is_ready(c))
+        // From the frame before: the mixer's cubic taps read it (a seek to
+        // a chunk's first frame needs the chunk before too).
+        let first = (frame - 1).max(0) as usize / CHUNK_FRAMES;
+        let end = frame.max(0) as usize / CHUNK_FRAMES + window;
+        (first..end.min(pcm.chunks())).find(|&c| !pcm.is_ready(c))
     };
     playhead
         .seek_hint()

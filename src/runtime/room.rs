@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
+use crate::audio::decode::Probe;
 use crate::audio::engine::EngineStats;
 use crate::audio::{ENGINE_RATE_HZ, FileStem, LocalStem, StreamedStem, Streamer};
 use crate::protocol::message::{Room, StemHash};
@@ -74,9 +75,14 @@ struct Own {
     path: Option<PathBuf>,
 }
 
+/// The samples of generated audio (a stem streamed from a file has none).
+type Samples = Option<Arc<[f32]>>;
+
 enum Slot {
     Local,
-    /// Cached or remote: decoded from a store.
+    /// In the cache: streamed from its file there.
+    Cached(PathBuf),
+    /// Remote (cached once complete): decoded from a store.
     Stored {
         store: Arc<StemStore>,
         source: StemSource,
@@ -166,7 +172,7 @@ pub(super) struct RoomShell {
     song_is_ours: bool,
     /// Until described: this peer's stems, in order, with their length and
     /// the samples of generated audio (which is named by them).
-    undescribed: Vec<(Own, u64, Option<Arc<[f32]>>)>,
+    undescribed: Vec<(Own, u64, Samples)>,
     cache_dir: Option<PathBuf>,
     window_ns: i64,
     pub playhead: Arc<Playhead>,
@@ -238,17 +244,16 @@ impl RoomShell {
     /// samples of generated audio). Runs anywhere; its result goes to
     /// [`RoomShell::described`].
     pub fn describe_job(&self, describe: Describer) -> impl FnOnce() -> Described + Send + 'static {
-        let stems: Vec<(String, Option<PathBuf>, u64, Option<Arc<[f32]>>)> =
-            (self.undescribed.iter())
-                .map(|(o, frames, samples)| {
-                    (
-                        o.streamer.name.clone(),
-                        o.path.clone(),
-                        *frames,
-                        samples.clone(),
-                    )
-                })
-                .collect();
+        let stems: Vec<(String, Option<PathBuf>, u64, Samples)> = (self.undescribed.iter())
+            .map(|(o, frames, samples)| {
+                (
+                    o.streamer.name.clone(),
+                    o.path.clone(),
+                    *frames,
+                    samples.clone(),
+                )
+            })
+            .collect();
         move || {
             let mut errors = Vec::new();
             let mut hosted = Vec::new();
@@ -378,7 +383,7 @@ impl RoomShell {
     pub fn cache_job(
         &self,
         song: &[StemInfo],
-    ) -> impl FnOnce() -> Vec<Option<Vec<u8>>> + Send + 'static {
+    ) -> impl FnOnce() -> Vec<Option<PathBuf>> + Send + 'static {
         let dir = self.cache_dir.clone();
         let wanted: Vec<Option<StemInfo>> = (song.iter())
             .map(|info| {
@@ -388,7 +393,7 @@ impl RoomShell {
             .collect();
         move || {
             (wanted.into_iter())
-                .map(|info| cache::load(dir.as_deref()?, &info?))
+                .map(|info| cache::find(dir.as_deref()?, &info?))
                 .collect()
         }
     }
@@ -401,7 +406,7 @@ impl RoomShell {
         &mut self,
         now_ns: i64,
         song: &[StemInfo],
-        cached: Vec<Option<Vec<u8>>>,
+        cached: Vec<Option<PathBuf>>,
     ) -> Option<(Vec<Streamer>, Vec<String>)> {
         if self.exchange.as_ref().and_then(|x| x.song()) != Some(song) {
             return None;
@@ -433,17 +438,22 @@ impl RoomShell {
                 self.slots.push(Slot::Local);
                 continue;
             }
+            if let Some(path) = cached {
+                info!(stem = %info.name, "playing from the cache");
+                let file = FileStem {
+                    name: info.name.clone(),
+                    path: path.clone(),
+                    probe: Probe::of_song(info.frames),
+                };
+                streamers.push(stream_file(&file, &self.playhead));
+                if let Some(x) = &mut self.exchange {
+                    x.serve(info.hash, info.size_bytes);
+                }
+                self.slots.push(Slot::Cached(path));
+                continue;
+            }
             let wake = self.wake.clone();
-            let (store, source) = match cached {
-                Some(bytes) => (
-                    Arc::new(StemStore::complete(info.clone(), bytes)),
-                    StemSource::Cached,
-                ),
-                None => (
-                    Arc::new(StemStore::new(info.clone(), Box::new(move || wake()))),
-                    StemSource::Remote,
-                ),
-            };
+            let store = Arc::new(StemStore::new(info.clone(), Box::new(move || wake())));
             let window_frames = ns_to_frames(self.window_ns, ENGINE_RATE_HZ);
             let pcm = Arc::new(StreamedStem::for_window(
                 info.frames as usize,
@@ -459,22 +469,15 @@ impl RoomShell {
                 errors.push(format!("cannot start the decoder of {}: {e}", info.name));
             }
             streamers.push(Streamer::streamed(&info.name, pcm));
-            match source {
-                StemSource::Cached => {
-                    info!(stem = %info.name, "playing from the cache");
-                    if let Some(x) = &mut self.exchange {
-                        x.serve(info.hash, info.size_bytes);
-                    }
-                }
-                _ => {
-                    info!(stem = %info.name, hash = %info.hex(), "fetching from the session");
-                    let focus = self.focus_of(&store);
-                    if let Some(x) = &mut self.exchange {
-                        x.fetch(now_ns, i, focus);
-                    }
-                }
+            info!(stem = %info.name, hash = %info.hex(), "fetching from the session");
+            let focus = self.focus_of(&store);
+            if let Some(x) = &mut self.exchange {
+                x.fetch(now_ns, i, focus);
             }
-            self.slots.push(Slot::Stored { store, source });
+            self.slots.push(Slot::Stored {
+                store,
+                source: StemSource::Remote,
+            });
         }
         for (hash, own) in &self.own {
             if !song.iter().any(|s| &s.hash == hash) {
@@ -608,11 +611,15 @@ impl RoomShell {
         len: u32,
     ) -> impl FnOnce() -> Result<Vec<u8>, String> + Send + 'static {
         let own = self.own.get(hash).and_then(|o| o.path.as_ref());
+        let song = self.exchange.as_ref().and_then(Exchange::song);
         let source = match own.or_else(|| self.files.get(hash)) {
             Some(path) => Some(Source::File(path.clone())),
-            None => (self.slots.iter()).find_map(|slot| match slot {
+            None => (self.slots.iter().enumerate()).find_map(|(i, slot)| match slot {
                 Slot::Stored { store, .. } if &store.info.hash == hash => {
                     Some(Source::Store(store.clone()))
+                }
+                Slot::Cached(path) if song?.get(i)?.hash == *hash => {
+                    Some(Source::File(path.clone()))
                 }
                 _ => None,
             }),
@@ -666,6 +673,7 @@ impl RoomShell {
             .map(|(i, info)| {
                 let (source, have) = match self.slots.get(i) {
                     Some(Slot::Stored { store, source }) => (*source, store.chunks_have()),
+                    Some(Slot::Cached(_)) => (StemSource::Cached, info.chunks()),
                     Some(Slot::Local) => (StemSource::Local, info.chunks()),
                     // Its cache being read: not playing yet.
                     None if !self.own.contains_key(&info.hash) => (StemSource::Remote, 0),

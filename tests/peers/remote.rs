@@ -117,6 +117,14 @@ fn a_peer_without_the_files_fetches_them_and_plays_in_sync() {
         "{song}"
     );
     assert_eq!(fetch(&again.status(), "bytes_fetched"), 0);
+    // It plays, streamed from the cache files, in sync with the host.
+    let since = synfony::host_clock::monotonic_ns();
+    std::thread::sleep(3 * SEC);
+    let s = again.status();
+    assert!(s["buffering"].as_array().unwrap().is_empty(), "{s}");
+    let (skew, _) = skew_summary(&host.peer, &again, since + 1_000_000_000);
+    println!("skew host–again (from the cache): {skew:?}");
+    assert!(skew.n > 10 && skew.max < 2.0, "{skew:?}");
     again.quit();
     host.peer.quit();
 }

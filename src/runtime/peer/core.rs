@@ -88,7 +88,7 @@ pub(super) enum Input {
     /// The worker read what the cache holds of a song learned from a peer.
     SongCached {
         song: Vec<StemInfo>,
-        cached: Vec<Option<Vec<u8>>>,
+        cached: Vec<Option<std::path::PathBuf>>,
     },
     /// The worker checked (and cached) a completed stem.
     Verified(Verified),
@@ -667,7 +667,12 @@ impl Core {
         }
     }
 
-    fn on_song_cached(&mut self, now: i64, song: &[StemInfo], cached: Vec<Option<Vec<u8>>>) {
+    fn on_song_cached(
+        &mut self,
+        now: i64,
+        song: &[StemInfo],
+        cached: Vec<Option<std::path::PathBuf>>,
+    ) {
         let Some((streamers, errors)) = self.room.adopt_song(now, song, cached) else {
             return; // another song since
         };
