@@ -32,9 +32,9 @@ fn rig(path: &std::path::Path, complete: bool) -> Rig {
     let ext = path.extension().unwrap().to_str().unwrap();
     let info = StemInfo::of_bytes("s", ext, &bytes, audio.frames() as u64);
     let store = Arc::new(if complete {
-        StemStore::complete(info.clone(), bytes.clone())
+        StemStore::complete(info.clone(), &bytes).unwrap()
     } else {
-        StemStore::new(info.clone(), Box::new(|| {}))
+        StemStore::new(info.clone(), None, Box::new(|| {})).unwrap()
     });
     Rig {
         store,

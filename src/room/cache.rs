@@ -1,6 +1,7 @@
-//! Completed stems on disk, content-addressed: `<dir>/<hex of hash>.<format>`,
-//! written whole (through a temporary file and a rename) only after the
-//! file's hash was checked, and checked again before it plays.
+//! Completed stems on disk, content-addressed: `<dir>/<hex of hash>.<format>`:
+//! a fetch's spool file renamed there only after the whole file's hash was
+//! checked ([`super::store::StemStore::keep_in`]), and checked again before
+//! it plays.
 
 use std::path::{Path, PathBuf};
 
@@ -61,19 +62,17 @@ pub fn find(dir: &Path, info: &StemInfo) -> Option<PathBuf> {
     (hasher.finalize().as_bytes() == &info.hash).then_some(path)
 }
 
-/// Stores a verified file (the caller checked its hash).
-pub fn store(dir: &Path, info: &StemInfo, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let path = path_of(dir, info);
-    let tmp = dir.join(format!(".{}.{}.part", info.hex(), std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes a file into the cache as a completed fetch leaves it.
+    fn store(dir: &Path, info: &StemInfo, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let path = path_of(dir, info);
+        std::fs::write(&path, bytes)?;
+        Ok(path)
+    }
 
     #[test]
     fn a_stored_file_loads_and_a_damaged_one_does_not() {

@@ -1,13 +1,19 @@
-//! A remote stem's encoded file as it arrives, chunk by chunk.
+//! A remote stem's encoded file as it arrives, chunk by chunk, kept on disk.
 //!
-//! The fetcher puts verified chunks in; the stem's decoder reads it as a file
-//! ([`StoreReader`], a symphonia `MediaSource`). A read of a chunk that has
-//! not arrived blocks the decoder thread (never the audio thread) until it
-//! does, and names that chunk as the one to fetch first; it gives up with an
-//! error when the stem is closed or the decoder's `abort` says the playhead
-//! has moved elsewhere.
+//! The fetcher puts verified chunks in; they go to a spool file (in the cache
+//! folder, or the system's temporary one), so memory does not grow with the
+//! file: a bitmap of the chunks here is all it holds. The stem's decoder
+//! reads it as a file ([`StoreReader`], a symphonia `MediaSource`). A read of
+//! a chunk that has not arrived blocks the decoder thread (never the audio
+//! thread) until it does, and names that chunk as the one to fetch first; it
+//! gives up with an error when the stem is closed or the decoder's `abort`
+//! says the playhead has moved elsewhere. Once every chunk is here and the
+//! whole file's hash matches, the spool becomes the cache's file
+//! ([`StemStore::keep_in`]); otherwise it is deleted with the store.
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -33,24 +39,51 @@ pub struct StemStore {
 }
 
 struct Inner {
-    /// Per chunk, once it arrived: memory grows with what was received,
-    /// not with the size a song entry claims.
-    chunks: Vec<Option<Box<[u8]>>>,
+    /// The spool: chunks at their offsets, the rest a hole.
+    file: File,
+    /// Its path while it is the store's own (`None` once kept elsewhere).
+    spool: Option<PathBuf>,
     have: Vec<bool>,
     missing: usize,
     closed: bool,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(spool) = &self.spool {
+            let _ = std::fs::remove_file(spool);
+        }
+    }
+}
+
+/// Spool files made by this process (for unique names).
+static SPOOLS: AtomicU64 = AtomicU64::new(0);
+
 impl StemStore {
-    /// An empty store for `info`'s file; `wake` tells the fetcher that the
-    /// decoder is waiting.
-    pub fn new(info: StemInfo, wake: Box<dyn Fn() + Send + Sync>) -> StemStore {
-        let n = info.chunks();
-        StemStore {
+    /// An empty store for `info`'s file, spooled in `dir` (the cache folder:
+    /// kept there by a rename; `None`: the system's temporary folder); `wake`
+    /// tells the fetcher that the decoder is waiting.
+    pub fn new(
+        info: StemInfo,
+        dir: Option<&Path>,
+        wake: Box<dyn Fn() + Send + Sync>,
+    ) -> io::Result<StemStore> {
+        let dir = dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
+        std::fs::create_dir_all(&dir)?;
+        let n = SPOOLS.fetch_add(1, Ordering::Relaxed);
+        let spool = dir.join(format!(".{}.{}.{n}.part", info.hex(), std::process::id()));
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&spool)?;
+        let chunks = info.chunks();
+        Ok(StemStore {
             inner: Mutex::new(Inner {
-                chunks: vec![None; n],
-                have: vec![false; n],
-                missing: n,
+                file,
+                spool: Some(spool),
+                have: vec![false; chunks],
+                missing: chunks,
                 closed: false,
             }),
             info,
@@ -58,45 +91,38 @@ impl StemStore {
             waiting_on: AtomicU64::new(NONE),
             read_pos: AtomicU64::new(0),
             wake,
-        }
+        })
     }
 
     /// A store holding the whole file already (every chunk arrived).
-    pub fn complete(info: StemInfo, data: Vec<u8>) -> StemStore {
-        let n = info.chunks();
-        StemStore {
-            inner: Mutex::new(Inner {
-                chunks: (0..n)
-                    .map(|k| {
-                        let r = info.chunk_range(k);
-                        Some(data[r.start as usize..r.end as usize].into())
-                    })
-                    .collect(),
-                have: vec![true; n],
-                missing: 0,
-                closed: false,
-            }),
-            info,
-            arrived: Condvar::new(),
-            waiting_on: AtomicU64::new(NONE),
-            read_pos: AtomicU64::new(0),
-            wake: Box::new(|| {}),
+    pub fn complete(info: StemInfo, data: &[u8]) -> io::Result<StemStore> {
+        let store = StemStore::new(info, None, Box::new(|| {}))?;
+        for k in 0..store.info.chunks() {
+            let r = store.info.chunk_range(k);
+            store.put(k, &data[r.start as usize..r.end as usize]);
         }
+        Ok(store)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock leaves plain bytes and flags: usable.
+        // A panic while holding the lock leaves a file and flags: usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores chunk `k` (already checked against its hash).
+    /// Stores chunk `k` (already checked against its hash). A chunk that
+    /// cannot be written stays missing (it is fetched again when needed).
     pub fn put(&self, k: usize, bytes: &[u8]) {
         let range = self.info.chunk_range(k);
         let mut g = self.lock();
         if g.have.get(k) != Some(&false) || bytes.len() as u64 != range.end - range.start {
             return;
         }
-        g.chunks[k] = Some(bytes.into());
+        let written =
+            (g.file.seek(SeekFrom::Start(range.start))).and_then(|_| g.file.write_all(bytes));
+        if let Err(e) = written {
+            tracing::warn!(stem = %self.info.name, "cannot spool chunk {k}: {e}");
+            return;
+        }
         g.have[k] = true;
         g.missing -= 1;
         drop(g);
@@ -108,7 +134,6 @@ impl StemStore {
         let mut g = self.lock();
         if g.have.get(k) == Some(&true) {
             g.have[k] = false;
-            g.chunks[k] = None;
             g.missing += 1;
         }
     }
@@ -126,17 +151,14 @@ impl StemStore {
             return None;
         }
         let c = u64::from(self.info.chunk_bytes());
-        let g = self.lock();
-        let mut out = Vec::with_capacity(len as usize);
-        let mut at = offset;
-        while at < end {
-            let k = (at / c) as usize;
-            let chunk = g.chunks.get(k)?.as_deref()?;
-            let from = (at - k as u64 * c) as usize;
-            let n = (chunk.len() - from).min((end - at) as usize);
-            out.extend_from_slice(&chunk[from..from + n]);
-            at += n as u64;
+        let mut g = self.lock();
+        let chunks = (offset / c) as usize..=(end.saturating_sub(1) / c) as usize;
+        if len > 0 && !chunks.into_iter().all(|k| g.have.get(k) == Some(&true)) {
+            return None;
         }
+        let mut out = vec![0; len as usize];
+        g.file.seek(SeekFrom::Start(offset)).ok()?;
+        g.file.read_exact(&mut out).ok()?;
         Some(out)
     }
 
@@ -144,26 +166,51 @@ impl StemStore {
         self.lock().missing == 0
     }
 
-    /// The whole file, if complete and its hash matches the stem's; `Err`
-    /// with the chunks whose hash fails otherwise (after a full-file
-    /// mismatch, so that they can be fetched again).
-    pub fn verified(&self) -> Result<Vec<u8>, Vec<usize>> {
-        let g = self.lock();
+    /// Whether the whole file is here and its hash matches the stem's;
+    /// `Err` with the chunks whose hash fails otherwise (after a full-file
+    /// mismatch, so that they can be fetched again). Reads the spool in
+    /// pieces, holding the lock: put and read wait meanwhile.
+    pub fn verify(&self) -> Result<(), Vec<usize>> {
+        let mut g = self.lock();
         if g.missing > 0 {
             return Err(vec![]);
         }
-        let whole: Vec<u8> = g
-            .chunks
-            .iter()
-            .flatten()
-            .flat_map(|c| c.iter().copied())
-            .collect();
-        if blake3::hash(&whole).as_bytes() == &self.info.hash {
-            return Ok(whole);
+        let mut hasher = blake3::Hasher::new();
+        let whole = (g.file.seek(SeekFrom::Start(0))).and_then(|_| {
+            hasher
+                .update_reader((&mut g.file).take(self.info.size_bytes))
+                .map(|_| ())
+        });
+        if whole.is_ok() && hasher.finalize().as_bytes() == &self.info.hash {
+            return Ok(());
         }
+        let mut chunk = Vec::new();
         Err((0..self.info.chunks())
-            .filter(|&k| !(g.chunks[k].as_deref()).is_some_and(|c| self.info.check_chunk(k, c)))
+            .filter(|&k| {
+                let r = self.info.chunk_range(k);
+                chunk.resize((r.end - r.start) as usize, 0);
+                let read = (g.file.seek(SeekFrom::Start(r.start)))
+                    .and_then(|_| g.file.read_exact(&mut chunk));
+                read.is_err() || !self.info.check_chunk(k, &chunk)
+            })
             .collect())
+    }
+
+    /// Makes the spool (complete, verified) the file `path` (the cache's),
+    /// by a rename where it can, else a copy; the store reads on from it.
+    pub fn keep_in(&self, path: &Path) -> io::Result<()> {
+        let mut g = self.lock();
+        let Some(spool) = g.spool.clone() else {
+            return Ok(()); // kept already
+        };
+        if std::fs::rename(&spool, path).is_err() {
+            let tmp = path.with_extension("part");
+            std::fs::copy(&spool, &tmp)?;
+            std::fs::rename(&tmp, path)?;
+            return Ok(());
+        }
+        g.spool = None;
+        Ok(())
     }
 
     /// Wakes and fails every blocked read; the decoder then stops.
@@ -242,12 +289,11 @@ impl Read for StoreReader {
         if announced {
             self.store.waiting_on.store(NONE, Ordering::Relaxed);
         }
-        let Some(chunk) = g.chunks[k].as_deref() else {
-            return Err(io::Error::other("a chunk marked here is missing"));
-        };
-        let from = (self.pos - k as u64 * chunk_bytes) as usize;
-        let n = (chunk.len() - from).min(buf.len());
-        buf[..n].copy_from_slice(&chunk[from..from + n]);
+        // Up to the end of this chunk (the next may not be here).
+        let chunk_end = ((k as u64 + 1) * chunk_bytes).min(size);
+        let n = ((chunk_end - self.pos) as usize).min(buf.len());
+        g.file.seek(SeekFrom::Start(self.pos))?;
+        g.file.read_exact(&mut buf[..n])?;
         drop(g);
         self.pos += n as u64;
         self.store.read_pos.store(self.pos, Ordering::Relaxed);
@@ -299,10 +345,14 @@ mod tests {
         let info = StemInfo::of_bytes("s", "wav", &bytes, 1);
         let woken = Arc::new(AtomicBool::new(false));
         let w = woken.clone();
-        let store = Arc::new(StemStore::new(
-            info.clone(),
-            Box::new(move || w.store(true, Ordering::Relaxed)),
-        ));
+        let store = Arc::new(
+            StemStore::new(
+                info.clone(),
+                None,
+                Box::new(move || w.store(true, Ordering::Relaxed)),
+            )
+            .unwrap(),
+        );
         let mut r = StoreReader::new(store.clone(), Box::new(|| false));
         r.seek(SeekFrom::Start(70_000)).unwrap();
         let reader = std::thread::spawn(move || {
@@ -327,7 +377,7 @@ mod tests {
     fn close_and_abort_fail_a_blocked_read() {
         let bytes = file(10);
         let info = StemInfo::of_bytes("s", "wav", &bytes, 1);
-        let store = Arc::new(StemStore::new(info, Box::new(|| {})));
+        let store = Arc::new(StemStore::new(info, None, Box::new(|| {})).unwrap());
         let mut aborted = StoreReader::new(store.clone(), Box::new(|| true));
         assert!(aborted.read(&mut [0; 4]).is_err());
         let mut r = StoreReader::new(store.clone(), Box::new(|| false));
@@ -340,11 +390,12 @@ mod tests {
     }
 
     #[test]
-    fn verified_names_the_bad_chunks() {
+    fn verify_names_the_bad_chunks_and_a_verified_spool_is_kept() {
         let bytes = file(140_000);
         let info = StemInfo::of_bytes("s", "wav", &bytes, 1);
-        let store = StemStore::new(info.clone(), Box::new(|| {}));
-        assert_eq!(store.verified(), Err(vec![]));
+        let dir = tempfile::tempdir().unwrap();
+        let store = StemStore::new(info.clone(), Some(dir.path()), Box::new(|| {})).unwrap();
+        assert_eq!(store.verify(), Err(vec![]));
         for k in 0..info.chunks() {
             let r = info.chunk_range(k);
             let mut c = bytes[r.start as usize..r.end as usize].to_vec();
@@ -353,10 +404,36 @@ mod tests {
             }
             store.put(k, &c);
         }
-        assert_eq!(store.verified(), Err(vec![1]));
+        assert_eq!(store.verify(), Err(vec![1]));
         store.forget(1);
         let r = info.chunk_range(1);
         store.put(1, &bytes[r.start as usize..r.end as usize]);
-        assert_eq!(store.verified(), Ok(bytes));
+        assert_eq!(store.verify(), Ok(()));
+        assert_eq!(store.range(0, 140_000).as_deref(), Some(&bytes[..]));
+        let kept = dir.path().join("kept.wav");
+        store.keep_in(&kept).unwrap();
+        assert_eq!(
+            store.range(69_000, 2_000).as_deref(),
+            Some(&bytes[69_000..71_000])
+        );
+        drop(store);
+        assert_eq!(std::fs::read(&kept).unwrap(), bytes);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "only the kept file: {left:?}");
+    }
+
+    /// A store dropped before it completes leaves no spool behind.
+    #[test]
+    fn an_unkept_spool_is_deleted_with_its_store() {
+        let bytes = file(100_000);
+        let info = StemInfo::of_bytes("s", "wav", &bytes, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let store = StemStore::new(info.clone(), Some(dir.path()), Box::new(|| {})).unwrap();
+        store.put(0, &bytes[..info.chunk_range(0).end as usize]);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(store.range(0, 10).as_deref(), Some(&bytes[..10]));
+        assert_eq!(store.range(65_000, 1_000), None, "chunk 1 is not here");
+        drop(store);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -453,7 +453,25 @@ impl RoomShell {
                 continue;
             }
             let wake = self.wake.clone();
-            let store = Arc::new(StemStore::new(info.clone(), Box::new(move || wake())));
+            let store = match StemStore::new(
+                info.clone(),
+                self.cache_dir.as_deref(),
+                Box::new(move || wake()),
+            ) {
+                Ok(store) => Arc::new(store),
+                Err(e) => {
+                    errors.push(format!(
+                        "cannot fetch {}: no spool file for it: {e}",
+                        info.name
+                    ));
+                    streamers.push(Streamer::streamed(
+                        &info.name,
+                        Arc::new(StreamedStem::new(0)),
+                    ));
+                    self.slots.push(Slot::Local);
+                    continue;
+                }
+            };
             let window_frames = ns_to_frames(self.window_ns, ENGINE_RATE_HZ);
             let pcm = Arc::new(StreamedStem::for_window(
                 info.frames as usize,
@@ -534,10 +552,11 @@ impl RoomShell {
         let store = store.clone();
         let dir = self.cache_dir.clone();
         Some(move || {
-            let outcome = store.verified().map(|bytes| {
+            let outcome = store.verify().map(|()| {
                 let dir = dir?;
-                Some(match cache::store(&dir, &store.info, &bytes) {
-                    Ok(path) => {
+                let path = cache::path_of(&dir, &store.info);
+                Some(match store.keep_in(&path) {
+                    Ok(()) => {
                         info!(stem = %store.info.name, path = %path.display(), "fetched and cached");
                         Ok(())
                     }
