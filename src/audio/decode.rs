@@ -300,17 +300,7 @@ fn header_probe(path: &Path) -> Option<(u32, usize, u64)> {
     if !["wav", "wave", "aif", "aiff", "aifc", "flac"].contains(&ext.as_str()) {
         return None;
     }
-    let mut hint = Hint::new();
-    hint.with_extension(&ext);
-    let mss = MediaSourceStream::new(Box::new(File::open(path).ok()?), Default::default());
-    let mut format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .ok()?;
+    let mut format = open_format(Box::new(File::open(path).ok()?), Some(&ext)).ok()?;
     let track = format.default_track(TrackType::Audio)?;
     let (track_id, frames) = (track.id, track.num_frames?);
     let params = track.codec_params.as_ref()?.audio()?.clone();
@@ -354,6 +344,25 @@ impl Probe {
     }
 }
 
+/// The container of `source` opened by symphonia, `ext` (a file extension,
+/// or a stem's format tag) as its hint.
+pub(crate) fn open_format(
+    source: Box<dyn MediaSource>,
+    ext: Option<&str>,
+) -> Result<Box<dyn symphonia::core::formats::FormatReader>, SymphoniaError> {
+    let mut hint = Hint::new();
+    if let Some(ext) = ext {
+        hint.with_extension(ext);
+    }
+    let mss = MediaSourceStream::new(source, Default::default());
+    symphonia::default::get_probe().probe(
+        &hint,
+        mss,
+        FormatOptions::default(),
+        MetadataOptions::default(),
+    )
+}
+
 /// What [`walk`] found: the file's rate and channel count, the frames it
 /// gave, and (frames there, frames said) if it ends before its header says.
 struct Walked {
@@ -381,29 +390,18 @@ fn walk(
         path: path.to_path_buf(),
         reason,
     };
-    let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(ext);
-    }
     let mut source = source;
     // An MP4's encoder priming and padding, applied below (symphonia does not).
     let edit = super::mp4::edit_of(&mut source);
-    let mss = MediaSourceStream::new(source, Default::default());
-    let mut format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .map_err(|e| match e {
-            SymphoniaError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-                DecodeError::Empty {
-                    path: path.to_path_buf(),
-                }
+    let ext = path.extension().and_then(|e| e.to_str());
+    let mut format = open_format(source, ext).map_err(|e| match e {
+        SymphoniaError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            DecodeError::Empty {
+                path: path.to_path_buf(),
             }
-            other => unsupported(other.to_string()),
-        })?;
+        }
+        other => unsupported(other.to_string()),
+    })?;
     let track = format
         .default_track(TrackType::Audio)
         .ok_or_else(|| unsupported("no audio track".into()))?;

@@ -28,10 +28,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
-use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo, TrackType};
-use symphonia::core::io::{MediaSource, MediaSourceStream};
-use symphonia::core::meta::MetadataOptions;
+use symphonia::core::formats::{FormatReader, SeekMode, SeekTo, TrackType};
+use symphonia::core::io::MediaSource;
 use symphonia::core::units::Timestamp;
 use tracing::{debug, warn};
 
@@ -372,19 +370,10 @@ impl Stream {
     fn open(source: Source, format_hint: &str) -> Result<Stream, String> {
         let failed = |e: symphonia::core::errors::Error| e.to_string();
         let mut reader = source;
-        let mut hint = Hint::new();
-        hint.with_extension(format_hint);
         // An MP4's encoder priming: frame 0 is the first frame it presents
         // (its media time, in the track's timestamps), as for a whole decode.
         let priming_ts = crate::audio::mp4::edit_of(&mut reader).map_or(0, |e| e.media_time as i64);
-        let mss = MediaSourceStream::new(Box::new(reader), Default::default());
-        let format = symphonia::default::get_probe()
-            .probe(
-                &hint,
-                mss,
-                FormatOptions::default(),
-                MetadataOptions::default(),
-            )
+        let format = crate::audio::decode::open_format(Box::new(reader), Some(format_hint))
             .map_err(failed)?;
         let track = format
             .default_track(TrackType::Audio)

@@ -117,6 +117,11 @@ fn stream_file(file: &FileStem, playhead: &Arc<Playhead>) -> Streamer {
     Streamer::streamed(&file.name, pcm)
 }
 
+/// A channel that plays nothing (no file to play it from).
+fn silent(name: &str) -> Streamer {
+    Streamer::streamed(name, Arc::new(StreamedStem::new(0)))
+}
+
 /// The real describer: reads and hashes the file.
 pub(super) fn describe_file() -> Describer {
     Arc::new(|path, name, frames| {
@@ -431,10 +436,7 @@ impl RoomShell {
                     "{} is generated audio on another peer: there is no file to fetch",
                     info.name
                 ));
-                streamers.push(Streamer::streamed(
-                    &info.name,
-                    Arc::new(StreamedStem::new(0)),
-                ));
+                streamers.push(silent(&info.name));
                 self.slots.push(Slot::Local);
                 continue;
             }
@@ -464,10 +466,7 @@ impl RoomShell {
                         "cannot fetch {}: no spool file for it: {e}",
                         info.name
                     ));
-                    streamers.push(Streamer::streamed(
-                        &info.name,
-                        Arc::new(StreamedStem::new(0)),
-                    ));
+                    streamers.push(silent(&info.name));
                     self.slots.push(Slot::Local);
                     continue;
                 }
