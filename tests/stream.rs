@@ -58,7 +58,8 @@ fn wait(r: &Rig, supply: bool, done: impl Fn() -> bool) {
         if supply && let Some(k) = r.store.waiting_on() {
             let range = r.info.chunk_range(k);
             r.store
-                .put(k, &r.bytes[range.start as usize..range.end as usize]);
+                .put(k, &r.bytes[range.start as usize..range.end as usize])
+                .unwrap();
         }
         std::thread::sleep(Duration::from_millis(2));
     }

@@ -363,7 +363,9 @@ pub fn slots_for_window(window_frames: usize) -> usize {
 impl Frames for StreamedStem {
     #[inline]
     fn frame(&self, i: i64) -> (f32, f32) {
-        if i < 0 {
+        // Past the end is silence: the last chunk's slot may hold a longer
+        // chunk's samples beyond the stem's frames.
+        if i < 0 || i as usize >= self.frames {
             return (0.0, 0.0);
         }
         let i = i as usize;
@@ -456,6 +458,21 @@ mod tests {
         assert_eq!(r.sample_bytes(), 10 * CHUNK_FRAMES * CHANNELS * 4);
         assert_eq!(r.frame_at(900 * CHUNK_FRAMES as i64), (0.5, 0.5));
         assert_eq!(r.frame_at(0), (0.0, 0.0), "evicted is silence");
+    }
+
+    /// A short last chunk in a slot that held a full chunk before: the
+    /// frames past the stem's end are silence, not the old chunk's tail.
+    #[test]
+    fn past_the_last_frame_is_silence_whatever_the_slot_held() {
+        let r = StreamedStem::with_slots(CHUNK_FRAMES * 3 + 10, 1);
+        r.set_focus(0, None);
+        r.fill(0, &vec![0.5; CHUNK_FRAMES * CHANNELS]).unwrap();
+        r.set_focus(3 * CHUNK_FRAMES as i64, None);
+        r.fill(3, &[0.25; 10 * CHANNELS]).unwrap();
+        let end = 3 * CHUNK_FRAMES as i64 + 10;
+        assert_eq!(r.frame_at(end - 1), (0.25, 0.25));
+        assert_eq!(r.frame_at(end), (0.0, 0.0));
+        assert_eq!(r.frame_at(end + 100), (0.0, 0.0));
     }
 
     /// With the slots a window asks for, a chunk in the window after the

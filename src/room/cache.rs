@@ -27,7 +27,7 @@ pub fn path_of(dir: &Path, info: &StemInfo) -> PathBuf {
 }
 
 /// The hashes of the files in the cache `dir`, by their names (not
-/// checked: [`load`] checks a file when it is read).
+/// checked: [`find`] checks a file before it plays).
 pub fn hashes_in(dir: &Path) -> std::collections::HashSet<crate::protocol::message::StemHash> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Default::default();

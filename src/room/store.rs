@@ -36,6 +36,8 @@ pub struct StemStore {
     read_pos: AtomicU64,
     /// Called (from the decoder thread) when it starts waiting on a chunk.
     wake: Box<dyn Fn() + Send + Sync>,
+    /// Chunks here, for status.
+    have_count: std::sync::atomic::AtomicUsize,
 }
 
 struct Inner {
@@ -70,13 +72,22 @@ impl StemStore {
     ) -> io::Result<StemStore> {
         let dir = dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
         std::fs::create_dir_all(&dir)?;
-        let n = SPOOLS.fetch_add(1, Ordering::Relaxed);
-        let spool = dir.join(format!(".{}.{}.{n}.part", info.hex(), std::process::id()));
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&spool)?;
+        // A spool a crashed run left (its pid reused) is passed over, not
+        // collided with: names are tried until one is free.
+        let (file, spool) = loop {
+            let n = SPOOLS.fetch_add(1, Ordering::Relaxed);
+            let spool = dir.join(format!(".{}.{}.{n}.part", info.hex(), std::process::id()));
+            match File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&spool)
+            {
+                Ok(file) => break (file, spool),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        };
         let chunks = info.chunks();
         Ok(StemStore {
             inner: Mutex::new(Inner {
@@ -91,6 +102,7 @@ impl StemStore {
             waiting_on: AtomicU64::new(NONE),
             read_pos: AtomicU64::new(0),
             wake,
+            have_count: Default::default(),
         })
     }
 
@@ -99,7 +111,7 @@ impl StemStore {
         let store = StemStore::new(info, None, Box::new(|| {}))?;
         for k in 0..store.info.chunks() {
             let r = store.info.chunk_range(k);
-            store.put(k, &data[r.start as usize..r.end as usize]);
+            store.put(k, &data[r.start as usize..r.end as usize])?;
         }
         Ok(store)
     }
@@ -109,24 +121,22 @@ impl StemStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores chunk `k` (already checked against its hash). A chunk that
-    /// cannot be written stays missing (it is fetched again when needed).
-    pub fn put(&self, k: usize, bytes: &[u8]) {
+    /// Stores chunk `k` (already checked against its hash). An error when
+    /// it cannot be written (a full disk): the chunk stays missing, and the
+    /// caller fetches it again.
+    pub fn put(&self, k: usize, bytes: &[u8]) -> io::Result<()> {
         let range = self.info.chunk_range(k);
         let mut g = self.lock();
         if g.have.get(k) != Some(&false) || bytes.len() as u64 != range.end - range.start {
-            return;
+            return Ok(());
         }
-        let written =
-            (g.file.seek(SeekFrom::Start(range.start))).and_then(|_| g.file.write_all(bytes));
-        if let Err(e) = written {
-            tracing::warn!(stem = %self.info.name, "cannot spool chunk {k}: {e}");
-            return;
-        }
+        (g.file.seek(SeekFrom::Start(range.start))).and_then(|_| g.file.write_all(bytes))?;
         g.have[k] = true;
         g.missing -= 1;
+        self.have_count.fetch_add(1, Ordering::Relaxed);
         drop(g);
         self.arrived.notify_all();
+        Ok(())
     }
 
     /// Forgets chunk `k` (it is to be fetched again).
@@ -135,13 +145,13 @@ impl StemStore {
         if g.have.get(k) == Some(&true) {
             g.have[k] = false;
             g.missing += 1;
+            self.have_count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    /// Chunks here.
+    /// Chunks here (without the lock: `verify` may hold it for a while).
     pub fn chunks_have(&self) -> usize {
-        let g = self.lock();
-        g.have.len() - g.missing
+        self.have_count.load(Ordering::Relaxed)
     }
 
     /// `len` bytes from `offset`, if every chunk they touch is here.
@@ -167,13 +177,15 @@ impl StemStore {
     }
 
     /// Whether the whole file is here and its hash matches the stem's;
-    /// `Err` with the chunks whose hash fails otherwise (after a full-file
-    /// mismatch, so that they can be fetched again). Reads the spool in
+    /// `Err` with the chunks missing, or (after a full-file mismatch) those
+    /// whose hash fails, so that they can be fetched again (none: every chunk
+    /// matches and the whole does not — the song's entry is wrong). Reads the spool in
     /// pieces, holding the lock: put and read wait meanwhile.
     pub fn verify(&self) -> Result<(), Vec<usize>> {
         let mut g = self.lock();
         if g.missing > 0 {
-            return Err(vec![]);
+            // Not all here (a chunk that could not be spooled): those.
+            return Err((0..g.have.len()).filter(|&k| !g.have[k]).collect());
         }
         let mut hasher = blake3::Hasher::new();
         let whole = (g.file.seek(SeekFrom::Start(0))).and_then(|_| {
@@ -365,7 +377,9 @@ mod tests {
         assert_eq!(store.waiting_on(), Some(1));
         assert!(woken.load(Ordering::Relaxed));
         let c1 = info.chunk_range(1);
-        store.put(1, &bytes[c1.start as usize..c1.end as usize]);
+        store
+            .put(1, &bytes[c1.start as usize..c1.end as usize])
+            .unwrap();
         let got = reader.join().unwrap().unwrap();
         assert_eq!(got, &bytes[70_000..70_100]);
         assert_eq!(store.waiting_on(), None);
@@ -395,19 +409,21 @@ mod tests {
         let info = StemInfo::of_bytes("s", "wav", &bytes, 1);
         let dir = tempfile::tempdir().unwrap();
         let store = StemStore::new(info.clone(), Some(dir.path()), Box::new(|| {})).unwrap();
-        assert_eq!(store.verify(), Err(vec![]));
+        assert_eq!(store.verify(), Err(vec![0, 1, 2]), "none here yet");
         for k in 0..info.chunks() {
             let r = info.chunk_range(k);
             let mut c = bytes[r.start as usize..r.end as usize].to_vec();
             if k == 1 {
                 c[0] ^= 0xff;
             }
-            store.put(k, &c);
+            store.put(k, &c).unwrap();
         }
         assert_eq!(store.verify(), Err(vec![1]));
         store.forget(1);
         let r = info.chunk_range(1);
-        store.put(1, &bytes[r.start as usize..r.end as usize]);
+        store
+            .put(1, &bytes[r.start as usize..r.end as usize])
+            .unwrap();
         assert_eq!(store.verify(), Ok(()));
         assert_eq!(store.range(0, 140_000).as_deref(), Some(&bytes[..]));
         let kept = dir.path().join("kept.wav");
@@ -429,7 +445,9 @@ mod tests {
         let info = StemInfo::of_bytes("s", "wav", &bytes, 1);
         let dir = tempfile::tempdir().unwrap();
         let store = StemStore::new(info.clone(), Some(dir.path()), Box::new(|| {})).unwrap();
-        store.put(0, &bytes[..info.chunk_range(0).end as usize]);
+        store
+            .put(0, &bytes[..info.chunk_range(0).end as usize])
+            .unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         assert_eq!(store.range(0, 10).as_deref(), Some(&bytes[..10]));
         assert_eq!(store.range(65_000, 1_000), None, "chunk 1 is not here");

@@ -227,6 +227,10 @@ fn off_course(position: i64, target: usize, slack: i64) -> bool {
     position > start + CHUNK_FRAMES as i64 || start - position > slack
 }
 
+/// How early (in frames) a seek starts, so a lossy decoder is warm at the
+/// target (Opus asks 80 ms; AAC and Vorbis blocks are at most 2048 frames).
+const CODEC_PREROLL_FRAMES: i64 = 4800;
+
 /// The longest run of missing frames filled with silence (longer: the
 /// stream jumped, and decoding follows it).
 const MAX_GAP_FRAMES: i64 = 10 * ENGINE_RATE_HZ as i64;
@@ -282,7 +286,11 @@ impl Decoder {
             let Some(s) = open.as_mut() else { continue };
             match s.step(&self.pcm) {
                 Ok(Step::More) => {
-                    failures = 0;
+                    // Only a chunk filled ends a run of failures (a file that
+                    // fails midway must not be reopened every 10 ms).
+                    if s.filled > 0 {
+                        failures = 0;
+                    }
                     self.position.store(s.next_frame, Ordering::Relaxed)
                 }
                 Ok(Step::End) => {
@@ -325,7 +333,15 @@ impl Decoder {
         });
         let mut s = Stream::open(self.input.open(abort)?, self.input.format())?;
         if target_frame > 0 {
-            s.seek(target_frame)?;
+            if let Err(e) = s.seek(target_frame) {
+                // Past the file's real end (the song claims more than it
+                // holds): from there on is silence, as a stream reaching the
+                // end would have found.
+                if let Some(end) = s.past_end(target_frame, &e) {
+                    self.pcm.end_data(end);
+                }
+                return Err(e.to_string());
+            }
         }
         Ok(s)
     }
@@ -346,6 +362,10 @@ struct Stream {
     valid_from: i64,
     /// How far before its target this stream may start (its preroll).
     slack: i64,
+    /// The file's length at the engine rate, if its header says.
+    said_frames: Option<u64>,
+    /// Chunks this stream has filled.
+    filled: u64,
     ended: bool,
     /// A packet read but not decoded yet.
     pending: Option<symphonia::core::packet::Packet>,
@@ -379,6 +399,7 @@ impl Stream {
             .default_track(TrackType::Audio)
             .ok_or("no audio track")?;
         let track_id = track.id;
+        let said_source_frames = track.num_frames;
         let params = track
             .codec_params
             .as_ref()
@@ -394,7 +415,9 @@ impl Stream {
             .transpose()?;
         let slack = (resampler.as_ref())
             .map_or(0, |r| {
-                (r.preroll_frames() + r.grid().1) as i64 + CHUNK_FRAMES as i64
+                (r.preroll_frames() + r.grid().1) as i64
+                    + CHUNK_FRAMES as i64
+                    + CODEC_PREROLL_FRAMES
             })
             .max(MIN_SLACK_FRAMES);
         let decoder = crate::audio::decode::codecs()
@@ -409,6 +432,9 @@ impl Stream {
             next_frame: 0,
             valid_from: 0,
             slack,
+            said_frames: said_source_frames
+                .map(|f| (f * u64::from(ENGINE_RATE_HZ)).div_ceil(u64::from(rate_hz))),
+            filled: 0,
             ended: false,
             pending: None,
             held: None,
@@ -437,48 +463,52 @@ impl Stream {
     /// Positions the stream so the next frames decoded lead up to `frame`:
     /// at the engine rate, `frame` itself; through the resampler, the grid
     /// point a preroll before it.
-    fn seek(&mut self, frame: i64) -> Result<(), String> {
+    fn seek(&mut self, frame: i64) -> Result<(), symphonia::core::errors::Error> {
+        // A lossy decoder starts cold after a seek (its first frames fade in
+        // or are silence): it starts a codec preroll early, and what comes
+        // before the target is not kept.
+        let early = (frame - CODEC_PREROLL_FRAMES).max(0);
         let (in_frame, out_frame) = match &self.resampler {
-            None => (frame, frame),
+            None => (early, early),
             Some(r) => {
                 let (in_block, out_block) = r.grid();
                 let (in_block, out_block) = (in_block as i64, out_block as i64);
-                let blocks = (frame - r.preroll_frames() as i64).max(0) / out_block;
+                let blocks = (early - r.preroll_frames() as i64).max(0) / out_block;
                 (blocks * in_block, blocks * out_block)
             }
         };
-        if in_frame == 0 {
-            self.restart(0, 0);
-            self.valid_from = 0;
-        }
-        let seeked = self
-            .format
-            .seek(
-                SeekMode::Accurate,
-                SeekTo::Timestamp {
-                    ts: Timestamp::new(self.origin_ts + in_frame),
-                    track_id: self.track_id,
-                },
-            )
-            .map_err(|e| e.to_string())?;
+        let seeked = self.format.seek(
+            SeekMode::Accurate,
+            SeekTo::Timestamp {
+                ts: Timestamp::new(self.origin_ts + in_frame),
+                track_id: self.track_id,
+            },
+        )?;
         self.decoder.reset();
         self.pending = None;
         self.held = None;
-        let landed = seeked.actual_ts.get() - self.origin_ts;
         if self.resampler.is_none() {
+            let landed = seeked.actual_ts.get() - self.origin_ts;
             self.restart(landed, landed);
         } else {
             // Frames before the grid point are dropped as they come.
             self.restart(in_frame, out_frame);
-            if in_frame > 0 {
-                self.valid_from = out_frame
-                    + self
-                        .resampler
-                        .as_ref()
-                        .map_or(0, |r| r.preroll_frames() as i64);
-            }
+        }
+        if in_frame > 0 {
+            self.valid_from = frame;
         }
         Ok(())
+    }
+
+    /// Where the file's data ends, when a seek to `frame` failed for lying
+    /// past it: its header's length, else `frame`.
+    fn past_end(&self, frame: i64, e: &symphonia::core::errors::Error) -> Option<usize> {
+        use symphonia::core::errors::{Error, SeekErrorKind};
+        matches!(e, Error::SeekError(SeekErrorKind::OutOfRange)).then(|| {
+            (self
+                .said_frames
+                .map_or(frame as u64, |f| f.min(frame as u64))) as usize
+        })
     }
 
     /// The next frame in is the file's `in_frame`, and the next out the
@@ -616,7 +646,9 @@ impl Stream {
         if self.stage.len() == pcm.chunk_frames(chunk) * CHANNELS {
             // Already held (from an earlier pass) is fine: same samples; too
             // far from the playhead to keep is fine too.
-            let _ = pcm.fill(chunk, &self.stage);
+            if pcm.fill(chunk, &self.stage).is_ok() {
+                self.filled += 1;
+            }
             self.stage.clear();
             self.stage_valid = false;
         }

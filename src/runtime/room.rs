@@ -536,10 +536,27 @@ impl RoomShell {
         }
     }
 
-    pub fn put_chunk(&self, stem: usize, chunk: usize, data: &[u8]) {
-        if let Some(Slot::Stored { store, .. }) = self.slots.get(stem) {
-            store.put(chunk, data);
+    /// A fetched chunk (checked) goes to its stem's spool; one that cannot
+    /// be written (a full disk) is fetched again. Returns a problem to report.
+    pub fn put_chunk(
+        &mut self,
+        now_ns: i64,
+        stem: usize,
+        chunk: usize,
+        data: &[u8],
+    ) -> Option<String> {
+        let Some(Slot::Stored { store, .. }) = self.slots.get(stem) else {
+            return None;
+        };
+        let e = store.put(chunk, data).err()?;
+        let problem = format!(
+            "{}: cannot spool chunk {chunk} ({e}); fetching it again",
+            store.info.name
+        );
+        if let Some(x) = &mut self.exchange {
+            x.refetch(now_ns, stem, chunk);
         }
+        Some(problem)
     }
 
     /// A remote stem has every chunk: the job that checks the whole file

@@ -657,7 +657,12 @@ impl Core {
                     data: job(),
                 });
             }
-            ExchangeEvent::Chunk { stem, chunk, data } => self.room.put_chunk(stem, chunk, &data),
+            ExchangeEvent::Chunk { stem, chunk, data } => {
+                let now = self.clock.now_ns();
+                if let Some(problem) = self.room.put_chunk(now, stem, chunk, &data) {
+                    self.error(problem);
+                }
+            }
             ExchangeEvent::Complete { stem } => {
                 if let Some(job) = self.room.verify_job(stem) {
                     self.worker.run(move || Input::Verified(job()));
