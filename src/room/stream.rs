@@ -332,16 +332,16 @@ impl Decoder {
             })
         });
         let mut s = Stream::open(self.input.open(abort)?, self.input.format())?;
-        if target_frame > 0 {
-            if let Err(e) = s.seek(target_frame) {
-                // Past the file's real end (the song claims more than it
-                // holds): from there on is silence, as a stream reaching the
-                // end would have found.
-                if let Some(end) = s.past_end(target_frame, &e) {
-                    self.pcm.end_data(end);
-                }
-                return Err(e.to_string());
+        if target_frame > 0
+            && let Err(e) = s.seek(target_frame)
+        {
+            // Past the file's real end (the song claims more than it holds):
+            // from there on is silence, as a stream reaching the end would
+            // have found.
+            if let Some(end) = s.past_end(target_frame, &e) {
+                self.pcm.end_data(end);
             }
+            return Err(e.to_string());
         }
         Ok(s)
     }
