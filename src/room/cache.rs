@@ -37,6 +37,41 @@ pub fn hashes_in(dir: &Path) -> std::collections::HashSet<crate::protocol::messa
         .collect()
 }
 
+/// Removes the spool files (`.<hex>.<pid>.<n>.part`, see
+/// [`super::store::StemStore`]) that processes no longer running left in the
+/// cache `dir` (a peer killed mid-fetch); returns how many. Spools of live
+/// processes (this one, another peer sharing the cache) stay. Only where the
+/// process table can be read (`/proc`); elsewhere none is removed.
+pub fn sweep_spools(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return 0;
+    }
+    let mut removed = 0;
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let parts: Vec<&str> = name.split('.').collect();
+        let ["", hex, pid, n, "part"] = parts[..] else {
+            continue;
+        };
+        let (Some(_), Ok(pid), Ok(_)) = (hash_of_hex(hex), pid.parse::<u32>(), n.parse::<u64>())
+        else {
+            continue;
+        };
+        if pid != std::process::id()
+            && !proc.join(pid.to_string()).exists()
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// A hash from its 64 hex digits ([`crate::protocol::hex`] backwards).
 fn hash_of_hex(hex: &str) -> Option<crate::protocol::message::StemHash> {
     if hex.len() != 64 {
@@ -87,6 +122,26 @@ mod tests {
         assert_eq!(find(dir.path(), &info), None);
         std::fs::write(&path, [8u8; 1000]).unwrap();
         assert_eq!(find(dir.path(), &info), None, "same size, other bytes");
+    }
+
+    /// A dead process's spool goes; this process's, and files that only
+    /// look alike, stay.
+    #[test]
+    fn spools_of_dead_processes_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let hex = "ab".repeat(32);
+        let dead = dir.path().join(format!(".{hex}.{}.0.part", u32::MAX - 1));
+        let ours = dir
+            .path()
+            .join(format!(".{hex}.{}.3.part", std::process::id()));
+        let other = dir
+            .path()
+            .join(format!(".notahash.{}.0.part", u32::MAX - 1));
+        for f in [&dead, &ours, &other] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        assert_eq!(sweep_spools(dir.path()), 1);
+        assert!(!dead.exists() && ours.exists() && other.exists());
     }
 
     #[test]

@@ -130,7 +130,16 @@ pub(super) fn load_job(
                 }
             }
         }
-        let cached = cache_dir.map_or_else(HashSet::new, |d| crate::room::cache::hashes_in(&d));
+        let cached = cache_dir.map_or_else(HashSet::new, |d| {
+            let swept = crate::room::cache::sweep_spools(&d);
+            if swept > 0 {
+                tracing::info!(
+                    swept,
+                    "removed spool files a stopped peer left in the cache"
+                );
+            }
+            crate::room::cache::hashes_in(&d)
+        });
         Loaded {
             saved,
             unchanged,
