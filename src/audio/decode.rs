@@ -21,6 +21,7 @@ use symphonia::core::meta::MetadataOptions;
 
 use super::CHANNELS;
 use super::downmix::Downmix;
+use super::resample::frames_at;
 
 /// The longest stem accepted, in seconds (streamed, it costs no more memory
 /// than a short one).
@@ -263,7 +264,7 @@ pub fn peaks_file(
         source_channels: w.channels,
         source_frames: w.frames,
         truncated: w.truncated,
-        frames: (w.frames * u64::from(rate_hz)).div_ceil(u64::from(w.rate_hz)),
+        frames: frames_at(w.frames, w.rate_hz, rate_hz),
     };
     Ok((probe, peaks))
 }
@@ -280,7 +281,7 @@ pub fn probe_quick(path: &Path, rate_hz: u32) -> Result<Probe, DecodeError> {
             source_channels,
             source_frames,
             truncated: None,
-            frames: (source_frames * u64::from(rate_hz)).div_ceil(u64::from(source_rate_hz)),
+            frames: frames_at(source_frames, source_rate_hz, rate_hz),
         },
         None => probe_file(path, rate_hz)?,
     };
@@ -538,9 +539,8 @@ fn resample(path: &Path, input: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<
     };
     let mut resampler = super::resample::StreamResampler::new(from_hz, to_hz).map_err(err)?;
     let frames_in = input.len() / CHANNELS;
-    let mut output = Vec::with_capacity(
-        ((frames_in as u64 * u64::from(to_hz)).div_ceil(u64::from(from_hz)) as usize) * CHANNELS,
-    );
+    let mut output =
+        Vec::with_capacity(frames_at(frames_in as u64, from_hz, to_hz) as usize * CHANNELS);
     let mut take = |l: f32, r: f32| {
         output.push(l);
         output.push(r);

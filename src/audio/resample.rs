@@ -15,6 +15,12 @@ use rubato::{Fft, FixedSync, Resampler};
 
 use super::CHANNELS;
 
+/// How many frames `frames` at `from_hz` are at `to_hz` (rounded up): the
+/// length a file keeps once converted, whether decoded whole or streamed.
+pub fn frames_at(frames: u64, from_hz: u32, to_hz: u32) -> u64 {
+    (frames * u64::from(to_hz)).div_ceil(u64::from(from_hz.max(1)))
+}
+
 /// Input frames per call into rubato (as the whole-file decode always had).
 const CHUNK_IN: usize = 1024;
 
@@ -103,7 +109,7 @@ impl StreamResampler {
     /// The input has ended: gives the output frames still owed, so that the
     /// output is as long as the input at the new rate (rounded up).
     pub fn finish(&mut self, out: &mut impl FnMut(f32, f32)) -> Result<(), String> {
-        let owed = (self.taken_frames * u64::from(self.to_hz)).div_ceil(u64::from(self.from_hz));
+        let owed = frames_at(self.taken_frames, self.from_hz, self.to_hz);
         while self.given_frames < owed {
             // Pad the chunk with silence (the filter's tail flushes out).
             self.pending

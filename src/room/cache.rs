@@ -37,8 +37,25 @@ pub fn hashes_in(dir: &Path) -> std::collections::HashSet<crate::protocol::messa
         .collect()
 }
 
-/// Removes the spool files (`.<hex>.<pid>.<n>.part`, see
-/// [`super::store::StemStore`]) that processes no longer running left in the
+/// The name of this process's `n`-th spool file for `info`'s file
+/// (`.<hex>.<pid>.<n>.part`, [`super::store::StemStore`]'s; a dot file, so
+/// [`hashes_in`] passes over it).
+pub fn spool_name(info: &StemInfo, n: u64) -> String {
+    format!(".{}.{}.{n}.part", info.hex(), std::process::id())
+}
+
+/// The process that made the spool file named `name`, if it is one.
+fn spool_pid(name: &str) -> Option<u32> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let ["", hex, pid, n, "part"] = parts[..] else {
+        return None;
+    };
+    hash_of_hex(hex)?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes the spool files ([`spool_name`]) that processes no longer running left in the
 /// cache `dir` (a peer killed mid-fetch); returns how many. Spools of live
 /// processes (this one, another peer sharing the cache) stay. Only where the
 /// process table can be read (`/proc`); elsewhere none is removed.
@@ -53,13 +70,7 @@ pub fn sweep_spools(dir: &Path) -> usize {
     let mut removed = 0;
     for e in entries.filter_map(Result::ok) {
         let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let parts: Vec<&str> = name.split('.').collect();
-        let ["", hex, pid, n, "part"] = parts[..] else {
-            continue;
-        };
-        let (Some(_), Ok(pid), Ok(_)) = (hash_of_hex(hex), pid.parse::<u32>(), n.parse::<u64>())
-        else {
+        let Some(pid) = name.to_str().and_then(spool_pid) else {
             continue;
         };
         if pid != std::process::id()

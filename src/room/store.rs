@@ -43,17 +43,18 @@ pub struct StemStore {
 struct Inner {
     /// The spool: chunks at their offsets, the rest a hole.
     file: File,
-    /// Its path while it is the store's own (`None` once kept elsewhere).
-    spool: Option<PathBuf>,
+    /// Where it is now; `owned` while it is the store's own (deleted with
+    /// it), not once kept in the cache.
+    path: PathBuf,
+    owned: bool,
     have: Vec<bool>,
-    missing: usize,
     closed: bool,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(spool) = &self.spool {
-            let _ = std::fs::remove_file(spool);
+        if self.owned {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -76,7 +77,7 @@ impl StemStore {
         // collided with: names are tried until one is free.
         let (file, spool) = loop {
             let n = SPOOLS.fetch_add(1, Ordering::Relaxed);
-            let spool = dir.join(format!(".{}.{}.{n}.part", info.hex(), std::process::id()));
+            let spool = dir.join(super::cache::spool_name(&info, n));
             match File::options()
                 .read(true)
                 .write(true)
@@ -92,9 +93,9 @@ impl StemStore {
         Ok(StemStore {
             inner: Mutex::new(Inner {
                 file,
-                spool: Some(spool),
+                path: spool,
+                owned: true,
                 have: vec![false; chunks],
-                missing: chunks,
                 closed: false,
             }),
             info,
@@ -132,7 +133,6 @@ impl StemStore {
         }
         (g.file.seek(SeekFrom::Start(range.start))).and_then(|_| g.file.write_all(bytes))?;
         g.have[k] = true;
-        g.missing -= 1;
         self.have_count.fetch_add(1, Ordering::Relaxed);
         drop(g);
         self.arrived.notify_all();
@@ -144,7 +144,6 @@ impl StemStore {
         let mut g = self.lock();
         if g.have.get(k) == Some(&true) {
             g.have[k] = false;
-            g.missing += 1;
             self.have_count.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -173,26 +172,31 @@ impl StemStore {
     }
 
     pub fn is_complete(&self) -> bool {
-        self.lock().missing == 0
+        self.chunks_have() == self.info.chunks()
     }
 
     /// Whether the whole file is here and its hash matches the stem's;
     /// `Err` with the chunks missing, or (after a full-file mismatch) those
     /// whose hash fails, so that they can be fetched again (none: every chunk
-    /// matches and the whole does not — the song's entry is wrong). Reads the spool in
-    /// pieces, holding the lock: put and read wait meanwhile.
+    /// matches and the whole does not — the song's entry is wrong). Reads
+    /// the complete spool through a handle of its own, without the lock, so
+    /// the decoder reads on meanwhile (a complete spool is not written).
     pub fn verify(&self) -> Result<(), Vec<usize>> {
-        let mut g = self.lock();
-        if g.missing > 0 {
+        let g = self.lock();
+        if g.have.contains(&false) {
             // Not all here (a chunk that could not be spooled): those.
             return Err((0..g.have.len()).filter(|&k| !g.have[k]).collect());
         }
+        let path = g.path.clone();
+        drop(g);
+        let all = || (0..self.info.chunks()).collect::<Vec<_>>();
+        let Ok(mut file) = File::open(&path) else {
+            return Err(all());
+        };
         let mut hasher = blake3::Hasher::new();
-        let whole = (g.file.seek(SeekFrom::Start(0))).and_then(|_| {
-            hasher
-                .update_reader((&mut g.file).take(self.info.size_bytes))
-                .map(|_| ())
-        });
+        let whole = hasher
+            .update_reader((&mut file).take(self.info.size_bytes))
+            .map(|_| ());
         if whole.is_ok() && hasher.finalize().as_bytes() == &self.info.hash {
             return Ok(());
         }
@@ -201,8 +205,8 @@ impl StemStore {
             .filter(|&k| {
                 let r = self.info.chunk_range(k);
                 chunk.resize((r.end - r.start) as usize, 0);
-                let read = (g.file.seek(SeekFrom::Start(r.start)))
-                    .and_then(|_| g.file.read_exact(&mut chunk));
+                let read =
+                    (file.seek(SeekFrom::Start(r.start))).and_then(|_| file.read_exact(&mut chunk));
                 read.is_err() || !self.info.check_chunk(k, &chunk)
             })
             .collect())
@@ -212,16 +216,16 @@ impl StemStore {
     /// by a rename where it can, else a copy; the store reads on from it.
     pub fn keep_in(&self, path: &Path) -> io::Result<()> {
         let mut g = self.lock();
-        let Some(spool) = g.spool.clone() else {
+        if !g.owned {
             return Ok(()); // kept already
-        };
-        if std::fs::rename(&spool, path).is_err() {
+        }
+        if std::fs::rename(&g.path, path).is_err() {
             let tmp = path.with_extension("part");
-            std::fs::copy(&spool, &tmp)?;
+            std::fs::copy(&g.path, &tmp)?;
             std::fs::rename(&tmp, path)?;
             return Ok(());
         }
-        g.spool = None;
+        (g.path, g.owned) = (path.to_path_buf(), false);
         Ok(())
     }
 

@@ -433,7 +433,7 @@ impl Stream {
             valid_from: 0,
             slack,
             said_frames: said_source_frames
-                .map(|f| (f * u64::from(ENGINE_RATE_HZ)).div_ceil(u64::from(rate_hz))),
+                .map(|f| crate::audio::resample::frames_at(f, rate_hz, ENGINE_RATE_HZ)),
             filled: 0,
             ended: false,
             pending: None,
