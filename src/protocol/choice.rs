@@ -10,6 +10,12 @@
 //! It is not majority rule: one musician's "stop" must not need a quorum. The
 //! rules, applied in this order (NOTEBOOK.md gives the reasons):
 //!
+//! 0. **Song end.** Before any vote, the previous state is advanced to the
+//!    round's apply instant ([`SessionState::advance_to`]): a song that ended
+//!    while playing is followed, from its end instant, by the set list's next
+//!    song at 0 s (the last one stops at its end). No vote is needed, so every
+//!    peer computes the same instant; the engine is told the same transition
+//!    ahead of it. Every rule below reads this advanced state.
 //! 1. **Admission.** Votes for another round are rejected. Copies of the same vote
 //!    count once (relays deliver a vote many times). A voter with two *different*
 //!    actions in one round has all of them rejected: a peer gets one vote per
@@ -17,26 +23,50 @@
 //!    "No event" is not an action and never makes a voter an equivocator: peers
 //!    do not relay it, so a rule that counted it would judge the same voter
 //!    differently on a peer that heard it directly and on one that heard only a
-//!    relay (NOTEBOOK.md, issue 19).
-//! 2. **Position (seek).** Seek targets are clamped into `[0, duration]`. If any
+//!    relay (NOTEBOOK.md, issue 19). A vote that names the old song's channels
+//!    or position (a seek, a stem's fader) in a round where the song just ended
+//!    is rejected (`SongEnded`); `next` with an empty set list, `unqueue` of an
+//!    entry that is not there, and `prev` when the set list is full are
+//!    rejected too.
+//! 2. **Song change: load over next over prev.** If any was cast, the one of
+//!    the highest kind wins, and among `load`s the lowest voter's song; the
+//!    others are overruled. The new song starts at 0 s at the apply instant,
+//!    playing or paused as before, with a new mixer (its stems at unity; the
+//!    master stays). `next` takes the set list's head; `prev` puts the current
+//!    song back at the head of the set list and plays the one before it (with
+//!    none before, it restarts the current song); `load` leaves the set list
+//!    as it is. A `load` of the current version restarts it, mixer kept.
+//! 3. **Set list.** Every admitted `unqueue` applies (to the set list as it was
+//!    at the round's start: entry `index` if it is the named song, else the
+//!    first entry that is; one that `next` consumed is overruled by it), then
+//!    every `queue`, in voter order, up to [`MAX_QUEUE`] (the rest are
+//!    rejected, `QueueFull`).
+//! 4. **Position (seek).** Seek targets are clamped into `[0, duration]`. If any
 //!    seek was cast, the playhead moves to the (clamped) target of the seek with
-//!    the lowest voter id. Seeks to another target are overruled by it.
-//! 3. **Transport (pause over play).** Any pause stops playback; otherwise any play
-//!    starts it; otherwise it stays as it was. Position and transport are
-//!    orthogonal: a seek and a pause in one round give "paused at the target".
-//! 4. **Mix, per channel, independently** (the master and each stem): the quietest
+//!    the lowest voter id. Seeks to another target are overruled by it. A song
+//!    change overrules every seek (its target meant the old song).
+//! 5. **Transport (pause over play).** Any pause stops playback; otherwise any play
+//!    starts it (from 0 s if the song is paused at its end); otherwise it stays
+//!    as it was. Position and transport are orthogonal: a seek and a pause in
+//!    one round give "paused at the target".
+//! 6. **Mix, per channel, independently** (the master and each stem): the quietest
 //!    requested gain wins (lower dB; `-inf` is silence; louder than
 //!    [`MAX_GAIN_DB`] is clamped to it), and mute wins over unmute. Votes for a
-//!    channel the session lacks, or with a NaN or `+inf` gain, are rejected.
-//! 5. **Ties** (equal targets or gains from several voters) are credited to the
+//!    channel the session lacks, or with a NaN or `+inf` gain, are rejected. A
+//!    song change overrules every stem's vote (it named the old song's
+//!    channels); the master's apply.
+//! 7. **Ties** (equal targets or gains from several voters) are credited to the
 //!    lowest voter id; voters who asked for exactly the winning value are
 //!    `Applied` too.
 //!
 //! A round of only "no event" (or no votes at all) returns the previous state
-//! unchanged. A round that changes anything stamps the new state's
-//! `changed_round` with its own round number.
+//! advanced to its apply instant. A round whose votes change anything stamps
+//! the new state's `changed_round` with its own round number (a song end alone
+//! does not: nobody decided it).
 
-use super::state::{Channel, Event, MAX_GAIN_DB, PeerId, Round, SessionState, Vote};
+use super::state::{
+    Channel, Event, MAX_GAIN_DB, MAX_QUEUE, PeerId, Round, SessionState, SongRef, Vote,
+};
 
 /// The result of one round: the state to switch to at `apply_at_session_ns`, and
 /// what became of every vote, so that each voter learns whether it counted.
@@ -79,6 +109,18 @@ pub enum Rejection {
     UnknownChannel,
     /// A volume vote whose gain is NaN or `+inf`.
     InvalidGain,
+    /// A seek or a stem's fader for a song that ended before the round applied.
+    SongEnded,
+    /// `next` with nothing in the set list.
+    EmptyQueue,
+    /// `unqueue` of a song that is not in the set list.
+    NotQueued,
+    /// `queue` (or `prev`, which puts the current song back) past
+    /// [`MAX_QUEUE`] songs.
+    QueueFull,
+    /// A song with more stems than a session has, or a length out of range
+    /// (decoding refuses it; a state built by hand may not).
+    InvalidSong,
 }
 
 /// Decides round `round`: the next state after `prev`, given every vote received
@@ -93,19 +135,26 @@ pub fn choose(
     sorted.sort_by_key(Vote::canonical_key);
     sorted.dedup();
 
+    let mut start = prev.clone();
+    // Votes cast for this round while the old song still played name it.
+    let song_ended = (start.advance_to(apply_at_session_ns))
+        .is_some_and(|at_ns| at_ns >= round.start_session_ns())
+        && start.song != prev.song;
     let mut outcomes: Vec<VoteOutcome> = sorted
         .iter()
         .map(|&vote| VoteOutcome {
             vote,
-            verdict: admit(&vote, round, prev),
+            verdict: admit(&vote, round, &start, song_ended),
         })
         .collect();
     reject_equivocators(&mut outcomes);
 
-    let mut state = prev.clone();
-    resolve_transport(&mut state, apply_at_session_ns, &mut outcomes);
-    resolve_mix(&mut state, &mut outcomes);
-    if state != *prev {
+    let mut state = start.clone();
+    let changed_by = resolve_song(&mut state, apply_at_session_ns, &mut outcomes);
+    resolve_set_list(&start, &mut state, changed_by, &mut outcomes);
+    resolve_transport(&mut state, apply_at_session_ns, changed_by, &mut outcomes);
+    resolve_mix(&mut state, changed_by, &mut outcomes);
+    if state != start {
         state.changed_round = round;
     }
 
@@ -119,13 +168,35 @@ pub fn choose(
 
 /// The verdict a vote gets on its own: `Applied` stands for "admitted, still in
 /// the running" until the resolution steps overrule it.
-fn admit(vote: &Vote, round: Round, prev: &SessionState) -> Verdict {
+fn admit(vote: &Vote, round: Round, prev: &SessionState, song_ended: bool) -> Verdict {
     if vote.round != round {
         return Verdict::Rejected(Rejection::WrongRound);
+    }
+    let names_old_song = match vote.event {
+        Event::Seek { .. } => true,
+        Event::Volume { channel, .. } | Event::Mute { channel, .. } => channel != Channel::Master,
+        _ => false,
+    };
+    if song_ended && names_old_song {
+        return Verdict::Rejected(Rejection::SongEnded);
     }
     match vote.event {
         Event::None => Verdict::Abstained,
         Event::Play | Event::Pause | Event::Seek { .. } => Verdict::Applied,
+        Event::Load(song) | Event::Queue(song) if !song.is_valid() => {
+            Verdict::Rejected(Rejection::InvalidSong)
+        }
+        Event::Load(_) | Event::Queue(_) => Verdict::Applied,
+        Event::Next if prev.queue.is_empty() => Verdict::Rejected(Rejection::EmptyQueue),
+        Event::Next => Verdict::Applied,
+        Event::Prev if !prev.played.is_empty() && prev.queue.len() >= MAX_QUEUE => {
+            Verdict::Rejected(Rejection::QueueFull)
+        }
+        Event::Prev => Verdict::Applied,
+        Event::Unqueue { index, song } => match unqueued_index(prev, index, song) {
+            Some(_) => Verdict::Applied,
+            None => Verdict::Rejected(Rejection::NotQueued),
+        },
         Event::Volume { channel, gain_db } => {
             if prev.channel(channel).is_none() {
                 Verdict::Rejected(Rejection::UnknownChannel)
@@ -168,13 +239,139 @@ fn live(o: &VoteOutcome) -> bool {
     o.verdict == Verdict::Applied
 }
 
-/// Rules 2 and 3: seek, then pause over play.
-fn resolve_transport(state: &mut SessionState, at_ns: i64, outcomes: &mut [VoteOutcome]) {
+/// The entry of the set list an `unqueue {index, song}` removes: entry
+/// `index` if it is `song` (the common case), else the first that is (the
+/// list moved since the voter saw it).
+fn unqueued_index(
+    state: &SessionState,
+    index: u16,
+    song: crate::protocol::library::SongId,
+) -> Option<usize> {
+    let index = usize::from(index);
+    if state.queue.get(index).is_some_and(|s| s.song == song) {
+        return Some(index);
+    }
+    state.queue.iter().position(|s| s.song == song)
+}
+
+/// Rule 2: load over next over prev. Returns the winner, if the song changed.
+fn resolve_song(
+    state: &mut SessionState,
+    at_ns: i64,
+    outcomes: &mut [VoteOutcome],
+) -> Option<PeerId> {
+    // Outcomes are sorted by voter: the first live vote of a kind is the
+    // lowest voter's.
+    let first = |kind: fn(&Event) -> bool| {
+        outcomes
+            .iter()
+            .find(|o| live(o) && kind(&o.vote.event))
+            .map(|o| (o.vote.voter, o.vote.event))
+    };
+    let (winner, event) = first(|e| matches!(e, Event::Load(_)))
+        .or_else(|| first(|e| matches!(e, Event::Next)))
+        .or_else(|| first(|e| matches!(e, Event::Prev)))?;
+    for o in outcomes.iter_mut().filter(|o| live(o)) {
+        if o.vote.event.changes_song() && o.vote.event != event {
+            o.verdict = Verdict::Overruled { by: winner };
+        }
+    }
+    match event {
+        Event::Load(song) => state.switch_to(song, at_ns),
+        Event::Next => {
+            let next = state.queue.remove(0);
+            state.switch_to(next, at_ns);
+        }
+        Event::Prev => match state.played.pop() {
+            Some(before) => {
+                // The current song goes back to the head of the set list.
+                state.queue.insert(0, state.song);
+                state.start(before, at_ns);
+            }
+            None => state.start(state.song, at_ns),
+        },
+        _ => {}
+    }
+    Some(winner)
+}
+
+/// Rule 3: the set list's edits. `start` is the state at the round's start
+/// (advanced), whose indices the votes name; `state` has had its song change.
+fn resolve_set_list(
+    start: &SessionState,
+    state: &mut SessionState,
+    song_changed_by: Option<PeerId>,
+    outcomes: &mut [VoteOutcome],
+) {
+    let next_won = song_changed_by.is_some()
+        && outcomes
+            .iter()
+            .any(|o| live(o) && matches!(o.vote.event, Event::Next));
+    let prev_won = song_changed_by.is_some()
+        && !next_won
+        && outcomes
+            .iter()
+            .any(|o| live(o) && matches!(o.vote.event, Event::Prev))
+        && !start.played.is_empty();
+    // Which entries of `start.queue` go.
+    let mut removed = vec![false; start.queue.len()];
+    if next_won {
+        removed[0] = true;
+    }
+    for o in outcomes.iter_mut().filter(|o| live(o)) {
+        if let Event::Unqueue { index, song } = o.vote.event
+            && let Some(i) = unqueued_index(start, index, song)
+        {
+            if next_won && i == 0 {
+                if let Some(by) = song_changed_by {
+                    o.verdict = Verdict::Overruled { by };
+                }
+            } else {
+                removed[i] = true;
+            }
+        }
+    }
+    let mut queue: Vec<SongRef> = Vec::with_capacity(MAX_QUEUE);
+    if prev_won {
+        // resolve_song put the song it left at the head.
+        queue.push(state.queue[0]);
+    }
+    queue.extend(
+        (start.queue.iter().zip(&removed))
+            .filter(|(_, gone)| !**gone)
+            .map(|(s, _)| *s),
+    );
+    for o in outcomes.iter_mut().filter(|o| live(o)) {
+        if let Event::Queue(song) = o.vote.event {
+            if queue.len() < MAX_QUEUE {
+                queue.push(song);
+            } else {
+                o.verdict = Verdict::Rejected(Rejection::QueueFull);
+            }
+        }
+    }
+    state.queue = queue;
+}
+
+/// Rules 4 and 5: seek, then pause over play.
+fn resolve_transport(
+    state: &mut SessionState,
+    at_ns: i64,
+    song_changed_by: Option<PeerId>,
+    outcomes: &mut [VoteOutcome],
+) {
     let seek_target = |e: &Event| match *e {
         Event::Seek { position_ns } => Some(position_ns),
         _ => None,
     };
-    let end_ns = state.duration_ns.max(0);
+    if let Some(by) = song_changed_by {
+        for o in outcomes.iter_mut().filter(|o| live(o)) {
+            if seek_target(&o.vote.event).is_some() {
+                o.verdict = Verdict::Overruled { by };
+            }
+        }
+    }
+    let end_ns = state.duration_ns();
     let clamped_target = |e: &Event| seek_target(e).map(|t| t.clamp(0, end_ns));
     // Outcomes are sorted by voter: the first live seek is the lowest voter's.
     let seek = outcomes
@@ -208,6 +405,8 @@ fn resolve_transport(state: &mut SessionState, at_ns: i64, outcomes: &mut [VoteO
     };
     let position_ns = match seek {
         Some((_, target)) => target,
+        // Play at the end of a song plays it again.
+        None if playing && !state.timeline.playing && state.position_ns_at(at_ns) >= end_ns => 0,
         None => state.position_ns_at(at_ns),
     };
     if seek.is_some() || playing != state.timeline.playing {
@@ -224,8 +423,21 @@ fn first_live_voter(outcomes: &[VoteOutcome], pred: impl Fn(&Event) -> bool) -> 
         .map(|o| o.vote.voter)
 }
 
-/// Rule 4: per channel, the quietest gain and mute-over-unmute.
-fn resolve_mix(state: &mut SessionState, outcomes: &mut [VoteOutcome]) {
+/// Rule 6: per channel, the quietest gain and mute-over-unmute.
+fn resolve_mix(
+    state: &mut SessionState,
+    song_changed_by: Option<PeerId>,
+    outcomes: &mut [VoteOutcome],
+) {
+    if let Some(by) = song_changed_by {
+        for o in outcomes.iter_mut().filter(|o| live(o)) {
+            if let Event::Volume { channel, .. } | Event::Mute { channel, .. } = o.vote.event
+                && channel != Channel::Master
+            {
+                o.verdict = Verdict::Overruled { by };
+            }
+        }
+    }
     let mut channels: Vec<Channel> = outcomes
         .iter()
         .filter(|o| live(o))

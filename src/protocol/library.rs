@@ -28,7 +28,7 @@ pub const MAX_GENERATION: u32 = 1 << 20;
 pub const MAX_LIBRARY_STEM_FRAMES: u64 = 48_000 * 3600 * 24;
 
 /// A song's identity: derived from its name ([`SongId::of_name`]).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 pub struct SongId(pub [u8; SONG_ID_BYTES]);
 
 impl SongId {

@@ -23,12 +23,13 @@ pub mod time;
 pub use choice::{Decision, Rejection, Verdict, VoteOutcome, choose};
 pub use clock::{ClockEstimate, LinkClock};
 pub use session::{
-    Config, DownReason, DropReason, Ignored, PeerStatus, Session, SessionEvent, SessionStats,
-    Start, Transmit, VoteError, action_kind,
+    ActionKind, Config, DownReason, DropReason, Ignored, PeerStatus, Session, SessionEvent,
+    SessionStats, Start, Transmit, VoteError, action_kind,
 };
 pub use state::{
-    Channel, ChannelState, ENGINE_RATE_HZ, Event, EventCode, InvalidState, MAX_GAIN_DB, MAX_STEMS,
-    PeerId, ROUND_NS, Round, SessionState, Shape, Timeline, Vote, frames_to_ns, ns_to_frames,
+    Channel, ChannelState, ENGINE_RATE_HZ, Event, EventCode, InvalidState, MAX_GAIN_DB, MAX_PLAYED,
+    MAX_QUEUE, MAX_STEMS, PeerId, ROUND_NS, Round, SessionState, SongRef, Timeline, Vote,
+    frames_to_ns, ns_to_frames,
 };
 pub use stem::{StemInfo, hex};
 pub use time::{SessionMap, SteerConfig, SteerState};

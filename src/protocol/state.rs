@@ -5,6 +5,7 @@
 //! every peer. [`Timeline::position_frames_at`] is the one mapping from session
 //! time to audio frames.
 
+use super::library::SongId;
 use crate::wire::{Model, Reader, WireError, Writer};
 use std::fmt;
 
@@ -17,6 +18,13 @@ pub const ENGINE_RATE_HZ: u32 = 48_000;
 pub const MAX_STEMS: usize = 256;
 /// The loudest gain a fader can ask for; louder votes are clamped to it.
 pub const MAX_GAIN_DB: f32 = 12.0;
+/// The longest set list (songs queued after the current one): a long
+/// evening's worth, and a bound on what a state costs on the wire (64 × 42 B).
+pub const MAX_QUEUE: usize = 64;
+/// Songs remembered before the current one, for `prev`.
+pub const MAX_PLAYED: usize = 16;
+/// Bytes of a song version's digest ([`SongRef::version`]).
+pub const SONG_VERSION_BYTES: usize = 16;
 
 const NS_PER_SEC: i128 = 1_000_000_000;
 
@@ -128,6 +136,94 @@ impl Model for Channel {
     }
 }
 
+/// Which song, in which version: what the session agrees to play.
+///
+/// A song's stems may change (a peer adds one) while it is queued or playing,
+/// and peers' libraries converge only eventually; so a vote that names a song
+/// names the *version* it means — the digest of its stem list
+/// ([`crate::protocol::library::SongVersion`]) — and carries what the state
+/// needs of it (its channel count and length), so that every peer decides the
+/// same state from the same votes whatever its library holds. The version's
+/// stems travel as room data. The all-zero version is the song the session
+/// was created with, as its creator's room describes it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct SongRef {
+    pub song: SongId,
+    pub version: [u8; SONG_VERSION_BYTES],
+    /// Stems of this version (the session's channels while it is current).
+    pub channels: u16,
+    /// Its length: the longest stem's.
+    pub duration_ns: i64,
+}
+
+impl SongRef {
+    /// A song known by its shape only (generated audio, tests, a session's
+    /// start song before its files are hashed).
+    pub fn anonymous(duration_ns: i64, channels: usize) -> SongRef {
+        SongRef {
+            song: SongId::default(),
+            version: [0; SONG_VERSION_BYTES],
+            channels: channels.min(MAX_STEMS) as u16,
+            duration_ns: duration_ns.max(0),
+        }
+    }
+
+    /// The longest song a state may hold: the longest stem allowed.
+    pub const MAX_DURATION_NS: i64 = crate::protocol::stem::MAX_STEM_SECS as i64 * 1_000_000_000;
+
+    /// Whether the choice function can take it (decoding refuses any other).
+    pub fn is_valid(&self) -> bool {
+        usize::from(self.channels) <= MAX_STEMS
+            && (0..=Self::MAX_DURATION_NS).contains(&self.duration_ns)
+    }
+
+    /// The song's id, short, for logs and events.
+    pub fn short(&self) -> String {
+        self.song.hex()[..12].to_string()
+    }
+}
+
+/// ```text
+/// | song [16] | version [16] | channels u16 (≤ MAX_STEMS) | duration_ns i64 (0 ..= 12 h) |
+/// ```
+impl Model for SongRef {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        if !self.is_valid() {
+            return Err(WireError::Invalid {
+                field: "song",
+                reason: "more channels than a session has, or a length out of range",
+            });
+        }
+        w.put_array(&self.song.0);
+        w.put_array(&self.version);
+        w.put_u16(self.channels);
+        w.put_i64(self.duration_ns);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let song = SongRef {
+            song: SongId(r.array("song.id")?),
+            version: r.array("song.version")?,
+            channels: r.u16("song.channels")?,
+            duration_ns: r.i64("song.duration_ns")?,
+        };
+        if usize::from(song.channels) > MAX_STEMS {
+            return Err(WireError::Invalid {
+                field: "song.channels",
+                reason: "more channels than a session has",
+            });
+        }
+        if !(0..=SongRef::MAX_DURATION_NS).contains(&song.duration_ns) {
+            return Err(WireError::Invalid {
+                field: "song.duration_ns",
+                reason: "negative, or longer than the longest stem",
+            });
+        }
+        Ok(song)
+    }
+}
+
 /// The code byte that leads every [`Event`] on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 #[repr(u8)]
@@ -138,6 +234,11 @@ pub enum EventCode {
     Seek = 3,
     Volume = 4,
     Mute = 5,
+    Load = 6,
+    Queue = 7,
+    Unqueue = 8,
+    Next = 9,
+    Prev = 10,
 }
 
 impl EventCode {
@@ -149,6 +250,11 @@ impl EventCode {
             3 => EventCode::Seek,
             4 => EventCode::Volume,
             5 => EventCode::Mute,
+            6 => EventCode::Load,
+            7 => EventCode::Queue,
+            8 => EventCode::Unqueue,
+            9 => EventCode::Next,
+            10 => EventCode::Prev,
             _ => return None,
         })
     }
@@ -179,7 +285,26 @@ pub enum Event {
         channel: Channel,
         muted: bool,
     },
+    /// Make this song the current one, at 0 s.
+    Load(SongRef),
+    /// Append this song to the set list.
+    Queue(SongRef),
+    /// Remove entry `index` of the set list (0 = next up), if it is `song`:
+    /// two peers removing the same entry at once remove it once.
+    Unqueue {
+        index: u16,
+        song: SongId,
+    },
+    /// The set list's next song becomes current.
+    Next,
+    /// The song before the current one becomes current again (the current
+    /// one goes back to the head of the set list); with none before, the
+    /// current song restarts.
+    Prev,
 }
+
+/// An event's canonical key (see [`Event::canonical_key`]).
+pub(crate) type EventKey = (u8, i64, u16, u32, [u8; 16], [u8; SONG_VERSION_BYTES]);
 
 impl Event {
     pub fn code(&self) -> EventCode {
@@ -190,18 +315,39 @@ impl Event {
             Event::Seek { .. } => EventCode::Seek,
             Event::Volume { .. } => EventCode::Volume,
             Event::Mute { .. } => EventCode::Mute,
+            Event::Load(_) => EventCode::Load,
+            Event::Queue(_) => EventCode::Queue,
+            Event::Unqueue { .. } => EventCode::Unqueue,
+            Event::Next => EventCode::Next,
+            Event::Prev => EventCode::Prev,
         }
+    }
+
+    /// The song-change votes (`load`, `next`, `prev`).
+    pub fn changes_song(&self) -> bool {
+        matches!(self, Event::Load(_) | Event::Next | Event::Prev)
     }
 
     /// A total order over events (floats by their bits), used to sort a round's
     /// votes canonically so that no result depends on arrival order.
-    pub(crate) fn canonical_key(&self) -> (u8, i64, u16, u32) {
+    pub(crate) fn canonical_key(&self) -> EventKey {
         let code = self.code() as u8;
+        let none = [0; 16];
         match *self {
-            Event::None | Event::Play | Event::Pause => (code, 0, 0, 0),
-            Event::Seek { position_ns } => (code, position_ns, 0, 0),
-            Event::Volume { channel, gain_db } => (code, 0, channel.code(), gain_db.to_bits()),
-            Event::Mute { channel, muted } => (code, 0, channel.code(), u32::from(muted)),
+            Event::None | Event::Play | Event::Pause | Event::Next | Event::Prev => {
+                (code, 0, 0, 0, none, none)
+            }
+            Event::Seek { position_ns } => (code, position_ns, 0, 0, none, none),
+            Event::Volume { channel, gain_db } => {
+                (code, 0, channel.code(), gain_db.to_bits(), none, none)
+            }
+            Event::Mute { channel, muted } => {
+                (code, 0, channel.code(), u32::from(muted), none, none)
+            }
+            Event::Load(s) | Event::Queue(s) => {
+                (code, s.duration_ns, s.channels, 0, s.song.0, s.version)
+            }
+            Event::Unqueue { index, song } => (code, 0, index, 0, song.0, none),
         }
     }
 }
@@ -228,13 +374,27 @@ fn check_gain_db(gain_db: f32, field: &'static str) -> Result<f32, WireError> {
 ///   3 seek                       | position_ns i64 |
 ///   4 volume                     | channel u16 | gain_db f32 (finite or −∞) |
 ///   5 mute                       | channel u16 | muted bool |
+///   6 load, 7 queue              | song SongRef |
+///   8 unqueue                    | index u16 (< MAX_QUEUE) | song id [16] |
+///   9 next, 10 prev              (nothing)
 /// ```
 impl Model for Event {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         w.put_u8(self.code() as u8);
         match *self {
-            Event::None | Event::Play | Event::Pause => {}
+            Event::None | Event::Play | Event::Pause | Event::Next | Event::Prev => {}
             Event::Seek { position_ns } => w.put_i64(position_ns),
+            Event::Load(song) | Event::Queue(song) => song.encode(w)?,
+            Event::Unqueue { index, song } => {
+                if usize::from(index) >= MAX_QUEUE {
+                    return Err(WireError::Invalid {
+                        field: "event.unqueue.index",
+                        reason: "past the longest set list",
+                    });
+                }
+                w.put_u16(index);
+                w.put_array(&song.0);
+            }
             Event::Volume { channel, gain_db } => {
                 channel.encode(w)?;
                 w.put_f32(check_gain_db(gain_db, "event.volume.gain_db")?);
@@ -268,6 +428,23 @@ impl Model for Event {
                 channel: r.get_as("event.mute.channel")?,
                 muted: r.bool("event.mute.muted")?,
             },
+            EventCode::Load => Event::Load(r.get()?),
+            EventCode::Queue => Event::Queue(r.get()?),
+            EventCode::Unqueue => {
+                let index = r.u16("event.unqueue.index")?;
+                if usize::from(index) >= MAX_QUEUE {
+                    return Err(WireError::Invalid {
+                        field: "event.unqueue.index",
+                        reason: "past the longest set list",
+                    });
+                }
+                Event::Unqueue {
+                    index,
+                    song: SongId(r.array("event.unqueue.song")?),
+                }
+            }
+            EventCode::Next => Event::Next,
+            EventCode::Prev => Event::Prev,
         })
     }
 }
@@ -282,7 +459,7 @@ pub struct Vote {
 
 impl Vote {
     /// A total order over votes, for canonical sorting.
-    pub(crate) fn canonical_key(&self) -> (PeerId, Round, (u8, i64, u16, u32)) {
+    pub(crate) fn canonical_key(&self) -> (PeerId, Round, EventKey) {
         (self.voter, self.round, self.event.canonical_key())
     }
 }
@@ -405,42 +582,126 @@ impl Model for ChannelState {
     }
 }
 
-/// Everything the peers agree on: the timeline and the shared mix.
+/// Everything the peers agree on: the timeline, the current song and the set
+/// list after it, and the shared mix.
 ///
 /// Solo is deliberately not here: soloing is how one musician listens, not a
 /// change to what the room hears, so it stays local to each peer.
 #[derive(Clone, PartialEq, Debug)]
 pub struct SessionState {
     pub timeline: Timeline,
-    /// Length of the song; seeks are clamped into `[0, duration_ns]`.
-    pub duration_ns: i64,
+    /// The current song; seeks are clamped into `[0, song.duration_ns]`.
+    pub song: SongRef,
+    /// The set list: the songs that follow the current one, next up first
+    /// (at most [`MAX_QUEUE`]).
+    pub queue: Vec<SongRef>,
+    /// The songs played before the current one, the latest last (at most
+    /// [`MAX_PLAYED`]): where `prev` goes.
+    pub played: Vec<SongRef>,
     /// The round whose decision last changed this state (`Round(0)` for a new
     /// session). When peers' states diverge (a partition), the later change wins.
     pub changed_round: Round,
     /// The "All" channel: applies on top of every stem.
     pub master: ChannelState,
-    /// One per stem, indexed by `Channel::Stem(i)`.
+    /// One per stem of the current song, indexed by `Channel::Stem(i)`.
     pub channels: Vec<ChannelState>,
 }
 
 impl SessionState {
     /// A paused session at the start of a song of `duration_ns` with `stems` stems
-    /// at unity gain.
+    /// at unity gain (an anonymous song: see [`SongRef::anonymous`]).
     pub fn new(duration_ns: i64, stems: usize) -> SessionState {
+        SessionState::of_song(SongRef::anonymous(duration_ns, stems))
+    }
+
+    /// A paused session at the start of `song`, its stems at unity gain.
+    pub fn of_song(song: SongRef) -> SessionState {
+        let song = SongRef {
+            channels: song.channels.min(MAX_STEMS as u16),
+            duration_ns: song.duration_ns.clamp(0, SongRef::MAX_DURATION_NS),
+            ..song
+        };
         SessionState {
             timeline: Timeline::default(),
-            duration_ns: duration_ns.max(0),
+            song,
+            queue: Vec::new(),
+            played: Vec::new(),
             changed_round: Round(0),
             master: ChannelState::default(),
-            channels: vec![ChannelState::default(); stems.min(MAX_STEMS)],
+            channels: vec![ChannelState::default(); usize::from(song.channels)],
         }
+    }
+
+    /// Length of the current song.
+    pub fn duration_ns(&self) -> i64 {
+        self.song.duration_ns.max(0)
     }
 
     /// Song position at session time `session_ns`, clamped into the song.
     pub fn position_ns_at(&self, session_ns: i64) -> i64 {
         self.timeline
             .position_ns_at(session_ns)
-            .clamp(0, self.duration_ns.max(0))
+            .clamp(0, self.duration_ns())
+    }
+
+    /// The session instant at which the current song ends, if it is playing.
+    pub fn song_end_session_ns(&self) -> Option<i64> {
+        let t = &self.timeline;
+        t.playing.then(|| {
+            let left_ns = self.duration_ns().saturating_sub(t.anchor_position_ns);
+            t.anchor_session_ns.saturating_add(left_ns.max(0))
+        })
+    }
+
+    /// Makes `song` current at 0 s from session time `at_ns` (playing or not
+    /// as before), the current one going to `played`. A different version
+    /// gets a new mixer (the master stays); the same one restarts.
+    pub(crate) fn switch_to(&mut self, song: SongRef, at_ns: i64) {
+        if song != self.song {
+            self.played.push(self.song);
+            if self.played.len() > MAX_PLAYED {
+                self.played.remove(0);
+            }
+        }
+        self.start(song, at_ns);
+    }
+
+    /// Makes `song` current at 0 s from `at_ns`, and nothing else.
+    pub(crate) fn start(&mut self, song: SongRef, at_ns: i64) {
+        if song != self.song {
+            self.song = song;
+            self.channels = vec![ChannelState::default(); usize::from(song.channels)];
+        }
+        self.timeline.anchor_position_ns = 0;
+        self.timeline.anchor_session_ns = at_ns;
+    }
+
+    /// The state as it is at session time `at_ns` if nobody votes: each song
+    /// that ends by then while playing is followed, from its end instant, by
+    /// the set list's next one at 0 s; the last ends paused at its end. No
+    /// vote is needed, so every peer computes the same instant from the same
+    /// state, whichever round it does it in. Returns the instant of the last
+    /// change, if anything changed. `changed_round` is left as it was: nobody
+    /// decided this.
+    pub fn advance_to(&mut self, at_ns: i64) -> Option<i64> {
+        let mut changed = None;
+        // Each pass either stops or takes a song off the queue: bounded.
+        while let Some(end_ns) = self.song_end_session_ns()
+            && end_ns <= at_ns
+        {
+            changed = Some(end_ns);
+            if self.queue.is_empty() {
+                self.timeline = Timeline {
+                    playing: false,
+                    anchor_position_ns: self.duration_ns(),
+                    anchor_session_ns: end_ns,
+                };
+                break;
+            }
+            let next = self.queue.remove(0);
+            self.switch_to(next, end_ns);
+        }
+        changed
     }
 
     /// The fader for `channel`, if the session has it.
@@ -466,33 +727,39 @@ impl SessionState {
         h.write(&[u8::from(self.timeline.playing)]);
         h.write(&self.timeline.anchor_position_ns.to_be_bytes());
         h.write(&self.timeline.anchor_session_ns.to_be_bytes());
-        h.write(&self.duration_ns.to_be_bytes());
+        let song = |h: &mut Fnv1a64, s: &SongRef| {
+            h.write(&s.song.0);
+            h.write(&s.version);
+            h.write(&s.channels.to_be_bytes());
+            h.write(&s.duration_ns.to_be_bytes());
+        };
+        song(&mut h, &self.song);
         h.write(&self.changed_round.0.to_be_bytes());
         for ch in std::iter::once(&self.master).chain(&self.channels) {
             h.write(&ch.gain_db.to_bits().to_be_bytes());
             h.write(&[u8::from(ch.muted)]);
         }
+        for list in [&self.queue, &self.played] {
+            h.write(&(list.len() as u32).to_be_bytes());
+            for s in list {
+                song(&mut h, s);
+            }
+        }
         h.finish()
     }
-}
-
-/// The parts of a state that belong to the song, not to any vote: no decision
-/// changes them, so a state from another peer must have the same.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Shape {
-    pub duration_ns: i64,
-    pub channels: usize,
 }
 
 /// Why a state from another peer cannot be this session's.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
 pub enum InvalidState {
-    #[error("the song is {got_ns} ns long, the session's {want_ns} ns")]
-    Duration { got_ns: i64, want_ns: i64 },
-    #[error("{got} channels, the session has {want}")]
+    #[error("{got} channels for a song of {want} stems")]
     Channels { got: usize, want: usize },
-    #[error("a song longer than the longest stem allowed ({got_ns} ns)")]
-    TooLong { got_ns: i64 },
+    #[error("a song longer than the longest stem allowed, or with too many stems")]
+    BadSong,
+    #[error("a set list of {0} songs, over {MAX_QUEUE}")]
+    QueueTooLong(usize),
+    #[error("{0} songs played before, over {MAX_PLAYED}")]
+    PlayedTooLong(usize),
     #[error("a gain above +{MAX_GAIN_DB} dB, which no vote can decide")]
     Gain,
     #[error("the playhead's anchor is outside the song or after the state's round")]
@@ -502,58 +769,43 @@ pub enum InvalidState {
 }
 
 impl SessionState {
-    /// The song's part of the state.
-    pub fn shape(&self) -> Shape {
-        Shape {
-            duration_ns: self.duration_ns,
-            channels: self.channels.len(),
-        }
-    }
-
     /// Checks a state received as decided for `round` (a snapshot): that the
     /// choice function could have produced it — gains no vote can reach, a
     /// change after its own round, an anchor after the round's apply instant
-    /// `apply_at_ns` — and that its song is `shape`, when the session knows
-    /// it. Decoding has already refused a negative duration and an anchor
-    /// outside the song.
-    pub fn check(
-        &self,
-        round: Round,
-        apply_at_ns: i64,
-        shape: Option<Shape>,
-    ) -> Result<(), InvalidState> {
+    /// `apply_at_ns`, a mixer that is not its song's, a set list longer than
+    /// any decision makes. Decoding has already refused most of it; this
+    /// also holds for a state built by hand.
+    pub fn check(&self, round: Round, apply_at_ns: i64) -> Result<(), InvalidState> {
         if self.changed_round > round {
             return Err(InvalidState::ChangedLater {
                 changed: self.changed_round.0,
                 round: round.0,
             });
         }
-        let longest_ns = crate::protocol::stem::MAX_STEM_SECS as i64 * NS_PER_SEC as i64;
-        if self.duration_ns > longest_ns {
-            return Err(InvalidState::TooLong {
-                got_ns: self.duration_ns,
+        let songs = std::iter::once(&self.song)
+            .chain(&self.queue)
+            .chain(&self.played);
+        if !songs.into_iter().all(SongRef::is_valid) {
+            return Err(InvalidState::BadSong);
+        }
+        if self.channels.len() != usize::from(self.song.channels) {
+            return Err(InvalidState::Channels {
+                got: self.channels.len(),
+                want: usize::from(self.song.channels),
             });
         }
-        if let Some(want) = shape {
-            if self.duration_ns != want.duration_ns {
-                return Err(InvalidState::Duration {
-                    got_ns: self.duration_ns,
-                    want_ns: want.duration_ns,
-                });
-            }
-            if self.channels.len() != want.channels {
-                return Err(InvalidState::Channels {
-                    got: self.channels.len(),
-                    want: want.channels,
-                });
-            }
+        if self.queue.len() > MAX_QUEUE {
+            return Err(InvalidState::QueueTooLong(self.queue.len()));
+        }
+        if self.played.len() > MAX_PLAYED {
+            return Err(InvalidState::PlayedTooLong(self.played.len()));
         }
         let loud = |c: &ChannelState| c.gain_db > MAX_GAIN_DB;
         if loud(&self.master) || self.channels.iter().any(loud) {
             return Err(InvalidState::Gain);
         }
         let t = &self.timeline;
-        if !(0..=self.duration_ns).contains(&t.anchor_position_ns)
+        if !(0..=self.duration_ns()).contains(&t.anchor_position_ns)
             || !(0..=apply_at_ns).contains(&t.anchor_session_ns)
         {
             return Err(InvalidState::Anchor);
@@ -581,19 +833,22 @@ impl Fnv1a64 {
 }
 
 /// ```text
-/// | playing bool | anchor_position_ns i64 | anchor_session_ns i64 | duration_ns i64 |
-/// | changed_round u64 | master ChannelState | channels list<ChannelState> (≤ MAX_STEMS) |
+/// | playing bool | anchor_position_ns i64 | anchor_session_ns i64 | song SongRef |
+/// | changed_round u64 | master ChannelState | channels list<ChannelState> (= song.channels) |
+/// | queue list<SongRef> (≤ MAX_QUEUE) | played list<SongRef> (≤ MAX_PLAYED) |
 /// ```
-/// Decoding refuses a negative duration and an anchor outside the song.
+/// Decoding refuses an anchor outside the song and a mixer that is not the song's.
 impl Model for SessionState {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         w.put_bool(self.timeline.playing);
         w.put_i64(self.timeline.anchor_position_ns);
         w.put_i64(self.timeline.anchor_session_ns);
-        w.put_i64(self.duration_ns);
+        self.song.encode(w)?;
         self.changed_round.encode(w)?;
         self.master.encode(w)?;
-        w.put_list(&self.channels, MAX_STEMS, "state.channels")
+        w.put_list(&self.channels, MAX_STEMS, "state.channels")?;
+        w.put_list(&self.queue, MAX_QUEUE, "state.queue")?;
+        w.put_list(&self.played, MAX_PLAYED, "state.played")
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
@@ -602,25 +857,30 @@ impl Model for SessionState {
             anchor_position_ns: r.i64("state.anchor_position_ns")?,
             anchor_session_ns: r.i64("state.anchor_session_ns")?,
         };
-        let duration_ns = r.i64("state.duration_ns")?;
-        if duration_ns < 0 {
-            return Err(WireError::Invalid {
-                field: "state.duration_ns",
-                reason: "negative duration",
-            });
-        }
-        if !(0..=duration_ns).contains(&timeline.anchor_position_ns) {
+        let song: SongRef = r.get_as("state.song")?;
+        if !(0..=song.duration_ns).contains(&timeline.anchor_position_ns) {
             return Err(WireError::Invalid {
                 field: "state.anchor_position_ns",
                 reason: "anchor outside the song",
             });
         }
+        let changed_round = r.get_as("state.changed_round")?;
+        let master = r.get()?;
+        let channels: Vec<ChannelState> = r.list(MAX_STEMS, "state.channels")?;
+        if channels.len() != usize::from(song.channels) {
+            return Err(WireError::Invalid {
+                field: "state.channels",
+                reason: "not one per stem of the song",
+            });
+        }
         Ok(SessionState {
             timeline,
-            duration_ns,
-            changed_round: r.get_as("state.changed_round")?,
-            master: r.get()?,
-            channels: r.list(MAX_STEMS, "state.channels")?,
+            song,
+            changed_round,
+            master,
+            channels,
+            queue: r.list(MAX_QUEUE, "state.queue")?,
+            played: r.list(MAX_PLAYED, "state.played")?,
         })
     }
 }
@@ -690,7 +950,14 @@ mod tests {
         assert_ne!(a.digest(), b.digest());
         assert_eq!(a.digest(), a.clone().digest());
         // Pinned: a change here changes what peers compare on the wire (it last
-        // changed when `changed_round` joined the state, protocol version 2).
-        assert_eq!(a.digest(), 0x4e3f_61ad_e3f0_a684);
+        // changed when the song and the set list joined the state, protocol
+        // version 3).
+        assert_eq!(a.digest(), 0xffe1_e83d_dd38_9caa);
+        let mut queued = a.clone();
+        queued.queue.push(SongRef::anonymous(5, 1));
+        assert_ne!(a.digest(), queued.digest());
+        let mut played = a.clone();
+        played.played.push(SongRef::anonymous(5, 1));
+        assert_ne!(queued.digest(), played.digest(), "queue and played differ");
     }
 }

@@ -269,6 +269,13 @@ pub fn action_json(event: &Event, stems: &[String]) -> Value {
             "action": if muted { "mute" } else { "unmute" },
             "stem": channel_name(channel, stems),
         }),
+        Event::Load(song) => json!({ "action": "load", "song": song.song.hex() }),
+        Event::Queue(song) => json!({ "action": "queue", "song": song.song.hex() }),
+        Event::Unqueue { index, song } => {
+            json!({ "action": "unqueue", "index": index, "song": song.hex() })
+        }
+        Event::Next => json!({ "action": "next" }),
+        Event::Prev => json!({ "action": "prev" }),
     }
 }
 
@@ -302,6 +309,7 @@ fn state_json(
         "apply_at_session_ms".into(),
         json!(apply_at_session_ns as f64 / 1e6),
     );
+    m.insert("song".into(), json!(state.song.song.hex()));
     m.insert("playing".into(), json!(state.timeline.playing));
     m.insert(
         "position_secs".into(),

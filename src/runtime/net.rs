@@ -762,11 +762,15 @@ pub(crate) mod tests {
                 matches!(r, Err(LinkError::Wire(WireError::BadMagic { .. }))),
                 "{r:?}"
             );
-            let mut v3 = b"SYNF".to_vec();
-            v3.extend_from_slice(&3u16.to_be_bytes());
-            v3.extend_from_slice(&4u32.to_be_bytes());
-            let (r, _raw) = accept_one(&listener, v3).await;
-            assert!(matches!(r, Err(LinkError::Version { found: 3 })), "{r:?}");
+            let mut next = b"SYNF".to_vec();
+            next.extend_from_slice(&(PROTOCOL_VERSION + 1).to_be_bytes());
+            next.extend_from_slice(&4u32.to_be_bytes());
+            let (r, _raw) = accept_one(&listener, next).await;
+            let want = PROTOCOL_VERSION + 1;
+            assert!(
+                matches!(r, Err(LinkError::Version { found }) if found == want),
+                "{r:?}"
+            );
             let mut huge = b"SYNF".to_vec();
             huge.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
             huge.extend_from_slice(&u32::MAX.to_be_bytes());

@@ -36,6 +36,11 @@ pub fn event_text(e: &Event, stems: &[String]) -> String {
             if muted { "mute" } else { "unmute" },
             channel_name(channel, stems)
         ),
+        Event::Load(song) => format!("load {}", song.short()),
+        Event::Queue(song) => format!("queue {}", song.short()),
+        Event::Unqueue { index, .. } => format!("unqueue {index}"),
+        Event::Next => "next".into(),
+        Event::Prev => "prev".into(),
     }
 }
 

@@ -24,7 +24,7 @@ pub fn seek_event(position_secs: f64) -> Event {
 impl MixerApp {
     pub fn duration_secs(&self) -> f64 {
         if let Some(s) = &self.view.state {
-            return s.duration_ns as f64 / 1e9;
+            return s.duration_ns() as f64 / 1e9;
         }
         let frames = self.stems.iter().map(|s| s.file.frames()).max();
         frames.unwrap_or(0) as f64 / f64::from(ENGINE_RATE_HZ)

@@ -613,10 +613,10 @@ mod tests {
         assert!(decode_exact::<Event>(&vol(neg_inf), "test").is_ok());
 
         check_err::<Event>(
-            &[9],
+            &[11],
             WireError::UnknownCode {
                 field: "event.code",
-                code: 9,
+                code: 11,
             },
         );
         check_err::<Message>(
@@ -696,14 +696,17 @@ mod tests {
     #[test]
     fn impossible_states_are_refused() {
         let mut st = SessionState::new(1_000, 1);
-        st.duration_ns = -5;
-        st.timeline.anchor_position_ns = -5;
+        st.song.duration_ns = -5;
+        assert!(encode_to_vec(&st).is_err(), "a negative length is not sent");
+        // A mixer that is not the song's: one channel for a song of two.
+        let mut st = SessionState::new(1_000, 1);
+        st.song.channels = 2;
         let bytes = encode_to_vec(&st).unwrap();
         check_err::<SessionState>(
             &bytes,
             WireError::Invalid {
-                field: "state.duration_ns",
-                reason: "negative duration",
+                field: "state.channels",
+                reason: "not one per stem of the song",
             },
         );
         let mut st = SessionState::new(1_000, 1);

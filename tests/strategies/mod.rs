@@ -52,6 +52,39 @@ pub fn gain_db() -> impl Strategy<Value = f32> {
     ]
 }
 
+/// Any song reference the wire carries.
+pub fn song_ref() -> impl Strategy<Value = SongRef> {
+    (
+        any::<[u8; 16]>(),
+        any::<[u8; 16]>(),
+        0..=MAX_STEMS as u16,
+        0..=SongRef::MAX_DURATION_NS,
+    )
+        .prop_map(|(id, version, channels, duration_ns)| SongRef {
+            song: library::SongId(id),
+            version,
+            channels,
+            duration_ns,
+        })
+}
+
+/// A few songs (one id, a second version of it, another song, a short one),
+/// so generated rounds load and queue the same songs and tie.
+pub fn small_song_ref() -> impl Strategy<Value = SongRef> {
+    let song = |id: u8, version: u8, channels: u16, secs: i64| SongRef {
+        song: library::SongId([id; 16]),
+        version: [version; 16],
+        channels,
+        duration_ns: secs * 1_000_000_000,
+    };
+    prop::sample::select(vec![
+        song(1, 1, 2, 180),
+        song(1, 2, 3, 180),
+        song(2, 1, 4, 240),
+        song(3, 1, 1, 1),
+    ])
+}
+
 pub fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         Just(Event::None),
@@ -60,6 +93,14 @@ pub fn event() -> impl Strategy<Value = Event> {
         any::<i64>().prop_map(|position_ns| Event::Seek { position_ns }),
         (channel(), gain_db()).prop_map(|(channel, gain_db)| Event::Volume { channel, gain_db }),
         (channel(), any::<bool>()).prop_map(|(channel, muted)| Event::Mute { channel, muted }),
+        song_ref().prop_map(Event::Load),
+        song_ref().prop_map(Event::Queue),
+        (0..MAX_QUEUE as u16, any::<[u8; 16]>()).prop_map(|(index, id)| Event::Unqueue {
+            index,
+            song: library::SongId(id)
+        }),
+        Just(Event::Next),
+        Just(Event::Prev),
     ]
 }
 
@@ -77,24 +118,40 @@ pub fn channel_state() -> impl Strategy<Value = ChannelState> {
 
 pub fn session_state() -> impl Strategy<Value = SessionState> {
     (
-        0i64..=i64::MAX,
+        song_ref(),
         any::<bool>(),
         any::<u64>(),
         any::<i64>(),
         round(),
         channel_state(),
         vec(channel_state(), 0..16),
+        (vec(song_ref(), 0..4), vec(song_ref(), 0..4)),
     )
         .prop_map(
-            |(duration_ns, playing, pos, anchor_session_ns, changed_round, master, channels)| {
-                let anchor_position_ns = (pos % (duration_ns as u64).saturating_add(1)) as i64;
+            |(
+                song,
+                playing,
+                pos,
+                anchor_session_ns,
+                changed_round,
+                master,
+                channels,
+                (queue, played),
+            )| {
+                let song = SongRef {
+                    channels: channels.len() as u16,
+                    ..song
+                };
+                let anchor_position_ns = (pos % (song.duration_ns as u64).saturating_add(1)) as i64;
                 SessionState {
                     timeline: Timeline {
                         playing,
                         anchor_position_ns,
                         anchor_session_ns,
                     },
-                    duration_ns,
+                    song,
+                    queue,
+                    played,
                     changed_round,
                     master,
                     channels,

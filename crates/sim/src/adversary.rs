@@ -13,12 +13,15 @@
 
 use super::*;
 
+use synfony::protocol::library::SongId;
 use synfony::protocol::message::{
     ClockEcho, ClockPing, ClockPong, ClockStamps, DecidedDigest, Goodbye, Heartbeat,
     MAX_PENDING_VOTES, MAX_RELAYED_VOTES, PeerList, Snapshot,
 };
 use synfony::protocol::session::MAX_MEMBERS;
-use synfony::protocol::{ChannelState, MAX_STEMS, SessionMap, Timeline, Vote};
+use synfony::protocol::{
+    ChannelState, MAX_PLAYED, MAX_QUEUE, MAX_STEMS, SessionMap, SongRef, Timeline, Vote,
+};
 
 /// Honest peers must be in step this soon after the adversary leaves.
 pub const CONVERGE_NS: i64 = 2 * SEC;
@@ -341,7 +344,15 @@ impl Sim {
         } else {
             Channel::Stem(self.rng.random_range(0..MAX_STEMS as u16))
         };
-        match self.rng.random_range(0..6) {
+        match self.rng.random_range(0..11) {
+            6 => Event::Load(self.forged_song()),
+            7 => Event::Queue(self.forged_song()),
+            8 => Event::Unqueue {
+                index: self.rng.random_range(0..MAX_QUEUE as u16),
+                song: SongId(self.rng.random()),
+            },
+            9 => Event::Next,
+            10 => Event::Prev,
             0 => Event::None,
             1 => Event::Play,
             2 => Event::Pause,
@@ -389,6 +400,24 @@ impl Sim {
             .collect()
     }
 
+    /// A song no library holds: any id, any version, any shape the wire takes.
+    fn forged_song(&mut self) -> SongRef {
+        SongRef {
+            song: SongId(self.rng.random()),
+            version: self.rng.random(),
+            channels: match self.rng.random_range(0..3) {
+                0 => 0,
+                1 => MAX_STEMS as u16,
+                _ => 4,
+            },
+            duration_ns: match self.rng.random_range(0..3) {
+                0 => 0,
+                1 => SongRef::MAX_DURATION_NS,
+                _ => 600 * SEC,
+            },
+        }
+    }
+
     /// A state the session could not have decided: wrong shape, absurd gains
     /// and anchors, a change far in the future; or, sometimes, a valid one.
     fn forged_state(&mut self, round: Round) -> SessionState {
@@ -411,20 +440,33 @@ impl Sim {
             gain_db: gain(&mut self.rng),
             muted: self.rng.random(),
         };
-        let channels = (0..channels)
+        let channels: Vec<ChannelState> = (0..channels)
             .map(|_| ChannelState {
                 gain_db: gain(&mut self.rng),
                 muted: self.rng.random(),
             })
             .collect();
         let anchor_position_ns = self.rng.random_range(0..=duration_ns);
+        let mut song = self.forged_song();
+        song.duration_ns = duration_ns.min(SongRef::MAX_DURATION_NS);
+        if self.rng.random_bool(0.7) {
+            song.channels = channels.len() as u16;
+        }
+        let queue = (0..self.rng.random_range(0..=MAX_QUEUE))
+            .map(|_| self.forged_song())
+            .collect();
+        let played = (0..self.rng.random_range(0..=MAX_PLAYED))
+            .map(|_| self.forged_song())
+            .collect();
         SessionState {
             timeline: Timeline {
                 playing: self.rng.random(),
                 anchor_position_ns,
                 anchor_session_ns: self.extreme_i64(),
             },
-            duration_ns,
+            song,
+            queue,
+            played,
             changed_round: if self.rng.random_bool(0.5) {
                 round
             } else {

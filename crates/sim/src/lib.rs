@@ -35,10 +35,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
+use synfony::protocol::library::SongId;
 use synfony::protocol::message::{Message, PeerInfo};
 use synfony::protocol::session::verdicts_of;
 use synfony::protocol::{
-    Channel, Config, Event, PeerId, ROUND_NS, Round, Session, SessionEvent, SessionState, Start,
+    Channel, Config, Event, PeerId, ROUND_NS, Round, Session, SessionEvent, SessionState, SongRef,
+    Start,
 };
 use synfony::wire;
 
@@ -58,6 +60,25 @@ pub const IN_STEP_NS: i64 = 2 * MS;
 /// Clock errors and apply skew are measured on peers this long after they start
 /// (the estimators need samples; see NOTEBOOK.md).
 pub const SETTLED_NS: i64 = 5 * SEC;
+
+/// The songs the simulated peers load and queue: short, so that they end
+/// and follow each other during a run (the first is the session's at start,
+/// the next two its set list).
+const SIM_SONGS: [SongRef; 4] = [
+    sim_song(1, 4, 3),
+    sim_song(2, 2, 4),
+    sim_song(3, 3, 2),
+    sim_song(4, 5, 6),
+];
+
+const fn sim_song(id: u8, channels: u16, secs: i64) -> SongRef {
+    SongRef {
+        song: SongId([id; 16]),
+        version: [id; 16],
+        channels,
+        duration_ns: secs * SEC,
+    }
+}
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -127,6 +148,9 @@ pub struct Report {
     pub decisions: u64,
     pub messages: u64,
     pub votes_cast: u64,
+    /// Decisions (summed over peers) whose song differs from the peer's
+    /// previous decision's: loads, next, prev and song ends.
+    pub song_changes: u64,
     /// With an adversary: from its leaving to the honest peers in step again.
     pub recover_ns_max: i64,
     /// With an adversary: the messages it sent.
@@ -229,6 +253,8 @@ struct Peer {
     /// Joined: in step with the others (the creator from the start).
     joined: bool,
     last_decided_at_ns: Option<i64>,
+    /// The song of the last decision (to count song changes).
+    last_song: Option<SongRef>,
     /// User actions cast and not yet answered.
     awaiting: Vec<(i64, Event)>,
 }
@@ -369,6 +395,7 @@ impl Sim {
             started_at_ns: 0,
             joined: false,
             last_decided_at_ns: None,
+            last_song: None,
             awaiting: Vec::new(),
         });
         slot

@@ -326,7 +326,13 @@ impl Sim {
         });
         let start = match join_via {
             None => Start::Create {
-                state: SessionState::new(600 * SEC, 4),
+                state: {
+                    // A short song with the set list after it, so songs end
+                    // and follow each other during the run.
+                    let mut state = SessionState::of_song(SIM_SONGS[0]);
+                    state.queue = vec![SIM_SONGS[1], SIM_SONGS[2]];
+                    state
+                },
             },
             Some(_) => Start::Join,
         };
@@ -490,6 +496,10 @@ impl Sim {
                 }
                 let p = &mut self.peers[slot];
                 p.last_decided_at_ns = Some(t);
+                if p.last_song.is_some_and(|s| s != d.state.song) {
+                    self.report.song_changes += 1;
+                }
+                p.last_song = Some(d.state.song);
                 for (vote, _) in verdicts_of(&d, p.info.peer_id) {
                     p.answered(vote.event);
                 }
@@ -523,7 +533,16 @@ impl Sim {
             if !p.alive || !p.joined || !self.rng.random_bool(self.cfg.vote_probability) {
                 continue;
             }
-            let event = match self.rng.random_range(0..5) {
+            let song = SIM_SONGS[self.rng.random_range(0..SIM_SONGS.len())];
+            let event = match self.rng.random_range(0..11) {
+                5 => Event::Load(song),
+                6 | 7 => Event::Queue(song),
+                8 => Event::Unqueue {
+                    index: self.rng.random_range(0..3),
+                    song: song.song,
+                },
+                9 => Event::Next,
+                10 => Event::Prev,
                 0 => Event::Play,
                 1 => Event::Pause,
                 2 => Event::Seek {

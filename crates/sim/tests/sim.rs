@@ -37,13 +37,24 @@ fn check(cfg: SimConfig) -> Vec<String> {
     let seed = cfg.seed;
     let report = sim::run(&cfg);
     assert!(report.decisions > 0, "seed {seed}: nothing was decided");
+    SONG_CHANGES.fetch_add(report.song_changes, Ordering::Relaxed);
     report.violations
 }
+
+/// Song changes (loads, next, prev, song ends) seen over all seeds: the
+/// scenarios must exercise them.
+static SONG_CHANGES: AtomicU64 = AtomicU64::new(0);
 
 /// Many seeds, spread over the cores; every violation is printed with its seed.
 #[test]
 fn invariants_hold_over_many_seeds() {
-    over_seeds(env_u64("SYNFONY_SIM_SEEDS").unwrap_or(1000), scenario);
+    let seeds = env_u64("SYNFONY_SIM_SEEDS").unwrap_or(1000);
+    over_seeds(seeds, scenario);
+    assert!(
+        SONG_CHANGES.load(Ordering::Relaxed) >= seeds,
+        "the set list was barely exercised: {} song changes in {seeds} seeds",
+        SONG_CHANGES.load(Ordering::Relaxed)
+    );
 }
 
 /// A hostile member (issue 19) never makes an honest peer panic, hang, do

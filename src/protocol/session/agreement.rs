@@ -3,10 +3,11 @@
 //! divergence with snapshots.
 
 use crate::protocol::choice::{Decision, Verdict};
+use crate::protocol::library::SongId;
 use crate::protocol::message::{
     ClockEcho, ClockStamps, DecidedDigest, Heartbeat, MAX_RELAYED_VOTES, Message, Snapshot,
 };
-use crate::protocol::state::{Channel, Event, InvalidState, PeerId, ROUND_NS, Round, Vote};
+use crate::protocol::state::{Channel, Event, PeerId, ROUND_NS, Round, SongRef, Vote};
 
 use super::history::Hold;
 use super::timers::Timer;
@@ -187,35 +188,20 @@ impl Session {
                 return;
             }
         }
-        // The song's shape binds while the peer that told us of it is linked
-        // (or for good, if we created the session).
-        let shape = self
-            .shape
-            .filter(|(_, source)| source.is_none_or(|p| self.links.contains_key(&p)))
-            .map(|(shape, _)| shape);
-        if let Err(invalid) = snap.state.check(k, self.cfg.apply_at_session_ns(k), shape) {
+        if snap
+            .state
+            .check(k, self.cfg.apply_at_session_ns(k))
+            .is_err()
+        {
             self.ignore(from, Ignored::BadSnapshot { round: k });
-            if matches!(
-                invalid,
-                InvalidState::Duration { .. } | InvalidState::Channels { .. }
-            ) {
-                self.offer_snapshot(from);
-            }
             return;
         }
-        let new_shape = self.shape.is_none_or(|(s, _)| s != snap.state.shape());
         let (Some(first), Some(last)) = (self.history.first_round(), self.history.last_round())
         else {
             // A joiner's first state.
             self.rebase(k, snap, from);
             return;
         };
-        if new_shape {
-            // The peer that told us of the old song is gone and this one
-            // knows another: the session is this one's.
-            self.rebase(k, snap, from);
-            return;
-        }
         if k > last {
             if let Some(cur) = self.current_round()
                 && last.0 + self.cfg.vote_horizon_rounds >= cur.0
@@ -265,9 +251,6 @@ impl Session {
 
     /// Replaces the whole history with `snap` as its base.
     fn rebase(&mut self, k: Round, snap: Snapshot, from: PeerId) {
-        if self.shape.is_none_or(|(s, _)| s != snap.state.shape()) {
-            self.shape = Some((snap.state.shape(), Some(from)));
-        }
         let (dropped, evicted) = self.history.rebase(k, snap.state.clone(), snap.pending);
         self.supersede_own(dropped, from);
         for vote in evicted {
@@ -426,14 +409,33 @@ fn rank(changed_round: Round, digest: u64) -> (Round, std::cmp::Reverse<u64>) {
     (changed_round, std::cmp::Reverse(digest))
 }
 
-/// Actions of the same kind replace each other while queued.
-pub fn action_kind(e: &Event) -> (u8, Option<Channel>) {
+/// What an action is about: actions of the same kind replace each other
+/// while queued (the latest seek, the latest fader position, the latest song
+/// change); set-list edits of different songs are different kinds, so each
+/// is cast in turn.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ActionKind {
+    None,
+    Transport,
+    Seek,
+    Volume(Channel),
+    Mute(Channel),
+    SongChange,
+    Queue(SongRef),
+    Unqueue(SongId),
+}
+
+/// The kind of an action (see [`ActionKind`]).
+pub fn action_kind(e: &Event) -> ActionKind {
     match *e {
-        Event::None => (0, None),
-        Event::Play | Event::Pause => (1, None),
-        Event::Seek { .. } => (2, None),
-        Event::Volume { channel, .. } => (3, Some(channel)),
-        Event::Mute { channel, .. } => (4, Some(channel)),
+        Event::None => ActionKind::None,
+        Event::Play | Event::Pause => ActionKind::Transport,
+        Event::Seek { .. } => ActionKind::Seek,
+        Event::Volume { channel, .. } => ActionKind::Volume(channel),
+        Event::Mute { channel, .. } => ActionKind::Mute(channel),
+        Event::Load(_) | Event::Next | Event::Prev => ActionKind::SongChange,
+        Event::Queue(song) => ActionKind::Queue(song),
+        Event::Unqueue { song, .. } => ActionKind::Unqueue(song),
     }
 }
 

@@ -67,12 +67,12 @@ use crate::protocol::message::{ClockEcho, DecidedDigest, Goodbye, Message, PeerI
 
 use super::choice::Decision;
 use super::clock::LinkClock;
-use super::state::{Event, PeerId, ROUND_NS, Round, SessionState, Shape, Vote};
+use super::state::{Event, PeerId, ROUND_NS, Round, SessionState, Vote};
 use super::time::{SessionMap, SteerConfig, SteerState};
 use history::History;
 use timers::{Timer, TimerTable};
 
-pub use agreement::{action_kind, verdicts_of};
+pub use agreement::{ActionKind, action_kind, verdicts_of};
 pub use membership::MAX_MEMBERS;
 
 /// Tunables of the protocol. The defaults suit the simulator's 20–60 ms links.
@@ -368,10 +368,6 @@ pub struct Session {
     /// Our round when we last offered each peer our state unasked (it had
     /// none, or refused ours as not this session's): at most once a second.
     offered: BTreeMap<PeerId, Round>,
-    /// The song's part of the state (duration, channels), which no decision
-    /// changes, and the peer whose snapshot told us (`None`: we created it).
-    /// Snapshots of another shape are refused while that peer is linked.
-    shape: Option<(Shape, Option<PeerId>)>,
 
     transmits: VecDeque<Transmit>,
     events: VecDeque<SessionEvent>,
@@ -421,14 +417,12 @@ impl Session {
             agreed_with: BTreeMap::new(),
             repaired: BTreeMap::new(),
             offered: BTreeMap::new(),
-            shape: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: SessionStats::default(),
         };
         match start {
             Start::Create { state } => {
-                s.shape = Some((state.shape(), None));
                 // Round 0 starts now; the state is "decided" as of the round before.
                 s.history = History::starting_at(s.cfg.history_rounds, Round(0), state);
                 s.map = Some(SessionMap::starting_at(now_ns));

@@ -392,7 +392,7 @@ fn forged_snapshots_are_refused() {
     empty.channels.clear();
     empty.changed_round = k;
     let mut long = ours.clone();
-    long.duration_ns = i64::MAX;
+    long.song.duration_ns = i64::MAX;
     long.changed_round = k;
     let mut future = ours.clone();
     future.timeline.anchor_session_ns = i64::MAX;
