@@ -41,12 +41,13 @@ pub mod replica;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
-use crate::protocol::MAX_STEMS;
 use crate::protocol::library::{
     BadRecord, SongId, SongRecord, StemRecord, is_present, normal_name,
 };
 use crate::protocol::message::{MAX_NAME_BYTES, StemHash};
+use crate::protocol::state::SONG_VERSION_BYTES;
 use crate::protocol::stem::{StemInfo, hex};
+use crate::protocol::{ENGINE_RATE_HZ, MAX_STEMS, SongRef, frames_to_ns};
 use crate::wire::{Model, Writer};
 
 pub use replica::{LibraryEvent, Replica, ReplicaConfig};
@@ -87,6 +88,33 @@ pub struct Song<'a> {
 impl Song<'_> {
     pub fn id(&self) -> SongId {
         self.record.id
+    }
+
+    /// This version of the song, as a vote names it: its id, the digest of
+    /// its stem list (BLAKE3 over each stem's hash, name, format, size and
+    /// length, in the song's order), its stem count and its length. Peers
+    /// whose libraries hold the same stems for it compute the same.
+    pub fn version(&self) -> SongRef {
+        let mut h = blake3::Hasher::new();
+        h.update(b"synfony song version\0");
+        for s in &self.stems {
+            h.update(&s.hash);
+            for text in [&s.name, &s.format] {
+                h.update(&(text.len() as u32).to_be_bytes());
+                h.update(text.as_bytes());
+            }
+            h.update(&s.size_bytes.to_be_bytes());
+            h.update(&s.frames.to_be_bytes());
+        }
+        let mut version = [0; SONG_VERSION_BYTES];
+        version.copy_from_slice(&h.finalize().as_bytes()[..SONG_VERSION_BYTES]);
+        let frames = i64::try_from(self.frames()).unwrap_or(i64::MAX);
+        SongRef {
+            song: self.id(),
+            version,
+            channels: self.stems.len().min(MAX_STEMS) as u16,
+            duration_ns: frames_to_ns(frames, ENGINE_RATE_HZ).clamp(0, SongRef::MAX_DURATION_NS),
+        }
     }
 
     /// Length of the longest stem, in frames at the engine rate.

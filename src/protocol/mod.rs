@@ -28,8 +28,8 @@ pub use session::{
 };
 pub use state::{
     Channel, ChannelState, ENGINE_RATE_HZ, Event, EventCode, InvalidState, MAX_GAIN_DB, MAX_PLAYED,
-    MAX_QUEUE, MAX_STEMS, PeerId, ROUND_NS, Round, SessionState, SongRef, Timeline, Vote,
-    frames_to_ns, ns_to_frames,
+    MAX_QUEUE, MAX_STEMS, PeerId, ROUND_NS, Round, START_VERSION, SessionState, SongRef, Timeline,
+    Vote, frames_to_ns, ns_to_frames,
 };
 pub use stem::{StemInfo, hex};
 pub use time::{SessionMap, SteerConfig, SteerState};

@@ -25,6 +25,9 @@ pub const MAX_QUEUE: usize = 64;
 pub const MAX_PLAYED: usize = 16;
 /// Bytes of a song version's digest ([`SongRef::version`]).
 pub const SONG_VERSION_BYTES: usize = 16;
+/// The version of the song a session was created with, as its creator's
+/// room describes it (its files are hashed after the session starts).
+pub const START_VERSION: [u8; SONG_VERSION_BYTES] = [0; SONG_VERSION_BYTES];
 
 const NS_PER_SEC: i128 = 1_000_000_000;
 

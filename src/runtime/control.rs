@@ -36,12 +36,19 @@ pub enum Command {
     },
     /// Answer a `library` event.
     Songs,
+    /// Vote: the library's song `song` (a name or an id's first hex digits)
+    /// becomes current, in the version this peer's library holds.
+    Load(String),
+    /// Vote: append the library's song `song` to the set list.
+    Queue(String),
+    /// Vote: remove entry `index` of the set list (0 = next up).
+    Unqueue(usize),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CommandError {
     #[error(
-        "unknown command '{0}' (expected play, pause, seek SECS, volume STEM DB, mute STEM, unmute STEM, solo STEM, unsolo STEM, add [--song NAME] PATH..., remove SONG [STEM], songs, status, peers or quit)"
+        "unknown command '{0}' (expected play, pause, seek SECS, volume STEM DB, mute STEM, unmute STEM, solo STEM, unsolo STEM, add [--song NAME] PATH..., remove SONG [STEM], songs, load SONG, queue SONG, unqueue N, next, prev, status, peers or quit)"
     )]
     Unknown(String),
     #[error("{command}: {reason}")]
@@ -63,7 +70,7 @@ pub fn parse_command(line: &str, stems: &[String]) -> Result<Option<Command>, Co
     if word.starts_with('#') {
         return Ok(None);
     }
-    if ["add", "remove", "songs"].contains(&word.to_ascii_lowercase().as_str()) {
+    if ["add", "remove", "songs", "load", "queue"].contains(&word.to_ascii_lowercase().as_str()) {
         return parse_library_command(line).map(Some);
     }
     let args: Vec<&str> = words.collect();
@@ -121,6 +128,34 @@ pub fn parse_command(line: &str, stems: &[String]) -> Result<Option<Command>, Co
                 }
             }
         }
+        "unqueue" => {
+            arity(
+                "unqueue",
+                1,
+                "unqueue N (0 = the next song of the set list)",
+            )?;
+            let index = args[0]
+                .parse::<usize>()
+                .ok()
+                .filter(|&i| i < crate::protocol::MAX_QUEUE)
+                .ok_or_else(|| CommandError::Argument {
+                    command: "unqueue",
+                    reason: format!(
+                        "'{}' is not an entry of the set list (0 to {})",
+                        args[0],
+                        crate::protocol::MAX_QUEUE - 1
+                    ),
+                })?;
+            Command::Unqueue(index)
+        }
+        "next" => {
+            arity("next", 0, "next")?;
+            Command::Vote(Event::Next)
+        }
+        "prev" => {
+            arity("prev", 0, "prev")?;
+            Command::Vote(Event::Prev)
+        }
         "status" => {
             arity("status", 0, "status")?;
             Command::Status
@@ -175,6 +210,14 @@ fn parse_library_command(line: &str) -> Result<Command, CommandError> {
                 stem: Some(stem.clone()),
             }),
             _ => Err(usage("remove", "remove SONG [STEM]")),
+        },
+        "load" => match args {
+            [song] => Ok(Command::Load(song.clone())),
+            _ => Err(usage("load", "load SONG")),
+        },
+        "queue" => match args {
+            [song] => Ok(Command::Queue(song.clone())),
+            _ => Err(usage("queue", "queue SONG")),
         },
         _ if args.is_empty() => Ok(Command::Songs),
         _ => Err(usage("songs", "songs")),

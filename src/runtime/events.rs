@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::audio::ENGINE_RATE_HZ;
 use crate::protocol::message::PeerInfo;
 use crate::protocol::{
-    Decision, DownReason, DropReason, Event, PeerId, PeerStatus, Round, SessionState, Vote,
+    Decision, DownReason, DropReason, Event, PeerId, PeerStatus, Round, SessionState, SongRef, Vote,
 };
 
 use super::control::{action_json, adopted_event, decision_event, error_event};
@@ -70,6 +70,11 @@ pub enum PeerEvent {
     /// The library as this peer sees it: on every change of its songs,
     /// their stems, hosts or sources, and when asked (`songs`).
     Library(Vec<LibrarySong>),
+    /// The current song or the set list after it changed (decided or adopted).
+    SetList {
+        current: SongRef,
+        queue: Vec<SongRef>,
+    },
     /// A file that was not added to the library, and why.
     Skipped {
         path: std::path::PathBuf,
@@ -214,6 +219,11 @@ impl PeerEvent {
                 "event": "library",
                 "songs": songs.iter().map(library_song_json).collect::<Vec<_>>(),
             }),
+            PeerEvent::SetList { current, queue } => json!({
+                "event": "setlist",
+                "current": current.song.hex(),
+                "queue": queue.iter().map(|s| s.song.hex()).collect::<Vec<_>>(),
+            }),
             PeerEvent::Skipped { path, reason } => json!({
                 "event": "skipped",
                 "path": path.display().to_string(),
@@ -320,7 +330,8 @@ impl Status {
             "malformed_frames": self.malformed_frames,
             "heartbeats_on_time": self.heartbeats_on_time,
             "heartbeats_late": self.heartbeats_late,
-            "song": self.song.iter().map(song_stem_json).collect::<Vec<_>>(),
+            "song": self.state.as_ref().map(|s| s.song.song.hex()),
+            "song_stems": self.song.iter().map(song_stem_json).collect::<Vec<_>>(),
             "fetch": {
                 "bytes_fetched": self.exchange.bytes_fetched,
                 "chunks_fetched": self.exchange.chunks_fetched,

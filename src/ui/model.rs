@@ -175,6 +175,8 @@ impl SessionView {
             PeerEvent::Peers(_) => {}
             PeerEvent::Song(song) => self.song = song,
             PeerEvent::Library(songs) => self.library = songs,
+            // The set-list panel is not built yet; decisions carry the state.
+            PeerEvent::SetList { .. } => {}
             PeerEvent::Skipped { path, reason } => {
                 self.push_error(format!("skipped {}: {reason}", path.display()))
             }

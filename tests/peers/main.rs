@@ -7,6 +7,7 @@ mod harness;
 mod hostile;
 mod library;
 mod remote;
+mod setlist;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -50,7 +50,7 @@ fn fetch(status: &Value, field: &str) -> u64 {
 
 /// Total size of the files of the song as `status` lists it.
 fn song_bytes(status: &Value) -> u64 {
-    (status["song"].as_array().unwrap().iter())
+    (status["song_stems"].as_array().unwrap().iter())
         .map(|s| s["size_bytes"].as_u64().unwrap())
         .sum()
 }
@@ -177,7 +177,7 @@ fn a_seek_into_a_part_not_yet_fetched_plays_soon() {
     host.peer.send("play");
     std::thread::sleep(SEC);
     let before = fan.status();
-    let have = &before["song"].as_array().unwrap()[0];
+    let have = &before["song_stems"].as_array().unwrap()[0];
     println!(
         "before the seek: {} of {} chunks of the long stem",
         have["chunks_have"], have["chunks"]
@@ -221,7 +221,7 @@ fn a_host_killed_mid_song_with_a_second_host_present_causes_no_gap() {
     // Let the window fill, then kill the first host mid-fetch.
     std::thread::sleep(SEC);
     let before = fan.status();
-    let long = &before["song"].as_array().unwrap()[0];
+    let long = &before["song_stems"].as_array().unwrap()[0];
     println!(
         "at the kill: {} of {} chunks",
         long["chunks_have"], long["chunks"]

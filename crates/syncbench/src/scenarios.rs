@@ -765,7 +765,7 @@ fn remote(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         .wait_for("the song", |v| v["event"] == "song", 30 * SEC)?;
     let fan_status = |rig: &mut Rig| -> anyhow::Result<(Value, f64)> {
         let s = rig.nodes[2].peer.status()?;
-        let stem = &s["song"][0];
+        let stem = &s["song_stems"][0];
         let frac =
             stem["chunks_have"].as_f64().unwrap_or(0.0) / stem["chunks"].as_f64().unwrap_or(1.0);
         Ok((s, frac))

@@ -20,7 +20,8 @@ use crate::audio::{ENGINE_RATE_HZ, EngineHandle, Retired};
 use crate::host_clock::{LocalClock, monotonic_ns};
 use crate::protocol::message::{Message, Operation, PeerInfo, Room, StemHash};
 use crate::protocol::{
-    Event, PeerId, Session, SessionEvent, SessionMap, SessionState, ns_to_frames,
+    Event, PeerId, START_VERSION, Session, SessionEvent, SessionMap, SessionState, SongRef,
+    ns_to_frames,
 };
 use crate::room::{ExchangeEvent, StemInfo};
 use crate::runtime::auth::Secret;
@@ -154,6 +155,11 @@ pub(super) struct Core {
     pub start_song: String,
     /// A seek target seen in a vote stays a fetch priority until then.
     pub seek_hint_until_ns: Option<i64>,
+    /// The current song and set list last reported (a `setlist` event on
+    /// each change).
+    pub last_setlist: Option<(SongRef, Vec<SongRef>)>,
+    /// The last song this peer could not play (said once).
+    pub unplayable: Option<SongRef>,
 }
 
 impl Core {
@@ -484,7 +490,42 @@ impl Core {
                 let view = self.library.view(self.me.peer_id, &self.room);
                 self.emit(PeerEvent::Library(view));
             }
+            Command::Load(song) => match self.song_version("load", &song) {
+                Ok(version) => self.on_command(Command::Vote(Event::Load(version))),
+                Err(e) => self.error(e),
+            },
+            Command::Queue(song) => match self.song_version("queue", &song) {
+                Ok(version) => self.on_command(Command::Vote(Event::Queue(version))),
+                Err(e) => self.error(e),
+            },
+            Command::Unqueue(index) => {
+                let queue = (self.session.latest()).map_or(&[][..], |(_, s)| &s.queue[..]);
+                match queue.get(index) {
+                    Some(entry) => {
+                        let event = Event::Unqueue {
+                            index: index as u16,
+                            song: entry.song,
+                        };
+                        self.on_command(Command::Vote(event))
+                    }
+                    None => self.error(format!(
+                        "unqueue: the set list has {} song(s); entry {index} is not one",
+                        queue.len()
+                    )),
+                }
+            }
         }
+    }
+
+    /// The version of the library's song `query` a `load` or `queue` names.
+    fn song_version(&self, command: &str, query: &str) -> Result<SongRef, String> {
+        let library = self.library.library();
+        let id = (library.find_song(query)).map_err(|e| format!("{command}: {e}"))?;
+        let song = (library.song(id)).ok_or_else(|| format!("{command}: no song {query:?}"))?;
+        if song.stems.is_empty() {
+            return Err(format!("{command}: {:?} has no stems", song.record.name));
+        }
+        Ok(song.version())
     }
 
     /// Writes the library file on the worker if it changed (one write at a
@@ -762,7 +803,29 @@ impl Core {
     }
 
     pub fn schedule(&mut self, apply_at_session_ns: i64, state: &SessionState) {
-        if self.engine.schedule(apply_at_session_ns, state).is_err() {
+        let setlist = (state.song, state.queue.clone());
+        if self.last_setlist.as_ref() != Some(&setlist) {
+            self.emit(PeerEvent::SetList {
+                current: setlist.0,
+                queue: setlist.1.clone(),
+            });
+            self.last_setlist = Some(setlist);
+        }
+        // The engine holds the session's start song (this peer's stems, or
+        // the creator's learned from the room). Another song is silence
+        // here until switching a running peer's stems is built (issue 21).
+        let mut heard = state.clone();
+        if state.song.version != START_VERSION {
+            heard.master.muted = true;
+            if self.unplayable != Some(state.song) {
+                self.unplayable = Some(state.song);
+                self.error(format!(
+                    "song {} is the current song, but this peer cannot switch its stems to another song yet: silent until the session's start song is current again",
+                    state.song.short()
+                ));
+            }
+        }
+        if self.engine.schedule(apply_at_session_ns, &heard).is_err() {
             self.error("the audio engine's queue is full: a decision was not scheduled".into());
             return;
         }

@@ -40,8 +40,9 @@ use crate::audio::{
     ENGINE_RATE_HZ, Engine, EngineStats, LocalStem, Meters, Solo, StemAudio, Streamer,
 };
 use crate::host_clock::LocalClock;
+use crate::protocol::library::SongId;
 use crate::protocol::message::PeerInfo;
-use crate::protocol::{self, PeerId, Session, SessionState, Start, frames_to_ns};
+use crate::protocol::{self, PeerId, Session, SessionState, SongRef, Start, frames_to_ns};
 
 use self::core::{Core, Input};
 use self::links::Links;
@@ -393,9 +394,17 @@ async fn run(
         });
     }
 
+    let start_song = (opts.song_name.clone())
+        .or_else(|| stem_names.first().cloned())
+        .unwrap_or_else(|| "untitled".into());
     let start = if opts.joins.is_empty() {
+        // The start song, in the version its creator's room describes.
+        let song = SongRef {
+            song: SongId::of_name(&start_song),
+            ..SongRef::anonymous(duration_ns, stem_names.len())
+        };
         Start::Create {
-            state: SessionState::new(duration_ns, stem_names.len()),
+            state: SessionState::of_song(song),
         }
     } else {
         Start::Join
@@ -450,9 +459,6 @@ async fn run(
     let describe_job = room.describe_job(describe);
     worker.run(move || Input::Described(describe_job()));
 
-    let start_song = (opts.song_name.clone())
-        .or_else(|| stem_names.first().cloned())
-        .unwrap_or_else(|| "untitled".into());
     let mut core = Core {
         clock,
         session,
@@ -478,6 +484,8 @@ async fn run(
         room,
         library: LibraryShell::new(opts.data_dir),
         start_song,
+        last_setlist: None,
+        unplayable: None,
         seek_hint_until_ns: None,
     };
     if let Some((_, state)) = core.session.latest() {
