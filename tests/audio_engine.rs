@@ -445,3 +445,50 @@ fn a_muted_remote_stem_without_data_is_not_an_underrun() {
     assert_eq!(h.stats.underruns.load(Relaxed), before, "muted: not one");
     assert!(h.meters.stems[0].buffering(), "still shown as buffering");
 }
+
+/// A song change: the next song's stems take over on the frame of the
+/// scheduled instant, from its start; the old song fades out on its own
+/// stems (never the new song's at the old position); the old stems come
+/// back to be freed once the fade is over.
+#[test]
+fn a_song_change_swaps_the_stems_on_the_scheduled_frame() {
+    let old = ramp_stem(10 * RATE as usize);
+    // The next song: the ramp negated (left −i, right +i), so each output
+    // frame says which song and which frame it came from.
+    let next = {
+        let mut s = ramp_stem(10 * RATE as usize);
+        let samples: Vec<f32> = s.samples.iter().map(|v| -v).collect();
+        s = StemAudio::from_interleaved("next", RATE, samples);
+        s
+    };
+    let (mut e, mut h) = engine(std::slice::from_ref(&old));
+    h.schedule_raw(play_from(0, 3 * SEC)).unwrap();
+    // At session 1.0 s the next song starts from 0.
+    h.set_stems_at(SEC, vec![Streamer::local(&next)]).unwrap();
+    h.schedule_raw(play_from(SEC, 0)).unwrap();
+    let (out, _) = run(&mut e, 0, 480, 200, 0.0);
+    let at = RATE as usize; // the frame of 1.0 s
+    // Before: the old song at 3 s + t (left positive).
+    let left = |i: usize| out[i * CHANNELS];
+    let right = |i: usize| out[i * CHANNELS + 1];
+    assert_eq!(frame_of(left(at - 1)), (3 * RATE as usize + at - 1) as f64);
+    // After the fade: only the next song, from its frame 0 (left negative).
+    let settled = at + FADE_FRAMES as usize;
+    assert_eq!(frame_of(-left(settled)), (settled - at) as f64);
+    assert_eq!(frame_of(right(settled)), (settled - at) as f64);
+    // During the fade the old song's part is the old stems at the old
+    // position: left = old·w_out − next·w_in, never the next song read at 4 s.
+    for i in at..settled {
+        let k = (i - at) as f64;
+        let w_in = k / FADE_FRAMES as f64;
+        let w_out = 1.0 - k / FADE_FRAMES as f64;
+        let old_frame = (3 * RATE as usize + i) as f64;
+        let want = old_frame * w_out - k * w_in;
+        assert!(
+            (frame_of(left(i)) - want).abs() < 0.5,
+            "frame {i}: {} (want {want})",
+            frame_of(left(i))
+        );
+    }
+    assert_eq!(h.stem_names(), ["next"]);
+}

@@ -166,6 +166,48 @@ fn swapping_in_remote_stems_never_allocates() {
     );
 }
 
+/// A song change scheduled at an instant (the stems swap on its frame, the
+/// old song fades out on its own stems, which then go back to be freed)
+/// allocates and frees nothing on the audio thread; nor does a second one
+/// within the fade.
+#[test]
+fn a_song_change_never_allocates() {
+    let a = StemAudio::from_interleaved("a", 48_000, vec![0.1; 48_000 * CHANNELS]);
+    let b = StemAudio::from_interleaved("b", 48_000, vec![0.2; 48_000 * CHANNELS]);
+    let (mut engine, mut handle, mut retired) = Engine::new(vec![Streamer::local(&a)], 48_000);
+    handle.set_map(SessionMap::starting_at(0)).unwrap();
+    handle.schedule_raw(state(0, true, 0, 1.0)).unwrap();
+    handle
+        .set_stems_at(SEC / 10, vec![Streamer::local(&b), Streamer::local(&a)])
+        .unwrap();
+    handle.schedule_raw(state(SEC / 10, true, 0, 1.0)).unwrap();
+    let mut out = vec![0.0f32; 480 * CHANNELS];
+    let mut t = 0i64;
+    for block in 0..40 {
+        if block == 10 {
+            // Two changes 1 ms apart: the first one's fade is cut.
+            handle
+                .set_stems_at(t + SEC / 100, vec![Streamer::local(&a)])
+                .unwrap();
+            handle
+                .schedule_raw(state(t + SEC / 100, true, 0, 1.0))
+                .unwrap();
+            handle
+                .set_stems_at(t + SEC / 100 + 1_000_000, vec![Streamer::local(&b)])
+                .unwrap();
+            handle
+                .schedule_raw(state(t + SEC / 100 + 1_000_000, true, 0, 1.0))
+                .unwrap();
+        }
+        assert_no_alloc(|| {
+            engine.render(&mut out, t);
+        });
+        t += 10_000_000;
+    }
+    retired.collect();
+    assert_eq!(handle.stem_names(), ["b"]);
+}
+
 /// The sound card's error callback touches atomics only, whatever the error:
 /// an xrun, a lost device, an invalidated stream, anything else.
 #[test]

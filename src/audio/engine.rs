@@ -116,6 +116,15 @@ pub enum Command {
     /// The song's stems, in channel order (the song became known, or a
     /// stem's source changed). The old list comes back through [`Retired`].
     Stems(Box<Vec<Streamer>>),
+    /// Another song's stems, from session instant `apply_at_session_ns` on
+    /// (a song change: the state for that instant is scheduled with it).
+    /// What was sounding fades out on the old stems; the old list comes back
+    /// through [`Retired`] once its fades are over. One is pending at a time:
+    /// a newer one replaces it.
+    StemsAt {
+        apply_at_session_ns: i64,
+        stems: Box<Vec<Streamer>>,
+    },
 }
 
 /// What the engine hands back to be freed off the audio thread.
@@ -204,6 +213,22 @@ impl EngineHandle {
         self.send(Command::Map(map))
     }
 
+    /// Replaces the stems, in channel order, from session instant
+    /// `apply_at_session_ns` on (see [`Command::StemsAt`]).
+    pub fn set_stems_at(
+        &mut self,
+        apply_at_session_ns: i64,
+        stems: Vec<Streamer>,
+    ) -> Result<(), EngineError> {
+        let names = stems.iter().map(|s| s.name.clone()).collect();
+        self.send(Command::StemsAt {
+            apply_at_session_ns,
+            stems: Box::new(stems),
+        })?;
+        self.stem_names = names;
+        Ok(())
+    }
+
     /// Replaces the stems, in channel order (from the next block on).
     pub fn set_stems(&mut self, stems: Vec<Streamer>) -> Result<(), EngineError> {
         let names = stems.iter().map(|s| s.name.clone()).collect();
@@ -236,6 +261,10 @@ impl EngineHandle {
 pub struct Engine {
     rate_hz: u32,
     stems: Vec<Streamer>,
+    /// A song change's stems and the instant they take over.
+    pending_stems: Option<(i64, Box<Vec<Streamer>>)>,
+    /// The stems before the last song change, while positions on them fade out.
+    old_stems: Option<Box<Vec<Streamer>>>,
     commands: rtrb::Consumer<Command>,
     /// Boxes the engine is done with go back to the control side to be freed.
     retired: rtrb::Producer<Garbage>,
@@ -320,6 +349,8 @@ impl Engine {
         let engine = Engine {
             rate_hz,
             stems,
+            pending_stems: None,
+            old_stems: None,
             commands: rx,
             retired: ret_tx,
             map: None,
@@ -429,8 +460,45 @@ impl Engine {
                     }
                     self.throw_away(Garbage::Stems(stems));
                 }
+                Command::StemsAt {
+                    apply_at_session_ns,
+                    stems,
+                } => {
+                    if let Some((_, replaced)) =
+                        self.pending_stems.replace((apply_at_session_ns, stems))
+                    {
+                        self.throw_away(Garbage::Stems(replaced));
+                    }
+                }
             }
         }
+    }
+
+    /// A song change: `stems` sound from now on. What sounded fades out on
+    /// the old stems (fades still on an older list are cut), and the new
+    /// song starts from silence where the timeline says, faded in.
+    fn swap_stems(&mut self, mut stems: Box<Vec<Streamer>>) {
+        if let Some(older) = self.old_stems.take() {
+            for slot in &mut self.fade_outs {
+                if slot.is_some_and(|f| f.old) {
+                    *slot = None;
+                }
+            }
+            self.throw_away(Garbage::Stems(older));
+        }
+        if self.audible {
+            self.fade_out_current();
+            self.audible = false;
+            self.fade_in_left = 0;
+        }
+        for fade in self.fade_outs.iter_mut().flatten() {
+            fade.old = true;
+        }
+        std::mem::swap(&mut self.stems, &mut *stems);
+        for m in &self.meters.stems[self.stems.len().min(self.meters.stems.len())..] {
+            m.clear();
+        }
+        self.old_stems = Some(stems);
     }
 
     fn insert_pending(&mut self, s: Box<Scheduled>) {
@@ -464,11 +532,21 @@ impl Engine {
             .iter()
             .flatten()
             .map(|p| p.apply_at_session_ns)
+            .chain(self.pending_stems.as_ref().map(|(at, _)| *at))
             .min()
     }
 
-    /// Makes the latest pending state due at session time `s` current.
+    /// Makes the latest pending state due at session time `s` current (a
+    /// song change's stems first).
     fn promote(&mut self, s: f64) {
+        if self
+            .pending_stems
+            .as_ref()
+            .is_some_and(|(at, _)| *at as f64 <= s)
+            && let Some((_, stems)) = self.pending_stems.take()
+        {
+            self.swap_stems(stems);
+        }
         loop {
             let due = self
                 .pending
@@ -520,6 +598,7 @@ impl Engine {
             pos: self.pos_frames,
             left: FADE_FRAMES,
             weight: self.fade_in_weight(),
+            old: false,
         };
         let level = |f: &Option<FadeOut>| f.map_or(0.0, |f| f.weight * f.left as f32);
         let mut slot = 0;
@@ -654,9 +733,14 @@ impl Engine {
             };
             let n = (fade.left as usize).min(frames);
             fill_taps(&mut self.taps, fade.pos, 1.0, n);
+            let stems: &[Streamer] = match (fade.old, &self.old_stems) {
+                (false, _) => &self.stems,
+                (true, Some(old)) => old,
+                (true, None) => &[],
+            };
             let _ = mix_into(
                 &mut self.fade_buf[..n * CHANNELS],
-                &self.stems,
+                stems,
                 &self.taps,
                 &self.ramp_from,
                 &self.target,
@@ -672,8 +756,13 @@ impl Engine {
                 self.fade_outs[slot] = Some(FadeOut {
                     pos: fade.pos + n as f64,
                     left: fade.left - n as u32,
-                    weight: fade.weight,
+                    ..fade
                 });
+            }
+        }
+        if self.old_stems.is_some() && !self.fade_outs.iter().flatten().any(|f| f.old) {
+            if let Some(old) = self.old_stems.take() {
+                self.throw_away(Garbage::Stems(old));
             }
         }
         // Master gain, ramped; master meter.
@@ -710,6 +799,8 @@ struct FadeOut {
     pos: f64,
     left: u32,
     weight: f32,
+    /// On the stems before a song change (`Engine::old_stems`).
+    old: bool,
 }
 
 /// The gain `k` frames into a [`GAIN_RAMP_FRAMES`] ramp from `from` to `to`.
