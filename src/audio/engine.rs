@@ -261,9 +261,12 @@ impl EngineHandle {
 pub struct Engine {
     rate_hz: u32,
     stems: Vec<Streamer>,
-    /// A song change's stems and the instant they take over.
+    /// A song change's stems and the instant they take over (boxed as they
+    /// travel and go back: the audio thread moves a pointer, never a list).
+    #[allow(clippy::box_collection)]
     pending_stems: Option<(i64, Box<Vec<Streamer>>)>,
     /// The stems before the last song change, while positions on them fade out.
+    #[allow(clippy::box_collection)]
     old_stems: Option<Box<Vec<Streamer>>>,
     commands: rtrb::Consumer<Command>,
     /// Boxes the engine is done with go back to the control side to be freed.
@@ -477,6 +480,7 @@ impl Engine {
     /// A song change: `stems` sound from now on. What sounded fades out on
     /// the old stems (fades still on an older list are cut), and the new
     /// song starts from silence where the timeline says, faded in.
+    #[allow(clippy::box_collection)]
     fn swap_stems(&mut self, mut stems: Box<Vec<Streamer>>) {
         if let Some(older) = self.old_stems.take() {
             for slot in &mut self.fade_outs {
