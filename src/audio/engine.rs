@@ -764,10 +764,10 @@ impl Engine {
                 });
             }
         }
-        if self.old_stems.is_some() && !self.fade_outs.iter().flatten().any(|f| f.old) {
-            if let Some(old) = self.old_stems.take() {
-                self.throw_away(Garbage::Stems(old));
-            }
+        if !self.fade_outs.iter().flatten().any(|f| f.old)
+            && let Some(old) = self.old_stems.take()
+        {
+            self.throw_away(Garbage::Stems(old));
         }
         // Master gain, ramped; master meter.
         let (from, to) = (self.ramp_from.master, self.target.master);
