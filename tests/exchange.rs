@@ -103,7 +103,7 @@ fn a_creator_shares_the_song_and_its_haves_on_link_up() {
     let mut x = Exchange::new(
         ExchangeConfig::default(),
         Some(vec![info.clone()]),
-        [(info.hash, info.size_bytes)],
+        [info.clone()],
     );
     assert!(matches!(
         events(&mut x)[..],
@@ -122,14 +122,14 @@ fn a_creator_shares_the_song_and_its_haves_on_link_up() {
 fn fetching_goes_in_playhead_order_urgent_first() {
     let (_, info) = file();
     let mut x = joiner(&info, &[A]);
-    x.fetch(0, 0, focus(4, None));
+    x.fetch(0, info.clone(), focus(4, None));
     let first: Vec<u64> = requests(&sent(&mut x)).iter().map(|r| r.2).collect();
     let c = u64::from(info.chunk_bytes());
     // The window (two chunks here) from the cursor, then the rest in order;
     // the rest leaves the host two of its eight slots.
     assert_eq!(first, vec![4 * c, 5 * c, 6 * c, 7 * c, 8 * c, 9 * c]);
     // The decoder blocks on chunk 14: it goes out at once, beyond the limits.
-    x.set_focus(0, 0, focus(4, Some(14)));
+    x.set_focus(0, &info.hash, focus(4, Some(14)));
     assert_eq!(
         requests(&sent(&mut x))
             .iter()
@@ -143,7 +143,7 @@ fn fetching_goes_in_playhead_order_urgent_first() {
 fn two_hosts_share_the_load_and_one_dying_loses_nothing() {
     let (bytes, info) = file();
     let mut x = joiner(&info, &[A, B]);
-    x.fetch(0, 0, Focus::default());
+    x.fetch(0, info.clone(), Focus::default());
     let reqs = requests(&sent(&mut x));
     let to_a = reqs.iter().filter(|r| r.0 == A).count();
     let to_b = reqs.iter().filter(|r| r.0 == B).count();
@@ -164,7 +164,7 @@ fn two_hosts_share_the_load_and_one_dying_loses_nothing() {
         for e in events(&mut x) {
             match e {
                 ExchangeEvent::Chunk { data, .. } => got += data.len() as u64,
-                ExchangeEvent::Complete { stem: 0 } => complete = true,
+                ExchangeEvent::Complete { stem } if stem == info.hash => complete = true,
                 other => panic!("{other:?}"),
             }
         }
@@ -178,7 +178,7 @@ fn two_hosts_share_the_load_and_one_dying_loses_nothing() {
 fn a_corrupt_chunk_is_refused_counted_and_fetched_again_elsewhere() {
     let (bytes, info) = file();
     let mut x = joiner(&info, &[A, B]);
-    x.fetch(0, 0, focus(0, Some(0)));
+    x.fetch(0, info.clone(), focus(0, Some(0)));
     let reqs = requests(&sent(&mut x));
     let (peer, id, offset) = reqs[0];
     assert_eq!(offset, 0);
@@ -201,7 +201,7 @@ fn a_corrupt_chunk_is_refused_counted_and_fetched_again_elsewhere() {
 fn wrong_lengths_and_unasked_data_are_refused_and_counted() {
     let (bytes, info) = file();
     let mut x = joiner(&info, &[A]);
-    x.fetch(0, 0, Focus::default());
+    x.fetch(0, info.clone(), Focus::default());
     let reqs = requests(&sent(&mut x));
     let (_, id, offset) = reqs[0];
     // Over-long.
@@ -229,7 +229,7 @@ fn only_announced_stems_are_served_and_only_inside_the_file() {
     let mut x = Exchange::new(
         ExchangeConfig::default(),
         Some(vec![info.clone()]),
-        [(info.hash, info.size_bytes)],
+        [info.clone()],
     );
     x.handle_link_up(0, B);
     sent(&mut x);
@@ -287,7 +287,7 @@ fn reads_under_way_are_bounded_per_requester_and_in_all() {
     let mut x = Exchange::new(
         ExchangeConfig::default(),
         Some(vec![info.clone()]),
-        [(info.hash, info.size_bytes)],
+        [info.clone()],
     );
     let c = u64::from(info.chunk_bytes());
     let ask = |x: &mut Exchange, from: PeerId, id: u32| {
@@ -342,7 +342,7 @@ fn timeouts_move_requests_to_another_host() {
     let (_, info) = file();
     let cfg = ExchangeConfig::default();
     let mut x = joiner(&info, &[A, B]);
-    x.fetch(0, 0, focus(0, Some(0)));
+    x.fetch(0, info.clone(), focus(0, Some(0)));
     let first = requests(&sent(&mut x));
     let silent = first.iter().find(|r| r.2 == 0).unwrap().0;
     let (bytes, _) = file();
@@ -386,7 +386,7 @@ fn a_late_answer_after_a_timeout_is_taken_not_refused() {
     let (bytes, info) = file();
     let cfg = ExchangeConfig::default();
     let mut x = joiner(&info, &[A]);
-    x.fetch(0, 0, Focus::default());
+    x.fetch(0, info.clone(), Focus::default());
     let first = requests(&sent(&mut x));
     x.handle_timeout(cfg.request_timeout_ns);
     let again = requests(&sent(&mut x));
@@ -407,15 +407,15 @@ fn a_late_answer_after_a_timeout_is_taken_not_refused() {
 fn a_completed_stem_can_have_chunks_fetched_again_until_done() {
     let (bytes, info) = file();
     let mut x = joiner(&info, &[A]);
-    x.fetch(0, 0, Focus::default());
+    x.fetch(0, info.clone(), Focus::default());
     let mut pending = requests(&sent(&mut x));
     while let Some((peer, id, offset)) = pending.pop() {
         x.handle_message(1, peer, data(&info, &bytes, id, offset));
         pending.extend(requests(&sent(&mut x)));
     }
-    assert!(events(&mut x).contains(&ExchangeEvent::Complete { stem: 0 }));
+    assert!(events(&mut x).contains(&ExchangeEvent::Complete { stem: info.hash }));
     // The whole file failed its hash: chunk 3 is asked for again.
-    x.refetch(2, 0, 3);
+    x.refetch(2, &info.hash, 3);
     let c = u64::from(info.chunk_bytes());
     assert_eq!(
         requests(&sent(&mut x))
@@ -424,7 +424,88 @@ fn a_completed_stem_can_have_chunks_fetched_again_until_done() {
             .collect::<Vec<_>>(),
         vec![3 * c]
     );
-    x.done(0);
-    x.refetch(3, 0, 4);
+    x.done(&info.hash);
+    x.refetch(3, &info.hash, 4);
     assert!(requests(&sent(&mut x)).is_empty(), "done: nothing more");
+}
+
+/// A stem of a library song (not the start song): its description is
+/// asked of the hosts that have it, answered only by a host that serves
+/// it, taken once; an answer nobody asked for is counted.
+#[test]
+fn a_stems_description_is_asked_of_its_hosts() {
+    let (_, info) = file();
+    // A host serving it answers an info request, and only for what it serves.
+    let mut host = Exchange::new(ExchangeConfig::default(), None, [info.clone()]);
+    host.handle_link_up(0, B);
+    sent(&mut host);
+    for (stem, answered) in [(info.hash, true), ([7; 32], false)] {
+        host.handle_message(
+            0,
+            B,
+            Room {
+                request_id: 0,
+                op: Operation::InfoRequest { stem },
+            },
+        );
+        let t = sent(&mut host);
+        assert_eq!(
+            t.iter()
+                .any(|t| matches!(&t.room.op, Operation::Info { info: i } if *i == info)),
+            answered
+        );
+    }
+    // A fetcher with no song: asks every linked host of the hash, once.
+    let mut x = Exchange::new(ExchangeConfig::default(), None, []);
+    for h in [A, B] {
+        x.handle_link_up(0, h);
+    }
+    x.handle_message(
+        0,
+        A,
+        Room {
+            request_id: 0,
+            op: Operation::Have {
+                stems: vec![info.hash],
+            },
+        },
+    );
+    sent(&mut x);
+    x.want_info(1, info.hash);
+    let asked: Vec<PeerId> = (sent(&mut x).iter())
+        .filter(|t| matches!(t.room.op, Operation::InfoRequest { stem } if stem == info.hash))
+        .map(|t| t.to)
+        .collect();
+    assert_eq!(asked, [A], "only A has it");
+    // B says it has it too: asked as well.
+    x.handle_message(
+        2,
+        B,
+        Room {
+            request_id: 0,
+            op: Operation::Have {
+                stems: vec![info.hash],
+            },
+        },
+    );
+    assert!(
+        sent(&mut x)
+            .iter()
+            .any(|t| t.to == B && matches!(t.room.op, Operation::InfoRequest { .. }))
+    );
+    let answer = |x: &mut Exchange, from| {
+        x.handle_message(
+            3,
+            from,
+            Room {
+                request_id: 0,
+                op: Operation::Info { info: info.clone() },
+            },
+        )
+    };
+    answer(&mut x, A);
+    assert_eq!(events(&mut x), vec![ExchangeEvent::Info(info.clone())]);
+    // The second answer is not asked for any more (and not fetched): counted.
+    answer(&mut x, B);
+    assert_eq!(x.stats().unexpected, 1);
 }

@@ -512,6 +512,8 @@ pub enum OperationCode {
     Have = 5,
     LibraryDigest = 6,
     LibraryRecords = 7,
+    InfoRequest = 8,
+    Info = 9,
 }
 
 impl OperationCode {
@@ -524,6 +526,8 @@ impl OperationCode {
             5 => OperationCode::Have,
             6 => OperationCode::LibraryDigest,
             7 => OperationCode::LibraryRecords,
+            8 => OperationCode::InfoRequest,
+            9 => OperationCode::Info,
             _ => return None,
         })
     }
@@ -568,6 +572,8 @@ impl Model for Room {
 ///   5 have            | stems list<[32]> (≤ 4096) |
 ///   6 library digest  | digest [32] | records u32 |
 ///   7 library records | songs list<SongRecord> (≤ 256) | stems list<StemRecord> (≤ 256) |
+///   8 info request    | stem [32] |
+///   9 info            | info StemInfo |
 /// ```
 ///
 /// A request and its answer share a `request_id` (the requester's choice);
@@ -578,7 +584,10 @@ impl Model for Room {
 /// any other hash is refused. A **library digest** is the BLAKE3 of the
 /// sender's whole library (`crate::library`) and its record count; a peer
 /// whose own differs answers with **library records**, its library in
-/// pages, and a digest of its own (both use `request_id` 0).
+/// pages, and a digest of its own (both use `request_id` 0). An **info
+/// request** asks a host of a stem for its description (the chunk hashes a
+/// fetch checks against, which the library does not carry); a host answers
+/// with **info** for a stem it serves, and nothing otherwise.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Operation {
     ChunkRequest {
@@ -612,6 +621,12 @@ pub enum Operation {
         songs: Vec<SongRecord>,
         stems: Vec<StemRecord>,
     },
+    InfoRequest {
+        stem: StemHash,
+    },
+    Info {
+        info: StemInfo,
+    },
 }
 
 impl Operation {
@@ -624,6 +639,8 @@ impl Operation {
             Operation::Have { .. } => OperationCode::Have,
             Operation::LibraryDigest { .. } => OperationCode::LibraryDigest,
             Operation::LibraryRecords { .. } => OperationCode::LibraryRecords,
+            Operation::InfoRequest { .. } => OperationCode::InfoRequest,
+            Operation::Info { .. } => OperationCode::Info,
         }
     }
 }
@@ -680,6 +697,8 @@ impl Model for Operation {
                 w.put_list(songs, MAX_RECORDS_PER_MESSAGE, "room.library.songs")?;
                 w.put_list(stems, MAX_RECORDS_PER_MESSAGE, "room.library.stems")?;
             }
+            Operation::InfoRequest { stem } => w.put_array(stem),
+            Operation::Info { info } => info.encode(w)?,
         }
         Ok(())
     }
@@ -740,6 +759,10 @@ impl Model for Operation {
                 songs: r.list(MAX_RECORDS_PER_MESSAGE, "room.library.songs")?,
                 stems: r.list(MAX_RECORDS_PER_MESSAGE, "room.library.stems")?,
             },
+            OperationCode::InfoRequest => Operation::InfoRequest {
+                stem: r.array("room.info_request.stem")?,
+            },
+            OperationCode::Info => Operation::Info { info: r.get()? },
         })
     }
 }

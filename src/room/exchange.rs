@@ -33,6 +33,14 @@ use crate::protocol::stem::{StemInfo, chunk_bytes_for};
 
 /// Timed-out requests remembered for their late answers.
 const MAX_LATE: usize = 256;
+/// Stem descriptions asked for at once: a song's stems (and the next one's).
+pub const MAX_WANTED: usize = 2 * crate::protocol::MAX_STEMS;
+
+/// A stem description asked of its hosts.
+struct Wanted {
+    asked: BTreeSet<PeerId>,
+    since_ns: i64,
+}
 /// Senders whose song entries are gathered at once (before a song is known).
 const MAX_INCOMING_SONGS: usize = 4;
 /// Chunk reads under way (asked of the shell and not yet answered) for one
@@ -123,14 +131,16 @@ pub enum ExchangeEvent {
         offset: u64,
         len: u32,
     },
-    /// A verified chunk of song stem `stem`.
+    /// A verified chunk of fetched stem `stem`.
     Chunk {
-        stem: usize,
+        stem: StemHash,
         chunk: usize,
         data: Vec<u8>,
     },
-    /// Every chunk of song stem `stem` has arrived.
-    Complete { stem: usize },
+    /// Every chunk of fetched stem `stem` has arrived.
+    Complete { stem: StemHash },
+    /// A host described a stem asked for with [`Exchange::want_info`].
+    Info(StemInfo),
     /// `from` sent something wrong (already counted).
     Refused { from: PeerId, what: String },
 }
@@ -144,12 +154,13 @@ pub struct Transmit {
 
 struct Request {
     peer: PeerId,
-    stem: usize,
+    stem: StemHash,
     chunk: usize,
     sent_ns: i64,
 }
 
 struct Fetch {
+    info: StemInfo,
     have: Vec<bool>,
     in_flight: Vec<bool>,
     missing: usize,
@@ -164,14 +175,18 @@ pub struct Exchange {
     song: Option<Arc<[StemInfo]>>,
     /// Songs being received, per sender.
     incoming: BTreeMap<PeerId, Vec<Option<StemInfo>>>,
-    /// The stems this peer serves, with their sizes.
-    served: BTreeMap<StemHash, u64>,
+    /// The stems this peer serves, described (their sizes bound requests;
+    /// their descriptions answer info requests).
+    served: BTreeMap<StemHash, StemInfo>,
+    /// Descriptions asked of hosts (see [`Exchange::want_info`]): who was
+    /// asked, and when the asking started.
+    wanted: BTreeMap<StemHash, Wanted>,
     /// Requests given up after a timeout, whose late answer is still
     /// welcome (the oldest are forgotten past [`MAX_LATE`]).
     late: BTreeMap<u32, Request>,
     links: BTreeSet<PeerId>,
     hosts: BTreeMap<PeerId, BTreeSet<StemHash>>,
-    fetches: BTreeMap<usize, Fetch>,
+    fetches: BTreeMap<StemHash, Fetch>,
     requests: BTreeMap<u32, Request>,
     next_request: u32,
     out: VecDeque<Transmit>,
@@ -183,17 +198,18 @@ pub struct Exchange {
 
 impl Exchange {
     /// `song`: the song if this peer starts the session (else it is learned).
-    /// `served`: the stems this peer has files for (hash, size in bytes).
+    /// `served`: the stems this peer has files for, described.
     pub fn new(
         cfg: ExchangeConfig,
         song: Option<Vec<StemInfo>>,
-        served: impl IntoIterator<Item = (StemHash, u64)>,
+        served: impl IntoIterator<Item = StemInfo>,
     ) -> Exchange {
         let mut x = Exchange {
             cfg,
             song: None,
             incoming: BTreeMap::new(),
-            served: served.into_iter().collect(),
+            served: served.into_iter().map(|i| (i.hash, i)).collect(),
+            wanted: BTreeMap::new(),
             late: BTreeMap::new(),
             links: BTreeSet::new(),
             hosts: BTreeMap::new(),
@@ -227,9 +243,9 @@ impl Exchange {
             .collect()
     }
 
-    /// Chunks of song stem `stem` that have arrived, if it is being fetched.
-    pub fn progress(&self, stem: usize) -> Option<(usize, usize)> {
-        let f = self.fetches.get(&stem)?;
+    /// Chunks of stem `stem` that have arrived, if it is being fetched.
+    pub fn progress(&self, stem: &StemHash) -> Option<(usize, usize)> {
+        let f = self.fetches.get(stem)?;
         Some((f.have.len() - f.missing, f.have.len()))
     }
 
@@ -269,17 +285,76 @@ impl Exchange {
             self.requeue(id);
         }
         self.late.retain(|_, r| r.peer != peer);
+        for w in self.wanted.values_mut() {
+            w.asked.remove(&peer);
+        }
         self.schedule(now_ns);
     }
 
-    /// Starts fetching song stem `stem` (this peer has no file for it),
-    /// for a decoder first needing `focus`.
-    pub fn fetch(&mut self, now_ns: i64, stem: usize, focus: Focus) {
-        let Some(info) = self.song.as_ref().and_then(|s| s.get(stem)) else {
+    /// Asks the hosts of `hash` for its description (the chunk hashes a
+    /// fetch needs): every linked host that says it serves it, and any that
+    /// says so later; again after a timeout. The first good answer is an
+    /// [`ExchangeEvent::Info`]. At most [`MAX_WANTED`] at once.
+    pub fn want_info(&mut self, now_ns: i64, hash: StemHash) {
+        if let Some(info) = self.served.get(&hash) {
+            self.events.push_back(ExchangeEvent::Info(info.clone()));
             return;
-        };
+        }
+        if self.wanted.len() >= MAX_WANTED && !self.wanted.contains_key(&hash) {
+            return;
+        }
+        self.wanted.entry(hash).or_insert(Wanted {
+            asked: BTreeSet::new(),
+            since_ns: now_ns,
+        });
+        self.ask_infos(now_ns);
+    }
+
+    /// No longer needs the description of `hash`.
+    pub fn unwant_info(&mut self, hash: &StemHash) {
+        self.wanted.remove(hash);
+    }
+
+    fn ask_infos(&mut self, now_ns: i64) {
+        for (hash, w) in &mut self.wanted {
+            if now_ns - w.since_ns >= self.cfg.request_timeout_ns {
+                // Nobody answered: ask everyone again.
+                w.asked.clear();
+                w.since_ns = now_ns;
+            }
+            let hosts = (self.hosts.iter())
+                .filter(|(p, h)| h.contains(hash) && self.links.contains(p))
+                .map(|(p, _)| *p);
+            for peer in hosts.collect::<Vec<_>>() {
+                if w.asked.insert(peer) {
+                    self.out.push_back(Transmit {
+                        to: peer,
+                        room: Room {
+                            request_id: 0,
+                            op: Operation::InfoRequest { stem: *hash },
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_info(&mut self, from: PeerId, info: StemInfo) {
+        if self.wanted.remove(&info.hash).is_some() {
+            self.events.push_back(ExchangeEvent::Info(info));
+        } else if !self.fetches.contains_key(&info.hash) {
+            // A late second answer is harmless; an unasked one is not.
+            self.unexpected(from, "a stem description nobody asked for");
+        }
+    }
+
+    /// Starts fetching the stem `info` describes (this peer has no file for
+    /// it), for a decoder first needing `focus`.
+    pub fn fetch(&mut self, now_ns: i64, info: StemInfo, focus: Focus) {
+        let stem = info.hash;
         let n = info.chunks();
         self.fetches.entry(stem).or_insert_with(|| Fetch {
+            info,
             have: vec![false; n],
             in_flight: vec![false; n],
             missing: n,
@@ -292,16 +367,21 @@ impl Exchange {
         self.schedule(now_ns);
     }
 
-    /// Serves `hash` (`size_bytes` long) from now on (a fetched stem
-    /// completed and was checked, or was found in the cache), and tells
-    /// every linked peer.
-    pub fn serve(&mut self, hash: StemHash, size_bytes: u64) {
-        if self.served.insert(hash, size_bytes).is_none() {
+    /// Serves the stem `info` describes from now on (a fetched stem
+    /// completed and was checked, or was found in the cache, or a file was
+    /// added), and tells every linked peer.
+    pub fn serve(&mut self, info: &StemInfo) {
+        if self.served.insert(info.hash, info.clone()).is_none() {
             let linked: Vec<PeerId> = self.links.iter().copied().collect();
             for peer in linked {
                 self.send_have(peer);
             }
         }
+    }
+
+    /// The description of a stem this peer serves.
+    pub fn served_info(&self, hash: &StemHash) -> Option<&StemInfo> {
+        self.served.get(hash)
     }
 
     /// Whether this peer serves `hash`.
@@ -311,13 +391,13 @@ impl Exchange {
 
     /// The shell checked a completed stem's whole file (or gave up on it):
     /// its fetch is over. Until then, [`Exchange::refetch`] may reopen chunks.
-    pub fn done(&mut self, stem: usize) {
-        self.fetches.remove(&stem);
+    pub fn done(&mut self, stem: &StemHash) {
+        self.fetches.remove(stem);
     }
 
-    /// Where the decoder of song stem `stem` needs bytes.
-    pub fn set_focus(&mut self, now_ns: i64, stem: usize, focus: Focus) {
-        if let Some(f) = self.fetches.get_mut(&stem)
+    /// Where the decoder of fetched stem `stem` needs bytes.
+    pub fn set_focus(&mut self, now_ns: i64, stem: &StemHash, focus: Focus) {
+        if let Some(f) = self.fetches.get_mut(stem)
             && f.focus != focus
         {
             f.focus = focus;
@@ -327,8 +407,8 @@ impl Exchange {
 
     /// Marks chunk `chunk` of `stem` missing again (the whole file failed its
     /// hash, or the store lost it): it is fetched again.
-    pub fn refetch(&mut self, now_ns: i64, stem: usize, chunk: usize) {
-        if let Some(f) = self.fetches.get_mut(&stem)
+    pub fn refetch(&mut self, now_ns: i64, stem: &StemHash, chunk: usize) {
+        if let Some(f) = self.fetches.get_mut(stem)
             && f.have.get(chunk) == Some(&true)
         {
             f.have[chunk] = false;
@@ -369,6 +449,20 @@ impl Exchange {
             Operation::Have { stems } => {
                 self.hosts.insert(from, stems.into_iter().collect());
             }
+            Operation::InfoRequest { stem } => {
+                // Only for a stem we serve; silence otherwise (the asker
+                // asks the other hosts).
+                if let Some(info) = self.served.get(&stem) {
+                    self.out.push_back(Transmit {
+                        to: from,
+                        room: Room {
+                            request_id,
+                            op: Operation::Info { info: info.clone() },
+                        },
+                    });
+                }
+            }
+            Operation::Info { info } => self.on_info(from, info),
             // The library's: the runtime gives them to `crate::library::Replica`.
             Operation::LibraryDigest { .. } | Operation::LibraryRecords { .. } => {}
         }
@@ -399,8 +493,9 @@ impl Exchange {
 
     /// When [`Exchange::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<i64> {
-        (self.requests.values())
-            .map(|r| r.sent_ns + self.cfg.request_timeout_ns)
+        (self.requests.values().map(|r| r.sent_ns))
+            .chain(self.wanted.values().map(|w| w.since_ns))
+            .map(|t| t + self.cfg.request_timeout_ns)
             .min()
     }
 
@@ -478,11 +573,9 @@ impl Exchange {
             (offset.is_multiple_of(c) && offset < size.max(1)).then(|| (size - offset).min(c))
         };
         let serving = self.serving.get(&from).copied().unwrap_or(0);
-        let reason = match self.served.get(&stem) {
+        let reason = match self.served.get(&stem).map(|i| i.size_bytes) {
             None => Some("unknown stem: this peer does not serve that hash"),
-            Some(&size) if chunk_of(size) != Some(u64::from(len)) => {
-                Some("not a chunk of the file")
-            }
+            Some(size) if chunk_of(size) != Some(u64::from(len)) => Some("not a chunk of the file"),
             Some(_) if serving >= MAX_SERVES_PER_PEER => {
                 Some("busy: too many of your requests under way")
             }
@@ -531,10 +624,10 @@ impl Exchange {
     }
 
     fn request_matches(&self, r: &Request, stem: &StemHash, offset: u64) -> bool {
-        let Some(info) = self.song.as_ref().and_then(|s| s.get(r.stem)) else {
+        let Some(f) = self.fetches.get(&r.stem) else {
             return false;
         };
-        &info.hash == stem && info.chunk_range(r.chunk).start == offset
+        &f.info.hash == stem && f.info.chunk_range(r.chunk).start == offset
     }
 
     fn on_data(
@@ -568,15 +661,13 @@ impl Exchange {
             return;
         }
         let (s, k) = (r.stem, r.chunk);
-        let Some((range, intact, name)) =
-            (self.song.as_ref().and_then(|song| song.get(s))).map(|info| {
-                (
-                    info.chunk_range(k),
-                    info.check_chunk(k, &data),
-                    info.name.clone(),
-                )
-            })
-        else {
+        let Some((range, intact, name)) = self.fetches.get(&s).map(|f| {
+            (
+                f.info.chunk_range(k),
+                f.info.check_chunk(k, &data),
+                f.info.name.clone(),
+            )
+        }) else {
             return;
         };
         if data.len() as u64 != range.end - range.start {
@@ -656,14 +747,14 @@ impl Exchange {
 
     /// Sends as many requests as the limits allow, most urgent first.
     fn schedule(&mut self, now_ns: i64) {
+        if !self.wanted.is_empty() {
+            self.ask_infos(now_ns);
+        }
         if self.fetches.values().all(|f| f.missing == 0) {
             return;
         }
-        let Some(song) = self.song.clone() else {
-            return;
-        };
         let mut per_host: BTreeMap<PeerId, usize> = BTreeMap::new();
-        let mut per_stem: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut per_stem: BTreeMap<StemHash, usize> = BTreeMap::new();
         for r in self.requests.values() {
             *per_host.entry(r.peer).or_default() += 1;
             *per_stem.entry(r.stem).or_default() += 1;
@@ -671,10 +762,11 @@ impl Exchange {
         // Priority classes, each with its per-stem limit on requests in
         // flight: blocked-on, seek target, window, the rest.
         for class in 0..4 {
-            let stems: Vec<usize> = self.fetches.keys().copied().collect();
+            let stems: Vec<StemHash> = self.fetches.keys().copied().collect();
             for s in stems {
-                let info = &song[s];
                 let f = &self.fetches[&s];
+                let info = f.info.clone();
+                let info = &info;
                 let n = f.have.len();
                 let window = window_chunks(info, self.cfg.window_ns);
                 let (limit, order): (usize, Vec<usize>) = match class {

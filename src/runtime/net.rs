@@ -554,14 +554,23 @@ impl Outbox {
 pub fn approx_wire_bytes(m: &Message) -> usize {
     use crate::protocol::message::{Operation, Room};
     const SMALL: usize = 128;
-    const VOTE: usize = 20;
+    // A vote naming a song (load, queue) is the largest: 17 + 42 bytes.
+    const VOTE: usize = 64;
+    const SONG: usize = 42;
     match m {
         Message::Heartbeat(hb) => SMALL + hb.relayed.len() * VOTE,
-        Message::Snapshot(s) => SMALL + s.pending.len() * VOTE + s.state.channels.len() * 5,
+        Message::Snapshot(s) => {
+            SMALL
+                + s.pending.len() * VOTE
+                + s.state.channels.len() * 5
+                + (s.state.queue.len() + s.state.played.len()) * SONG
+        }
         Message::PeerList(l) => SMALL + l.peers.len() * 96,
         Message::Room(Room { op, .. }) => match op {
             Operation::ChunkData { data, .. } => SMALL + data.len(),
-            Operation::SongStem { info, .. } => SMALL + 256 + info.chunk_hashes.len() * 32,
+            Operation::SongStem { info, .. } | Operation::Info { info } => {
+                SMALL + 256 + info.chunk_hashes.len() * 32
+            }
             Operation::Have { stems } => SMALL + stems.len() * 32,
             Operation::LibraryRecords { songs, stems } => {
                 SMALL + songs.len() * 96 + stems.len() * 176

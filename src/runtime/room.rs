@@ -79,14 +79,72 @@ struct Own {
 type Samples = Option<Arc<[f32]>>;
 
 enum Slot {
+    /// This peer's file (or generated audio), streamed from disk.
     Local,
     /// In the cache: streamed from its file there.
     Cached(PathBuf),
+    /// Remote, its description asked of its hosts: the decoder starts (and
+    /// fills `pcm`, which the engine already plays) once it comes.
+    Waiting { pcm: Arc<StreamedStem> },
     /// Remote (cached once complete): decoded from a store.
     Stored {
         store: Arc<StemStore>,
         source: StemSource,
     },
+    /// Nothing can play it (generated audio on another peer, no spool).
+    Silent,
+}
+
+/// A stem of a song version, as the library (or the start song) lists it:
+/// enough to find it here, stream it, or ask its hosts for the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionStem {
+    pub hash: StemHash,
+    pub name: String,
+    pub format: String,
+    pub size_bytes: u64,
+    /// Length once decoded, in frames at the engine rate.
+    pub frames: u64,
+}
+
+impl VersionStem {
+    pub fn of_info(info: &StemInfo) -> VersionStem {
+        VersionStem {
+            hash: info.hash,
+            name: info.name.clone(),
+            format: info.format.clone(),
+            size_bytes: info.size_bytes,
+            frames: info.frames,
+        }
+    }
+
+    pub fn of_record(r: &crate::protocol::library::StemRecord) -> VersionStem {
+        VersionStem {
+            hash: r.hash,
+            name: r.name.clone(),
+            format: r.format.clone(),
+            size_bytes: r.size_bytes,
+            frames: r.frames,
+        }
+    }
+
+    /// Whether `info` describes this stem.
+    fn matches(&self, info: &StemInfo) -> bool {
+        info.hash == self.hash && info.size_bytes == self.size_bytes
+    }
+
+    /// Where the cache keeps it.
+    fn cache_path(&self, dir: &Path) -> PathBuf {
+        let bare = StemInfo {
+            hash: self.hash,
+            name: self.name.clone(),
+            format: self.format.clone(),
+            size_bytes: self.size_bytes,
+            frames: self.frames,
+            chunk_hashes: Vec::new(),
+        };
+        cache::path_of(dir, &bare)
+    }
 }
 
 /// Describes a file as a stem (`room::catalog::describe_file`; tests slow it
@@ -155,12 +213,22 @@ enum LinkInput {
 /// dropped: a flood must not grow memory).
 const MAX_PENDING: usize = 4096;
 
+/// Stem descriptions learned from hosts, kept for songs played again.
+const MAX_INFOS: usize = 4 * crate::protocol::MAX_STEMS;
+
 /// A completed stem, checked: its bytes cached (`Some(Ok)`), not kept
 /// (`None`: no cache), or not cached (`Some(Err)`); or the chunks that fail.
 pub(super) struct Verified {
-    stem: usize,
     hash: StemHash,
     outcome: Result<Option<Result<(), String>>, Vec<usize>>,
+}
+
+/// A cached file a song plays from, described again (hashed): served once
+/// its hash matches, set aside otherwise.
+pub(super) struct CacheChecked {
+    stem: VersionStem,
+    path: PathBuf,
+    described: Result<StemInfo, String>,
 }
 
 /// Where a served chunk is read from.
@@ -183,14 +251,19 @@ pub(super) struct RoomShell {
     pub playhead: Arc<Playhead>,
     /// This peer's own stems, by hash.
     own: HashMap<StemHash, Own>,
-    /// The song's channels as this peer plays them (empty until known).
+    /// The song version this peer plays: its stems, and each one's channel
+    /// as this peer plays it (empty until known).
+    stems: Vec<VersionStem>,
     slots: Vec<Slot>,
+    /// Stem descriptions known here: this peer's files, the start song's,
+    /// and those hosts sent.
+    infos: HashMap<StemHash, StemInfo>,
     wake: Arc<dyn Fn() + Send + Sync>,
     pub bytes_served: u64,
     /// Files this peer hosts for the library (beyond its own stems).
     files: HashMap<StemHash, PathBuf>,
     /// Library files to serve once the exchange starts.
-    files_unserved: Vec<(StemHash, u64)>,
+    files_unserved: Vec<StemInfo>,
 }
 
 impl RoomShell {
@@ -230,7 +303,9 @@ impl RoomShell {
             window_ns,
             playhead,
             own: HashMap::new(),
+            stems: Vec::new(),
             slots: Vec::new(),
+            infos: HashMap::new(),
             wake,
             bytes_served: 0,
             files: HashMap::new(),
@@ -304,15 +379,19 @@ impl RoomShell {
         let mut served = std::mem::take(&mut self.files_unserved);
         for ((own, ..), info) in self.undescribed.drain(..).zip(&infos) {
             if own.path.is_some() && info.format != GENERATED {
-                served.push((info.hash, info.size_bytes));
+                served.push(info.clone());
             }
             self.own.insert(info.hash, own);
+        }
+        for info in &served {
+            self.infos.insert(info.hash, info.clone());
         }
         let cfg = ExchangeConfig {
             window_ns: self.window_ns,
             ..ExchangeConfig::default()
         };
         if self.song_is_ours {
+            self.stems = infos.iter().map(VersionStem::of_info).collect();
             self.slots = infos.iter().map(|_| Slot::Local).collect();
         }
         let song = self.song_is_ours.then_some(infos);
@@ -322,6 +401,12 @@ impl RoomShell {
                 LinkInput::Up(peer) => exchange.handle_link_up(now_ns, peer),
                 LinkInput::Down(peer) => exchange.handle_link_down(now_ns, peer),
                 LinkInput::Message(peer, room) => exchange.handle_message(now_ns, peer, room),
+            }
+        }
+        // A song chosen meanwhile: its remote stems' hosts can be asked now.
+        for (stem, slot) in self.stems.iter().zip(&self.slots) {
+            if let Slot::Waiting { .. } = slot {
+                exchange.want_info(now_ns, stem.hash);
             }
         }
         self.exchange = Some(exchange);
@@ -383,128 +468,230 @@ impl RoomShell {
             .unwrap_or_default()
     }
 
-    /// The song became known (from another peer): the job that reads what
-    /// the cache holds of it; its result goes to [`RoomShell::adopt_song`].
-    pub fn cache_job(
-        &self,
-        song: &[StemInfo],
-    ) -> impl FnOnce() -> Vec<Option<PathBuf>> + Send + 'static {
-        let dir = self.cache_dir.clone();
-        let wanted: Vec<Option<StemInfo>> = (song.iter())
-            .map(|info| {
-                (!self.own.contains_key(&info.hash) && info.format != GENERATED)
-                    .then(|| info.clone())
-            })
-            .collect();
-        move || {
-            (wanted.into_iter())
-                .map(|info| cache::find(dir.as_deref()?, &info?))
-                .collect()
+    /// The session's start song, as its creator's room describes it (once
+    /// known).
+    pub fn start_song(&self) -> Option<Vec<VersionStem>> {
+        let song = self.exchange.as_ref()?.song()?;
+        Some(song.iter().map(VersionStem::of_info).collect())
+    }
+
+    /// The start song became known (from `song`'s entries): its
+    /// descriptions are kept, so its remote stems fetch at once.
+    pub fn learned_start_song(&mut self, song: &[StemInfo]) {
+        for info in song {
+            self.infos.insert(info.hash, info.clone());
         }
     }
 
-    /// The song became known and `cached` is what the cache holds of it
-    /// ([`RoomShell::cache_job`]): the channels, in song order, as this peer
-    /// will play them (its own files, the cache, or fetched), and the
-    /// problems to report. `None` if the song changed meanwhile.
-    pub fn adopt_song(
+    /// Plays `stems` (a song version) from now on: the channels, in order, as
+    /// this peer plays them — its own or hosted files, the cache, or fetched
+    /// from their hosts (asked for their descriptions first when unknown) —,
+    /// the problems to report, and the cached files to check on the worker
+    /// ([`RoomShell::check_cache_job`]) before they are served. The song
+    /// played before stops fetching and decoding (what it decoded ahead
+    /// plays until the engine switches).
+    pub fn play(
         &mut self,
         now_ns: i64,
-        song: &[StemInfo],
-        cached: Vec<Option<PathBuf>>,
-    ) -> Option<(Vec<Streamer>, Vec<String>)> {
-        if self.exchange.as_ref().and_then(|x| x.song()) != Some(song) {
-            return None;
-        }
-        let mut cached = cached.into_iter();
-        let mut streamers = Vec::with_capacity(song.len());
+        stems: Vec<VersionStem>,
+    ) -> (Vec<Streamer>, Vec<String>, Vec<(VersionStem, PathBuf)>) {
+        self.stop();
+        let mut streamers = Vec::with_capacity(stems.len());
         let mut errors = Vec::new();
-        self.close();
-        self.slots.clear();
-        for (i, info) in song.iter().enumerate() {
-            // One entry of `cached` per stem, taken before any `continue`.
-            let cached = cached.next().flatten();
-            if let Some(own) = self.own.get(&info.hash) {
+        let mut to_check = Vec::new();
+        let window_frames = ns_to_frames(self.window_ns, ENGINE_RATE_HZ);
+        for stem in &stems {
+            let (streamer, slot) = if let Some(own) = self.own.get(&stem.hash) {
                 let mut s = own.streamer.clone();
-                s.name = info.name.clone();
-                streamers.push(s);
-                self.slots.push(Slot::Local);
-                continue;
-            }
-            if info.format == GENERATED {
+                s.name = stem.name.clone();
+                (s, Slot::Local)
+            } else if let Some(path) = self.files.get(&stem.hash) {
+                let file = FileStem {
+                    name: stem.name.clone(),
+                    path: path.clone(),
+                    probe: Probe::of_song(stem.frames),
+                };
+                (stream_file(&file, &self.playhead), Slot::Local)
+            } else if stem.format == GENERATED {
                 errors.push(format!(
                     "{} is generated audio on another peer: there is no file to fetch",
-                    info.name
+                    stem.name
                 ));
-                streamers.push(silent(&info.name));
-                self.slots.push(Slot::Local);
-                continue;
-            }
-            if let Some(path) = cached {
-                info!(stem = %info.name, "playing from the cache");
+                (silent(&stem.name), Slot::Silent)
+            } else if let Some(path) = (self.cache_dir.as_deref())
+                .map(|dir| stem.cache_path(dir))
+                .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == stem.size_bytes))
+            {
+                info!(stem = %stem.name, "playing from the cache");
                 let file = FileStem {
-                    name: info.name.clone(),
+                    name: stem.name.clone(),
                     path: path.clone(),
-                    probe: Probe::of_song(info.frames),
+                    probe: Probe::of_song(stem.frames),
                 };
-                streamers.push(stream_file(&file, &self.playhead));
-                if let Some(x) = &mut self.exchange {
-                    x.serve(info.hash, info.size_bytes);
+                if !self.serves(&stem.hash) {
+                    to_check.push((stem.clone(), path.clone()));
                 }
-                self.slots.push(Slot::Cached(path));
-                continue;
-            }
-            let wake = self.wake.clone();
-            let store = match StemStore::new(
-                info.clone(),
-                self.cache_dir.as_deref(),
-                Box::new(move || wake()),
-            ) {
-                Ok(store) => Arc::new(store),
-                Err(e) => {
-                    errors.push(format!(
-                        "cannot fetch {}: no spool file for it: {e}",
-                        info.name
-                    ));
-                    streamers.push(silent(&info.name));
-                    self.slots.push(Slot::Local);
-                    continue;
-                }
-            };
-            let window_frames = ns_to_frames(self.window_ns, ENGINE_RATE_HZ);
-            let pcm = Arc::new(StreamedStem::for_window(
-                info.frames as usize,
-                window_frames as usize,
-            ));
-            if let Err(e) = stream::spawn(
-                stream::Input::Store(store.clone()),
-                &info.name,
-                pcm.clone(),
-                self.playhead.clone(),
-                window_frames,
-            ) {
-                errors.push(format!("cannot start the decoder of {}: {e}", info.name));
-            }
-            streamers.push(Streamer::streamed(&info.name, pcm));
-            info!(stem = %info.name, hash = %info.hex(), "fetching from the session");
-            let focus = self.focus_of(&store);
-            if let Some(x) = &mut self.exchange {
-                x.fetch(now_ns, i, focus);
-            }
-            self.slots.push(Slot::Stored {
-                store,
-                source: StemSource::Remote,
-            });
-        }
-        for (hash, own) in &self.own {
-            if !song.iter().any(|s| &s.hash == hash) {
-                errors.push(format!(
-                    "{} is not in the session's song: it is not played",
-                    own.streamer.name
+                (stream_file(&file, &self.playhead), Slot::Cached(path))
+            } else {
+                let pcm = Arc::new(StreamedStem::for_window(
+                    stem.frames as usize,
+                    window_frames as usize,
                 ));
+                let streamer = Streamer::streamed(&stem.name, pcm.clone());
+                let slot = match self.infos.get(&stem.hash).filter(|i| stem.matches(i)) {
+                    Some(info) => {
+                        let info = info.clone();
+                        self.start_fetch(now_ns, info, pcm).unwrap_or_else(|e| {
+                            errors.push(e);
+                            Slot::Silent
+                        })
+                    }
+                    None => {
+                        if let Some(x) = &mut self.exchange {
+                            x.want_info(now_ns, stem.hash);
+                        }
+                        Slot::Waiting { pcm }
+                    }
+                };
+                (streamer, slot)
+            };
+            streamers.push(streamer);
+            self.slots.push(slot);
+        }
+        self.stems = stems;
+        for (hash, own) in &self.own {
+            if !self.stems.iter().any(|s| &s.hash == hash) {
+                info!(stem = %own.streamer.name, "not in the song playing: not played");
             }
         }
-        Some((streamers, errors))
+        (streamers, errors, to_check)
+    }
+
+    /// Stops fetching and decoding the song played until now.
+    fn stop(&mut self) {
+        self.close();
+        if let Some(x) = &mut self.exchange {
+            for (stem, slot) in self.stems.iter().zip(&self.slots) {
+                match slot {
+                    Slot::Stored { .. } => x.done(&stem.hash),
+                    Slot::Waiting { .. } => x.unwant_info(&stem.hash),
+                    _ => {}
+                }
+            }
+        }
+        self.stems.clear();
+        self.slots.clear();
+    }
+
+    /// A remote stem's store and decoder, filling `pcm`, and its fetch.
+    fn start_fetch(
+        &mut self,
+        now_ns: i64,
+        info: StemInfo,
+        pcm: Arc<StreamedStem>,
+    ) -> Result<Slot, String> {
+        let wake = self.wake.clone();
+        let store = StemStore::new(
+            info.clone(),
+            self.cache_dir.as_deref(),
+            Box::new(move || wake()),
+        )
+        .map_err(|e| format!("cannot fetch {}: no spool file for it: {e}", info.name))?;
+        let store = Arc::new(store);
+        let window_frames = ns_to_frames(self.window_ns, ENGINE_RATE_HZ);
+        if let Err(e) = stream::spawn(
+            stream::Input::Store(store.clone()),
+            &info.name,
+            pcm,
+            self.playhead.clone(),
+            window_frames,
+        ) {
+            return Err(format!("cannot start the decoder of {}: {e}", info.name));
+        }
+        info!(stem = %info.name, hash = %info.hex(), "fetching from the session");
+        let focus = self.focus_of(&store);
+        if let Some(x) = &mut self.exchange {
+            x.fetch(now_ns, info, focus);
+        }
+        Ok(Slot::Stored {
+            store,
+            source: StemSource::Remote,
+        })
+    }
+
+    /// A host described a stem: a channel waiting for it starts fetching.
+    /// Returns a problem to report.
+    pub fn on_info(&mut self, now_ns: i64, info: StemInfo) -> Option<String> {
+        if self.infos.len() >= MAX_INFOS
+            && let Some(k) = self.infos.keys().next().copied()
+        {
+            self.infos.remove(&k);
+        }
+        self.infos.insert(info.hash, info.clone());
+        let i = (self.stems.iter()).position(|s| s.hash == info.hash)?;
+        if !self.stems[i].matches(&info) {
+            return Some(format!(
+                "{}: a host described it as {} bytes, the song as {}; not fetched",
+                self.stems[i].name, info.size_bytes, self.stems[i].size_bytes
+            ));
+        }
+        let Slot::Waiting { pcm } = &self.slots[i] else {
+            return None;
+        };
+        let pcm = pcm.clone();
+        match self.start_fetch(now_ns, info, pcm) {
+            Ok(slot) => {
+                self.slots[i] = slot;
+                None
+            }
+            Err(e) => {
+                self.slots[i] = Slot::Silent;
+                Some(e)
+            }
+        }
+    }
+
+    /// The job that hashes a cached file a song plays from; its result goes
+    /// to [`RoomShell::cache_checked`].
+    pub fn check_cache_job(
+        stem: VersionStem,
+        path: PathBuf,
+    ) -> impl FnOnce() -> CacheChecked + Send + 'static {
+        move || {
+            let described = crate::room::catalog::describe_file(&path, &stem.name, stem.frames)
+                .map_err(|e| e.to_string());
+            CacheChecked {
+                stem,
+                path,
+                described,
+            }
+        }
+    }
+
+    /// A cached file was hashed: served if it is what its name says, set
+    /// aside (deleted) otherwise. Returns a problem to report.
+    pub fn cache_checked(&mut self, c: CacheChecked) -> Option<String> {
+        match c.described {
+            Ok(info) if c.stem.matches(&info) => {
+                self.infos.insert(info.hash, info.clone());
+                if let Some(x) = &mut self.exchange {
+                    x.serve(&info);
+                }
+                None
+            }
+            Ok(_) => {
+                let _ = std::fs::remove_file(&c.path);
+                Some(format!(
+                    "{}: the cached file {} is not what its name says (deleted); it plays as it decodes until the song is loaded again",
+                    c.stem.name,
+                    c.path.display()
+                ))
+            }
+            Err(e) => Some(format!(
+                "{}: cannot check the cached file: {e}",
+                c.stem.name
+            )),
+        }
     }
 
     fn focus_of(&self, store: &StemStore) -> Focus {
@@ -522,18 +709,26 @@ impl RoomShell {
 
     /// Tells the exchange where each remote stem's decoder needs bytes.
     pub fn refocus(&mut self, now_ns: i64) {
-        for i in 0..self.slots.len() {
+        for slot in &self.slots {
             if let Slot::Stored {
                 store,
                 source: StemSource::Remote,
-            } = &self.slots[i]
+            } = slot
             {
                 let focus = self.focus_of(store);
                 if let Some(x) = &mut self.exchange {
-                    x.set_focus(now_ns, i, focus);
+                    x.set_focus(now_ns, &store.info.hash, focus);
                 }
             }
         }
+    }
+
+    /// The store of the song's remote stem `hash`.
+    fn store_of(&self, hash: &StemHash) -> Option<&Arc<StemStore>> {
+        self.slots.iter().find_map(|slot| match slot {
+            Slot::Stored { store, .. } if &store.info.hash == hash => Some(store),
+            _ => None,
+        })
     }
 
     /// A fetched chunk (checked) goes to its stem's spool; one that cannot
@@ -541,31 +736,26 @@ impl RoomShell {
     pub fn put_chunk(
         &mut self,
         now_ns: i64,
-        stem: usize,
+        stem: StemHash,
         chunk: usize,
         data: &[u8],
     ) -> Option<String> {
-        let Some(Slot::Stored { store, .. }) = self.slots.get(stem) else {
-            return None;
-        };
+        let store = self.store_of(&stem)?;
         let e = store.put(chunk, data).err()?;
         let problem = format!(
             "{}: cannot spool chunk {chunk} ({e}); fetching it again",
             store.info.name
         );
         if let Some(x) = &mut self.exchange {
-            x.refetch(now_ns, stem, chunk);
+            x.refetch(now_ns, &stem, chunk);
         }
         Some(problem)
     }
 
     /// A remote stem has every chunk: the job that checks the whole file
     /// and caches it; its result goes to [`RoomShell::verified`].
-    pub fn verify_job(&self, stem: usize) -> Option<impl FnOnce() -> Verified + Send + 'static> {
-        let Some(Slot::Stored { store, .. }) = self.slots.get(stem) else {
-            return None;
-        };
-        let store = store.clone();
+    pub fn verify_job(&self, stem: StemHash) -> Option<impl FnOnce() -> Verified + Send + 'static> {
+        let store = self.store_of(&stem)?.clone();
         let dir = self.cache_dir.clone();
         Some(move || {
             let outcome = store.verify().map(|()| {
@@ -584,7 +774,6 @@ impl RoomShell {
                 })
             });
             Verified {
-                stem,
                 hash: store.info.hash,
                 outcome,
             }
@@ -594,30 +783,25 @@ impl RoomShell {
     /// A completed stem was checked (and cached): serve it; or fetch again
     /// the chunks that failed. Returns a problem to report.
     pub fn verified(&mut self, now_ns: i64, v: Verified) -> Option<String> {
-        let Verified {
-            stem,
-            hash,
-            outcome,
-        } = v;
-        let Some(Slot::Stored { store, source }) = self.slots.get_mut(stem) else {
-            return None;
-        };
+        let Verified { hash, outcome } = v;
         let exchange = self.exchange.as_mut()?;
-        if store.info.hash != hash {
-            return None; // the song changed meanwhile
-        }
+        // The song may have changed meanwhile: then nothing to do.
+        let (store, source) = self.slots.iter_mut().find_map(|slot| match slot {
+            Slot::Stored { store, source } if store.info.hash == hash => Some((store, source)),
+            _ => None,
+        })?;
         match outcome {
             Ok(cached) => {
                 // Cached (or not kept), then served.
                 *source = StemSource::Cached;
-                exchange.done(stem);
-                exchange.serve(hash, store.info.size_bytes);
+                exchange.done(&hash);
+                exchange.serve(&store.info);
                 cached.and_then(Result::err)
             }
             Err(bad) if bad.is_empty() => {
                 // Every chunk matches its hash, the whole does not: the
-                // song's entry is wrong. Nothing to fetch again.
-                exchange.done(stem);
+                // description is wrong. Nothing to fetch again.
+                exchange.done(&hash);
                 Some(format!(
                     "{}: the song's entry does not match its file (chunk hashes and file hash disagree); it is played but not cached or served",
                     store.info.name
@@ -626,7 +810,7 @@ impl RoomShell {
             Err(bad) => {
                 for &k in &bad {
                     store.forget(k);
-                    exchange.refetch(now_ns, stem, k);
+                    exchange.refetch(now_ns, &hash, k);
                 }
                 Some(format!(
                     "{}: the whole file failed its hash; fetching {} chunk(s) again",
@@ -646,19 +830,22 @@ impl RoomShell {
         len: u32,
     ) -> impl FnOnce() -> Result<Vec<u8>, String> + Send + 'static {
         let own = self.own.get(hash).and_then(|o| o.path.as_ref());
-        let song = self.exchange.as_ref().and_then(Exchange::song);
         let source = match own.or_else(|| self.files.get(hash)) {
             Some(path) => Some(Source::File(path.clone())),
-            None => (self.slots.iter().enumerate()).find_map(|(i, slot)| match slot {
+            None => (self.stems.iter().zip(&self.slots)).find_map(|(stem, slot)| match slot {
                 Slot::Stored { store, .. } if &store.info.hash == hash => {
                     Some(Source::Store(store.clone()))
                 }
-                Slot::Cached(path) if song?.get(i)?.hash == *hash => {
-                    Some(Source::File(path.clone()))
-                }
+                Slot::Cached(path) if &stem.hash == hash => Some(Source::File(path.clone())),
                 _ => None,
             }),
         };
+        // A completed stem of a song played before: still in the cache.
+        let source = source.or_else(|| {
+            let info = self.exchange.as_ref()?.served_info(hash)?;
+            let path = cache::path_of(self.cache_dir.as_deref()?, info);
+            path.exists().then_some(Source::File(path))
+        });
         move || match source {
             Some(Source::File(path)) => {
                 read_file(&path, offset, len).map_err(|e| format!("{}: {e}", path.display()))
@@ -673,9 +860,10 @@ impl RoomShell {
     /// Serves the library file `path` (described as `info`) from now on.
     pub fn host_file(&mut self, info: &StemInfo, path: &Path) {
         self.files.insert(info.hash, path.to_path_buf());
+        self.infos.insert(info.hash, info.clone());
         match &mut self.exchange {
-            Some(x) => x.serve(info.hash, info.size_bytes),
-            None => self.files_unserved.push((info.hash, info.size_bytes)),
+            Some(x) => x.serve(info),
+            None => self.files_unserved.push(info.clone()),
         }
     }
 
@@ -698,30 +886,35 @@ impl RoomShell {
 
     /// The channels as this peer plays them.
     pub fn song_stems(&self) -> Vec<SongStem> {
-        let Some(exchange) = &self.exchange else {
-            return vec![];
+        let chunks = |stem: &VersionStem| {
+            let info = self.infos.get(&stem.hash);
+            info.map_or_else(
+                || {
+                    let c = crate::protocol::stem::chunk_bytes_for(stem.size_bytes);
+                    stem.size_bytes.div_ceil(u64::from(c)) as usize
+                },
+                StemInfo::chunks,
+            )
         };
-        let Some(song) = exchange.song() else {
-            return vec![];
-        };
-        (song.iter().enumerate())
-            .map(|(i, info)| {
-                let (source, have) = match self.slots.get(i) {
-                    Some(Slot::Stored { store, source }) => (*source, store.chunks_have()),
-                    Some(Slot::Cached(_)) => (StemSource::Cached, info.chunks()),
-                    Some(Slot::Local) => (StemSource::Local, info.chunks()),
-                    // Its cache being read: not playing yet.
-                    None if !self.own.contains_key(&info.hash) => (StemSource::Remote, 0),
-                    None => (StemSource::Local, info.chunks()),
+        (self.stems.iter().zip(&self.slots))
+            .map(|(stem, slot)| {
+                let n = chunks(stem);
+                let hosts = self.hosts_of(&stem.hash);
+                let (source, have) = match slot {
+                    Slot::Stored { store, source } => (*source, store.chunks_have()),
+                    Slot::Cached(_) => (StemSource::Cached, n),
+                    Slot::Local => (StemSource::Local, n),
+                    Slot::Waiting { .. } if !hosts.is_empty() => (StemSource::Remote, 0),
+                    Slot::Waiting { .. } | Slot::Silent => (StemSource::Missing, 0),
                 };
                 SongStem {
-                    name: info.name.clone(),
-                    hash: info.hash,
-                    size_bytes: info.size_bytes,
+                    name: stem.name.clone(),
+                    hash: stem.hash,
+                    size_bytes: stem.size_bytes,
                     source,
                     chunks_have: have,
-                    chunks: info.chunks(),
-                    hosts: exchange.hosts_of(&info.hash),
+                    chunks: n,
+                    hosts,
                 }
             })
             .collect()

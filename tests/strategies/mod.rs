@@ -278,9 +278,27 @@ pub fn stem_record() -> impl Strategy<Value = library::StemRecord> {
         )
 }
 
+/// A stem described from a few bytes (its chunk hashes consistent, as
+/// decoding demands).
+pub fn stem_info() -> impl Strategy<Value = StemInfo> {
+    (
+        text(MAX_NAME_BYTES),
+        vec(any::<u8>(), 1..300),
+        0u64..1 << 30,
+    )
+        .prop_map(|(name, bytes, frames)| StemInfo::of_bytes(&name, "wav", &bytes, frames))
+}
+
 pub fn operation() -> impl Strategy<Value = Operation> {
     let stem = any::<[u8; 32]>();
     prop_oneof![
+        stem.prop_map(|stem| Operation::InfoRequest { stem }),
+        stem_info().prop_map(|info| Operation::Info { info }),
+        (0u16..4, stem_info()).prop_map(|(index, info)| Operation::SongStem {
+            index,
+            count: 4,
+            info
+        }),
         (any::<[u8; 32]>(), any::<u32>())
             .prop_map(|(digest, records)| Operation::LibraryDigest { digest, records }),
         (vec(song_record(), 0..4), vec(stem_record(), 0..4))

@@ -23,13 +23,13 @@ use crate::protocol::{
     Event, PeerId, START_VERSION, Session, SessionEvent, SessionMap, SessionState, SongRef,
     ns_to_frames,
 };
-use crate::room::{ExchangeEvent, StemInfo};
+use crate::room::ExchangeEvent;
 use crate::runtime::auth::Secret;
 use crate::runtime::control::{self, Command};
 use crate::runtime::events::{PeerEvent, Status};
 use crate::runtime::library::{self, Added, LibraryShell, Loaded};
 use crate::runtime::net::{self, Connection, Handshaken, Identity, LinkError, Read};
-use crate::runtime::room::{Described, RoomShell, Verified};
+use crate::runtime::room::{CacheChecked, Described, RoomShell, Verified, VersionStem};
 
 use super::EventSink;
 use super::links::{Action, ConnId, DialTarget, Links};
@@ -87,11 +87,8 @@ pub(super) enum Input {
     /// The worker hashed this peer's files.
     Described(Described),
     /// The worker read what the cache holds of a song learned from a peer.
-    SongCached {
-        song: Vec<StemInfo>,
-        cached: Vec<Option<std::path::PathBuf>>,
-    },
-    /// The worker checked (and cached) a completed stem.
+    /// A cached file a song plays from, hashed on the worker.
+    CacheChecked(CacheChecked),
     Verified(Verified),
     /// The worker read the library kept between runs.
     LibraryLoaded(Loaded),
@@ -160,6 +157,9 @@ pub(super) struct Core {
     pub last_setlist: Option<(SongRef, Vec<SongRef>)>,
     /// The last song this peer could not play (said once).
     pub unplayable: Option<SongRef>,
+    /// The song whose channels the room has built (the engine switches to
+    /// them at the instant it was decided for).
+    pub playing: Option<SongRef>,
 }
 
 impl Core {
@@ -302,7 +302,12 @@ impl Core {
                 self.library.saved();
                 self.save_library(); // if it changed meanwhile
             }
-            Input::SongCached { song, cached } => self.on_song_cached(now, &song, cached),
+            Input::CacheChecked(c) => {
+                if let Some(problem) = self.room.cache_checked(c) {
+                    self.error(problem);
+                }
+                self.library.touch();
+            }
             Input::Verified(v) => {
                 if let Some(problem) = self.room.verified(now, v) {
                     self.error(problem);
@@ -546,6 +551,7 @@ impl Core {
         self.room.handle_timeout(now);
         self.room.refocus(now);
         self.library.handle_timeout(now);
+        self.retry_song();
         if self.push_status {
             let s = self.status();
             self.emit(PeerEvent::Status(Box::new(s)));
@@ -669,17 +675,20 @@ impl Core {
         match e {
             ExchangeEvent::Song { stems, from } => {
                 if let Some(from) = from {
-                    info!(%from, stems = stems.len(), "learned the song");
-                    // The cache is read on the worker; the song is adopted
-                    // (and reported) when it answers.
-                    let job = self.room.cache_job(&stems);
-                    self.worker.run(move || Input::SongCached {
-                        cached: job(),
-                        song: stems,
-                    });
+                    info!(%from, stems = stems.len(), "learned the session's start song");
+                    self.room.learned_start_song(&stems);
+                    // Played if it is the current song.
+                    self.retry_song();
                 } else {
+                    // Our own start song, described: its channels are known.
                     let song = self.room.song_stems();
                     self.emit(PeerEvent::Song(song));
+                }
+            }
+            ExchangeEvent::Info(info) => {
+                let now = self.clock.now_ns();
+                if let Some(problem) = self.room.on_info(now, info) {
+                    self.error(problem);
                 }
             }
             ExchangeEvent::Serve {
@@ -711,28 +720,6 @@ impl Core {
             }
             ExchangeEvent::Refused { from, what } => warn!(%from, "stem exchange: {what}"),
         }
-    }
-
-    fn on_song_cached(
-        &mut self,
-        now: i64,
-        song: &[StemInfo],
-        cached: Vec<Option<std::path::PathBuf>>,
-    ) {
-        let Some((streamers, errors)) = self.room.adopt_song(now, song, cached) else {
-            return; // another song since
-        };
-        // Channels are renumbered: solos set before mean nothing.
-        self.engine.solo.clear();
-        if self.engine.set_stems(streamers).is_err() {
-            self.error("the audio engine's queue is full: the song's stems were not set".into());
-        }
-        self.stems = song.iter().map(|s| s.name.clone()).collect();
-        for e in errors {
-            self.error(e);
-        }
-        let song = self.room.song_stems();
-        self.emit(PeerEvent::Song(song));
     }
 
     fn on_session_event(&mut self, e: SessionEvent) {
@@ -811,18 +798,15 @@ impl Core {
             });
             self.last_setlist = Some(setlist);
         }
-        // The engine holds the session's start song (this peer's stems, or
-        // the creator's learned from the room). Another song is silence
-        // here until switching a running peer's stems is built (issue 21).
         let mut heard = state.clone();
-        if state.song.version != START_VERSION {
+        if !self.follow_song(apply_at_session_ns, state) {
+            // A song whose stems are not known here yet (the start song
+            // before its creator's room said it, a version the library has
+            // not converged to): silence, never the last song's stems.
             heard.master.muted = true;
             if self.unplayable != Some(state.song) {
                 self.unplayable = Some(state.song);
-                self.error(format!(
-                    "song {} is the current song, but this peer cannot switch its stems to another song yet: silent until the session's start song is current again",
-                    state.song.short()
-                ));
+                warn!(song = %state.song.short(), "the current song's stems are not known here yet: silent until they are");
             }
         }
         if self.engine.schedule(apply_at_session_ns, &heard).is_err() {
@@ -830,6 +814,78 @@ impl Core {
             return;
         }
         self.last_scheduled = Some(state.clone());
+    }
+
+    /// Makes the room and the engine play `state`'s song from
+    /// `apply_at_session_ns` on, if it is not what they play: its stems
+    /// resolved (the start song from the room, any other version from the
+    /// library), the channels built (local files, the cache, or fetched),
+    /// and the engine told to switch on that instant. Returns whether the
+    /// song's stems are known here (false: not yet, silence meanwhile).
+    fn follow_song(&mut self, apply_at_session_ns: i64, state: &SessionState) -> bool {
+        let song = state.song;
+        if self.playing == Some(song) {
+            return true;
+        }
+        let stems = if song.version == START_VERSION {
+            self.room.start_song()
+        } else {
+            let library = self.library.library();
+            (library.song(song.song))
+                .filter(|s| s.version() == song)
+                .map(|s| s.stems.iter().map(|r| VersionStem::of_record(r)).collect())
+        };
+        let Some(stems) = stems else {
+            return false;
+        };
+        let now = self.clock.now_ns();
+        let names: Vec<String> = stems.iter().map(|s| s.name.clone()).collect();
+        let (streamers, errors, to_check) = self.room.play(now, stems);
+        // Channels are renumbered: solos set before mean nothing.
+        self.engine.solo.clear();
+        if self
+            .engine
+            .set_stems_at(apply_at_session_ns, streamers)
+            .is_err()
+        {
+            self.error("the audio engine's queue is full: the song's stems were not set".into());
+        }
+        info!(song = %song.short(), stems = names.len(), "playing a new song");
+        self.stems = names;
+        self.playing = Some(song);
+        self.unplayable = None;
+        // Its decoders start at its beginning, not where the last song was.
+        self.room.playhead.set_seek_hint(Some(0));
+        self.seek_hint_until_ns = Some(now + SEEK_HINT_NS);
+        for e in errors {
+            self.error(e);
+        }
+        for (stem, path) in to_check {
+            let job = RoomShell::check_cache_job(stem, path);
+            self.worker.run(move || Input::CacheChecked(job()));
+        }
+        let stems = self.room.song_stems();
+        self.emit(PeerEvent::Song(stems));
+        self.library.touch();
+        true
+    }
+
+    /// The current song, silent because its stems were not known: played
+    /// from now on if they are.
+    fn retry_song(&mut self) {
+        let Some(state) = self.last_scheduled.clone() else {
+            return;
+        };
+        if self.playing == Some(state.song) {
+            return;
+        }
+        let now = self.clock.now_ns();
+        let Some(at_ns) = self.session.session_ns_at(now) else {
+            return;
+        };
+        if self.follow_song(at_ns, &state) && self.engine.schedule(at_ns, &state).is_err() {
+            self.error("the audio engine's queue is full: a decision was not scheduled".into());
+        }
     }
 
     fn status(&mut self) -> Status {

@@ -397,14 +397,15 @@ async fn run(
     let start_song = (opts.song_name.clone())
         .or_else(|| stem_names.first().cloned())
         .unwrap_or_else(|| "untitled".into());
-    let start = if opts.joins.is_empty() {
-        // The start song, in the version its creator's room describes.
-        let song = SongRef {
-            song: SongId::of_name(&start_song),
-            ..SongRef::anonymous(duration_ns, stem_names.len())
-        };
+    // The start song, in the version its creator's room describes.
+    let start_ref = SongRef {
+        song: SongId::of_name(&start_song),
+        ..SongRef::anonymous(duration_ns, stem_names.len())
+    };
+    let creating = opts.joins.is_empty();
+    let start = if creating {
         Start::Create {
-            state: SessionState::of_song(song),
+            state: SessionState::of_song(start_ref),
         }
     } else {
         Start::Join
@@ -486,6 +487,8 @@ async fn run(
         start_song,
         last_setlist: None,
         unplayable: None,
+        // The creator's engine starts with its own stems, the start song.
+        playing: creating.then_some(start_ref),
         seek_hint_until_ns: None,
     };
     if let Some((_, state)) = core.session.latest() {
