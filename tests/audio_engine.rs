@@ -58,6 +58,9 @@ fn pause_at(at_session_ns: i64, position_ns: i64) -> Scheduled {
     }
 }
 
+/// One rendered block: its play instant, position, whether playing, song.
+type Block = (i64, i64, bool, [u8; 16]);
+
 /// Renders `blocks` blocks of `frames` frames, block k playing at
 /// `start_ns + k·frames/RATE·(1/(1+drift))`; returns the output and each block's
 /// report.
@@ -67,13 +70,13 @@ fn run(
     frames: usize,
     blocks: usize,
     drift: f64,
-) -> (Vec<f32>, Vec<(i64, i64, bool)>) {
+) -> (Vec<f32>, Vec<Block>) {
     let mut out = vec![0.0f32; frames * CHANNELS * blocks];
     let mut reports = Vec::new();
     for (k, block) in out.chunks_mut(frames * CHANNELS).enumerate() {
         let t = start_ns + ((k * frames) as f64 * 1e9 / RATE as f64 / (1.0 + drift)) as i64;
         let info = engine.render(block, t);
-        reports.push((t, info.pos_frames, info.playing));
+        reports.push((t, info.pos_frames, info.playing, info.song));
     }
     (out, reports)
 }
@@ -95,7 +98,7 @@ fn plays_from_the_scheduled_frame_at_the_scheduled_instant() {
         assert_eq!(out[i * CHANNELS + 1], -out[i * CHANNELS]);
     }
     // Reports give the position of each block's first frame.
-    for &(t, pos, playing) in &reports[2..] {
+    for &(t, pos, playing, _) in &reports[2..] {
         let expect = 2 * RATE as i64 + (t - SEC) * RATE as i64 / SEC;
         assert!(playing);
         assert_eq!(pos, expect, "at {t}");
@@ -166,7 +169,7 @@ fn drift_is_corrected_within_bounds_and_without_jumps() {
         );
         // After settling (10 s), each block starts within a frame of where the
         // timeline says, although the device consumed frames at the wrong rate.
-        for &(t, pos, _) in &reports[blocks / 3..] {
+        for &(t, pos, _, _) in &reports[blocks / 3..] {
             let expect = t as f64 * RATE as f64 / 1e9;
             assert!(
                 (pos as f64 - expect).abs() <= 1.0,
@@ -464,10 +467,14 @@ fn a_song_change_swaps_the_stems_on_the_scheduled_frame() {
     let (mut e, mut h) = engine(std::slice::from_ref(&old));
     h.schedule_raw(play_from(0, 3 * SEC)).unwrap();
     // At session 1.0 s the next song starts from 0.
-    h.set_stems_at(SEC, vec![Streamer::local(&next)]).unwrap();
+    h.set_stems_at(SEC, [2; 16], vec![Streamer::local(&next)])
+        .unwrap();
     h.schedule_raw(play_from(SEC, 0)).unwrap();
-    let (out, _) = run(&mut e, 0, 480, 200, 0.0);
+    let (out, reports) = run(&mut e, 0, 480, 200, 0.0);
     let at = RATE as usize; // the frame of 1.0 s
+    // The report names the song: the first block from 1.0 s on is song 2.
+    assert_eq!(reports[99].3, [0; 16]);
+    assert_eq!(reports[100].3, [2; 16]);
     // Before: the old song at 3 s + t (left positive).
     let left = |i: usize| out[i * CHANNELS];
     let right = |i: usize| out[i * CHANNELS + 1];

@@ -96,6 +96,7 @@ fn read_report(path: &Path) -> Vec<ReportLine> {
                 mono_ns: field("mono_ns").parse().unwrap(),
                 pos_frames: field("pos_frames").parse().unwrap(),
                 playing: field("playing").parse().unwrap(),
+                song: [0; 16],
             }
         })
         .collect()

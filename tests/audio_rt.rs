@@ -178,7 +178,11 @@ fn a_song_change_never_allocates() {
     handle.set_map(SessionMap::starting_at(0)).unwrap();
     handle.schedule_raw(state(0, true, 0, 1.0)).unwrap();
     handle
-        .set_stems_at(SEC / 10, vec![Streamer::local(&b), Streamer::local(&a)])
+        .set_stems_at(
+            SEC / 10,
+            [1; 16],
+            vec![Streamer::local(&b), Streamer::local(&a)],
+        )
         .unwrap();
     handle.schedule_raw(state(SEC / 10, true, 0, 1.0)).unwrap();
     let mut out = vec![0.0f32; 480 * CHANNELS];
@@ -187,13 +191,17 @@ fn a_song_change_never_allocates() {
         if block == 10 {
             // Two changes 1 ms apart: the first one's fade is cut.
             handle
-                .set_stems_at(t + SEC / 100, vec![Streamer::local(&a)])
+                .set_stems_at(t + SEC / 100, [2; 16], vec![Streamer::local(&a)])
                 .unwrap();
             handle
                 .schedule_raw(state(t + SEC / 100, true, 0, 1.0))
                 .unwrap();
             handle
-                .set_stems_at(t + SEC / 100 + 1_000_000, vec![Streamer::local(&b)])
+                .set_stems_at(
+                    t + SEC / 100 + 1_000_000,
+                    [3; 16],
+                    vec![Streamer::local(&b)],
+                )
                 .unwrap();
             handle
                 .schedule_raw(state(t + SEC / 100 + 1_000_000, true, 0, 1.0))

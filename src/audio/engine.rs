@@ -123,6 +123,8 @@ pub enum Command {
     /// a newer one replaces it.
     StemsAt {
         apply_at_session_ns: i64,
+        /// The song they are (its id), for `--report`.
+        song: [u8; 16],
         stems: Box<Vec<Streamer>>,
     },
 }
@@ -139,6 +141,8 @@ pub struct BlockInfo {
     /// The song position of the block's first frame, in frames at the engine rate.
     pub pos_frames: i64,
     pub playing: bool,
+    /// The song playing (its id's bytes; zero until the runtime names it).
+    pub song: [u8; 16],
 }
 
 /// Counters the engine publishes (lock-free).
@@ -218,11 +222,13 @@ impl EngineHandle {
     pub fn set_stems_at(
         &mut self,
         apply_at_session_ns: i64,
+        song: [u8; 16],
         stems: Vec<Streamer>,
     ) -> Result<(), EngineError> {
         let names = stems.iter().map(|s| s.name.clone()).collect();
         self.send(Command::StemsAt {
             apply_at_session_ns,
+            song,
             stems: Box::new(stems),
         })?;
         self.stem_names = names;
@@ -264,7 +270,9 @@ pub struct Engine {
     /// A song change's stems and the instant they take over (boxed as they
     /// travel and go back: the audio thread moves a pointer, never a list).
     #[allow(clippy::box_collection)]
-    pending_stems: Option<(i64, Box<Vec<Streamer>>)>,
+    pending_stems: Option<(i64, [u8; 16], Box<Vec<Streamer>>)>,
+    /// The song the stems are (for `--report`).
+    song: [u8; 16],
     /// The stems before the last song change, while positions on them fade out.
     #[allow(clippy::box_collection)]
     old_stems: Option<Box<Vec<Streamer>>>,
@@ -353,6 +361,7 @@ impl Engine {
             rate_hz,
             stems,
             pending_stems: None,
+            song: [0; 16],
             old_stems: None,
             commands: rx,
             retired: ret_tx,
@@ -392,6 +401,12 @@ impl Engine {
     /// For offline rendering: the read rate stays at exactly unity (there is
     /// no device clock to follow, and the output must be sample-exact), and a
     /// start is not faded in (an export begins exactly where asked).
+    /// Names the song the engine starts with (its id), for `--report`.
+    pub fn with_song(mut self, song: [u8; 16]) -> Engine {
+        self.song = song;
+        self
+    }
+
     pub fn offline(mut self) -> Engine {
         self.drift_correction = false;
         self
@@ -409,6 +424,7 @@ impl Engine {
             return self.publish(BlockInfo {
                 pos_frames: self.pos_frames.round() as i64,
                 playing: false,
+                song: self.song,
             });
         };
         // Session ns per device frame, nominally (the drift loop absorbs the
@@ -465,10 +481,12 @@ impl Engine {
                 }
                 Command::StemsAt {
                     apply_at_session_ns,
+                    song,
                     stems,
                 } => {
-                    if let Some((_, replaced)) =
-                        self.pending_stems.replace((apply_at_session_ns, stems))
+                    if let Some((_, _, replaced)) =
+                        self.pending_stems
+                            .replace((apply_at_session_ns, song, stems))
                     {
                         self.throw_away(Garbage::Stems(replaced));
                     }
@@ -536,7 +554,7 @@ impl Engine {
             .iter()
             .flatten()
             .map(|p| p.apply_at_session_ns)
-            .chain(self.pending_stems.as_ref().map(|(at, _)| *at))
+            .chain(self.pending_stems.as_ref().map(|(at, ..)| *at))
             .min()
     }
 
@@ -546,10 +564,11 @@ impl Engine {
         if self
             .pending_stems
             .as_ref()
-            .is_some_and(|(at, _)| *at as f64 <= s)
-            && let Some((_, stems)) = self.pending_stems.take()
+            .is_some_and(|(at, ..)| *at as f64 <= s)
+            && let Some((_, song, stems)) = self.pending_stems.take()
         {
             self.swap_stems(stems);
+            self.song = song;
         }
         loop {
             let due = self
@@ -632,6 +651,7 @@ impl Engine {
             return BlockInfo {
                 pos_frames: target.round() as i64,
                 playing: false,
+                song: self.song,
             };
         }
         let error = target - self.pos_frames;
@@ -670,6 +690,7 @@ impl Engine {
         BlockInfo {
             pos_frames: self.pos_frames.round() as i64,
             playing: true,
+            song: self.song,
         }
     }
 

@@ -24,7 +24,7 @@
 //! decode from the beginning.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
@@ -48,6 +48,9 @@ pub struct Playhead {
     pub stats: Arc<EngineStats>,
     /// Frames; negative: none.
     seek_hint_frames: AtomicI64,
+    /// A song not playing yet (the set list's next, or one just chosen):
+    /// its decoders hold its start until it plays ([`Playhead::go`]).
+    cued: AtomicBool,
 }
 
 impl Playhead {
@@ -55,7 +58,25 @@ impl Playhead {
         Playhead {
             stats,
             seek_hint_frames: AtomicI64::new(-1),
+            cued: AtomicBool::new(false),
         }
+    }
+
+    /// The playhead of a song that plays later: at its start until
+    /// [`Playhead::go`].
+    pub fn cued(stats: Arc<EngineStats>) -> Playhead {
+        let p = Playhead::new(stats);
+        p.cued.store(true, Ordering::Relaxed);
+        p
+    }
+
+    /// The song plays: follow the engine from now on.
+    pub fn go(&self) {
+        self.cued.store(false, Ordering::Relaxed);
+    }
+
+    pub fn is_cued(&self) -> bool {
+        self.cued.load(Ordering::Relaxed)
     }
 
     pub fn set_seek_hint(&self, frames: Option<i64>) {
@@ -64,11 +85,17 @@ impl Playhead {
     }
 
     pub fn seek_hint(&self) -> Option<i64> {
+        if self.is_cued() {
+            return None;
+        }
         let h = self.seek_hint_frames.load(Ordering::Relaxed);
         (h >= 0).then_some(h)
     }
 
     fn pos_frames(&self) -> i64 {
+        if self.is_cued() {
+            return 0;
+        }
         self.stats.pos_frames.load(Ordering::Relaxed).max(0)
     }
 }

@@ -22,7 +22,7 @@ use crate::audio::decode::Probe;
 use crate::audio::engine::EngineStats;
 use crate::audio::{ENGINE_RATE_HZ, FileStem, LocalStem, StreamedStem, Streamer};
 use crate::protocol::message::{Room, StemHash};
-use crate::protocol::{PeerId, ns_to_frames};
+use crate::protocol::{PeerId, SongRef, ns_to_frames};
 use crate::room::store::StemStore;
 use crate::room::stream::{self, Playhead};
 use crate::room::{
@@ -71,8 +71,32 @@ pub struct SongStem {
 const GENERATED: &str = "pcm";
 
 struct Own {
-    streamer: Streamer,
+    name: String,
     path: Option<PathBuf>,
+    /// Generated audio (tests, tools): its samples, as a channel.
+    generated: Option<Streamer>,
+}
+
+/// A song version's channels as this peer plays them, and the playhead its
+/// decoders follow (cued at its start until it plays).
+struct Channels {
+    song: Option<SongRef>,
+    stems: Vec<VersionStem>,
+    slots: Vec<Slot>,
+    streamers: Vec<Streamer>,
+    playhead: Arc<Playhead>,
+}
+
+impl Channels {
+    fn empty(playhead: Arc<Playhead>) -> Channels {
+        Channels {
+            song: None,
+            stems: Vec::new(),
+            slots: Vec::new(),
+            streamers: Vec::new(),
+            playhead,
+        }
+    }
 }
 
 /// The samples of generated audio (a stem streamed from a file has none).
@@ -248,13 +272,16 @@ pub(super) struct RoomShell {
     undescribed: Vec<(Own, u64, Samples)>,
     cache_dir: Option<PathBuf>,
     window_ns: i64,
-    pub playhead: Arc<Playhead>,
+    stats: Arc<EngineStats>,
+    /// This peer's start stems, as the engine starts with them (taken once).
+    start_streamers: Vec<Streamer>,
     /// This peer's own stems, by hash.
     own: HashMap<StemHash, Own>,
-    /// The song version this peer plays: its stems, and each one's channel
-    /// as this peer plays it (empty until known).
-    stems: Vec<VersionStem>,
-    slots: Vec<Slot>,
+    /// The song version this peer plays (empty until known).
+    current: Channels,
+    /// The song that plays next (the set list's head), its channels built
+    /// and decoding from its start ahead of time.
+    next: Option<Channels>,
     /// Stem descriptions known here: this peer's files, the start song's,
     /// and those hosts sent.
     infos: HashMap<StemHash, StemInfo>,
@@ -280,17 +307,23 @@ impl RoomShell {
         stats: Arc<EngineStats>,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> RoomShell {
-        let playhead = Arc::new(Playhead::new(stats));
+        let playhead = Arc::new(Playhead::new(stats.clone()));
+        let mut start_streamers = Vec::with_capacity(stems.len());
         let undescribed = (stems.iter())
             .map(|s| {
-                let (streamer, samples) = match s {
-                    LocalStem::File(f) => (stream_file(f, &playhead), None),
-                    LocalStem::Audio(a) => (Streamer::local(a), Some(a.samples.clone())),
+                let (streamer, samples, generated) = match s {
+                    LocalStem::File(f) => (stream_file(f, &playhead), None, None),
+                    LocalStem::Audio(a) => {
+                        let s = Streamer::local(a);
+                        (s.clone(), Some(a.samples.clone()), Some(s))
+                    }
                 };
                 let own = Own {
-                    streamer,
+                    name: streamer.name.clone(),
                     path: s.path().map(Path::to_path_buf),
+                    generated,
                 };
+                start_streamers.push(streamer);
                 (own, s.frames() as u64, samples)
             })
             .collect();
@@ -301,10 +334,11 @@ impl RoomShell {
             undescribed,
             cache_dir,
             window_ns,
-            playhead,
+            stats,
+            start_streamers,
             own: HashMap::new(),
-            stems: Vec::new(),
-            slots: Vec::new(),
+            current: Channels::empty(playhead),
+            next: None,
             infos: HashMap::new(),
             wake,
             bytes_served: 0,
@@ -313,11 +347,16 @@ impl RoomShell {
         }
     }
 
-    /// This peer's stems as the engine starts with them, in order.
-    pub fn own_streamers(&self) -> Vec<Streamer> {
-        (self.undescribed.iter())
-            .map(|(own, ..)| own.streamer.clone())
-            .collect()
+    /// This peer's stems as the engine starts with them, in order (taken:
+    /// the room keeps no channel of a file, so its decoder ends when nobody
+    /// plays it).
+    pub fn own_streamers(&mut self) -> Vec<Streamer> {
+        std::mem::take(&mut self.start_streamers)
+    }
+
+    /// The playhead the current song's decoders follow.
+    pub fn playhead(&self) -> &Arc<Playhead> {
+        &self.current.playhead
     }
 
     /// The slow part of starting: hashing every file of this peer (or the
@@ -325,14 +364,7 @@ impl RoomShell {
     /// [`RoomShell::described`].
     pub fn describe_job(&self, describe: Describer) -> impl FnOnce() -> Described + Send + 'static {
         let stems: Vec<(String, Option<PathBuf>, u64, Samples)> = (self.undescribed.iter())
-            .map(|(o, frames, samples)| {
-                (
-                    o.streamer.name.clone(),
-                    o.path.clone(),
-                    *frames,
-                    samples.clone(),
-                )
-            })
+            .map(|(o, frames, samples)| (o.name.clone(), o.path.clone(), *frames, samples.clone()))
             .collect();
         move || {
             let mut errors = Vec::new();
@@ -391,8 +423,8 @@ impl RoomShell {
             ..ExchangeConfig::default()
         };
         if self.song_is_ours {
-            self.stems = infos.iter().map(VersionStem::of_info).collect();
-            self.slots = infos.iter().map(|_| Slot::Local).collect();
+            self.current.stems = infos.iter().map(VersionStem::of_info).collect();
+            self.current.slots = infos.iter().map(|_| Slot::Local).collect();
         }
         let song = self.song_is_ours.then_some(infos);
         let mut exchange = Exchange::new(cfg, song, served);
@@ -404,9 +436,11 @@ impl RoomShell {
             }
         }
         // A song chosen meanwhile: its remote stems' hosts can be asked now.
-        for (stem, slot) in self.stems.iter().zip(&self.slots) {
-            if let Slot::Waiting { .. } = slot {
-                exchange.want_info(now_ns, stem.hash);
+        for c in std::iter::once(&self.current).chain(&self.next) {
+            for (stem, slot) in c.stems.iter().zip(&c.slots) {
+                if let Slot::Waiting { .. } = slot {
+                    exchange.want_info(now_ns, stem.hash);
+                }
             }
         }
         self.exchange = Some(exchange);
@@ -483,35 +517,96 @@ impl RoomShell {
         }
     }
 
-    /// Plays `stems` (a song version) from now on: the channels, in order, as
+    /// Plays `song` (its `stems`) from now on: the channels, in order, as
     /// this peer plays them — its own or hosted files, the cache, or fetched
-    /// from their hosts (asked for their descriptions first when unknown) —,
+    /// from their hosts (asked for their descriptions first when unknown) —
     /// the problems to report, and the cached files to check on the worker
-    /// ([`RoomShell::check_cache_job`]) before they are served. The song
+    /// ([`RoomShell::check_cache_job`]) before they are served. The channels
+    /// cued for it ahead ([`RoomShell::cue`]) are taken if they are this
+    /// song's. Its decoders hold its start until [`RoomShell::go`]; the song
     /// played before stops fetching and decoding (what it decoded ahead
     /// plays until the engine switches).
     pub fn play(
         &mut self,
         now_ns: i64,
+        song: SongRef,
         stems: Vec<VersionStem>,
     ) -> (Vec<Streamer>, Vec<String>, Vec<(VersionStem, PathBuf)>) {
-        self.stop();
-        let mut streamers = Vec::with_capacity(stems.len());
+        let (next, errors, to_check) = match self.next.take() {
+            Some(next) if next.song == Some(song) => (next, Vec::new(), Vec::new()),
+            other => {
+                if let Some(other) = other {
+                    self.stop(other);
+                }
+                self.build(now_ns, song, stems)
+            }
+        };
+        let old = std::mem::replace(&mut self.current, next);
+        self.stop(old);
+        let streamers = std::mem::take(&mut self.current.streamers);
+        (streamers, errors, to_check)
+    }
+
+    /// Builds the channels of the song that plays after this one, decoding
+    /// (and fetching) from its start ahead of time; returns the problems to
+    /// report and the cached files to check. Replaces another cued song.
+    pub fn cue(
+        &mut self,
+        now_ns: i64,
+        song: SongRef,
+        stems: Vec<VersionStem>,
+    ) -> (Vec<String>, Vec<(VersionStem, PathBuf)>) {
+        if self.next.as_ref().is_some_and(|n| n.song == Some(song)) {
+            return (Vec::new(), Vec::new());
+        }
+        if let Some(old) = self.next.take() {
+            self.stop(old);
+        }
+        let (next, errors, to_check) = self.build(now_ns, song, stems);
+        self.next = Some(next);
+        (errors, to_check)
+    }
+
+    /// The song cued ahead, if any.
+    pub fn cued(&self) -> Option<SongRef> {
+        self.next.as_ref().and_then(|n| n.song)
+    }
+
+    /// The current song plays: its decoders follow the engine from now on.
+    pub fn go(&self) {
+        self.current.playhead.go();
+    }
+
+    /// The channels of `song`, cued at its start.
+    fn build(
+        &mut self,
+        now_ns: i64,
+        song: SongRef,
+        stems: Vec<VersionStem>,
+    ) -> (Channels, Vec<String>, Vec<(VersionStem, PathBuf)>) {
+        let playhead = Arc::new(Playhead::cued(self.stats.clone()));
+        let mut c = Channels::empty(playhead.clone());
+        c.song = Some(song);
         let mut errors = Vec::new();
         let mut to_check = Vec::new();
         let window_frames = ns_to_frames(self.window_ns, ENGINE_RATE_HZ);
+        let file = |name: &str, path: &Path, frames: u64| FileStem {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            probe: Probe::of_song(frames),
+        };
         for stem in &stems {
-            let (streamer, slot) = if let Some(own) = self.own.get(&stem.hash) {
-                let mut s = own.streamer.clone();
+            let own = self.own.get(&stem.hash);
+            let own_path = own
+                .and_then(|o| o.path.as_ref())
+                .or(self.files.get(&stem.hash));
+            let (streamer, slot) = if let Some(generated) = own.and_then(|o| o.generated.as_ref()) {
+                let mut s = generated.clone();
                 s.name = stem.name.clone();
                 (s, Slot::Local)
-            } else if let Some(path) = self.files.get(&stem.hash) {
-                let file = FileStem {
-                    name: stem.name.clone(),
-                    path: path.clone(),
-                    probe: Probe::of_song(stem.frames),
-                };
-                (stream_file(&file, &self.playhead), Slot::Local)
+            } else if let Some(path) = own_path {
+                let f = file(&stem.name, path, stem.frames);
+                (stream_file(&f, &playhead), Slot::Local)
             } else if stem.format == GENERATED {
                 errors.push(format!(
                     "{} is generated audio on another peer: there is no file to fetch",
@@ -523,15 +618,11 @@ impl RoomShell {
                 .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == stem.size_bytes))
             {
                 info!(stem = %stem.name, "playing from the cache");
-                let file = FileStem {
-                    name: stem.name.clone(),
-                    path: path.clone(),
-                    probe: Probe::of_song(stem.frames),
-                };
                 if !self.serves(&stem.hash) {
                     to_check.push((stem.clone(), path.clone()));
                 }
-                (stream_file(&file, &self.playhead), Slot::Cached(path))
+                let f = file(&stem.name, &path, stem.frames);
+                (stream_file(&f, &playhead), Slot::Cached(path))
             } else {
                 let pcm = Arc::new(StreamedStem::for_window(
                     stem.frames as usize,
@@ -541,10 +632,11 @@ impl RoomShell {
                 let slot = match self.infos.get(&stem.hash).filter(|i| stem.matches(i)) {
                     Some(info) => {
                         let info = info.clone();
-                        self.start_fetch(now_ns, info, pcm).unwrap_or_else(|e| {
-                            errors.push(e);
-                            Slot::Silent
-                        })
+                        self.start_fetch(now_ns, info, pcm, &playhead)
+                            .unwrap_or_else(|e| {
+                                errors.push(e);
+                                Slot::Silent
+                            })
                     }
                     None => {
                         if let Some(x) = &mut self.exchange {
@@ -555,32 +647,40 @@ impl RoomShell {
                 };
                 (streamer, slot)
             };
-            streamers.push(streamer);
-            self.slots.push(slot);
+            c.streamers.push(streamer);
+            c.slots.push(slot);
         }
-        self.stems = stems;
-        for (hash, own) in &self.own {
-            if !self.stems.iter().any(|s| &s.hash == hash) {
-                info!(stem = %own.streamer.name, "not in the song playing: not played");
-            }
-        }
-        (streamers, errors, to_check)
+        c.stems = stems;
+        (c, errors, to_check)
     }
 
-    /// Stops fetching and decoding the song played until now.
-    fn stop(&mut self) {
-        self.close();
-        if let Some(x) = &mut self.exchange {
-            for (stem, slot) in self.stems.iter().zip(&self.slots) {
-                match slot {
-                    Slot::Stored { .. } => x.done(&stem.hash),
-                    Slot::Waiting { .. } => x.unwant_info(&stem.hash),
-                    _ => {}
+    /// Stops fetching and decoding `c` (a song played or cued before).
+    fn stop(&mut self, c: Channels) {
+        let in_use = |hash: &StemHash, me: &RoomShell| {
+            std::iter::once(&me.current)
+                .chain(&me.next)
+                .any(|k| k.stems.iter().any(|s| &s.hash == hash))
+        };
+        for (stem, slot) in c.stems.iter().zip(&c.slots) {
+            // A stem the other song shares keeps its fetch.
+            if in_use(&stem.hash, self) {
+                continue;
+            }
+            match slot {
+                Slot::Stored { store, .. } => {
+                    store.close();
+                    if let Some(x) = &mut self.exchange {
+                        x.done(&stem.hash);
+                    }
                 }
+                Slot::Waiting { .. } => {
+                    if let Some(x) = &mut self.exchange {
+                        x.unwant_info(&stem.hash);
+                    }
+                }
+                _ => {}
             }
         }
-        self.stems.clear();
-        self.slots.clear();
     }
 
     /// A remote stem's store and decoder, filling `pcm`, and its fetch.
@@ -589,6 +689,7 @@ impl RoomShell {
         now_ns: i64,
         info: StemInfo,
         pcm: Arc<StreamedStem>,
+        playhead: &Arc<Playhead>,
     ) -> Result<Slot, String> {
         let wake = self.wake.clone();
         let store = StemStore::new(
@@ -603,13 +704,13 @@ impl RoomShell {
             stream::Input::Store(store.clone()),
             &info.name,
             pcm,
-            self.playhead.clone(),
+            playhead.clone(),
             window_frames,
         ) {
             return Err(format!("cannot start the decoder of {}: {e}", info.name));
         }
         info!(stem = %info.name, hash = %info.hex(), "fetching from the session");
-        let focus = self.focus_of(&store);
+        let focus = focus_of(&store, playhead);
         if let Some(x) = &mut self.exchange {
             x.fetch(now_ns, info, focus);
         }
@@ -628,27 +729,45 @@ impl RoomShell {
             self.infos.remove(&k);
         }
         self.infos.insert(info.hash, info.clone());
-        let i = (self.stems.iter()).position(|s| s.hash == info.hash)?;
-        if !self.stems[i].matches(&info) {
-            return Some(format!(
-                "{}: a host described it as {} bytes, the song as {}; not fetched",
-                self.stems[i].name, info.size_bytes, self.stems[i].size_bytes
-            ));
-        }
-        let Slot::Waiting { pcm } = &self.slots[i] else {
-            return None;
-        };
-        let pcm = pcm.clone();
-        match self.start_fetch(now_ns, info, pcm) {
-            Ok(slot) => {
-                self.slots[i] = slot;
-                None
+        let mut problem = None;
+        for which in [false, true] {
+            let c = if which {
+                match &self.next {
+                    Some(n) => n,
+                    None => continue,
+                }
+            } else {
+                &self.current
+            };
+            let Some(i) = c.stems.iter().position(|s| s.hash == info.hash) else {
+                continue;
+            };
+            if !c.stems[i].matches(&info) {
+                problem = Some(format!(
+                    "{}: a host described it as {} bytes, the song as {}; not fetched",
+                    c.stems[i].name, info.size_bytes, c.stems[i].size_bytes
+                ));
+                continue;
             }
-            Err(e) => {
-                self.slots[i] = Slot::Silent;
-                Some(e)
-            }
+            let Slot::Waiting { pcm } = &c.slots[i] else {
+                continue;
+            };
+            let (pcm, playhead) = (pcm.clone(), c.playhead.clone());
+            let slot = match self.start_fetch(now_ns, info.clone(), pcm, &playhead) {
+                Ok(slot) => slot,
+                Err(e) => {
+                    problem = Some(e);
+                    Slot::Silent
+                }
+            };
+            let c = if which {
+                self.next.as_mut()?
+            } else {
+                &mut self.current
+            };
+            c.slots[i] = slot;
         }
+        problem
     }
 
     /// The job that hashes a cached file a song plays from; its result goes
@@ -694,38 +813,34 @@ impl RoomShell {
         }
     }
 
-    fn focus_of(&self, store: &StemStore) -> Focus {
-        let info = &store.info;
-        let hint = self.playhead.seek_hint().map(|frames| {
-            let bytes = frames as f64 / info.frames.max(1) as f64 * info.size_bytes as f64;
-            ((bytes / f64::from(info.chunk_bytes())) as usize).min(info.chunks().saturating_sub(1))
-        });
-        Focus {
-            cursor: store.read_chunk(),
-            urgent: store.waiting_on(),
-            hint,
-        }
-    }
-
     /// Tells the exchange where each remote stem's decoder needs bytes.
     pub fn refocus(&mut self, now_ns: i64) {
-        for slot in &self.slots {
-            if let Slot::Stored {
-                store,
-                source: StemSource::Remote,
-            } = slot
-            {
-                let focus = self.focus_of(store);
-                if let Some(x) = &mut self.exchange {
-                    x.set_focus(now_ns, &store.info.hash, focus);
+        let Some(x) = &mut self.exchange else {
+            return;
+        };
+        for c in std::iter::once(&self.current).chain(&self.next) {
+            for slot in &c.slots {
+                if let Slot::Stored {
+                    store,
+                    source: StemSource::Remote,
+                } = slot
+                {
+                    x.set_focus(now_ns, &store.info.hash, focus_of(store, &c.playhead));
                 }
             }
         }
     }
 
-    /// The store of the song's remote stem `hash`.
+    /// The slots of the current song and the cued one.
+    fn all_slots(&self) -> impl Iterator<Item = (&VersionStem, &Slot)> {
+        std::iter::once(&self.current)
+            .chain(&self.next)
+            .flat_map(|c| c.stems.iter().zip(&c.slots))
+    }
+
+    /// The store of a remote stem `hash` being fetched.
     fn store_of(&self, hash: &StemHash) -> Option<&Arc<StemStore>> {
-        self.slots.iter().find_map(|slot| match slot {
+        self.all_slots().find_map(|(_, slot)| match slot {
             Slot::Stored { store, .. } if &store.info.hash == hash => Some(store),
             _ => None,
         })
@@ -786,10 +901,13 @@ impl RoomShell {
         let Verified { hash, outcome } = v;
         let exchange = self.exchange.as_mut()?;
         // The song may have changed meanwhile: then nothing to do.
-        let (store, source) = self.slots.iter_mut().find_map(|slot| match slot {
-            Slot::Stored { store, source } if store.info.hash == hash => Some((store, source)),
-            _ => None,
-        })?;
+        let (store, source) = std::iter::once(&mut self.current)
+            .chain(&mut self.next)
+            .flat_map(|c| c.slots.iter_mut())
+            .find_map(|slot| match slot {
+                Slot::Stored { store, source } if store.info.hash == hash => Some((store, source)),
+                _ => None,
+            })?;
         match outcome {
             Ok(cached) => {
                 // Cached (or not kept), then served.
@@ -832,7 +950,7 @@ impl RoomShell {
         let own = self.own.get(hash).and_then(|o| o.path.as_ref());
         let source = match own.or_else(|| self.files.get(hash)) {
             Some(path) => Some(Source::File(path.clone())),
-            None => (self.stems.iter().zip(&self.slots)).find_map(|(stem, slot)| match slot {
+            None => self.all_slots().find_map(|(stem, slot)| match slot {
                 Slot::Stored { store, .. } if &store.info.hash == hash => {
                     Some(Source::Store(store.clone()))
                 }
@@ -896,7 +1014,7 @@ impl RoomShell {
                 StemInfo::chunks,
             )
         };
-        (self.stems.iter().zip(&self.slots))
+        (self.current.stems.iter().zip(&self.current.slots))
             .map(|(stem, slot)| {
                 let n = chunks(stem);
                 let hosts = self.hosts_of(&stem.hash);
@@ -922,11 +1040,25 @@ impl RoomShell {
 
     /// Stops every decoder thread.
     pub fn close(&self) {
-        for slot in &self.slots {
+        for (_, slot) in self.all_slots() {
             if let Slot::Stored { store, .. } = slot {
                 store.close();
             }
         }
+    }
+}
+
+/// Where a remote stem's decoder, following `playhead`, needs bytes.
+fn focus_of(store: &StemStore, playhead: &Playhead) -> Focus {
+    let info = &store.info;
+    let hint = playhead.seek_hint().map(|frames| {
+        let bytes = frames as f64 / info.frames.max(1) as f64 * info.size_bytes as f64;
+        ((bytes / f64::from(info.chunk_bytes())) as usize).min(info.chunks().saturating_sub(1))
+    });
+    Focus {
+        cursor: store.read_chunk(),
+        urgent: store.waiting_on(),
+        hint,
     }
 }
 

@@ -274,3 +274,121 @@ fn a_songs_stems_from_several_peers_play_together() {
         assert_eq!(s["underruns"], 0, "{}: {s}", p.name);
     }
 }
+
+/// Where song `song` starts on a peer, from its report: the monotonic
+/// instant its frame 0 left (extrapolated from its first playing line),
+/// and where the song before it ended (from the last line before).
+fn boundary(p: &Peer, song: [u8; 16], before_frames: i64) -> (f64, f64) {
+    let report = p.read_report();
+    let lines = &report.lines;
+    let first = (lines.iter())
+        .position(|l| l.song == song && l.playing)
+        .unwrap_or_else(|| panic!("{}: the next song never played", p.name));
+    let start = lines[first].mono_ns as f64 - lines[first].pos_frames as f64 * 1e9 / 48_000.0;
+    let last = (lines[..first].iter())
+        .rev()
+        .find(|l| l.song != song && l.playing)
+        .unwrap_or_else(|| panic!("{}: the first song never played", p.name));
+    let end = last.mono_ns as f64 + (before_frames - last.pos_frames) as f64 * 1e9 / 48_000.0;
+    (start, end)
+}
+
+/// Issue 21's boundary: three peers behind 20–60 ms jittered links, with
+/// clocks seconds apart, play a song whose set list holds a song only one
+/// of them has; at the end, every peer starts the next song at the same
+/// instant (the steady skew), right where the first ended, with no underrun.
+#[test]
+fn the_next_song_starts_on_every_peer_at_once_with_no_gap() {
+    use synfony_testkit::proxy::{Delay, Proxy};
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let intro = long_wav(d, "intro", 2);
+    let second = long_wav(d, "second", 3);
+    let delay = Delay::new(20.0, 40.0);
+    let behind_proxy = |name: &str, seed: u64, extra: &[String]| {
+        let listen = super::harness::free_port();
+        let proxy = Proxy::start(listen, seed).unwrap();
+        proxy.set_delay(delay, delay);
+        let mut a: Vec<String> = vec![
+            "--listen".into(),
+            listen.to_string(),
+            "--advertise".into(),
+            proxy.addr().to_string(),
+        ];
+        a.extend(extra.iter().cloned());
+        (Peer::spawn(name, d, &a), proxy)
+    };
+    let (mut a, pa) = behind_proxy("a", 1, &[intro.display().to_string()]);
+    let join = pa.addr().to_string();
+    let (mut b, _pb) = behind_proxy(
+        "b",
+        2,
+        &[
+            "--join".into(),
+            join.clone(),
+            "--clock-offset-ms".into(),
+            "7000".into(),
+        ],
+    );
+    let (mut c, _pc) = behind_proxy(
+        "c",
+        3,
+        &[
+            "--join".into(),
+            join,
+            "--clock-offset-ms".into(),
+            "-3000".into(),
+        ],
+    );
+    for p in [&mut a, &mut b, &mut c] {
+        p.wait_linked(2, 20 * SEC);
+    }
+    b.send(&format!("add --song Second \"{}\"", second.display()));
+    let second_id = song_id(&mut a, "Second");
+    assert_eq!(song_id(&mut c, "Second"), second_id);
+    let marks = [a.mark(), b.mark(), c.mark()];
+    c.send("queue Second");
+    for (p, mark) in [&mut a, &mut b, &mut c].into_iter().zip(marks) {
+        wait_setlist(p, mark, "Second queued", |e| {
+            e["queue"] == serde_json::json!([second_id])
+        });
+    }
+    // Settle the clocks (as any sync measure does), then play the 2 s
+    // intro to its end.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let marks = [a.mark(), b.mark(), c.mark()];
+    let played_at = synfony::host_clock::monotonic_ns();
+    a.send("play");
+    for (p, mark) in [&mut a, &mut b, &mut c].into_iter().zip(marks) {
+        wait_setlist(p, mark, "Second follows", |e| {
+            e["current"] == second_id.as_str()
+        });
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let song = synfony_testkit::report::song_bytes(&second_id).unwrap();
+    let edges: Vec<(f64, f64)> = [&a, &b, &c]
+        .iter()
+        .map(|p| boundary(p, song, 2 * 48_000))
+        .collect();
+    let starts: Vec<f64> = edges.iter().map(|e| e.0).collect();
+    let skew_ms = (starts.iter().cloned().fold(f64::MIN, f64::max)
+        - starts.iter().cloned().fold(f64::MAX, f64::min))
+        / 1e6;
+    let gaps_ms: Vec<f64> = edges.iter().map(|(s, e)| (s - e) / 1e6).collect();
+    let (steady, _) = super::skew_summary(&a, &b, played_at);
+    println!(
+        "next song's first frame: spread {skew_ms:.3} ms over 3 peers (a–b while playing: {steady}); gap after the first song per peer {gaps_ms:?} ms"
+    );
+    // Loose bounds, as every sync test here has (the figures are measured,
+    // not asserted: NOTEBOOK.md): a missed boundary is a round or more off.
+    assert!(skew_ms < 5.0, "spread {skew_ms} ms");
+    for g in &gaps_ms {
+        assert!(g.abs() < 5.0, "a gap (or overlap) of {g} ms");
+    }
+    for p in [&mut a, &mut b, &mut c] {
+        let s = p.status();
+        assert_eq!(s["underruns"], 0, "{}: {s}", p.name);
+        assert_eq!(s["song"], second_id.as_str());
+    }
+}

@@ -28,9 +28,22 @@ pub fn parse_line(line: &str) -> Option<(ReportLine, u32)> {
             mono_ns: v["mono_ns"].as_i64()?,
             pos_frames: v["pos_frames"].as_i64()?,
             playing: v["playing"].as_bool()?,
+            song: v["song"].as_str().and_then(song_bytes).unwrap_or_default(),
         },
         u32::try_from(v["rate"].as_u64()?).ok()?,
     ))
+}
+
+/// A song id's 32 hex digits as its bytes.
+pub fn song_bytes(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// A peer's report, in order, at one rate.

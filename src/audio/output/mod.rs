@@ -172,13 +172,16 @@ pub struct ReportLine {
     pub mono_ns: i64,
     pub pos_frames: i64,
     pub playing: bool,
+    /// The song playing (its id's bytes).
+    pub song: [u8; 16],
 }
 
 impl ReportLine {
     /// The line as INTERFACE.md writes it.
     pub fn to_json(&self) -> String {
+        let song: String = self.song.iter().map(|b| format!("{b:02x}")).collect();
         format!(
-            "{{\"mono_ns\":{},\"pos_frames\":{},\"rate\":{},\"playing\":{}}}",
+            "{{\"mono_ns\":{},\"pos_frames\":{},\"rate\":{},\"playing\":{},\"song\":\"{song}\"}}",
             self.mono_ns, self.pos_frames, ENGINE_RATE_HZ, self.playing
         )
     }

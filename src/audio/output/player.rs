@@ -47,6 +47,7 @@ impl Player {
                 mono_ns: play_mono_ns,
                 pos_frames: info.pos_frames,
                 playing: info.playing,
+                song: info.song,
             };
             if report.push(line).is_err() {
                 self.stats.report_dropped.fetch_add(1, Ordering::Relaxed);

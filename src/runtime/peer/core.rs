@@ -20,8 +20,8 @@ use crate::audio::{ENGINE_RATE_HZ, EngineHandle, Retired};
 use crate::host_clock::{LocalClock, monotonic_ns};
 use crate::protocol::message::{Message, Operation, PeerInfo, Room, StemHash};
 use crate::protocol::{
-    Event, PeerId, START_VERSION, Session, SessionEvent, SessionMap, SessionState, SongRef,
-    ns_to_frames,
+    Event, PeerId, ROUND_NS, START_VERSION, Session, SessionEvent, SessionMap, SessionState,
+    SongRef, ns_to_frames,
 };
 use crate::room::ExchangeEvent;
 use crate::runtime::auth::Secret;
@@ -160,6 +160,9 @@ pub(super) struct Core {
     /// The song whose channels the room has built (the engine switches to
     /// them at the instant it was decided for).
     pub playing: Option<SongRef>,
+    /// When the song switched to last starts playing (session ns): its
+    /// decoders hold its start until then.
+    pub go_live_at: Option<i64>,
 }
 
 impl Core {
@@ -450,7 +453,7 @@ impl Core {
         if let Event::Seek { position_ns } = event {
             let now = self.clock.now_ns();
             self.room
-                .playhead
+                .playhead()
                 .set_seek_hint(Some(ns_to_frames(position_ns, ENGINE_RATE_HZ)));
             self.seek_hint_until_ns = Some(now + SEEK_HINT_NS);
             self.room.refocus(now);
@@ -546,12 +549,21 @@ impl Core {
         let now = self.clock.now_ns();
         if self.seek_hint_until_ns.is_some_and(|t| now >= t) {
             self.seek_hint_until_ns = None;
-            self.room.playhead.set_seek_hint(None);
+            self.room.playhead().set_seek_hint(None);
         }
         self.room.handle_timeout(now);
         self.room.refocus(now);
         self.library.handle_timeout(now);
         self.retry_song();
+        if let Some(state) = self.last_scheduled.clone() {
+            self.cue_next(&state);
+        }
+        if let Some(at) = self.go_live_at
+            && self.session.session_ns_at(now).is_some_and(|t| t >= at)
+        {
+            self.go_live_at = None;
+            self.room.go();
+        }
         if self.push_status {
             let s = self.status();
             self.emit(PeerEvent::Status(Box::new(s)));
@@ -749,6 +761,8 @@ impl Core {
                 if self.last_scheduled.as_ref() != Some(&d.state) {
                     self.schedule(d.apply_at_session_ns, &d.state);
                 }
+                // Every round, changed or not: a song may end before the next.
+                self.look_ahead(d.apply_at_session_ns, &d.state);
                 if d.outcomes.iter().any(|o| o.vote.event != Event::None) {
                     let apply_at_mono_ns = self.mono_of_session(d.apply_at_session_ns);
                     self.emit(PeerEvent::Decided {
@@ -764,6 +778,7 @@ impl Core {
                 from,
             } => {
                 self.schedule(apply_at_session_ns, &state);
+                self.look_ahead(apply_at_session_ns, &state);
                 let apply_at_mono_ns = self.mono_of_session(apply_at_session_ns);
                 self.emit(PeerEvent::Adopted {
                     round,
@@ -827,25 +842,17 @@ impl Core {
         if self.playing == Some(song) {
             return true;
         }
-        let stems = if song.version == START_VERSION {
-            self.room.start_song()
-        } else {
-            let library = self.library.library();
-            (library.song(song.song))
-                .filter(|s| s.version() == song)
-                .map(|s| s.stems.iter().map(|r| VersionStem::of_record(r)).collect())
-        };
-        let Some(stems) = stems else {
+        let Some(stems) = self.stems_of(song) else {
             return false;
         };
         let now = self.clock.now_ns();
         let names: Vec<String> = stems.iter().map(|s| s.name.clone()).collect();
-        let (streamers, errors, to_check) = self.room.play(now, stems);
+        let (streamers, errors, to_check) = self.room.play(now, song, stems);
         // Channels are renumbered: solos set before mean nothing.
         self.engine.solo.clear();
         if self
             .engine
-            .set_stems_at(apply_at_session_ns, streamers)
+            .set_stems_at(apply_at_session_ns, song.song.0, streamers)
             .is_err()
         {
             self.error("the audio engine's queue is full: the song's stems were not set".into());
@@ -854,9 +861,32 @@ impl Core {
         self.stems = names;
         self.playing = Some(song);
         self.unplayable = None;
-        // Its decoders start at its beginning, not where the last song was.
-        self.room.playhead.set_seek_hint(Some(0));
-        self.seek_hint_until_ns = Some(now + SEEK_HINT_NS);
+        self.go_live_at = Some(apply_at_session_ns);
+        self.report_room(errors, to_check);
+        let stems = self.room.song_stems();
+        self.emit(PeerEvent::Song(stems));
+        self.library.touch();
+        true
+    }
+
+    /// The stems of a song version, if known here: the start song from the
+    /// room, any other version from the library.
+    fn stems_of(&self, song: SongRef) -> Option<Vec<VersionStem>> {
+        if song.version == START_VERSION {
+            return self.room.start_song();
+        }
+        let library = self.library.library();
+        (library.song(song.song))
+            .filter(|s| s.version() == song)
+            .map(|s| s.stems.iter().map(|r| VersionStem::of_record(r)).collect())
+    }
+
+    /// The room's problems reported, its cached files checked on the worker.
+    fn report_room(
+        &mut self,
+        errors: Vec<String>,
+        to_check: Vec<(VersionStem, std::path::PathBuf)>,
+    ) {
         for e in errors {
             self.error(e);
         }
@@ -864,10 +894,48 @@ impl Core {
             let job = RoomShell::check_cache_job(stem, path);
             self.worker.run(move || Input::CacheChecked(job()));
         }
-        let stems = self.room.song_stems();
-        self.emit(PeerEvent::Song(stems));
-        self.library.touch();
-        true
+    }
+
+    /// Looks ahead from a state scheduled for `apply_at_session_ns`: a song
+    /// that ends before the next decision applies is followed on its end
+    /// instant (the next decision would come too late to switch on it),
+    /// and the song that plays next is cued — its channels built and
+    /// decoding from its start — so it starts with no gap.
+    fn look_ahead(&mut self, apply_at_session_ns: i64, state: &SessionState) {
+        if let Some(end_ns) = state.song_end_session_ns()
+            && end_ns > apply_at_session_ns
+            && end_ns <= apply_at_session_ns + ROUND_NS
+        {
+            let mut after = state.clone();
+            after.advance_to(end_ns);
+            let mut heard = after.clone();
+            if !self.follow_song(end_ns, &after) {
+                heard.master.muted = true;
+            }
+            if self.engine.schedule(end_ns, &heard).is_err() {
+                self.error(
+                    "the audio engine's queue is full: a song's end was not scheduled".into(),
+                );
+            }
+        }
+        self.cue_next(state);
+    }
+
+    /// Cues the set list's next song (once its stems are known here).
+    fn cue_next(&mut self, state: &SessionState) {
+        let Some(&next) = state.queue.first() else {
+            return;
+        };
+        if self.room.cued() == Some(next) || self.playing == Some(next) {
+            return;
+        }
+        let Some(stems) = self.stems_of(next) else {
+            return;
+        };
+        let now = self.clock.now_ns();
+        info!(song = %next.short(), "cueing the next song");
+        let (errors, to_check) = self.room.cue(now, next, stems);
+        self.report_room(errors, to_check);
     }
 
     /// The current song, silent because its stems were not known: played

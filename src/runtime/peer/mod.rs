@@ -369,7 +369,7 @@ async fn run(
         .unwrap_or(0);
     let stats = Arc::new(EngineStats::default());
     let wake_tx = tx.clone();
-    let room = RoomShell::new(
+    let mut room = RoomShell::new(
         &opts.stems,
         opts.joins.is_empty(),
         opts.cache_dir.clone(),
@@ -380,8 +380,17 @@ async fn run(
             let _ = wake_tx.try_send(Input::RoomWake);
         }),
     );
+    let start_song = (opts.song_name.clone())
+        .or_else(|| stem_names.first().cloned())
+        .unwrap_or_else(|| "untitled".into());
+    // The start song, in the version its creator's room describes.
+    let start_ref = SongRef {
+        song: SongId::of_name(&start_song),
+        ..SongRef::anonymous(duration_ns, stem_names.len())
+    };
     let (engine, engine_handle, retired) =
         Engine::with_stats(room.own_streamers(), ENGINE_RATE_HZ, stats);
+    let engine = engine.with_song(start_ref.song.0);
     drop(opts.stems);
     let backend = output::backend(&opts.output, &opts.output_cfg)?;
     let described = backend.describe();
@@ -394,14 +403,6 @@ async fn run(
         });
     }
 
-    let start_song = (opts.song_name.clone())
-        .or_else(|| stem_names.first().cloned())
-        .unwrap_or_else(|| "untitled".into());
-    // The start song, in the version its creator's room describes.
-    let start_ref = SongRef {
-        song: SongId::of_name(&start_song),
-        ..SongRef::anonymous(duration_ns, stem_names.len())
-    };
     let creating = opts.joins.is_empty();
     let start = if creating {
         Start::Create {
@@ -489,6 +490,7 @@ async fn run(
         unplayable: None,
         // The creator's engine starts with its own stems, the start song.
         playing: creating.then_some(start_ref),
+        go_live_at: None,
         seek_hint_until_ns: None,
     };
     if let Some((_, state)) = core.session.latest() {
