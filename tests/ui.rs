@@ -610,4 +610,36 @@ fn the_library_panel_shows_sources_and_hosts_and_adds_without_a_restart() {
         !h.state().controller.is_launching(),
         "adding restarted the peer"
     );
+
+    // Load and Queue are votes (no restart).
+    h.run_steps(2);
+    h.get_by_label("Load").click();
+    h.run_steps(2);
+    assert_eq!(sent(&mut peer), vec![Command::Load(id.hex())]);
+    h.get_by_label("Queue").click();
+    h.run_steps(2);
+    assert_eq!(sent(&mut peer), vec![Command::Queue(id.hex())]);
+    assert!(!h.state().controller.is_launching(), "loading restarted the peer");
+
+    // The decided set list shows by name; × takes an entry off; N and P
+    // vote next and prev.
+    let mut state = SessionState::new(60_000_000_000, 3);
+    state.queue = vec![synfony::protocol::SongRef {
+        song: id,
+        ..synfony::protocol::SongRef::anonymous(60_000_000_000, 3)
+    }];
+    peer.events.send(decision(9, state, &[])).unwrap();
+    h.run_steps(2);
+    h.get_by_label("next: Solar");
+    h.get_by_label("×").click();
+    h.run_steps(2);
+    assert_eq!(sent(&mut peer), vec![Command::Unqueue(0)]);
+    h.key_press(egui::Key::N);
+    h.run_steps(2);
+    h.key_press(egui::Key::P);
+    h.run_steps(2);
+    assert_eq!(
+        sent(&mut peer),
+        vec![Command::Vote(Event::Next), Command::Vote(Event::Prev)]
+    );
 }

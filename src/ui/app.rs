@@ -62,13 +62,12 @@ pub enum Action {
     /// Add files and folders to the library (no restart).
     AddStems(Vec<PathBuf>),
     RemoveStem(usize),
-    /// Play these files of library song `name` here (a restart, in the
-    /// session: the current song changes only at a start until songs are
-    /// voted).
-    LoadSong {
-        name: String,
-        paths: Vec<PathBuf>,
-    },
+    /// Vote: the library's song (by id) becomes the current one.
+    LoadSong(String),
+    /// Vote: append the library's song (by id) to the set list.
+    QueueSong(String),
+    /// Vote: remove entry N of the set list.
+    Unqueue(usize),
     /// Take a song (by id) out of the library.
     RemoveSong(String),
     OpenBrowser,
@@ -238,10 +237,15 @@ impl MixerApp {
         self.controller.send(&mut self.view, command);
     }
 
-    /// How many strips: every local stem, and every channel the session has.
+    /// How many strips: the current song's channels as this peer plays
+    /// them, once known; before, every local stem and every channel the
+    /// session has.
     pub(super) fn channel_count(&self) -> usize {
+        if !self.view.song.is_empty() {
+            return self.view.song.len();
+        }
         let session = self.view.state.as_ref().map_or(0, |s| s.channels.len());
-        self.stems.len().max(session).max(self.view.song.len())
+        self.stems.len().max(session)
     }
 
     pub(super) fn stem_name(&self, i: usize) -> String {
@@ -424,12 +428,9 @@ impl MixerApp {
                 self.settings.recent_stems.truncate(10);
                 self.send(Command::Add { song: None, paths });
             }
-            Action::LoadSong { name, paths } => {
-                self.controller.template.song_name = Some(name);
-                self.controller.stem_paths = paths;
-                self.controller.stay_in_session(&self.view);
-                self.relaunch();
-            }
+            Action::LoadSong(id) => self.send(Command::Load(id)),
+            Action::QueueSong(id) => self.send(Command::Queue(id)),
+            Action::Unqueue(index) => self.send(Command::Unqueue(index)),
             Action::RemoveSong(id) => self.send(Command::Remove {
                 song: id,
                 stem: None,

@@ -10,6 +10,7 @@ use super::model::SessionView;
 use super::panels::{AMBER, GREEN, RED};
 use super::timeline::format_secs;
 use crate::audio::ENGINE_RATE_HZ;
+use crate::protocol::{Event, SongRef};
 use crate::runtime::library::{LibrarySong, LibraryStem};
 use crate::runtime::room::StemSource;
 
@@ -27,9 +28,55 @@ pub fn source_badge(stem: &LibraryStem) -> (String, Color32) {
     }
 }
 
+/// A song's name, from the library (its id's first digits if unknown).
+pub fn song_name(view: &SessionView, song: &SongRef) -> String {
+    (view.library.iter())
+        .find(|s| s.id == song.song)
+        .map_or_else(|| song.short(), |s| s.name.clone())
+}
+
+/// The set list: the current song, the songs queued after it (each can be
+/// taken out), and a song change voted and not yet decided.
+fn set_list_ui(ui: &mut Ui, view: &SessionView, actions: &mut Vec<Action>) {
+    let Some(state) = &view.state else {
+        return;
+    };
+    ui.horizontal(|ui| {
+        ui.label(RichText::new("Now").strong());
+        ui.label(song_name(view, &state.song));
+        if let Some(p) = view.pending_like(&Event::Next) {
+            ui.label(
+                RichText::new(format!(
+                    "{} voted, waiting for its round",
+                    super::panels::event_text(&p.event, &[])
+                ))
+                .color(AMBER),
+            );
+        }
+    });
+    if state.queue.is_empty() {
+        ui.label(RichText::new("set list empty: the song stops at its end").weak());
+    }
+    for (i, song) in state.queue.iter().enumerate() {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(format!("{}.", i + 1)).weak());
+            ui.label(song_name(view, song));
+            if ui
+                .small_button("×")
+                .on_hover_text("take it off the set list (a vote)")
+                .clicked()
+            {
+                actions.push(Action::Unqueue(i));
+            }
+        });
+    }
+    ui.separator();
+}
+
 /// The panel; what the user asked for comes back as actions.
 pub fn library_ui(ui: &mut Ui, view: &SessionView) -> Vec<Action> {
     let mut actions = Vec::new();
+    set_list_ui(ui, view, &mut actions);
     ui.horizontal(|ui| {
         ui.label(RichText::new("Library").strong());
         if ui.button("Add…").clicked() {
@@ -67,16 +114,20 @@ fn song_ui(ui: &mut Ui, view: &SessionView, song: &LibrarySong, actions: &mut Ve
         .id_salt(song.id)
         .show(ui, |ui| {
             ui.horizontal(|ui| {
-                let here: Vec<_> = song.stems.iter().filter_map(|s| s.path.clone()).collect();
-                let load = ui.add_enabled(!here.is_empty(), egui::Button::new("Load"));
+                let has_stems = !song.stems.is_empty();
+                let load = ui.add_enabled(has_stems, egui::Button::new("Load"));
                 let load = load.on_hover_text(
-                    "play this song's stems that are here (the peer restarts, staying in the session)",
+                    "vote: this song now, from its start, on every peer (its stems from wherever they are)",
                 );
                 if load.clicked() {
-                    actions.push(Action::LoadSong {
-                        name: song.name.clone(),
-                        paths: here,
-                    });
+                    actions.push(Action::LoadSong(song.id.hex()));
+                }
+                let queue = ui.add_enabled(has_stems, egui::Button::new("Queue"));
+                if queue
+                    .on_hover_text("vote: add it to the end of the set list")
+                    .clicked()
+                {
+                    actions.push(Action::QueueSong(song.id.hex()));
                 }
                 if ui
                     .button("Remove")

@@ -9,7 +9,7 @@ use crate::protocol::Event;
 
 use super::app::{Action, MixerApp};
 use super::panels;
-use super::timeline::{TimelineAction, format_secs, timeline_ui};
+use super::timeline::{Overview, TimelineAction, format_secs, timeline_ui};
 
 /// Arrow keys seek this far (Shift: a fifth of it).
 pub const SEEK_STEP_SECS: f64 = 5.0;
@@ -50,6 +50,18 @@ impl MixerApp {
     pub(super) fn shortcuts(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
         if ui.ctx().text_edit_focused() {
             return;
+        }
+        let (next, prev) = ui.input_mut(|i| {
+            (
+                i.consume_key(egui::Modifiers::NONE, Key::N),
+                i.consume_key(egui::Modifiers::NONE, Key::P),
+            )
+        });
+        if next {
+            actions.push(Action::Vote(Event::Next));
+        }
+        if prev {
+            actions.push(Action::Vote(Event::Prev));
         }
         let (space, left, right, home, help, shift) = ui.input_mut(|i| {
             (
@@ -128,6 +140,39 @@ impl MixerApp {
             if r.clicked() {
                 actions.push(Action::Vote(self.toggle_event()));
             }
+            if ui
+                .button("Prev")
+                .on_hover_text("the song before, for everyone (P)")
+                .clicked()
+            {
+                actions.push(Action::Vote(Event::Prev));
+            }
+            let queued = self
+                .view
+                .state
+                .as_ref()
+                .is_some_and(|s| !s.queue.is_empty());
+            if ui
+                .add_enabled(queued, egui::Button::new("Next"))
+                .on_hover_text("the set list's next song, for everyone (N)")
+                .clicked()
+            {
+                actions.push(Action::Vote(Event::Next));
+            }
+            if let Some(state) = &self.view.state {
+                ui.label(
+                    RichText::new(super::library::song_name(&self.view, &state.song)).strong(),
+                );
+                if let Some(next) = state.queue.first() {
+                    ui.label(
+                        RichText::new(format!(
+                            "next: {}",
+                            super::library::song_name(&self.view, next)
+                        ))
+                        .weak(),
+                    );
+                }
+            }
             ui.add_space(8.0);
             ui.label(
                 RichText::new(format!(
@@ -167,9 +212,14 @@ impl MixerApp {
                 Event::Seek { position_ns } => Some(position_ns as f64 / 1e9),
                 _ => None,
             });
+        // The overview is of this peer's start stems: another song has none yet.
+        let start_song = (self.view.state.as_ref())
+            .is_none_or(|s| s.song.version == crate::protocol::START_VERSION);
+        let none = Overview::default();
+        let overview = if start_song { &self.overview } else { &none };
         if let Some(TimelineAction::Seek { position_secs }) = timeline_ui(
             ui,
-            &self.overview,
+            overview,
             self.position_secs(),
             self.duration_secs(),
             pending_seek,
