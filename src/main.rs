@@ -345,6 +345,7 @@ fn run_headless_peer(args: PeerArgs) -> anyhow::Result<()> {
     };
     let mut opts = template(&args, false)?.options(stems);
     opts.skipped = skipped;
+    opts.resume = args.stems.is_empty();
     opts.song_name = Some(synfony::runtime::library::default_song_name(&paths));
     let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
     // stdout gets its own thread, so a slow reader never stalls the session.

@@ -619,7 +619,10 @@ fn the_library_panel_shows_sources_and_hosts_and_adds_without_a_restart() {
     h.get_by_label("Queue").click();
     h.run_steps(2);
     assert_eq!(sent(&mut peer), vec![Command::Queue(id.hex())]);
-    assert!(!h.state().controller.is_launching(), "loading restarted the peer");
+    assert!(
+        !h.state().controller.is_launching(),
+        "loading restarted the peer"
+    );
 
     // The decided set list shows by name; × takes an entry off; N and P
     // vote next and prev.

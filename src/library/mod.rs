@@ -37,6 +37,7 @@
 
 pub mod file;
 pub mod replica;
+pub mod setlist;
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;

@@ -87,6 +87,7 @@ impl PeerTemplate {
             data_dir: self.data_dir.clone(),
             song_name: self.song_name.clone(),
             skipped: vec![],
+            resume: false,
         }
     }
 }

@@ -384,7 +384,10 @@ pub fn help_ui(ctx: &egui::Context, open: &mut bool) {
                     ("← →", "seek 5 s back / ahead"),
                     ("Shift ← →", "seek 1 s"),
                     ("Home", "seek to the start"),
-                    ("N / P", "next song of the set list / the song before (votes)"),
+                    (
+                        "N / P",
+                        "next song of the set list / the song before (votes)",
+                    ),
                     ("F1, ?", "this help; Esc closes it"),
                     ("drag a fader", "volume (Shift: fine)"),
                     ("wheel on a fader", "±1 dB"),

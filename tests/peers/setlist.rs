@@ -392,3 +392,66 @@ fn the_next_song_starts_on_every_peer_at_once_with_no_gap() {
         assert_eq!(s["song"], second_id.as_str());
     }
 }
+
+/// Every peer gone and back: the set list is kept in `--data-dir`; a peer
+/// that starts a session without stems resumes its current song and set
+/// list; a corrupt file is set aside with a message and the peer starts.
+#[test]
+fn the_set_list_is_kept_between_runs() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let intro = long_wav(d, "intro", 2);
+    let second = long_wav(d, "second", 3);
+    let listen = || vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
+    let mut with_stems = listen();
+    with_stems.push(intro.display().to_string());
+    let mut a = Peer::spawn("a", d, &with_stems);
+    let intro_id = song_id(&mut a, "intro");
+    a.send(&format!("add --song Second \"{}\"", second.display()));
+    let second_id = song_id(&mut a, "Second");
+    let mark = a.mark();
+    a.send("queue Second");
+    wait_setlist(&mut a, mark, "Second queued", |e| {
+        e["queue"] == serde_json::json!([second_id])
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(a.quit().success());
+
+    // Back with no stems: the intro is current again (from the library and
+    // its files), Second still queued after it.
+    let mut a = Peer::spawn("a", d, &listen());
+    wait_setlist(&mut a, 0, "the kept set list", |e| {
+        e["current"] == intro_id.as_str() && e["queue"] == serde_json::json!([second_id])
+    });
+    let deadline = std::time::Instant::now() + 10 * SEC;
+    loop {
+        let s = a.status();
+        if s["song_stems"][0]["name"] == "intro" && s["song_stems"][0]["source"] == "local" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the kept song never played: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(a.quit().success());
+
+    // A corrupt file: set aside, said once, the peer starts.
+    std::fs::write(d.join("a.data").join("setlist.bin"), b"not a set list").unwrap();
+    let mut a = Peer::spawn("a", d, &listen());
+    a.wait_for_since(
+        0,
+        "the set-aside message",
+        |e| {
+            e["event"] == "error"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("set aside"))
+        },
+        5 * SEC,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(a.quit().success());
+}

@@ -89,6 +89,8 @@ pub(super) enum Input {
     /// The worker read what the cache holds of a song learned from a peer.
     /// A cached file a song plays from, hashed on the worker.
     CacheChecked(CacheChecked),
+    /// The worker wrote the set list file.
+    SetListKept(Result<(), String>),
     Verified(Verified),
     /// The worker read the library kept between runs.
     LibraryLoaded(Loaded),
@@ -163,6 +165,8 @@ pub(super) struct Core {
     /// When the song switched to last starts playing (session ns): its
     /// decoders hold its start until then.
     pub go_live_at: Option<i64>,
+    /// Where the set list is kept between runs.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Core {
@@ -304,6 +308,11 @@ impl Core {
                 }
                 self.library.saved();
                 self.save_library(); // if it changed meanwhile
+            }
+            Input::SetListKept(result) => {
+                if let Err(e) = result {
+                    self.error(e);
+                }
             }
             Input::CacheChecked(c) => {
                 if let Some(problem) = self.room.cache_checked(c) {
@@ -812,6 +821,7 @@ impl Core {
                 queue: setlist.1.clone(),
             });
             self.last_setlist = Some(setlist);
+            self.keep_set_list(state);
         }
         let mut heard = state.clone();
         if !self.follow_song(apply_at_session_ns, state) {
@@ -879,6 +889,38 @@ impl Core {
         (library.song(song.song))
             .filter(|s| s.version() == song)
             .map(|s| s.stems.iter().map(|r| VersionStem::of_record(r)).collect())
+    }
+
+    /// Writes the set list to the data folder (on the worker). The session's
+    /// start song is kept as the library's version of it (a start song means
+    /// nothing in another session); one the library cannot name is left out.
+    fn keep_set_list(&mut self, state: &SessionState) {
+        let Some(dir) = self.data_dir.clone() else {
+            return;
+        };
+        let library = self.library.library();
+        let named = |s: &SongRef| -> Option<SongRef> {
+            if s.version != START_VERSION {
+                return Some(*s);
+            }
+            library.song(s.song).map(|song| song.version())
+        };
+        let Some(song) = named(&state.song) else {
+            return;
+        };
+        let kept = crate::library::setlist::SavedSetList {
+            song,
+            queue: state.queue.iter().filter_map(named).collect(),
+            played: state.played.iter().filter_map(named).collect(),
+        };
+        let Ok(bytes) = crate::library::setlist::encode(&kept) else {
+            return;
+        };
+        self.worker.run(move || {
+            let result = crate::library::setlist::save(&dir, &bytes)
+                .map_err(|e| format!("cannot keep the set list in {}: {e}", dir.display()));
+            Input::SetListKept(result)
+        });
     }
 
     /// The room's problems reported, its cached files checked on the worker.

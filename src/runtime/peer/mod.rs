@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::audio::output::{self, OutputConfig, OutputError, OutputKind};
 use crate::audio::{
@@ -82,6 +82,10 @@ pub struct PeerOptions {
     pub song_name: Option<String>,
     /// Files given at start that did not load, and why: `skipped` events.
     pub skipped: Vec<(std::path::PathBuf, String)>,
+    /// No stems were given (the demo song plays otherwise): a new session
+    /// resumes the current song kept in `data_dir` (see
+    /// `crate::library::setlist`).
+    pub resume: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -404,10 +408,27 @@ async fn run(
     }
 
     let creating = opts.joins.is_empty();
+    // A new session takes up the set list kept here (a joiner takes the
+    // session's): its queue, and its current song too when no stems were
+    // given.
+    let mut resumed = false;
+    let mut kept_error = None;
     let start = if creating {
-        Start::Create {
-            state: SessionState::of_song(start_ref),
+        let mut state = SessionState::of_song(start_ref);
+        let kept = opts.data_dir.as_deref().map(crate::library::setlist::load);
+        match kept {
+            Some(Ok(Some(kept))) => {
+                if opts.resume && kept.song.is_valid() {
+                    state = SessionState::of_song(kept.song);
+                    resumed = true;
+                }
+                state.queue = kept.queue;
+                state.played = kept.played;
+            }
+            Some(Err(e)) => kept_error = Some(e),
+            _ => {}
         }
+        Start::Create { state }
     } else {
         Start::Join
     };
@@ -435,6 +456,10 @@ async fn run(
     info!(peer_id = %me.peer_id, listen = %bound, advertise = %me.advertise, "ready");
     for (path, reason) in opts.skipped {
         events(PeerEvent::Skipped { path, reason }, &stem_names);
+    }
+    if let Some(e) = kept_error {
+        warn!("{e}");
+        events(PeerEvent::Error(e), &stem_names);
     }
 
     let secret = opts.secret.map(Arc::new);
@@ -484,12 +509,14 @@ async fn run(
         push_status,
         handle_gone,
         room,
-        library: LibraryShell::new(opts.data_dir),
+        library: LibraryShell::new(opts.data_dir.clone()),
         start_song,
         last_setlist: None,
         unplayable: None,
-        // The creator's engine starts with its own stems, the start song.
-        playing: creating.then_some(start_ref),
+        // The creator's engine starts with its own stems, the start song
+        // (unless it resumed another, which plays once its stems are known).
+        playing: (creating && !resumed).then_some(start_ref),
+        data_dir: opts.data_dir.clone(),
         go_live_at: None,
         seek_hint_until_ns: None,
     };
@@ -556,6 +583,7 @@ mod tests {
             prefetch_ns: 0,
             data_dir: None,
             song_name: None,
+            resume: false,
             skipped: vec![],
         };
         let handle = PeerHandle::spawn_with(opts, Box::new(|| {}), describe).unwrap();
@@ -604,6 +632,7 @@ mod tests {
             prefetch_ns: 0,
             data_dir: None,
             song_name: None,
+            resume: false,
             skipped: vec![],
         };
         let handle = PeerHandle::spawn(opts, Box::new(|| {})).unwrap();
