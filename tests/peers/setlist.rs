@@ -347,6 +347,7 @@ fn the_next_song_starts_on_every_peer_at_once_with_no_gap() {
     b.send(&format!("add --song Second \"{}\"", second.display()));
     let second_id = song_id(&mut a, "Second");
     assert_eq!(song_id(&mut c, "Second"), second_id);
+    let intro_id = song_id(&mut b, "intro");
     let marks = [a.mark(), b.mark(), c.mark()];
     c.send("queue Second");
     for (p, mark) in [&mut a, &mut b, &mut c].into_iter().zip(marks) {
@@ -390,6 +391,22 @@ fn the_next_song_starts_on_every_peer_at_once_with_no_gap() {
         let s = p.status();
         assert_eq!(s["underruns"], 0, "{}: {s}", p.name);
         assert_eq!(s["song"], second_id.as_str());
+    }
+
+    // Song changes take the time any vote takes from command to apply
+    // (printed; NOTEBOOK.md): a seek, then queue, next and load.
+    let mut all = [&mut a, &mut b, &mut c];
+    super::vote_everywhere(&mut all, 2, "seek 1", "seek");
+    super::vote_everywhere(&mut all, 1, "queue intro", "queue");
+    std::thread::sleep(SEC);
+    let next = super::vote_everywhere(&mut all, 0, "next", "next");
+    assert_eq!(next["song"], intro_id.as_str());
+    std::thread::sleep(SEC);
+    super::vote_everywhere(&mut all, 2, "load Second", "load");
+    std::thread::sleep(SEC);
+    for p in all {
+        let s = p.status();
+        println!("{}: underruns after next and load: {}", p.name, s["underruns"]);
     }
 }
 
