@@ -87,6 +87,7 @@ fn contested_event() -> impl Strategy<Value = Event> {
         1 => (0u16..4, small_song_ref()).prop_map(|(index, s)| Event::Unqueue { index, song: s.song }),
         1 => Just(Event::Next),
         1 => Just(Event::Prev),
+        1 => (0u16..4, 0u16..4, small_song_ref()).prop_map(|(from, to, s)| Event::Move { from, to, song: s.song }),
     ]
 }
 
@@ -213,9 +214,10 @@ fn oracle(prev: &SessionState, votes: &[Vote]) -> (SessionState, Vec<(Vote, Verd
             Event::Prev if !start.played.is_empty() && start.queue.len() >= MAX_QUEUE => {
                 Verdict::Rejected(Rejection::QueueFull)
             }
-            Event::Unqueue { index, song } if unqueued(&start, index, song).is_none() => {
-                Verdict::Rejected(Rejection::NotQueued)
-            }
+            Event::Unqueue { index, song }
+            | Event::Move {
+                from: index, song, ..
+            } if unqueued(&start, index, song).is_none() => Verdict::Rejected(Rejection::NotQueued),
             _ => Verdict::Applied,
         }
     };
@@ -317,6 +319,24 @@ fn oracle(prev: &SessionState, votes: &[Vote]) -> (SessionState, Vec<(Vote, Verd
             .filter(|(_, g)| !**g)
             .map(|(s, _)| *s),
     );
+    // Moves, in voter order, each on the list the ones before left.
+    for (v, verdict) in verdicts.iter_mut() {
+        if let (Event::Move { from, to, song }, Verdict::Applied) = (v.event, *verdict) {
+            let i = if queue.get(from as usize).is_some_and(|s| s.song == song) {
+                Some(from as usize)
+            } else {
+                queue.iter().position(|s| s.song == song)
+            };
+            match i {
+                Some(i) => {
+                    let e = queue.remove(i);
+                    let at = (to as usize).min(queue.len());
+                    queue.insert(at, e);
+                }
+                None => *verdict = Verdict::Rejected(Rejection::NotQueued),
+            }
+        }
+    }
     for (v, verdict) in verdicts.iter_mut() {
         if let (Event::Queue(song), Verdict::Applied) = (v.event, *verdict) {
             if queue.len() < MAX_QUEUE {

@@ -637,6 +637,9 @@ fn the_library_panel_shows_sources_and_hosts_and_adds_without_a_restart() {
     h.get_by_label("×").click();
     h.run_steps(2);
     assert_eq!(sent(&mut peer), vec![Command::Unqueue(0)]);
+    h.state_mut()
+        .apply(synfony::ui::app::Action::MoveQueued { from: 1, to: 0 });
+    assert_eq!(sent(&mut peer), vec![Command::Move { from: 1, to: 0 }]);
     h.key_press(egui::Key::N);
     h.run_steps(2);
     h.key_press(egui::Key::P);

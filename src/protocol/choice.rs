@@ -39,8 +39,11 @@
 //! 3. **Set list.** Every admitted `unqueue` applies (to the set list as it was
 //!    at the round's start: entry `index` if it is the named song, else the
 //!    first entry that is; one that `next` consumed is overruled by it), then
-//!    every `queue`, in voter order, up to [`MAX_QUEUE`] (the rest are
-//!    rejected, `QueueFull`).
+//!    every `move`, in voter order, each on the list the ones before left
+//!    (entry `from` if it is the named song, else the first that is, to
+//!    position `to`, clamped; a song no longer there is rejected,
+//!    `NotQueued`), then every `queue`, in voter order, up to [`MAX_QUEUE`]
+//!    (the rest are rejected, `QueueFull`).
 //! 4. **Position (seek).** Seek targets are clamped into `[0, duration]`. If any
 //!    seek was cast, the playhead moves to the (clamped) target of the seek with
 //!    the lowest voter id. Seeks to another target are overruled by it. A song
@@ -193,7 +196,10 @@ fn admit(vote: &Vote, round: Round, prev: &SessionState, song_ended: bool) -> Ve
             Verdict::Rejected(Rejection::QueueFull)
         }
         Event::Prev => Verdict::Applied,
-        Event::Unqueue { index, song } => match unqueued_index(prev, index, song) {
+        Event::Unqueue { index, song }
+        | Event::Move {
+            from: index, song, ..
+        } => match unqueued_index(prev, index, song) {
             Some(_) => Verdict::Applied,
             None => Verdict::Rejected(Rejection::NotQueued),
         },
@@ -341,6 +347,22 @@ fn resolve_set_list(
             .filter(|(_, gone)| !**gone)
             .map(|(s, _)| *s),
     );
+    for o in outcomes.iter_mut().filter(|o| live(o)) {
+        if let Event::Move { from, to, song } = o.vote.event {
+            let at = usize::from(from);
+            let found = match queue.get(at) {
+                Some(s) if s.song == song => Some(at),
+                _ => queue.iter().position(|s| s.song == song),
+            };
+            match found {
+                Some(i) => {
+                    let entry = queue.remove(i);
+                    queue.insert(usize::from(to).min(queue.len()), entry);
+                }
+                None => o.verdict = Verdict::Rejected(Rejection::NotQueued),
+            }
+        }
+    }
     for o in outcomes.iter_mut().filter(|o| live(o)) {
         if let Event::Queue(song) = o.vote.event {
             if queue.len() < MAX_QUEUE {

@@ -242,6 +242,7 @@ pub enum EventCode {
     Unqueue = 8,
     Next = 9,
     Prev = 10,
+    Move = 11,
 }
 
 impl EventCode {
@@ -258,6 +259,7 @@ impl EventCode {
             8 => EventCode::Unqueue,
             9 => EventCode::Next,
             10 => EventCode::Prev,
+            11 => EventCode::Move,
             _ => return None,
         })
     }
@@ -304,6 +306,13 @@ pub enum Event {
     /// one goes back to the head of the set list); with none before, the
     /// current song restarts.
     Prev,
+    /// Move entry `from` of the set list (if it is `song`, else the first
+    /// entry that is) to position `to`.
+    Move {
+        from: u16,
+        to: u16,
+        song: SongId,
+    },
 }
 
 /// An event's canonical key (see [`Event::canonical_key`]).
@@ -323,6 +332,7 @@ impl Event {
             Event::Unqueue { .. } => EventCode::Unqueue,
             Event::Next => EventCode::Next,
             Event::Prev => EventCode::Prev,
+            Event::Move { .. } => EventCode::Move,
         }
     }
 
@@ -351,6 +361,7 @@ impl Event {
                 (code, s.duration_ns, s.channels, 0, s.song.0, s.version)
             }
             Event::Unqueue { index, song } => (code, 0, index, 0, song.0, none),
+            Event::Move { from, to, song } => (code, 0, from, u32::from(to), song.0, none),
         }
     }
 }
@@ -380,6 +391,7 @@ fn check_gain_db(gain_db: f32, field: &'static str) -> Result<f32, WireError> {
 ///   6 load, 7 queue              | song SongRef |
 ///   8 unqueue                    | index u16 (< MAX_QUEUE) | song id [16] |
 ///   9 next, 10 prev              (nothing)
+///   11 move                      | from u16 | to u16 (both < MAX_QUEUE) | song id [16] |
 /// ```
 impl Model for Event {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
@@ -396,6 +408,17 @@ impl Model for Event {
                     });
                 }
                 w.put_u16(index);
+                w.put_array(&song.0);
+            }
+            Event::Move { from, to, song } => {
+                if usize::from(from.max(to)) >= MAX_QUEUE {
+                    return Err(WireError::Invalid {
+                        field: "event.move",
+                        reason: "past the longest set list",
+                    });
+                }
+                w.put_u16(from);
+                w.put_u16(to);
                 w.put_array(&song.0);
             }
             Event::Volume { channel, gain_db } => {
@@ -448,6 +471,21 @@ impl Model for Event {
             }
             EventCode::Next => Event::Next,
             EventCode::Prev => Event::Prev,
+            EventCode::Move => {
+                let from = r.u16("event.move.from")?;
+                let to = r.u16("event.move.to")?;
+                if usize::from(from.max(to)) >= MAX_QUEUE {
+                    return Err(WireError::Invalid {
+                        field: "event.move",
+                        reason: "past the longest set list",
+                    });
+                }
+                Event::Move {
+                    from,
+                    to,
+                    song: SongId(r.array("event.move.song")?),
+                }
+            }
         })
     }
 }

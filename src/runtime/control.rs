@@ -43,12 +43,17 @@ pub enum Command {
     Queue(String),
     /// Vote: remove entry `index` of the set list (0 = next up).
     Unqueue(usize),
+    /// Vote: move entry `from` of the set list to position `to`.
+    Move {
+        from: usize,
+        to: usize,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CommandError {
     #[error(
-        "unknown command '{0}' (expected play, pause, seek SECS, volume STEM DB, mute STEM, unmute STEM, solo STEM, unsolo STEM, add [--song NAME] PATH..., remove SONG [STEM], songs, load SONG, queue SONG, unqueue N, next, prev, status, peers or quit)"
+        "unknown command '{0}' (expected play, pause, seek SECS, volume STEM DB, mute STEM, unmute STEM, solo STEM, unsolo STEM, add [--song NAME] PATH..., remove SONG [STEM], songs, load SONG, queue SONG, unqueue N, move N M, next, prev, status, peers or quit)"
     )]
     Unknown(String),
     #[error("{command}: {reason}")]
@@ -147,6 +152,29 @@ pub fn parse_command(line: &str, stems: &[String]) -> Result<Option<Command>, Co
                     ),
                 })?;
             Command::Unqueue(index)
+        }
+        "move" => {
+            arity(
+                "move",
+                2,
+                "move N M (entry N of the set list to position M)",
+            )?;
+            let entry = |arg: &str| {
+                arg.parse::<usize>()
+                    .ok()
+                    .filter(|&i| i < crate::protocol::MAX_QUEUE)
+                    .ok_or_else(|| CommandError::Argument {
+                        command: "move",
+                        reason: format!(
+                            "'{arg}' is not a place in the set list (0 to {})",
+                            crate::protocol::MAX_QUEUE - 1
+                        ),
+                    })
+            };
+            Command::Move {
+                from: entry(args[0])?,
+                to: entry(args[1])?,
+            }
         }
         "next" => {
             arity("next", 0, "next")?;
@@ -319,6 +347,9 @@ pub fn action_json(event: &Event, stems: &[String]) -> Value {
         }
         Event::Next => json!({ "action": "next" }),
         Event::Prev => json!({ "action": "prev" }),
+        Event::Move { from, to, song } => {
+            json!({ "action": "move", "from": from, "to": to, "song": song.hex() })
+        }
     }
 }
 
@@ -493,6 +524,26 @@ mod tests {
         );
         assert_eq!(parse("status"), Ok(Some(Command::Status)));
         assert_eq!(parse("peers"), Ok(Some(Command::Peers)));
+        // The set list's.
+        assert_eq!(
+            parse("load \"Blue in Green\""),
+            Ok(Some(Command::Load("Blue in Green".into())))
+        );
+        assert_eq!(
+            parse("queue a1b2c3"),
+            Ok(Some(Command::Queue("a1b2c3".into())))
+        );
+        assert_eq!(parse("unqueue 2"), Ok(Some(Command::Unqueue(2))));
+        assert_eq!(
+            parse("move 3 0"),
+            Ok(Some(Command::Move { from: 3, to: 0 }))
+        );
+        assert_eq!(parse("next"), Ok(Some(Command::Vote(Event::Next))));
+        assert_eq!(parse("prev"), Ok(Some(Command::Vote(Event::Prev))));
+        assert!(parse("unqueue -1").is_err());
+        assert!(parse("move 1").is_err());
+        assert!(parse("move 1 64").is_err(), "past the longest set list");
+        assert!(parse("load").is_err());
         assert_eq!(
             parse("solo keys"),
             Ok(Some(Command::Solo { stem: 2, on: true }))

@@ -68,6 +68,11 @@ pub enum Action {
     QueueSong(String),
     /// Vote: remove entry N of the set list.
     Unqueue(usize),
+    /// Vote: move entry `from` of the set list to position `to`.
+    MoveQueued {
+        from: usize,
+        to: usize,
+    },
     /// Take a song (by id) out of the library.
     RemoveSong(String),
     OpenBrowser,
@@ -431,6 +436,7 @@ impl MixerApp {
             Action::LoadSong(id) => self.send(Command::Load(id)),
             Action::QueueSong(id) => self.send(Command::Queue(id)),
             Action::Unqueue(index) => self.send(Command::Unqueue(index)),
+            Action::MoveQueued { from, to } => self.send(Command::Move { from, to }),
             Action::RemoveSong(id) => self.send(Command::Remove {
                 song: id,
                 stem: None,

@@ -60,7 +60,16 @@ fn set_list_ui(ui: &mut Ui, view: &SessionView, actions: &mut Vec<Action>) {
     for (i, song) in state.queue.iter().enumerate() {
         ui.horizontal(|ui| {
             ui.label(RichText::new(format!("{}.", i + 1)).weak());
-            ui.label(song_name(view, song));
+            // Drag a song onto another's place to move it there (a vote).
+            let dragged = ui.dnd_drag_source(ui.scope_id().with(("set list", i)), i, |ui| {
+                ui.label(song_name(view, song))
+                    .on_hover_text("drag to move it in the set list")
+            });
+            if let Some(from) = dragged.response.dnd_release_payload::<usize>()
+                && *from != i
+            {
+                actions.push(Action::MoveQueued { from: *from, to: i });
+            }
             if ui
                 .small_button("×")
                 .on_hover_text("take it off the set list (a vote)")

@@ -41,6 +41,7 @@ pub fn event_text(e: &Event, stems: &[String]) -> String {
         Event::Unqueue { index, .. } => format!("unqueue {index}"),
         Event::Next => "next".into(),
         Event::Prev => "prev".into(),
+        Event::Move { from, to, .. } => format!("move {from} to {to}"),
     }
 }
 

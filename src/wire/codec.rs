@@ -613,10 +613,10 @@ mod tests {
         assert!(decode_exact::<Event>(&vol(neg_inf), "test").is_ok());
 
         check_err::<Event>(
-            &[11],
+            &[12],
             WireError::UnknownCode {
                 field: "event.code",
-                code: 11,
+                code: 12,
             },
         );
         check_err::<Message>(

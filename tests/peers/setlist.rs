@@ -406,7 +406,10 @@ fn the_next_song_starts_on_every_peer_at_once_with_no_gap() {
     std::thread::sleep(SEC);
     for p in all {
         let s = p.status();
-        println!("{}: underruns after next and load: {}", p.name, s["underruns"]);
+        println!(
+            "{}: underruns after next and load: {}",
+            p.name, s["underruns"]
+        );
     }
 }
 

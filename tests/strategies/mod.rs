@@ -101,6 +101,13 @@ pub fn event() -> impl Strategy<Value = Event> {
         }),
         Just(Event::Next),
         Just(Event::Prev),
+        (0..MAX_QUEUE as u16, 0..MAX_QUEUE as u16, any::<[u8; 16]>()).prop_map(|(from, to, id)| {
+            Event::Move {
+                from,
+                to,
+                song: library::SongId(id),
+            }
+        }),
     ]
 }
 

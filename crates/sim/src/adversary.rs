@@ -344,7 +344,12 @@ impl Sim {
         } else {
             Channel::Stem(self.rng.random_range(0..MAX_STEMS as u16))
         };
-        match self.rng.random_range(0..11) {
+        match self.rng.random_range(0..12) {
+            11 => Event::Move {
+                from: self.rng.random_range(0..MAX_QUEUE as u16),
+                to: self.rng.random_range(0..MAX_QUEUE as u16),
+                song: SongId(self.rng.random()),
+            },
             6 => Event::Load(self.forged_song()),
             7 => Event::Queue(self.forged_song()),
             8 => Event::Unqueue {

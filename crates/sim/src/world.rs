@@ -534,7 +534,12 @@ impl Sim {
                 continue;
             }
             let song = SIM_SONGS[self.rng.random_range(0..SIM_SONGS.len())];
-            let event = match self.rng.random_range(0..11) {
+            let event = match self.rng.random_range(0..12) {
+                11 => Event::Move {
+                    from: self.rng.random_range(0..3),
+                    to: self.rng.random_range(0..3),
+                    song: song.song,
+                },
                 5 => Event::Load(song),
                 6 | 7 => Event::Queue(song),
                 8 => Event::Unqueue {

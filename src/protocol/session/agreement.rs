@@ -423,6 +423,7 @@ pub enum ActionKind {
     SongChange,
     Queue(SongRef),
     Unqueue(SongId),
+    Move(SongId),
 }
 
 /// The kind of an action (see [`ActionKind`]).
@@ -436,6 +437,7 @@ pub fn action_kind(e: &Event) -> ActionKind {
         Event::Load(_) | Event::Next | Event::Prev => ActionKind::SongChange,
         Event::Queue(song) => ActionKind::Queue(song),
         Event::Unqueue { song, .. } => ActionKind::Unqueue(song),
+        Event::Move { song, .. } => ActionKind::Move(song),
     }
 }
 

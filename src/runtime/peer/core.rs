@@ -515,6 +515,23 @@ impl Core {
                 Ok(version) => self.on_command(Command::Vote(Event::Queue(version))),
                 Err(e) => self.error(e),
             },
+            Command::Move { from, to } => {
+                let queue = (self.session.latest()).map_or(&[][..], |(_, s)| &s.queue[..]);
+                match queue.get(from) {
+                    Some(entry) => {
+                        let event = Event::Move {
+                            from: from as u16,
+                            to: to.min(queue.len() - 1) as u16,
+                            song: entry.song,
+                        };
+                        self.on_command(Command::Vote(event))
+                    }
+                    None => self.error(format!(
+                        "move: the set list has {} song(s); entry {from} is not one",
+                        queue.len()
+                    )),
+                }
+            }
             Command::Unqueue(index) => {
                 let queue = (self.session.latest()).map_or(&[][..], |(_, s)| &s.queue[..]);
                 match queue.get(index) {
