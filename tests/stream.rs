@@ -316,3 +316,40 @@ fn a_local_file_at_another_rate_streams_in_bounded_memory_and_seeks_anywhere() {
     drop(pcm);
     t.join().unwrap();
 }
+
+/// A local file longer than its window, played to its end: its last chunk
+/// is there when the playhead reaches it (every chunk is, in turn).
+#[test]
+fn a_file_longer_than_its_window_is_there_to_its_last_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eight.wav");
+    synfony_testkit::impulse::write_wav(&path, 8 * 48_000).unwrap();
+    let frames = 8 * 48_000;
+    let window = 5 * 48_000;
+    let pcm = Arc::new(StreamedStem::for_window(frames, window));
+    let playhead = Arc::new(Playhead::new(Arc::new(EngineStats::default())));
+    let t = stream::spawn(
+        stream::Input::file(&path),
+        "eight",
+        pcm.clone(),
+        playhead.clone(),
+        window as i64,
+    )
+    .unwrap();
+    let chunks = pcm.chunks();
+    for pos in (0..frames as i64).step_by(2_400) {
+        playhead.stats.pos_frames.store(pos, Ordering::Relaxed);
+        let c = pos as usize / CHUNK_FRAMES;
+        let start = Instant::now();
+        while !pcm.is_ready(c) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "chunk {c} of {chunks} never came (at {pos})"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    drop(pcm);
+    t.join().unwrap();
+}

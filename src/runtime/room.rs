@@ -422,7 +422,9 @@ impl RoomShell {
             window_ns: self.window_ns,
             ..ExchangeConfig::default()
         };
-        if self.song_is_ours {
+        // Our start stems are the channels playing, unless another song
+        // (a set list resumed) was chosen meanwhile.
+        if self.song_is_ours && self.current.song.is_none() {
             self.current.stems = infos.iter().map(VersionStem::of_info).collect();
             self.current.slots = infos.iter().map(|_| Slot::Local).collect();
         }

@@ -119,7 +119,7 @@ fn song_ui(ui: &mut Ui, view: &SessionView, song: &LibrarySong, actions: &mut Ve
     } else {
         RichText::new(title).color(RED)
     };
-    egui::CollapsingHeader::new(header)
+    let shown = egui::CollapsingHeader::new(header)
         .id_salt(song.id)
         .show(ui, |ui| {
             ui.horizontal(|ui| {
@@ -162,4 +162,8 @@ fn song_ui(ui: &mut Ui, view: &SessionView, song: &LibrarySong, actions: &mut Ve
                 });
             }
         });
+    // Double-click a song to load it (a vote).
+    if shown.header_response.double_clicked() && !song.stems.is_empty() {
+        actions.push(Action::LoadSong(song.id.hex()));
+    }
 }

@@ -63,6 +63,9 @@ pub enum Scenario {
     /// A peer without the stem fetches it from two hosts: bytes, seeks into
     /// what it has not fetched, a host killed mid-fetch.
     Remote,
+    /// Songs that follow each other: the next song's first frame on every
+    /// peer, the gap after the song before, underruns.
+    Setlist,
     /// A few seconds, 3 peers: that the bench works (CI).
     Smoke,
     /// Every scenario above but smoke, then `paper`.
@@ -104,7 +107,7 @@ pub struct Options {
     pub keep: bool,
 }
 
-const EVERY: [Scenario; 11] = [
+const EVERY: [Scenario; 12] = [
     Scenario::Steady,
     Scenario::SteadyTrueClocks,
     Scenario::SteadyLan,
@@ -116,6 +119,7 @@ const EVERY: [Scenario; 11] = [
     Scenario::Partition,
     Scenario::Scale,
     Scenario::Remote,
+    Scenario::Setlist,
 ];
 
 impl Scenario {

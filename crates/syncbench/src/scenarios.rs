@@ -40,6 +40,7 @@ pub fn run(s: Scenario, bin: &Path, opts: &Options) -> anyhow::Result<()> {
         Scenario::Partition => partition(bin, opts),
         Scenario::Scale => scale(bin, opts),
         Scenario::Remote => remote(bin, opts),
+        Scenario::Setlist => setlist(bin, opts),
         other => bail!("{} is not a synfony scenario", other.name()),
     }
 }
@@ -874,4 +875,154 @@ fn remote(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         "underruns": after["underruns"],
     });
     write_results(&opts.out, "remote", &results)
+}
+
+/// Where song `song` starts in `report`: the monotonic instant its frame 0
+/// left (from its first playing line after `since_mono_ns`), and where the
+/// song before it ended (from the last playing line before, `before_frames`
+/// long).
+fn song_boundary(
+    report: &synfony_testkit::report::Report,
+    song: [u8; 16],
+    before_frames: i64,
+) -> Option<(f64, f64, i64)> {
+    let lines = &report.lines;
+    let first = lines.iter().position(|l| l.song == song && l.playing)?;
+    let rate = f64::from(report.rate_hz.max(1));
+    let start = lines[first].mono_ns as f64 - lines[first].pos_frames as f64 * 1e9 / rate;
+    let last = lines[..first]
+        .iter()
+        .rev()
+        .find(|l| l.song != song && l.playing)?;
+    let end = last.mono_ns as f64 + (before_frames - last.pos_frames) as f64 * 1e9 / rate;
+    Some((start, end, lines[first].pos_frames))
+}
+
+/// Songs that follow each other (issue 21): a song, and the set list's next
+/// one hosted by one peer only, both played to the boundary again and again;
+/// at each, when the next song's first frame leaves every peer, the gap
+/// after the song before, and underruns.
+fn setlist(bin: &Path, opts: &Options) -> anyhow::Result<()> {
+    let n = opts.peers.unwrap_or(3).max(2);
+    let delay = delay_of(opts, Delay::new(20.0, 40.0));
+    let boundaries = 6;
+    let dir = scratch(opts, "setlist")?;
+    // Two impulse stems of different lengths (so, different files).
+    // Longer than the 5 s a peer decodes its own files ahead.
+    let first_secs = 8.0;
+    let first = dir.path.join("first.wav");
+    let next = dir.path.join("next.wav");
+    synfony_testkit::impulse::write_wav(&first, (first_secs * 48_000.0) as usize)
+        .context("writing the first song")?;
+    synfony_testkit::impulse::write_wav(&next, 6 * 48_000).context("writing the next song")?;
+    let mut rig = Rig::new(bin, &dir.path, delay, &first, opts.seed);
+    rig.start(n, false)?;
+    rig.wait_mesh(30 * SEC)?;
+    // The next song is brought by one peer; every peer sees it.
+    let host = 1;
+    rig.nodes[host]
+        .peer
+        .send(&format!("add --song Next \"{}\"", next.display()))?;
+    let song_id = |e: &Value, name: &str| -> Option<String> {
+        (e["songs"].as_array()?.iter())
+            .find(|s| s["name"] == name && s["stems"].as_array().is_some_and(|v| !v.is_empty()))
+            .and_then(|s| s["id"].as_str().map(str::to_string))
+    };
+    let mut next_id = String::new();
+    let mut first_id = String::new();
+    for node in &mut rig.nodes {
+        let lib = node.peer.wait_for(
+            "the library with both songs",
+            |e| {
+                e["event"] == "library"
+                    && song_id(e, "Next").is_some()
+                    && song_id(e, "first").is_some()
+            },
+            30 * SEC,
+        )?;
+        next_id = song_id(&lib, "Next").unwrap_or_default();
+        first_id = song_id(&lib, "first").unwrap_or_default();
+    }
+    let next_song = synfony_testkit::report::song_bytes(&next_id).context("the next song's id")?;
+    sleep_secs(WARMUP_SECS);
+    let before = rig.statuses()?;
+    let t0 = monotonic_ns();
+    let mut spreads = Vec::new();
+    let mut gaps = Vec::new();
+    let mut samples = Vec::new();
+    let mut first_lines = Vec::new();
+    for k in 0..boundaries {
+        // The set list: the next song after this one (queued by another peer).
+        let marks: Vec<usize> = rig.nodes.iter_mut().map(|n| n.peer.mark()).collect();
+        rig.nodes[n - 1].peer.send("queue Next")?;
+        for (node, &mark) in rig.nodes.iter_mut().zip(&marks) {
+            node.peer.wait_for_since(
+                mark,
+                "Next queued",
+                |e| e["event"] == "setlist" && e["queue"][0] == next_id.as_str(),
+                10 * SEC,
+            )?;
+        }
+        // Play the last 2 s of the song; the next follows with no vote.
+        rig.vote(k % n, &format!("seek {}", first_secs - 2.0), "seek")?;
+        let since = monotonic_ns();
+        rig.vote((k + 1) % n, "play", "play")?;
+        let marks: Vec<usize> = rig.nodes.iter_mut().map(|n| n.peer.mark()).collect();
+        for (node, &mark) in rig.nodes.iter_mut().zip(&marks) {
+            node.peer.wait_for_since(
+                mark,
+                "the next song",
+                |e| e["event"] == "setlist" && e["current"] == next_id.as_str(),
+                10 * SEC,
+            )?;
+        }
+        sleep_secs(1.5);
+        let edges: Vec<(f64, f64, i64)> = rig
+            .reports(since)
+            .iter()
+            .map(|r| song_boundary(r, next_song, (first_secs * 48_000.0) as i64))
+            .collect::<Option<Vec<_>>>()
+            .context("a peer's report has no boundary")?;
+        let starts: Vec<f64> = edges.iter().map(|e| e.0).collect();
+        let max = starts.iter().copied().fold(f64::MIN, f64::max);
+        let min = starts.iter().copied().fold(f64::MAX, f64::min);
+        let spread_ms = (max - min) / 1e6;
+        let peer_gaps: Vec<f64> = edges.iter().map(|(s, e, _)| (s - e) / 1e6).collect();
+        // The next song's first report line: within its first block (a
+        // line later would mean its start was skipped, not played).
+        first_lines.extend(edges.iter().map(|e| e.2));
+        let now = rig.statuses()?;
+        let under = counter_delta(&before, &now, "underruns");
+        eprintln!(
+            "   boundary {k}: first frames {spread_ms:.3} ms apart; gaps {peer_gaps:.3?} ms; underruns so far {under}"
+        );
+        spreads.push(spread_ms);
+        gaps.extend(peer_gaps.iter().map(|g| g.abs()));
+        samples.push(json!({ "spread_ms": spread_ms, "gaps_ms": peer_gaps }));
+        // Back to the first song (by a load), paused.
+        rig.vote(k % n, "pause", "pause")?;
+        rig.vote((k + 2) % n, &format!("load {first_id}"), "load")?;
+    }
+    let after = rig.statuses()?;
+    let names = names(&rig);
+    let (steady, _, _) = pair_skews(&names, &rig.reports(t0));
+    let underruns = counter_delta(&before, &after, "underruns");
+    rig.stop()?;
+    eprintln!(
+        "   next song's first frame, spread: {}; steady skew while playing: {steady}; underruns {underruns}",
+        Summary::of_abs(spreads.iter().copied())
+    );
+    let results = json!({
+        "scenario": "setlist",
+        "peers": n,
+        "delay": delay_json(delay),
+        "boundaries": boundaries,
+        "spread_ms": summary_of(&spreads),
+        "gap_ms": summary_of(&gaps),
+        "steady_skew_ms": summary_json(&steady),
+        "underruns": underruns,
+        "first_line_frames_max": first_lines.iter().max(),
+        "samples": samples,
+    });
+    write_results(&opts.out, "setlist", &results)
 }

@@ -831,15 +831,7 @@ impl Core {
     }
 
     pub fn schedule(&mut self, apply_at_session_ns: i64, state: &SessionState) {
-        let setlist = (state.song, state.queue.clone());
-        if self.last_setlist.as_ref() != Some(&setlist) {
-            self.emit(PeerEvent::SetList {
-                current: setlist.0,
-                queue: setlist.1.clone(),
-            });
-            self.last_setlist = Some(setlist);
-            self.keep_set_list(state);
-        }
+        self.note_set_list(state);
         let mut heard = state.clone();
         if !self.follow_song(apply_at_session_ns, state) {
             // A song whose stems are not known here yet (the start song
@@ -903,9 +895,28 @@ impl Core {
             return self.room.start_song();
         }
         let library = self.library.library();
+        if let Some(s) = library.song(song.song)
+            && s.version() != song
+        {
+            debug!(want = ?song, have = ?s.version(), "the library holds another version");
+        }
         (library.song(song.song))
             .filter(|s| s.version() == song)
             .map(|s| s.stems.iter().map(|r| VersionStem::of_record(r)).collect())
+    }
+
+    /// A `setlist` event, and the set list kept, if `state`'s differs from
+    /// the last one noted.
+    fn note_set_list(&mut self, state: &SessionState) {
+        let setlist = (state.song, state.queue.clone());
+        if self.last_setlist.as_ref() != Some(&setlist) {
+            self.emit(PeerEvent::SetList {
+                current: setlist.0,
+                queue: setlist.1.clone(),
+            });
+            self.last_setlist = Some(setlist);
+            self.keep_set_list(state);
+        }
     }
 
     /// Writes the set list to the data folder (on the worker). The session's
@@ -976,6 +987,10 @@ impl Core {
                     "the audio engine's queue is full: a song's end was not scheduled".into(),
                 );
             }
+            // What the engine was last given: the next decision (the same
+            // state, unless votes changed it) and retries compare with it.
+            self.note_set_list(&after);
+            self.last_scheduled = Some(after);
         }
         self.cue_next(state);
     }
