@@ -139,19 +139,7 @@ pub fn parse_command(line: &str, stems: &[String]) -> Result<Option<Command>, Co
                 1,
                 "unqueue N (0 = the next song of the set list)",
             )?;
-            let index = args[0]
-                .parse::<usize>()
-                .ok()
-                .filter(|&i| i < crate::protocol::MAX_QUEUE)
-                .ok_or_else(|| CommandError::Argument {
-                    command: "unqueue",
-                    reason: format!(
-                        "'{}' is not an entry of the set list (0 to {})",
-                        args[0],
-                        crate::protocol::MAX_QUEUE - 1
-                    ),
-                })?;
-            Command::Unqueue(index)
+            Command::Unqueue(set_list_place("unqueue", args[0])?)
         }
         "move" => {
             arity(
@@ -159,21 +147,9 @@ pub fn parse_command(line: &str, stems: &[String]) -> Result<Option<Command>, Co
                 2,
                 "move N M (entry N of the set list to position M)",
             )?;
-            let entry = |arg: &str| {
-                arg.parse::<usize>()
-                    .ok()
-                    .filter(|&i| i < crate::protocol::MAX_QUEUE)
-                    .ok_or_else(|| CommandError::Argument {
-                        command: "move",
-                        reason: format!(
-                            "'{arg}' is not a place in the set list (0 to {})",
-                            crate::protocol::MAX_QUEUE - 1
-                        ),
-                    })
-            };
             Command::Move {
-                from: entry(args[0])?,
-                to: entry(args[1])?,
+                from: set_list_place("move", args[0])?,
+                to: set_list_place("move", args[1])?,
             }
         }
         "next" => {
@@ -250,6 +226,20 @@ fn parse_library_command(line: &str) -> Result<Command, CommandError> {
         _ if args.is_empty() => Ok(Command::Songs),
         _ => Err(usage("songs", "songs")),
     }
+}
+
+/// A place in the set list: 0 (next up) to `MAX_QUEUE − 1`.
+fn set_list_place(command: &'static str, arg: &str) -> Result<usize, CommandError> {
+    arg.parse::<usize>()
+        .ok()
+        .filter(|&i| i < crate::protocol::MAX_QUEUE)
+        .ok_or_else(|| CommandError::Argument {
+            command,
+            reason: format!(
+                "'{arg}' is not a place in the set list (0 to {})",
+                crate::protocol::MAX_QUEUE - 1
+            ),
+        })
 }
 
 fn parse_secs(s: &str) -> Result<i64, CommandError> {
