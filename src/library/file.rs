@@ -162,24 +162,36 @@ pub fn load(dir: &Path) -> Result<Saved, LibraryFileError> {
         Err(source) => return Err(LibraryFileError::Read { path, source }),
     };
     decode(&bytes).map_err(|why| {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let aside = path.with_file_name(format!("{FILE_NAME}.bad-{secs}"));
-        let aside = match std::fs::rename(&path, &aside) {
-            Ok(()) => aside.display().to_string(),
-            Err(e) => format!("(not: {e})"),
-        };
+        let aside = set_aside(&path, FILE_NAME);
         LibraryFileError::Corrupt { path, why, aside }
     })
 }
 
+/// Renames a file that cannot be read (`<name>.bad-<unix seconds>`);
+/// returns where it went, or why it did not.
+pub(super) fn set_aside(path: &Path, name: &str) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let aside = path.with_file_name(format!("{name}.bad-{secs}"));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => aside.display().to_string(),
+        Err(e) => format!("(not: {e})"),
+    }
+}
+
 /// Writes `bytes` (from [`encode`]) as the library kept in `dir`.
 pub fn save(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    save_as(dir, FILE_NAME, bytes)
+}
+
+/// Writes `bytes` as `dir/name`, whole, through a temporary file and a
+/// rename (a crash leaves the old file or the new one).
+pub(super) fn save_as(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let path = path_in(dir);
-    let tmp = path.with_file_name(format!("{FILE_NAME}.tmp"));
+    let path = dir.join(name);
+    let tmp = path.with_file_name(format!("{name}.tmp"));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, &path)
 }

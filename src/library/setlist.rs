@@ -74,15 +74,7 @@ pub fn load(dir: &Path) -> Result<Option<SavedSetList>, String> {
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     decode(&bytes).map(Some).map_err(|why| {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let aside = path.with_file_name(format!("{FILE_NAME}.bad-{secs}"));
-        let aside = match std::fs::rename(&path, &aside) {
-            Ok(()) => aside.display().to_string(),
-            Err(e) => format!("(not: {e})"),
-        };
+        let aside = super::file::set_aside(&path, FILE_NAME);
         format!(
             "{} is not a synfony set list ({why}); it was set aside as {aside}",
             path.display()
@@ -92,11 +84,7 @@ pub fn load(dir: &Path) -> Result<Option<SavedSetList>, String> {
 
 /// Writes `bytes` (from [`encode`]) as the set list kept in `dir`.
 pub fn save(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let path = path_in(dir);
-    let tmp = path.with_file_name(format!("{FILE_NAME}.tmp"));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, &path)
+    super::file::save_as(dir, FILE_NAME, bytes)
 }
 
 #[cfg(test)]
