@@ -151,6 +151,36 @@ fn seek_and_pause_land_on_the_frame() {
 }
 
 #[test]
+fn a_jump_inside_a_block_is_reported_where_it_lands() {
+    let stem = ramp_stem(20 * RATE as usize);
+    let (mut e, mut h) = engine(std::slice::from_ref(&stem));
+    h.schedule_raw(play_from(0, 0)).unwrap();
+    // A seek to 10 s on frame 123 of the block that starts at 0.5 s, and a
+    // pause on frame 7 of the one that starts at 1 s.
+    let seek_at = SEC / 2 + 123 * SEC / RATE as i64;
+    h.schedule_raw(play_from(seek_at, 10 * SEC)).unwrap();
+    h.schedule_raw(pause_at(SEC + 7 * SEC / RATE as i64, 3 * SEC))
+        .unwrap();
+    let mut out = vec![0.0f32; 480 * CHANNELS];
+    let mut jumps = Vec::new();
+    for k in 0..150 {
+        let t = k * 480 * SEC / RATE as i64;
+        let info = e.render(&mut out, t);
+        assert_eq!(info.session_ns, Some(t), "the identity map");
+        if let Some(j) = info.jump {
+            jumps.push((t, j.at_frames, j.pos_frames, j.playing));
+        }
+    }
+    assert_eq!(
+        jumps,
+        vec![
+            (SEC / 2, 123, 10 * RATE as i64, true),
+            (SEC, 7, 3 * RATE as i64, false)
+        ]
+    );
+}
+
+#[test]
 fn drift_is_corrected_within_bounds_and_without_jumps() {
     for drift_ppm in [-500.0, 500.0] {
         let stem = ramp_stem(40 * RATE as usize);

@@ -97,6 +97,10 @@ fn read_report(path: &Path) -> Vec<ReportLine> {
                 pos_frames: field("pos_frames").parse().unwrap(),
                 playing: field("playing").parse().unwrap(),
                 song: [0; 16],
+                session_ns: l
+                    .contains("\"session_ns\"")
+                    .then(|| field("session_ns").parse().unwrap()),
+                jump: None,
             }
         })
         .collect()

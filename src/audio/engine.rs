@@ -143,6 +143,23 @@ pub struct BlockInfo {
     pub playing: bool,
     /// The song playing (its id's bytes; zero until the runtime names it).
     pub song: [u8; 16],
+    /// The session time the block's first frame is heard at, as this peer's
+    /// map says (`None` until synced): two peers' reports at one real
+    /// instant tell their clocks' disagreement from the engine's error.
+    pub session_ns: Option<i64>,
+    /// The last jump inside the block (a seek, a song change, a start or a
+    /// stop after its first frame), if any: a report shows where it lands.
+    pub jump: Option<Jump>,
+}
+
+/// A discontinuity inside a block: from frame `at_frames` of the block on,
+/// the engine plays `song` from `pos_frames` (or is stopped there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Jump {
+    pub at_frames: u32,
+    pub pos_frames: i64,
+    pub playing: bool,
+    pub song: [u8; 16],
 }
 
 /// Counters the engine publishes (lock-free).
@@ -425,6 +442,8 @@ impl Engine {
                 pos_frames: self.pos_frames.round() as i64,
                 playing: false,
                 song: self.song,
+                session_ns: None,
+                jump: None,
             });
         };
         // Session ns per device frame, nominally (the drift loop absorbs the
@@ -435,13 +454,28 @@ impl Engine {
         // lands on that frame despite rounding (the segment split agrees).
         let slack = 1e-3 * ns_per_frame;
         self.promote(s0 + slack);
-        let info = self.at_block_start(s0);
+        let mut info = self.at_block_start(s0);
+        info.session_ns = Some(s0 as i64);
         let mut done = 0;
         while done < frames {
             let s = s0 + done as f64 * ns_per_frame;
             if done > 0 {
+                let (before, was_playing, song) = (self.pos_frames, self.audible, self.song);
                 self.promote(s + slack);
-                self.at_block_start(s);
+                let now = self.at_block_start(s);
+                // Where the segment before left off, to the frame: anything
+                // else is a jump (the drift loop moves by far less).
+                if now.playing != was_playing
+                    || now.song != song
+                    || (now.pos_frames as f64 - before).abs() > 1.0
+                {
+                    info.jump = Some(Jump {
+                        at_frames: done as u32,
+                        pos_frames: now.pos_frames,
+                        playing: now.playing,
+                        song: now.song,
+                    });
+                }
             }
             // The next pending change inside this block ends the segment.
             let mut end = frames.min(done + MAX_BLOCK_FRAMES);
@@ -652,6 +686,8 @@ impl Engine {
                 pos_frames: target.round() as i64,
                 playing: false,
                 song: self.song,
+                session_ns: None,
+                jump: None,
             };
         }
         let error = target - self.pos_frames;
@@ -691,6 +727,8 @@ impl Engine {
             pos_frames: self.pos_frames.round() as i64,
             playing: true,
             song: self.song,
+            session_ns: None,
+            jump: None,
         }
     }
 

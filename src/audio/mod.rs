@@ -24,8 +24,8 @@ pub mod streamer;
 
 pub use decode::{DecodeError, StemAudio, decode_file};
 pub use engine::{
-    AllStatus, BlockInfo, Engine, EngineHandle, EngineStats, Meter, Meters, MixGains, Retired,
-    Scheduled, Solo,
+    AllStatus, BlockInfo, Engine, EngineHandle, EngineStats, Jump, Meter, Meters, MixGains,
+    Retired, Scheduled, Solo,
 };
 pub use load::{FileStem, LocalStem};
 pub use streamer::{StreamedStem, Streamer};

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use synfony::audio::Jump;
 use synfony::audio::output::ReportLine;
 
 /// How far a stretch between two lines may stray from real time and still be
@@ -29,9 +30,21 @@ pub fn parse_line(line: &str) -> Option<(ReportLine, u32)> {
             pos_frames: v["pos_frames"].as_i64()?,
             playing: v["playing"].as_bool()?,
             song: v["song"].as_str().and_then(song_bytes).unwrap_or_default(),
+            session_ns: v["session_ns"].as_i64(),
+            jump: parse_jump(&v["jump"]),
         },
         u32::try_from(v["rate"].as_u64()?).ok()?,
     ))
+}
+
+/// A line's `jump` object, if it has one.
+fn parse_jump(v: &Value) -> Option<Jump> {
+    Some(Jump {
+        at_frames: u32::try_from(v["at_frames"].as_u64()?).ok()?,
+        pos_frames: v["pos_frames"].as_i64()?,
+        playing: v["playing"].as_bool()?,
+        song: v["song"].as_str().and_then(song_bytes).unwrap_or_default(),
+    })
 }
 
 /// A song id's 32 hex digits as its bytes.
@@ -46,7 +59,10 @@ pub fn song_bytes(hex: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-/// A peer's report, in order, at one rate.
+/// A peer's report, in order, at one rate. A line whose block holds a jump
+/// is followed by two more at the jump's instant: where the block's start
+/// had got to, and where the jump landed (each analysis then sees the block
+/// before and after the jump as two stretches, none across it).
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     pub lines: Vec<ReportLine>,
@@ -69,6 +85,29 @@ impl Report {
         for (line, rate) in text.lines().filter_map(parse_line) {
             r.rate_hz = rate;
             r.lines.push(line);
+            if let Some(j) = line.jump {
+                let at_ns = i64::from(j.at_frames) * 1_000_000_000 / i64::from(rate.max(1));
+                let advanced = if line.playing {
+                    i64::from(j.at_frames)
+                } else {
+                    0
+                };
+                let quiet = ReportLine { jump: None, ..line };
+                r.lines.push(ReportLine {
+                    mono_ns: line.mono_ns + at_ns,
+                    pos_frames: line.pos_frames + advanced,
+                    session_ns: line.session_ns.map(|s| s + at_ns),
+                    ..quiet
+                });
+                r.lines.push(ReportLine {
+                    mono_ns: line.mono_ns + at_ns,
+                    pos_frames: j.pos_frames,
+                    playing: j.playing,
+                    song: j.song,
+                    session_ns: line.session_ns.map(|s| s + at_ns),
+                    jump: None,
+                });
+            }
         }
         r
     }
@@ -142,6 +181,28 @@ pub fn skew_ms(a: &Report, b: &Report) -> Vec<(i64, f64)> {
         .filter_map(|(_, l)| {
             let pb = b.position_at(l.mono_ns)?;
             Some((l.mono_ns, (pb - l.pos_frames as f64) * ms_per_frame))
+        })
+        .collect()
+}
+
+/// How far `b`'s session clock is ahead of `a`'s, in ms, at each of `a`'s
+/// lines (`(mono_ns, ms)`): the part of the skew that is the peers' maps
+/// disagreeing; what the skew has on top is the engines' error against
+/// their own maps. Needs `session_ns` in both reports.
+pub fn clock_skew_ms(a: &Report, b: &Report) -> Vec<(i64, f64)> {
+    a.lines
+        .iter()
+        .filter_map(|l| {
+            let sa = l.session_ns?;
+            let i = b.lines.partition_point(|m| m.mono_ns <= l.mono_ns);
+            let (p, q) = (b.lines.get(i.checked_sub(1)?)?, b.lines.get(i)?);
+            let (sp, sq) = (p.session_ns?, q.session_ns?);
+            if q.mono_ns <= p.mono_ns {
+                return None;
+            }
+            let slope = (sq - sp) as f64 / (q.mono_ns - p.mono_ns) as f64;
+            let sb = sp as f64 + (l.mono_ns - p.mono_ns) as f64 * slope;
+            Some((l.mono_ns, (sb - sa as f64) / 1e6))
         })
         .collect()
 }
@@ -243,6 +304,28 @@ mod tests {
         // Paused lines give nothing.
         let p = Report::parse(&(0..10).map(|k| line(50 * k, 0, false)).collect::<String>());
         assert!(skew_ms(&a, &p).is_empty());
+    }
+
+    #[test]
+    fn a_jump_inside_a_block_splits_its_stretch_where_it_lands() {
+        // Both peers seek to 10 s at 120 ms: a's block from 100 ms holds it
+        // at frame 960; b's blocks start on the seek.
+        let mut a = playing(0, 0, 2);
+        a += "{\"mono_ns\":100000000,\"pos_frames\":4800,\"rate\":48000,\"playing\":true,\
+              \"session_ns\":100000000,\"jump\":{\"at_frames\":960,\"pos_frames\":480000,\
+              \"playing\":true,\"song\":\"00000000000000000000000000000000\"}}\n";
+        a += &playing(150, 480_000 + 1440, 4);
+        let mut b = playing(20, 960, 2);
+        b += &playing(120, 480_000, 4);
+        let (a, b) = (Report::parse(&a), Report::parse(&b));
+        assert_eq!(a.lines.len(), 3 + 2 + 4);
+        assert_eq!(a.position_at(110_000_000), Some(5280.0));
+        assert_eq!(a.position_at(130_000_000), Some(480_480.0));
+        let s = skew_ms(&b, &a);
+        assert!(s.iter().any(|(t, _)| *t == 120_000_000), "{s:?}");
+        for (_, ms) in &s {
+            assert!(ms.abs() < 1e-9, "{s:?}");
+        }
     }
 
     #[test]

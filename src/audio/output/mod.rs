@@ -36,7 +36,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::ENGINE_RATE_HZ;
-use super::engine::Engine;
+use super::engine::{Engine, Jump};
 use crate::host_clock::LocalClock;
 
 pub use self::cpal::{CpalDevice, StreamHealth, on_stream_error};
@@ -174,16 +174,38 @@ pub struct ReportLine {
     pub playing: bool,
     /// The song playing (its id's bytes).
     pub song: [u8; 16],
+    /// The session time of the first frame, as this peer maps it.
+    pub session_ns: Option<i64>,
+    /// The last jump inside the block.
+    pub jump: Option<Jump>,
 }
 
 impl ReportLine {
     /// The line as INTERFACE.md writes it.
     pub fn to_json(&self) -> String {
-        let song: String = self.song.iter().map(|b| format!("{b:02x}")).collect();
-        format!(
-            "{{\"mono_ns\":{},\"pos_frames\":{},\"rate\":{},\"playing\":{},\"song\":\"{song}\"}}",
-            self.mono_ns, self.pos_frames, ENGINE_RATE_HZ, self.playing
-        )
+        let hex = |id: &[u8; 16]| -> String { id.iter().map(|b| format!("{b:02x}")).collect() };
+        let mut line = format!(
+            "{{\"mono_ns\":{},\"pos_frames\":{},\"rate\":{},\"playing\":{},\"song\":\"{}\"",
+            self.mono_ns,
+            self.pos_frames,
+            ENGINE_RATE_HZ,
+            self.playing,
+            hex(&self.song)
+        );
+        if let Some(s) = self.session_ns {
+            line += &format!(",\"session_ns\":{s}");
+        }
+        if let Some(j) = self.jump {
+            line += &format!(
+                ",\"jump\":{{\"at_frames\":{},\"pos_frames\":{},\"playing\":{},\"song\":\"{}\"}}",
+                j.at_frames,
+                j.pos_frames,
+                j.playing,
+                hex(&j.song)
+            );
+        }
+        line.push('}');
+        line
     }
 }
 

@@ -48,6 +48,8 @@ impl Player {
                 pos_frames: info.pos_frames,
                 playing: info.playing,
                 song: info.song,
+                session_ns: info.session_ns,
+                jump: info.jump,
             };
             if report.push(line).is_err() {
                 self.stats.report_dropped.fetch_add(1, Ordering::Relaxed);
