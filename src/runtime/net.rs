@@ -163,7 +163,11 @@ impl Connection {
                 clock,
                 buffered_at_ns: clock.local_at(self.last_read_mono_ns),
             },
-            LinkWriter { wr, out: self.out },
+            LinkWriter {
+                wr,
+                out: self.out,
+                clock,
+            },
         )
     }
 }
@@ -224,13 +228,20 @@ impl LinkReader {
 pub struct LinkWriter {
     wr: OwnedWriteHalf,
     out: Vec<u8>,
+    clock: LocalClock,
 }
 
 impl LinkWriter {
-    /// Frames and sends a batch of messages in one write.
-    pub async fn send(&mut self, messages: &[Message]) -> Result<(), LinkError> {
+    /// Frames and sends a batch of messages in one write. The clock stamps
+    /// of pings, pongs and heartbeats are taken here, as the bytes go: the
+    /// time they waited for the core and this task would otherwise count as
+    /// network delay, on one side of an exchange only (a pong's wait is the
+    /// far side's work; NOTEBOOK.md, issue 22).
+    pub async fn send(&mut self, messages: &mut [Message]) -> Result<(), LinkError> {
         self.out.clear();
-        for m in messages {
+        let now_ns = self.clock.now_ns();
+        for m in messages.iter_mut() {
+            stamp_sent(m, now_ns);
             encode_frame(m, &mut self.out)?;
         }
         self.wr.write_all(&self.out).await?;
@@ -239,6 +250,17 @@ impl LinkWriter {
 
     pub async fn shutdown(mut self) {
         let _ = self.wr.shutdown().await;
+    }
+}
+
+/// Sets a clock message's "sent" stamp to `now_ns` (never earlier than the
+/// stamp the core gave it: a pong is not sent before its ping arrived).
+fn stamp_sent(m: &mut Message, now_ns: i64) {
+    match m {
+        Message::ClockPing(p) => p.origin_ns = p.origin_ns.max(now_ns),
+        Message::ClockPong(p) => p.sent_ns = p.sent_ns.max(now_ns),
+        Message::Heartbeat(hb) => hb.clock.sent_ns = hb.clock.sent_ns.max(now_ns),
+        _ => {}
     }
 }
 
@@ -659,6 +681,30 @@ pub(crate) mod tests {
 
     /// The address to share keeps a specified address as it is, and never
     /// hands out an unspecified one (0.0.0.0), whatever the machine's routes.
+    #[test]
+    fn clock_stamps_are_taken_as_the_bytes_go_never_earlier() {
+        use crate::protocol::message::ClockPong;
+        let mut m = ping(1);
+        super::stamp_sent(&mut m, 5_000);
+        assert!(matches!(m, Message::ClockPing(p) if p.origin_ns == 5_000));
+        let mut pong = Message::ClockPong(ClockPong {
+            seq: 1,
+            origin_ns: 10,
+            received_ns: 9_000,
+            sent_ns: 9_000,
+        });
+        super::stamp_sent(&mut pong, 5_000); // a clock read before the pong's
+        assert!(matches!(pong, Message::ClockPong(p) if p.sent_ns == 9_000));
+        super::stamp_sent(&mut pong, 12_000);
+        assert!(
+            matches!(pong, Message::ClockPong(p) if p.sent_ns == 12_000 && p.received_ns == 9_000)
+        );
+        let mut data = chunk(3);
+        let before = data.clone();
+        super::stamp_sent(&mut data, 12_000);
+        assert_eq!(data, before);
+    }
+
     #[test]
     fn the_shared_address_is_dialable() {
         let given: SocketAddr = "192.168.1.20:7878".parse().unwrap();

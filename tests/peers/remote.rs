@@ -377,7 +377,7 @@ fn requests_for_unknown_hashes_paths_or_odd_ranges_are_refused() {
                                 op: Operation::ChunkRequest { stem, offset, len },
                             })
                         };
-                        wr.send(&[
+                        wr.send(&mut [
                             ask(1, [7; 32], 0, 65_536),
                             ask(2, path_hash, 0, 65_536),
                             ask(3, info.hash, 10, 65_536),

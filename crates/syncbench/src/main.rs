@@ -50,6 +50,11 @@ pub enum Scenario {
     Snapcast,
     /// Snapcast with no delay.
     SnapcastLan,
+    /// Skew over a Wi-Fi-like link: about 2 ms one way, heavy-tailed jitter
+    /// (90 % within 3 ms, 9 % within 3–20 ms, 1 % spikes of 20–100 ms), FIFO.
+    Wifi,
+    /// Snapcast over the same Wi-Fi-like links.
+    SnapcastWifi,
     /// Command to apply on every peer, and the spread of the apply instants.
     Control,
     /// A late joiner, and a peer restarted after SIGKILL: time to sync.
@@ -107,12 +112,14 @@ pub struct Options {
     pub keep: bool,
 }
 
-const EVERY: [Scenario; 12] = [
+const EVERY: [Scenario; 14] = [
     Scenario::Steady,
     Scenario::SteadyTrueClocks,
     Scenario::SteadyLan,
     Scenario::Snapcast,
     Scenario::SnapcastLan,
+    Scenario::Wifi,
+    Scenario::SnapcastWifi,
     Scenario::Control,
     Scenario::Join,
     Scenario::Crash,
@@ -177,7 +184,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         eprintln!("== {}", s.name());
         let result = match s {
             Scenario::Paper => paper::render(&opts.out, Path::new("paper"), &opts.figures),
-            Scenario::Snapcast | Scenario::SnapcastLan => snapcast::run(s, &opts),
+            Scenario::Snapcast | Scenario::SnapcastLan | Scenario::SnapcastWifi => {
+                snapcast::run(s, &opts)
+            }
             _ => scenarios::run(s, &bin, &opts),
         };
         match result {

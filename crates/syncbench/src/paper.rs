@@ -110,6 +110,8 @@ fn compare_figure(all: &Value, figures: &Path) -> anyhow::Result<()> {
         ("snapcast", "Snapcast"),
         ("steady-lan", "synfony"),
         ("snapcast-lan", "Snapcast"),
+        ("wifi", "synfony"),
+        ("snapcast-wifi", "Snapcast"),
     ] {
         let r = &all[key];
         if let Some(q) = r["impulse_cdf_ms"].as_array() {
@@ -119,6 +121,7 @@ fn compare_figure(all: &Value, figures: &Path) -> anyhow::Result<()> {
                 r["delay"]["jitter_ms"].as_f64(),
             );
             let links = match (base, jitter) {
+                _ if r["delay"]["heavy_tail"].as_bool() == Some(true) => "Wi-Fi-like links".into(),
                 (Some(b), Some(j)) if b + j > 0.0 => format!("{b}–{} ms links", b + j),
                 _ => "no delay".to_string(),
             };

@@ -160,17 +160,19 @@ impl Rig {
         if k < self.remote_from {
             args.push(self.stem.display().to_string());
         }
-        // Info logging: debug lines would count in the peers' CPU time.
-        let peer =
-            match PeerProcess::spawn_logging(&self.bin, &name, &self.dir, &args, "synfony=info") {
-                Ok(p) => p,
-                Err(e) => {
-                    if let Some((fifo, _)) = &capture {
-                        release_fifo(fifo);
-                    }
-                    return Err(e.into());
+        // Info logging: debug lines would count in the peers' CPU time
+        // (`SYNCBENCH_PEER_LOG` sets another filter, to look into a run).
+        let filter =
+            std::env::var("SYNCBENCH_PEER_LOG").unwrap_or_else(|_| "synfony=info".to_string());
+        let peer = match PeerProcess::spawn_logging(&self.bin, &name, &self.dir, &args, &filter) {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some((fifo, _)) = &capture {
+                    release_fifo(fifo);
                 }
-            };
+                return Err(e.into());
+            }
+        };
         self.nodes.push(Node {
             peer,
             proxy,

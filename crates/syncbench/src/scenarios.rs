@@ -10,7 +10,7 @@ use synfony::host_clock::monotonic_ns;
 use synfony::protocol::ROUND_NS;
 use synfony_testkit::impulse::{Capture, play_times, skew_by_index};
 use synfony_testkit::proxy::Delay;
-use synfony_testkit::report::{Summary, settled_at, skew_ms};
+use synfony_testkit::report::{Summary, clock_skew_ms, settled_at, skew_ms};
 
 use crate::plot::{Plot, Series, draw, quantiles, thin};
 use crate::rig::{
@@ -33,6 +33,7 @@ pub fn run(s: Scenario, bin: &Path, opts: &Options) -> anyhow::Result<()> {
         Scenario::Steady => steady(s, bin, opts, Delay::new(20.0, 40.0), 120.0, true),
         Scenario::SteadyTrueClocks => steady(s, bin, opts, Delay::new(20.0, 40.0), 120.0, false),
         Scenario::SteadyLan => steady(s, bin, opts, Delay::new(0.0, 0.0), 60.0, true),
+        Scenario::Wifi => steady(s, bin, opts, Delay::wifi(), 60.0, true),
         Scenario::Smoke => smoke(bin, opts),
         Scenario::Control => control(bin, opts),
         Scenario::Join => join(bin, opts),
@@ -47,14 +48,16 @@ pub fn run(s: Scenario, bin: &Path, opts: &Options) -> anyhow::Result<()> {
 
 /// The links' delay: the options', else the scenario's.
 pub fn delay_of(opts: &Options, default: Delay) -> Delay {
-    Delay::new(
-        opts.delay_ms.unwrap_or(default.base_ms),
-        opts.jitter_ms.unwrap_or(default.jitter_ms),
-    )
+    Delay {
+        base_ms: opts.delay_ms.unwrap_or(default.base_ms),
+        jitter_ms: opts.jitter_ms.unwrap_or(default.jitter_ms),
+        // A jitter given on the command line replaces the heavy tail.
+        heavy_tail: default.heavy_tail && opts.jitter_ms.is_none(),
+    }
 }
 
 pub fn delay_json(d: Delay) -> Value {
-    json!({ "base_ms": d.base_ms, "jitter_ms": d.jitter_ms, "each_way": true })
+    json!({ "base_ms": d.base_ms, "jitter_ms": d.jitter_ms, "heavy_tail": d.heavy_tail, "each_way": true })
 }
 
 /// The impulse-train stem, long enough for `secs` of play from the start.
@@ -177,8 +180,10 @@ fn steady(
     }
     let (report_all, report_pairs, report_samples) = pair_skews(&names, &reports);
     let (imp_all, imp_pairs, imp_samples) = impulse_skews(&names, &caps, t_measure, t_end);
+    let (clock_all, clock_pairs, _) = pairwise(&names, &reports, clock_skew_ms);
     eprintln!("   skew (reports):  {report_all}");
     eprintln!("   skew (impulses): {imp_all}");
+    eprintln!("   of which clocks: {clock_all}");
     let results = json!({
         "scenario": name,
         "system": "synfony",
@@ -190,6 +195,7 @@ fn steady(
         "clocks": clocks,
         "report_skew_ms": { "all": summary_json(&report_all), "pairs": report_pairs },
         "impulse_skew_ms": { "all": summary_json(&imp_all), "pairs": imp_pairs },
+        "clock_skew_ms": { "all": summary_json(&clock_all), "pairs": clock_pairs },
         "impulse_cdf_ms": quantiles(imp_samples.iter().map(|x| x.1), 101),
         "report_cdf_ms": quantiles(report_samples.iter().map(|x| x.1), 101),
         "gaps": gaps,
@@ -207,9 +213,8 @@ fn steady(
         })
         .collect();
     let title = format!(
-        "synfony, {n} peers, links {}–{} ms each way{}: skew against {}",
-        delay.base_ms,
-        delay.base_ms + delay.jitter_ms,
+        "synfony, {n} peers, {}{}: skew against {}",
+        delay.describe(),
         if clock_errors { "" } else { ", true clocks" },
         names[0]
     );

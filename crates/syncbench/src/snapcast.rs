@@ -58,10 +58,10 @@ pub fn run(s: Scenario, opts: &Options) -> anyhow::Result<()> {
         // an older run's figures.
         return write_results(&opts.out, &name, &json!({"scenario": name, "skipped": why}));
     }
-    let (default_delay, default_secs) = if s == Scenario::SnapcastLan {
-        (Delay::new(0.0, 0.0), 60.0)
-    } else {
-        (Delay::new(20.0, 40.0), 120.0)
+    let (default_delay, default_secs) = match s {
+        Scenario::SnapcastLan => (Delay::new(0.0, 0.0), 60.0),
+        Scenario::SnapcastWifi => (Delay::wifi(), 60.0),
+        _ => (Delay::new(20.0, 40.0), 120.0),
     };
     let n = opts.peers.unwrap_or(3).max(2);
     let secs = opts.secs.unwrap_or(default_secs);
@@ -164,11 +164,7 @@ pub fn run(s: Scenario, opts: &Options) -> anyhow::Result<()> {
         "all client pairs",
         thin(&samples, t_measure, 0.5),
     )];
-    let title = format!(
-        "Snapcast, {n} clients, links {}–{} ms each way: skew",
-        delay.base_ms,
-        delay.base_ms + delay.jitter_ms
-    );
+    let title = format!("Snapcast, {n} clients, {}: skew", delay.describe());
     draw(
         &opts.figures.join(format!("{name}-skew.svg")),
         &Plot::lines(&title, "time (s)", "skew (ms)"),

@@ -204,7 +204,7 @@ pub(super) async fn write_loop(
             }
         }
         outbox.next_batch(&mut batch);
-        match tokio::time::timeout(WRITE_TIMEOUT, writer.send(&batch)).await {
+        match tokio::time::timeout(WRITE_TIMEOUT, writer.send(&mut batch)).await {
             Ok(Ok(())) => {
                 let written: usize = batch.iter().map(net::approx_wire_bytes).sum();
                 queued.fetch_sub(
