@@ -101,6 +101,10 @@ pub struct Options {
     /// One-way link delay: a uniform jitter on top, in ms.
     #[arg(long)]
     pub jitter_ms: Option<f64>,
+    /// Wi-Fi-like links (as `wifi`) instead of the scenario's; `--delay-ms`
+    /// still sets their base.
+    #[arg(long)]
+    pub wifi: bool,
     /// Seeds the peers' clock errors and the links' jitter.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

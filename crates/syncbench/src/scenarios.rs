@@ -48,6 +48,7 @@ pub fn run(s: Scenario, bin: &Path, opts: &Options) -> anyhow::Result<()> {
 
 /// The links' delay: the options', else the scenario's.
 pub fn delay_of(opts: &Options, default: Delay) -> Delay {
+    let default = if opts.wifi { Delay::wifi() } else { default };
     Delay {
         base_ms: opts.delay_ms.unwrap_or(default.base_ms),
         jitter_ms: opts.jitter_ms.unwrap_or(default.jitter_ms),

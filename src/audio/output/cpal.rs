@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
+use super::device_clock::DeviceClock;
+use super::server_latency::ServerLatency;
 use super::{Context, DEVICE_BUFFER_FRAMES, Output, OutputError, OutputStats, Player, Worker};
 use crate::audio::engine::MAX_BLOCK_FRAMES;
 use crate::audio::{CHANNELS, ENGINE_RATE_HZ};
@@ -252,6 +254,8 @@ struct CallbackState {
     player: Option<Player>,
     arrival: rtrb::Consumer<Player>,
     back: rtrb::Producer<Player>,
+    /// The device's time, smoothed over its callbacks.
+    clock: DeviceClock,
 }
 
 impl Drop for CallbackState {
@@ -301,6 +305,7 @@ fn open(
             player: None,
             arrival,
             back: back_tx,
+            clock: DeviceClock::new(ENGINE_RATE_HZ),
         };
         let cb_stats = stats.clone();
         let data = move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
@@ -319,7 +324,11 @@ fn open(
             cb_stats
                 .device_latency_ns
                 .store(delay_ns, Ordering::Relaxed);
-            play_device_buffer(player, out, monotonic_ns() + delay_ns);
+            // What the sound server adds behind the device (`server_latency`).
+            let server_ns = cb_stats.server_latency_ns.load(Ordering::Relaxed);
+            let stated = monotonic_ns() + delay_ns + server_ns;
+            let at = state.clock.on_callback(stated, out.len() / CHANNELS);
+            play_device_buffer(player, out, at);
         };
         let err_stats = stats.clone();
         let err_health = health.clone();
@@ -415,6 +424,7 @@ impl Output for CpalDevice {
             let mut sup = Supervisor::playing(device_id(&device));
             let mut name = name;
             let mut next_default_poll_ns = monotonic_ns() + DEFAULT_POLL_NS;
+            let mut server = ServerLatency::default();
             let gave_up = |name: &str, why: &str| OutputError::Device {
                 device: name.to_string(),
                 cause: format!(
@@ -429,6 +439,20 @@ impl Output for CpalDevice {
                     .and_then(|f| sup.on_fault(f));
                 if restart.is_none() && now >= next_default_poll_ns {
                     next_default_poll_ns = now + DEFAULT_POLL_NS;
+                    // The sink's own delay is never in the device's figure;
+                    // the buffered audio is, unless the device says nothing.
+                    if live.is_some() {
+                        let device_says = stats.device_latency_ns.load(Ordering::Relaxed) != 0;
+                        if let Some(ns) = server.poll(!device_says) {
+                            let was = stats.server_latency_ns.swap(ns, Ordering::Relaxed);
+                            if was == 0 {
+                                tracing::info!(
+                                    "the sound server adds {:.1} ms of output latency to the device's",
+                                    ns as f64 / 1e6
+                                );
+                            }
+                        }
+                    }
                     if sup.is_playing() {
                         let default = host.default_output_device();
                         restart = sup.on_default_device(default.as_ref().and_then(device_id));

@@ -22,9 +22,11 @@
 //!   device, or a new default device, restarts the stream (see `cpal.rs`).
 
 mod cpal;
+pub mod device_clock;
 mod null;
 mod player;
 mod report;
+pub mod server_latency;
 mod sink;
 
 use std::path::PathBuf;
@@ -161,6 +163,9 @@ pub struct OutputStats {
     pub report_dropped: AtomicU64,
     /// The device's latency from callback to playback, as last reported.
     pub device_latency_ns: AtomicI64,
+    /// The sound server's latency for our stream, when the device reports
+    /// none (`server_latency`): added to the device's play instants.
+    pub server_latency_ns: AtomicI64,
     /// Times the sound card's stream was rebuilt (a lost device, a new
     /// default device).
     pub restarts: AtomicU64,

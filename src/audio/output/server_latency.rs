@@ -1,0 +1,132 @@
+//! The output latency a sound server adds, when the device cannot say it.
+//!
+//! Through ALSA's pulse plugin (the default device on most desktops, and
+//! PipeWire's pulse side too) the delay cpal reports is at most the audio
+//! buffered in the stream — on some ALSA versions nothing at all (SETUP.md) —
+//! and never the sink's own delay behind it. The server knows both: for
+//! each stream `pactl list sink-inputs` gives the buffered audio ("Buffer
+//! Latency") and the sink's delay ("Sink Latency"). [`ServerLatency`] asks
+//! it about this process's stream (once a second, on the output's
+//! supervising thread, never the audio thread). The sink's delay is always
+//! added; the buffered audio only when the device reports nothing, as the
+//! smallest of the last few answers — the buffer is a sawtooth between
+//! callbacks, and a frame written by a callback waits behind what is left at
+//! its bottom. No `pactl`, no server, or no stream of ours: no answer, and
+//! the device's own figure (and `--latency-offset-ms`) stand.
+
+use std::collections::VecDeque;
+use std::process::Command;
+
+/// Answers kept: the smallest buffered amount among them is used.
+const KEEP: usize = 8;
+
+/// The server's latency for this process's stream, from its recent answers.
+#[derive(Debug, Default)]
+pub struct ServerLatency {
+    buffer_us: VecDeque<i64>,
+    sink_us: i64,
+    /// `pactl` could not be run: do not try again.
+    unavailable: bool,
+}
+
+impl ServerLatency {
+    /// Asks the server once; returns the latency to add to the device's, in
+    /// ns, if known (`with_buffer`: the device reports none of it).
+    pub fn poll(&mut self, with_buffer: bool) -> Option<i64> {
+        if self.unavailable {
+            return None;
+        }
+        let out = match Command::new("pactl").args(["list", "sink-inputs"]).output() {
+            Ok(out) if out.status.success() => out,
+            _ => {
+                self.unavailable = true;
+                return None;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (buffer_us, sink_us) = parse_sink_inputs(&text, std::process::id())?;
+        self.add(buffer_us, sink_us, with_buffer)
+    }
+
+    /// Takes one answer; returns the latency to add, in ns.
+    pub fn add(&mut self, buffer_us: i64, sink_us: i64, with_buffer: bool) -> Option<i64> {
+        self.buffer_us.push_back(buffer_us.max(0));
+        while self.buffer_us.len() > KEEP {
+            self.buffer_us.pop_front();
+        }
+        self.sink_us = sink_us.max(0);
+        let least = if with_buffer {
+            *self.buffer_us.iter().min()?
+        } else {
+            0
+        };
+        Some((least + self.sink_us) * 1_000)
+    }
+}
+
+/// The buffer and sink latencies (µs) of the sink input whose
+/// `application.process.id` is `pid`, from `pactl list sink-inputs`.
+pub fn parse_sink_inputs(text: &str, pid: u32) -> Option<(i64, i64)> {
+    let want = format!("application.process.id = \"{pid}\"");
+    text.split("Sink Input #").skip(1).find_map(|block| {
+        if !block.lines().any(|l| l.trim() == want) {
+            return None;
+        }
+        let usec = |key: &str| -> Option<i64> {
+            let line = block.lines().find(|l| l.trim().starts_with(key))?;
+            let value = line.trim()[key.len()..].trim();
+            value.strip_suffix("usec")?.trim().parse().ok()
+        };
+        Some((usec("Buffer Latency:")?, usec("Sink Latency:")?))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTING: &str = "Sink Input #3
+\tDriver: protocol-native.c
+\tBuffer Latency: 28437 usec
+\tSink Latency: 4291 usec
+\tProperties:
+\t\tapplication.name = \"ALSA plug-in [synfony]\"
+\t\tapplication.process.id = \"24012\"
+
+Sink Input #4
+\tBuffer Latency: 900 usec
+\tSink Latency: 100 usec
+\tProperties:
+\t\tapplication.process.id = \"77\"
+";
+
+    #[test]
+    fn finds_this_processs_stream_in_pactls_listing() {
+        assert_eq!(parse_sink_inputs(LISTING, 24012), Some((28437, 4291)));
+        assert_eq!(parse_sink_inputs(LISTING, 77), Some((900, 100)));
+        assert_eq!(parse_sink_inputs(LISTING, 2401), None);
+        assert_eq!(parse_sink_inputs("", 1), None);
+        assert_eq!(parse_sink_inputs("Sink Input #1\n\tgarbage", 1), None);
+    }
+
+    #[test]
+    fn keeps_the_bottom_of_the_buffers_sawtooth() {
+        let mut s = ServerLatency::default();
+        assert_eq!(s.add(30_000, 4_000, true), Some(34_000_000));
+        assert_eq!(s.add(10_000, 4_000, true), Some(14_000_000));
+        assert_eq!(s.add(25_000, 5_000, true), Some(15_000_000));
+        assert_eq!(
+            s.add(25_000, 5_000, false),
+            Some(5_000_000),
+            "the device says the rest"
+        );
+        for _ in 0..KEEP {
+            s.add(20_000, 5_000, true);
+        }
+        assert_eq!(
+            s.add(20_000, 5_000, true),
+            Some(25_000_000),
+            "old answers age out"
+        );
+    }
+}
