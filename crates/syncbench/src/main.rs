@@ -59,6 +59,10 @@ pub enum Scenario {
     Control,
     /// A late joiner, and a peer restarted after SIGKILL: time to sync.
     Join,
+    /// The same with no added delay.
+    JoinLan,
+    /// The same over Wi-Fi-like links.
+    JoinWifi,
     /// A peer dies: survivors' underruns, gaps and control stall.
     Crash,
     /// Every link cut for 10 s, then restored.
@@ -116,7 +120,7 @@ pub struct Options {
     pub keep: bool,
 }
 
-const EVERY: [Scenario; 14] = [
+const EVERY: [Scenario; 16] = [
     Scenario::Steady,
     Scenario::SteadyTrueClocks,
     Scenario::SteadyLan,
@@ -126,6 +130,8 @@ const EVERY: [Scenario; 14] = [
     Scenario::SnapcastWifi,
     Scenario::Control,
     Scenario::Join,
+    Scenario::JoinLan,
+    Scenario::JoinWifi,
     Scenario::Crash,
     Scenario::Partition,
     Scenario::Scale,

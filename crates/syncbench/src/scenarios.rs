@@ -36,7 +36,9 @@ pub fn run(s: Scenario, bin: &Path, opts: &Options) -> anyhow::Result<()> {
         Scenario::Wifi => steady(s, bin, opts, Delay::wifi(), 60.0, true),
         Scenario::Smoke => smoke(bin, opts),
         Scenario::Control => control(bin, opts),
-        Scenario::Join => join(bin, opts),
+        Scenario::Join => join(s, bin, opts, Delay::new(20.0, 40.0)),
+        Scenario::JoinLan => join(s, bin, opts, Delay::new(0.0, 0.0)),
+        Scenario::JoinWifi => join(s, bin, opts, Delay::wifi()),
         Scenario::Crash => crash(bin, opts),
         Scenario::Partition => partition(bin, opts),
         Scenario::Scale => scale(bin, opts),
@@ -362,12 +364,13 @@ fn time_to_sync(rig: &Rig, reference: usize, peer: usize) -> ([Option<f64>; 2], 
 }
 
 /// A late joiner, and a peer restarted after SIGKILL, several times each.
-fn join(bin: &Path, opts: &Options) -> anyhow::Result<()> {
-    let delay = delay_of(opts, Delay::new(20.0, 40.0));
+fn join(s: Scenario, bin: &Path, opts: &Options, default_delay: Delay) -> anyhow::Result<()> {
+    let name = s.name();
+    let delay = delay_of(opts, default_delay);
     let rounds = 4;
     let watch_secs = 15.0;
     let setup = Setup::new(
-        "join",
+        &name,
         2,
         delay,
         60.0 + 2.0 * rounds as f64 * (watch_secs + 2.0),
@@ -429,20 +432,24 @@ fn join(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         json!({ "within_1ms": one(0), "within_2ms": one(1) })
     };
     let results = json!({
-        "scenario": "join",
+        "scenario": name,
         "delay": delay_json(delay),
         "watch_secs": watch_secs,
         "late_join": summary(&late),
         "rejoin": summary(&rejoin),
     });
-    write_results(&opts.out, "join", &results)?;
-    let mut plot = Plot::lines(
-        "synfony: |skew| of a joining peer from its process start",
-        "time since process start (s)",
-        "|skew| (ms)",
+    write_results(&opts.out, &name, &results)?;
+    let title = format!(
+        "synfony, {}: |skew| of a joining peer from its process start",
+        delay.describe()
     );
+    let mut plot = Plot::lines(&title, "time since process start (s)", "|skew| (ms)");
     plot.log_y = true;
-    draw(&opts.figures.join("join-skew.svg"), &plot, &series)
+    draw(
+        &opts.figures.join(format!("{name}-skew.svg")),
+        &plot,
+        &series,
+    )
 }
 
 fn median(v: &[f64]) -> f64 {

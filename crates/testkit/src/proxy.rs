@@ -11,9 +11,10 @@
 //! A peer behind a proxy advertises the proxy's address (`--advertise`), so
 //! every link *to* that peer passes through it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rand::rngs::ChaCha8Rng;
@@ -87,24 +88,80 @@ impl Delay {
     }
 }
 
-/// Waits until `at`, to tens of µs: tokio's timer works in whole
-/// milliseconds (it rounds a deadline up to its next tick), which would add
-/// up to 1 ms to every delay, and the same amount to every chunk sent in
-/// answer to one that has just been delivered on a tick — an artefact of
-/// the proxy no network has (NOTEBOOK.md, issue 22). The last stretch is a
-/// plain thread sleep on the blocking pool.
-async fn wait_until(at: Instant) {
-    const TICK: Duration = Duration::from_micros(1500);
-    let now = Instant::now();
-    if at <= now {
-        return;
+/// Wakes tasks at instants to tens of µs, for one proxy: tokio's timer works
+/// in whole milliseconds (it rounds a deadline up to its next tick), which
+/// would add up to 1 ms to every delay, and the same amount to every chunk
+/// sent in answer to one that has just been delivered on a tick — an
+/// artefact of the proxy no network has (NOTEBOOK.md, issue 22). One thread
+/// sleeps until the earliest deadline (a condvar's timed wait) and wakes its
+/// task; a thread per proxy, not per waiting chunk, keeps the 32-peer bench
+/// from drowning in threads.
+#[derive(Clone)]
+struct PreciseTimer {
+    shared: Arc<(Mutex<TimerQueue>, Condvar)>,
+}
+
+#[derive(Default)]
+struct TimerQueue {
+    /// Deadlines (with a sequence number, for a total order) and who waits.
+    waiting: BTreeMap<(std::time::Instant, u64), tokio::sync::oneshot::Sender<()>>,
+    next: u64,
+    closed: bool,
+}
+
+impl PreciseTimer {
+    fn start() -> std::io::Result<PreciseTimer> {
+        let shared = Arc::new((Mutex::new(TimerQueue::default()), Condvar::new()));
+        let theirs = shared.clone();
+        std::thread::Builder::new()
+            .name("synfony-proxy-timer".into())
+            .spawn(move || {
+                let (queue, wake) = &*theirs;
+                let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                while !q.closed {
+                    let now = std::time::Instant::now();
+                    match q.waiting.first_key_value().map(|(k, _)| k.0) {
+                        Some(at) if at <= now => {
+                            if let Some((_, tx)) = q.waiting.pop_first() {
+                                let _ = tx.send(());
+                            }
+                        }
+                        Some(at) => {
+                            q = wake
+                                .wait_timeout(q, at - now)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
+                        }
+                        None => q = wake.wait(q).unwrap_or_else(|e| e.into_inner()),
+                    }
+                }
+            })?;
+        Ok(PreciseTimer { shared })
     }
-    if at - now > TICK {
-        tokio::time::sleep_until(at - TICK).await;
+
+    /// Resolves at `at`.
+    async fn wait_until(&self, at: Instant) {
+        let at = at.into_std();
+        if at <= std::time::Instant::now() {
+            return;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let (queue, wake) = &*self.shared;
+            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+            let seq = q.next;
+            q.next += 1;
+            q.waiting.insert((at, seq), tx);
+            wake.notify_one();
+        }
+        let _ = rx.await;
     }
-    let rest = at.saturating_duration_since(Instant::now());
-    if !rest.is_zero() {
-        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+
+    /// Ends the timer's thread.
+    fn close(&self) {
+        let (queue, wake) = &*self.shared;
+        queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        wake.notify_one();
     }
 }
 
@@ -151,6 +208,8 @@ impl Proxy {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let timer = PreciseTimer::start()?;
+        let closer = timer.clone();
         let thread = std::thread::Builder::new()
             .name("synfony-proxy".into())
             .spawn(move || {
@@ -159,10 +218,11 @@ impl Proxy {
                         return;
                     };
                     tokio::select! {
-                        _ = accept_loop(listener, upstream, faults_rx, seed, thread_stats) => {}
+                        _ = accept_loop(listener, upstream, faults_rx, seed, thread_stats, timer.clone()) => {}
                         _ = stop_rx => {}
                     }
                 });
+                closer.close();
             })?;
         Ok(Proxy {
             addr,
@@ -217,6 +277,7 @@ async fn accept_loop(
     faults: watch::Receiver<Faults>,
     seed: u64,
     stats: Arc<ProxyStats>,
+    timer: PreciseTimer,
 ) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
@@ -237,6 +298,7 @@ async fn accept_loop(
             faults.clone(),
             [rng(0), rng(1)],
             stats.clone(),
+            timer.clone(),
         ));
     }
 }
@@ -252,6 +314,7 @@ async fn connection(
     mut faults: watch::Receiver<Faults>,
     [rng_up, rng_down]: [ChaCha8Rng; 2],
     stats: Arc<ProxyStats>,
+    timer: PreciseTimer,
 ) {
     let cuts = faults.borrow().cuts;
     if faults.borrow().cut {
@@ -267,8 +330,16 @@ async fn connection(
     let _ = server.set_nodelay(true);
     let (c_rd, c_wr) = client.into_split();
     let (s_rd, s_wr) = server.into_split();
-    let up = pipe(c_rd, s_wr, faults.clone(), rng_up, stats.clone(), true);
-    let down = pipe(s_rd, c_wr, faults.clone(), rng_down, stats, false);
+    let up = pipe(
+        c_rd,
+        s_wr,
+        faults.clone(),
+        rng_up,
+        stats.clone(),
+        true,
+        timer.clone(),
+    );
+    let down = pipe(s_rd, c_wr, faults.clone(), rng_down, stats, false, timer);
     tokio::select! {
         _ = async { tokio::join!(up, down) } => {}
         _ = until_cut(&mut faults, cuts) => {}
@@ -284,6 +355,7 @@ async fn pipe(
     mut rng: ChaCha8Rng,
     stats: Arc<ProxyStats>,
     to_upstream: bool,
+    timer: PreciseTimer,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let reader = async move {
@@ -312,7 +384,7 @@ async fn pipe(
     };
     let writer = async move {
         while let Some((at, bytes)) = rx.recv().await {
-            wait_until(at).await;
+            timer.wait_until(at).await;
             if wr.write_all(&bytes).await.is_err() {
                 return;
             }
