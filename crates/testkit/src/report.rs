@@ -170,15 +170,37 @@ impl Report {
     }
 }
 
+/// How near a discontinuity (a seek, a song change, a start) a skew sample
+/// may be: two peers jump at instants a skew apart, and in between they play
+/// different material — their positions then differ by the jump, not by
+/// the skew.
+pub const JUMP_MARGIN_NS: i64 = 5_000_000;
+
+impl Report {
+    /// Whether play is continuous from `mono_ns − margin_ns` to
+    /// `mono_ns + margin_ns`.
+    pub fn continuous_around(&self, mono_ns: i64, margin_ns: i64) -> bool {
+        let first = self
+            .lines
+            .partition_point(|l| l.mono_ns <= mono_ns - margin_ns);
+        let last = self
+            .lines
+            .partition_point(|l| l.mono_ns < mono_ns + margin_ns);
+        first > 0 && last < self.lines.len() && (first - 1..last).all(|i| self.continuous(i))
+    }
+}
+
 /// `b`'s position minus `a`'s, in ms, at each of `a`'s lines where both play
-/// continuously: `(mono_ns, skew_ms)`.
+/// continuously, not within [`JUMP_MARGIN_NS`] of a jump: `(mono_ns, skew_ms)`.
 pub fn skew_ms(a: &Report, b: &Report) -> Vec<(i64, f64)> {
     let ms_per_frame = 1e3 / f64::from(a.rate_hz);
     a.lines
         .iter()
-        .enumerate()
-        .filter(|&(i, _)| i + 1 < a.lines.len() && a.continuous(i))
-        .filter_map(|(_, l)| {
+        .filter(|l| {
+            a.continuous_around(l.mono_ns, JUMP_MARGIN_NS)
+                && b.continuous_around(l.mono_ns, JUMP_MARGIN_NS)
+        })
+        .filter_map(|l| {
             let pb = b.position_at(l.mono_ns)?;
             Some((l.mono_ns, (pb - l.pos_frames as f64) * ms_per_frame))
         })
@@ -322,9 +344,23 @@ mod tests {
         assert_eq!(a.position_at(110_000_000), Some(5280.0));
         assert_eq!(a.position_at(130_000_000), Some(480_480.0));
         let s = skew_ms(&b, &a);
-        assert!(s.iter().any(|(t, _)| *t == 120_000_000), "{s:?}");
+        // The first of b's lines after the seek is a sample: a's block that
+        // holds the jump is continuous from its jump on.
+        assert!(s.iter().any(|(t, _)| *t == 170_000_000), "{s:?}");
         for (_, ms) in &s {
             assert!(ms.abs() < 1e-9, "{s:?}");
+        }
+        // b seeking 0.5 ms after a (frame 984 of its block at 100 ms): in
+        // between they play different music, and no sample says so as a
+        // skew of seconds.
+        let mut late = playing(0, 0, 2);
+        late += "{\"mono_ns\":100000000,\"pos_frames\":4800,\"rate\":48000,\"playing\":true,\
+                 \"jump\":{\"at_frames\":984,\"pos_frames\":480000,\"playing\":true,\
+                 \"song\":\"00000000000000000000000000000000\"}}\n";
+        late += &playing(150, 480_000 + 1416, 4);
+        let b = Report::parse(&late);
+        for (t, ms) in skew_ms(&a, &b).into_iter().chain(skew_ms(&b, &a)) {
+            assert!(ms.abs() < 1.0, "{ms} ms at {t}");
         }
     }
 
