@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 /// One direction's delay: `base_ms` plus a uniform draw in `[0, jitter_ms]`,
 /// or (`heavy_tail`) a Wi-Fi-like draw: within `[0, 3]` ms nine times in
-/// ten, `[3, 20]` ms nearly every other time, and a spike of `[20, 100]` ms
+/// ten, `[3, 20]` ms nine times in a hundred, and a spike of `[20, 100]` ms
 /// once in a hundred.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Delay {

@@ -325,10 +325,13 @@ fn open(
                 .device_latency_ns
                 .store(delay_ns, Ordering::Relaxed);
             // What the sound server adds behind the device (`server_latency`).
+            // Added after the loop: it changes in steps (once a second, as
+            // the server answers), which the loop would smooth over seconds.
             let server_ns = cb_stats.server_latency_ns.load(Ordering::Relaxed);
-            let stated = monotonic_ns() + delay_ns + server_ns;
-            let at = state.clock.on_callback(stated, out.len() / CHANNELS);
-            play_device_buffer(player, out, at);
+            let at = state
+                .clock
+                .on_callback(monotonic_ns() + delay_ns, out.len() / CHANNELS);
+            play_device_buffer(player, out, at + server_ns);
         };
         let err_stats = stats.clone();
         let err_health = health.clone();
@@ -425,6 +428,7 @@ impl Output for CpalDevice {
             let mut name = name;
             let mut next_default_poll_ns = monotonic_ns() + DEFAULT_POLL_NS;
             let mut server = ServerLatency::default();
+            let mut device_says = false;
             let gave_up = |name: &str, why: &str| OutputError::Device {
                 device: name.to_string(),
                 cause: format!(
@@ -442,15 +446,18 @@ impl Output for CpalDevice {
                     // The sink's own delay is never in the device's figure;
                     // the buffered audio is, unless the device says nothing.
                     if live.is_some() {
-                        let device_says = stats.device_latency_ns.load(Ordering::Relaxed) != 0;
-                        if let Some(ns) = server.poll(!device_says) {
-                            let was = stats.server_latency_ns.swap(ns, Ordering::Relaxed);
-                            if was == 0 {
-                                tracing::info!(
-                                    "the sound server adds {:.1} ms of output latency to the device's",
-                                    ns as f64 / 1e6
-                                );
-                            }
+                        // Once the device has reported a delay, one zero
+                        // reading does not make it a device that reports none.
+                        device_says |= stats.device_latency_ns.load(Ordering::Relaxed) != 0;
+                        // No answer (no stream of ours there: another device
+                        // after a restart): nothing is added.
+                        let ns = server.poll(!device_says).unwrap_or(0);
+                        let was = stats.server_latency_ns.swap(ns, Ordering::Relaxed);
+                        if was == 0 && ns != 0 {
+                            tracing::info!(
+                                "the sound server adds {:.1} ms of output latency to the device's",
+                                ns as f64 / 1e6
+                            );
                         }
                     }
                     if sup.is_playing() {

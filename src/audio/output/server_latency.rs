@@ -36,15 +36,29 @@ impl ServerLatency {
         if self.unavailable {
             return None;
         }
-        let out = match Command::new("pactl").args(["list", "sink-inputs"]).output() {
+        // Untranslated labels: the parser reads the English ones.
+        let out = match Command::new("pactl")
+            .args(["list", "sink-inputs"])
+            .env("LC_ALL", "C")
+            .output()
+        {
             Ok(out) if out.status.success() => out,
-            _ => {
+            // No server now (it may be restarting): ask again next time.
+            Ok(_) => {
+                self.buffer_us.clear();
+                return None;
+            }
+            // No `pactl` at all: never again.
+            Err(_) => {
                 self.unavailable = true;
                 return None;
             }
         };
         let text = String::from_utf8_lossy(&out.stdout);
-        let (buffer_us, sink_us) = parse_sink_inputs(&text, std::process::id())?;
+        let Some((buffer_us, sink_us)) = parse_sink_inputs(&text, std::process::id()) else {
+            self.buffer_us.clear();
+            return None;
+        };
         self.add(buffer_us, sink_us, with_buffer)
     }
 
