@@ -210,6 +210,7 @@ impl Proxy {
             .build()?;
         let timer = PreciseTimer::start()?;
         let closer = timer.clone();
+        let on_error = timer.clone();
         let thread = std::thread::Builder::new()
             .name("synfony-proxy".into())
             .spawn(move || {
@@ -223,7 +224,8 @@ impl Proxy {
                     }
                 });
                 closer.close();
-            })?;
+            })
+            .inspect_err(|_| on_error.close())?;
         Ok(Proxy {
             addr,
             faults,

@@ -92,20 +92,23 @@ impl Report {
                 } else {
                     0
                 };
-                let quiet = ReportLine { jump: None, ..line };
-                r.lines.push(ReportLine {
+                // The jump's instant: where the block had got to, then
+                // where the jump landed.
+                let at = ReportLine {
                     mono_ns: line.mono_ns + at_ns,
-                    pos_frames: line.pos_frames + advanced,
                     session_ns: line.session_ns.map(|s| s + at_ns),
-                    ..quiet
+                    jump: None,
+                    ..line
+                };
+                r.lines.push(ReportLine {
+                    pos_frames: line.pos_frames + advanced,
+                    ..at
                 });
                 r.lines.push(ReportLine {
-                    mono_ns: line.mono_ns + at_ns,
                     pos_frames: j.pos_frames,
                     playing: j.playing,
                     song: j.song,
-                    session_ns: line.session_ns.map(|s| s + at_ns),
-                    jump: None,
+                    ..at
                 });
             }
         }
@@ -160,6 +163,31 @@ impl Report {
         Some(a.pos_frames as f64 + (mono_ns - a.mono_ns) as f64 * slope)
     }
 
+    /// Whether play is continuous from `mono_ns − margin_ns` to
+    /// `mono_ns + margin_ns`.
+    pub fn continuous_around(&self, mono_ns: i64, margin_ns: i64) -> bool {
+        let first = self
+            .lines
+            .partition_point(|l| l.mono_ns <= mono_ns - margin_ns);
+        let last = self
+            .lines
+            .partition_point(|l| l.mono_ns < mono_ns + margin_ns);
+        first > 0 && last < self.lines.len() && (first - 1..last).all(|i| self.continuous(i))
+    }
+
+    /// The session time (as this peer's map says) at real time `mono_ns`,
+    /// interpolated between the lines around it.
+    pub fn session_at(&self, mono_ns: i64) -> Option<f64> {
+        let i = self.lines.partition_point(|m| m.mono_ns <= mono_ns);
+        let (p, q) = (self.lines.get(i.checked_sub(1)?)?, self.lines.get(i)?);
+        let (sp, sq) = (p.session_ns?, q.session_ns?);
+        if q.mono_ns <= p.mono_ns {
+            return None;
+        }
+        let slope = (sq - sp) as f64 / (q.mono_ns - p.mono_ns) as f64;
+        Some(sp as f64 + (mono_ns - p.mono_ns) as f64 * slope)
+    }
+
     /// Gaps in delivery: consecutive lines further apart than `period_ns`
     /// (plus 1 ms of scheduling slack), i.e. blocks the device missed.
     pub fn gaps(&self, period_ns: i64) -> usize {
@@ -175,20 +203,6 @@ impl Report {
 /// different material — their positions then differ by the jump, not by
 /// the skew.
 pub const JUMP_MARGIN_NS: i64 = 5_000_000;
-
-impl Report {
-    /// Whether play is continuous from `mono_ns − margin_ns` to
-    /// `mono_ns + margin_ns`.
-    pub fn continuous_around(&self, mono_ns: i64, margin_ns: i64) -> bool {
-        let first = self
-            .lines
-            .partition_point(|l| l.mono_ns <= mono_ns - margin_ns);
-        let last = self
-            .lines
-            .partition_point(|l| l.mono_ns < mono_ns + margin_ns);
-        first > 0 && last < self.lines.len() && (first - 1..last).all(|i| self.continuous(i))
-    }
-}
 
 /// `b`'s position minus `a`'s, in ms, at each of `a`'s lines where both play
 /// continuously, not within [`JUMP_MARGIN_NS`] of a jump: `(mono_ns, skew_ms)`.
@@ -215,16 +229,8 @@ pub fn clock_skew_ms(a: &Report, b: &Report) -> Vec<(i64, f64)> {
     a.lines
         .iter()
         .filter_map(|l| {
-            let sa = l.session_ns?;
-            let i = b.lines.partition_point(|m| m.mono_ns <= l.mono_ns);
-            let (p, q) = (b.lines.get(i.checked_sub(1)?)?, b.lines.get(i)?);
-            let (sp, sq) = (p.session_ns?, q.session_ns?);
-            if q.mono_ns <= p.mono_ns {
-                return None;
-            }
-            let slope = (sq - sp) as f64 / (q.mono_ns - p.mono_ns) as f64;
-            let sb = sp as f64 + (l.mono_ns - p.mono_ns) as f64 * slope;
-            Some((l.mono_ns, (sb - sa as f64) / 1e6))
+            let sb = b.session_at(l.mono_ns)?;
+            Some((l.mono_ns, (sb - l.session_ns? as f64) / 1e6))
         })
         .collect()
 }
@@ -361,6 +367,30 @@ mod tests {
         let b = Report::parse(&late);
         for (t, ms) in skew_ms(&a, &b).into_iter().chain(skew_ms(&b, &a)) {
             assert!(ms.abs() < 1.0, "{ms} ms at {t}");
+        }
+    }
+
+    #[test]
+    fn clock_skew_reads_the_other_peers_session_time_at_each_line() {
+        let with_session = |t0_ms: i64, session_offset_ns: i64| -> String {
+            (0..6)
+                .map(|k| {
+                    let mono = (t0_ms + 50 * k) * 1_000_000;
+                    format!(
+                        "{{\"mono_ns\":{mono},\"pos_frames\":{},\"rate\":48000,\"playing\":true,\"session_ns\":{}}}\n",
+                        2400 * k,
+                        mono + session_offset_ns
+                    )
+                })
+                .collect()
+        };
+        let a = Report::parse(&with_session(0, 0));
+        // b's map is 0.2 ms ahead, and its lines fall between a's.
+        let b = Report::parse(&with_session(25, 200_000));
+        let s = clock_skew_ms(&a, &b);
+        assert_eq!(s.len(), 5, "{s:?}");
+        for (_, ms) in &s {
+            assert!((ms - 0.2).abs() < 1e-9, "{s:?}");
         }
     }
 
