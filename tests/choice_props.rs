@@ -35,10 +35,10 @@ fn prev_state() -> impl Strategy<Value = SessionState> {
         prop_oneof![4 => 90_000_000_000i64..APPLY_AT_NS, 1 => any::<i64>()],
         channel_state(),
         vec(channel_state(), 5),
-        (queue, vec(small_song_ref(), 0..3)),
+        (queue, vec(small_song_ref(), 0..3), recent_lead()),
     )
         .prop_map(
-            |(song, playing, pos, anchor_session_ns, master, faders, (queue, played))| {
+            |(song, playing, pos, anchor_session_ns, master, faders, (queue, played, lead))| {
                 let duration_ns = song.duration_ns;
                 // No index: the last second of the song, where it ends.
                 let anchor_position_ns = match pos {
@@ -57,9 +57,88 @@ fn prev_state() -> impl Strategy<Value = SessionState> {
                     changed_round: Round(ROUND.0 / 2),
                     master,
                     channels: faders[..usize::from(song.channels)].to_vec(),
+                    lead,
                 }
             },
         )
+}
+
+/// A lead with a few needs said lately, some about to be forgotten.
+fn recent_lead() -> impl Strategy<Value = lead::Lead> {
+    let said = ROUND.0 - lead::NEED_EXPIRE_ROUNDS - 2..=ROUND.0 - 1;
+    (
+        lead::LEAD_FLOOR_MS..=lead::LEAD_MAX_MS,
+        vec((small_peer_id(), 0..=300u16, said), 0..5),
+    )
+        .prop_map(|(lead_ms, needs)| {
+            let mut needs: Vec<lead::Need> = needs
+                .into_iter()
+                .map(|(peer, need_ms, r)| lead::Need {
+                    peer,
+                    need_ms,
+                    round: Round(r),
+                })
+                .collect();
+            needs.sort_by_key(|n| n.peer);
+            needs.dedup_by_key(|n| n.peer);
+            // As a decision leaves it: never below the largest need.
+            let mut lead = lead::Lead { lead_ms, needs };
+            if let Some(t) = lead.target_ms() {
+                lead.lead_ms = lead.lead_ms.max(t);
+            }
+            lead
+        })
+}
+
+/// The oracle's lead: forget needs older than the expiry, step down towards
+/// the largest (floored) need before the votes; after them, each voter's
+/// largest need replaces its old one and a larger target raises the lead.
+fn oracle_lead(start: &SessionState, verdicts: &[(Vote, Verdict)]) -> lead::Lead {
+    let target = |needs: &[lead::Need]| {
+        needs
+            .iter()
+            .map(|n| n.need_ms.clamp(lead::LEAD_FLOOR_MS, lead::LEAD_MAX_MS))
+            .max()
+    };
+    let mut next = start.lead.clone();
+    for (v, verdict) in verdicts {
+        if let (Event::Lead { need_ms }, Verdict::Applied) = (v.event, *verdict) {
+            let mine = verdicts
+                .iter()
+                .filter(|(w, x)| w.voter == v.voter && *x == Verdict::Applied)
+                .filter_map(|(w, _)| match w.event {
+                    Event::Lead { need_ms } => Some(need_ms),
+                    _ => None,
+                })
+                .max()
+                .unwrap();
+            assert!(mine >= need_ms);
+            next.needs.retain(|n| n.peer != v.voter);
+            next.needs.push(lead::Need {
+                peer: v.voter,
+                need_ms: mine,
+                round: ROUND,
+            });
+        }
+    }
+    next.needs.sort_by_key(|n| n.peer);
+    if let Some(t) = target(&next.needs)
+        && t > next.lead_ms
+    {
+        next.lead_ms = t.min(next.lead_ms + lead::LEAD_STEP_UP_MS);
+    }
+    next
+}
+
+fn oracle_age(lead: &mut lead::Lead) {
+    lead.needs
+        .retain(|n| ROUND.0 - n.round.0 <= lead::NEED_EXPIRE_ROUNDS);
+    let target = lead.needs.iter().map(|n| n.need_ms).max();
+    if let Some(t) = target.map(|t| t.clamp(lead::LEAD_FLOOR_MS, lead::LEAD_MAX_MS))
+        && t < lead.lead_ms
+    {
+        lead.lead_ms = t.max(lead.lead_ms - lead::LEAD_STEP_DOWN_MS);
+    }
 }
 
 /// Events that collide: few stems, a few shared targets and gains, NaN and +inf.
@@ -88,6 +167,7 @@ fn contested_event() -> impl Strategy<Value = Event> {
         1 => Just(Event::Next),
         1 => Just(Event::Prev),
         1 => (0u16..4, 0u16..4, small_song_ref()).prop_map(|(from, to, s)| Event::Move { from, to, song: s.song }),
+        2 => prop::sample::select(vec![0u16, 40, 90, 150, 151, 400, lead::LEAD_MAX_MS]).prop_map(|need_ms| Event::Lead { need_ms }),
     ]
 }
 
@@ -170,6 +250,7 @@ fn unqueued(start: &SessionState, index: u16, song: library::SongId) -> Option<u
 fn oracle(prev: &SessionState, votes: &[Vote]) -> (SessionState, Vec<(Vote, Verdict)>) {
     let mut start = prev.clone();
     let ended_at = oracle_advance(&mut start, APPLY_AT_NS);
+    oracle_age(&mut start.lead);
     let song_ended =
         ended_at.is_some_and(|t| t >= ROUND.start_session_ns()) && start.song != prev.song;
 
@@ -189,8 +270,12 @@ fn oracle(prev: &SessionState, votes: &[Vote]) -> (SessionState, Vec<(Vote, Verd
         }
         let actions = distinct
             .iter()
-            .filter(|v| v.round == ROUND && v.voter == vote.voter && v.event != Event::None)
+            .filter(|v| v.round == ROUND && v.voter == vote.voter)
+            .filter(|v| !matches!(v.event, Event::None | Event::Lead { .. }))
             .count();
+        if matches!(vote.event, Event::Lead { .. }) {
+            return Verdict::Applied; // not an action
+        }
         if actions > 1 {
             return Verdict::Rejected(Rejection::Equivocation);
         }
@@ -463,6 +548,7 @@ fn oracle(prev: &SessionState, votes: &[Vote]) -> (SessionState, Vec<(Vote, Verd
             fader.muted = m;
         }
     }
+    next.lead = oracle_lead(&start, &verdicts);
     if next != start {
         next.changed_round = ROUND;
     }
@@ -558,6 +644,7 @@ proptest! {
             changed_round: Round(0),
             master: ChannelState::default(),
             channels,
+            lead: lead::Lead::default(),
         };
         let votes: Vec<Vote> = votes
             .into_iter()
@@ -612,6 +699,7 @@ proptest! {
         let d = choose(&prev, ROUND, APPLY_AT_NS, &votes);
         let mut advanced = prev.clone();
         advanced.advance_to(APPLY_AT_NS);
+        oracle_age(&mut advanced.lead);
         prop_assert!(same_bits(&d.state, &advanced));
         prop_assert_eq!(d.state.changed_round, prev.changed_round);
     }
@@ -631,10 +719,12 @@ proptest! {
             at += step;
             stepwise.advance_to(at);
             let round = Round(ROUND.0 + k as u64);
+            stepwise.lead.age(round);
             decided = choose(&decided, round, at, &[]).state;
         }
         let mut once = prev.clone();
         once.advance_to(at);
+        once.lead = stepwise.lead.clone(); // the lead ages by rounds, not by time
         prop_assert!(same_bits(&stepwise, &once));
         prop_assert!(same_bits(&decided, &once));
     }

@@ -61,6 +61,14 @@
 //! 7. **Ties** (equal targets or gains from several voters) are credited to the
 //!    lowest voter id; voters who asked for exactly the winning value are
 //!    `Applied` too.
+//! 8. **Lead** ([`super::lead`]). Before the votes (like a song's end), needs
+//!    not said for [`NEED_EXPIRE_ROUNDS`](super::lead::NEED_EXPIRE_ROUNDS) are
+//!    forgotten and the lead steps down towards the largest need. Every `lead`
+//!    vote applies: it is not an action, so it never makes its voter an
+//!    equivocator and may share a round with the voter's action; of one
+//!    voter's needs in a round the largest counts. A larger need raises the
+//!    lead at once. A new voter past [`MAX_NEEDS`](super::lead::MAX_NEEDS) is rejected
+//!    (`TooManyNeeds`).
 //!
 //! A round of only "no event" (or no votes at all) returns the previous state
 //! advanced to its apply instant. A round whose votes change anything stamps
@@ -124,6 +132,9 @@ pub enum Rejection {
     /// A song with more stems than a session has, or a length out of range
     /// (decoding refuses it; a state built by hand may not).
     InvalidSong,
+    /// A `lead` need from a new voter when [`MAX_NEEDS`](super::lead::MAX_NEEDS)
+    /// peers have theirs.
+    TooManyNeeds,
 }
 
 /// Decides round `round`: the next state after `prev`, given every vote received
@@ -143,6 +154,7 @@ pub fn choose(
     let song_ended = (start.advance_to(apply_at_session_ns))
         .is_some_and(|at_ns| at_ns >= round.start_session_ns())
         && start.song != prev.song;
+    start.lead.age(round);
     let mut outcomes: Vec<VoteOutcome> = sorted
         .iter()
         .map(|&vote| VoteOutcome {
@@ -157,6 +169,7 @@ pub fn choose(
     resolve_set_list(&start, &mut state, changed_by, &mut outcomes);
     resolve_transport(&mut state, apply_at_session_ns, changed_by, &mut outcomes);
     resolve_mix(&mut state, changed_by, &mut outcomes);
+    resolve_lead(&mut state, round, &mut outcomes);
     if state != start {
         state.changed_round = round;
     }
@@ -185,7 +198,7 @@ fn admit(vote: &Vote, round: Round, prev: &SessionState, song_ended: bool) -> Ve
     }
     match vote.event {
         Event::None => Verdict::Abstained,
-        Event::Play | Event::Pause | Event::Seek { .. } => Verdict::Applied,
+        Event::Play | Event::Pause | Event::Seek { .. } | Event::Lead { .. } => Verdict::Applied,
         Event::Load(song) | Event::Queue(song) if !song.is_valid() => {
             Verdict::Rejected(Rejection::InvalidSong)
         }
@@ -220,10 +233,12 @@ fn admit(vote: &Vote, round: Round, prev: &SessionState, song_ended: bool) -> Ve
 }
 
 /// Outcomes are sorted by voter, so one voter's votes for the round are adjacent.
-/// Only actions count: "no event" is never relayed, so it must not decide.
+/// Only actions count: "no event" is never relayed, so it must not decide, and
+/// a `lead` need is not an action.
 fn reject_equivocators(outcomes: &mut [VoteOutcome]) {
     let in_round = |o: &VoteOutcome| {
-        o.verdict != Verdict::Rejected(Rejection::WrongRound) && o.vote.event != Event::None
+        o.verdict != Verdict::Rejected(Rejection::WrongRound)
+            && !matches!(o.vote.event, Event::None | Event::Lead { .. })
     };
     let mut i = 0;
     while i < outcomes.len() {
@@ -443,6 +458,19 @@ fn first_live_voter(outcomes: &[VoteOutcome], pred: impl Fn(&Event) -> bool) -> 
         .iter()
         .find(|o| live(o) && pred(&o.vote.event))
         .map(|o| o.vote.voter)
+}
+
+/// Rule 8: every admitted need is recorded (the largest of a voter's in one
+/// round), then the lead rises to the largest need if that is higher.
+fn resolve_lead(state: &mut SessionState, round: Round, outcomes: &mut [VoteOutcome]) {
+    for o in outcomes.iter_mut().filter(|o| live(o)) {
+        if let Event::Lead { need_ms } = o.vote.event
+            && !state.lead.record(o.vote.voter, need_ms, round)
+        {
+            o.verdict = Verdict::Rejected(Rejection::TooManyNeeds);
+        }
+    }
+    state.lead.raise();
 }
 
 /// Rule 6: per channel, the quietest gain and mute-over-unmute.

@@ -13,6 +13,7 @@
 
 pub mod choice;
 pub mod clock;
+pub mod lead;
 pub mod library;
 pub mod message;
 pub mod session;
@@ -22,6 +23,7 @@ pub mod time;
 
 pub use choice::{Decision, Rejection, Verdict, VoteOutcome, choose};
 pub use clock::{ClockEstimate, LinkClock};
+pub use lead::{Lead, Need};
 pub use session::{
     ActionKind, Config, DownReason, DropReason, Ignored, PeerStatus, Session, SessionEvent,
     SessionStats, Start, Transmit, VoteError, action_kind,

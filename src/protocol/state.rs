@@ -5,6 +5,7 @@
 //! every peer. [`Timeline::position_frames_at`] is the one mapping from session
 //! time to audio frames.
 
+use super::lead::{InvalidLead, LEAD_MAX_MS, Lead};
 use super::library::SongId;
 use crate::wire::{Model, Reader, WireError, Writer};
 use std::fmt;
@@ -243,6 +244,7 @@ pub enum EventCode {
     Next = 9,
     Prev = 10,
     Move = 11,
+    Lead = 12,
 }
 
 impl EventCode {
@@ -260,6 +262,7 @@ impl EventCode {
             9 => EventCode::Next,
             10 => EventCode::Prev,
             11 => EventCode::Move,
+            12 => EventCode::Lead,
             _ => return None,
         })
     }
@@ -313,6 +316,12 @@ pub enum Event {
         to: u16,
         song: SongId,
     },
+    /// Not an action: the voter's need for the lead (see [`super::lead`]),
+    /// cast by its session core, never by a user. It may share a round with
+    /// the voter's action.
+    Lead {
+        need_ms: u16,
+    },
 }
 
 /// An event's canonical key (see [`Event::canonical_key`]).
@@ -333,7 +342,13 @@ impl Event {
             Event::Next => EventCode::Next,
             Event::Prev => EventCode::Prev,
             Event::Move { .. } => EventCode::Move,
+            Event::Lead { .. } => EventCode::Lead,
         }
+    }
+
+    /// A user's action: not "no event", not a peer's need for the lead.
+    pub fn is_action(&self) -> bool {
+        !matches!(self, Event::None | Event::Lead { .. })
     }
 
     /// The song-change votes (`load`, `next`, `prev`).
@@ -362,6 +377,7 @@ impl Event {
             }
             Event::Unqueue { index, song } => (code, 0, index, 0, song.0, none),
             Event::Move { from, to, song } => (code, 0, from, u32::from(to), song.0, none),
+            Event::Lead { need_ms } => (code, 0, need_ms, 0, none, none),
         }
     }
 }
@@ -392,6 +408,7 @@ fn check_gain_db(gain_db: f32, field: &'static str) -> Result<f32, WireError> {
 ///   8 unqueue                    | index u16 (< MAX_QUEUE) | song id [16] |
 ///   9 next, 10 prev              (nothing)
 ///   11 move                      | from u16 | to u16 (both < MAX_QUEUE) | song id [16] |
+///   12 lead                      | need_ms u16 (≤ LEAD_MAX_MS) |
 /// ```
 impl Model for Event {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
@@ -428,6 +445,15 @@ impl Model for Event {
             Event::Mute { channel, muted } => {
                 channel.encode(w)?;
                 w.put_bool(muted);
+            }
+            Event::Lead { need_ms } => {
+                if need_ms > LEAD_MAX_MS {
+                    return Err(WireError::Invalid {
+                        field: "event.lead.need_ms",
+                        reason: "over the longest lead",
+                    });
+                }
+                w.put_u16(need_ms);
             }
         }
         Ok(())
@@ -485,6 +511,16 @@ impl Model for Event {
                     to,
                     song: SongId(r.array("event.move.song")?),
                 }
+            }
+            EventCode::Lead => {
+                let need_ms = r.u16("event.lead.need_ms")?;
+                if need_ms > LEAD_MAX_MS {
+                    return Err(WireError::Invalid {
+                        field: "event.lead.need_ms",
+                        reason: "over the longest lead",
+                    });
+                }
+                Event::Lead { need_ms }
             }
         })
     }
@@ -646,6 +682,8 @@ pub struct SessionState {
     pub master: ChannelState,
     /// One per stem of the current song, indexed by `Channel::Stem(i)`.
     pub channels: Vec<ChannelState>,
+    /// How long after a round its decision applies, and the needs it follows.
+    pub lead: Lead,
 }
 
 impl SessionState {
@@ -670,7 +708,19 @@ impl SessionState {
             changed_round: Round(0),
             master: ChannelState::default(),
             channels: vec![ChannelState::default(); usize::from(song.channels)],
+            lead: Lead::default(),
         }
+    }
+
+    /// Whether `other` plays the same: equal but for the lead and the round
+    /// of the last change (a peer's need said again changes only those).
+    pub fn plays_as(&self, other: &SessionState) -> bool {
+        self.timeline == other.timeline
+            && self.song == other.song
+            && self.queue == other.queue
+            && self.played == other.played
+            && self.master == other.master
+            && self.channels == other.channels
     }
 
     /// Length of the current song.
@@ -786,6 +836,7 @@ impl SessionState {
                 song(&mut h, s);
             }
         }
+        self.lead.digest_into(&mut |b| h.write(b));
         h.finish()
     }
 }
@@ -807,6 +858,8 @@ pub enum InvalidState {
     Anchor,
     #[error("changed in round {changed}, after its own round {round}")]
     ChangedLater { changed: u64, round: u64 },
+    #[error("{0}")]
+    Lead(#[from] InvalidLead),
 }
 
 impl SessionState {
@@ -851,6 +904,7 @@ impl SessionState {
         {
             return Err(InvalidState::Anchor);
         }
+        self.lead.check(round)?;
         Ok(())
     }
 }
@@ -876,7 +930,7 @@ impl Fnv1a64 {
 /// ```text
 /// | playing bool | anchor_position_ns i64 | anchor_session_ns i64 | song SongRef |
 /// | changed_round u64 | master ChannelState | channels list<ChannelState> (= song.channels) |
-/// | queue list<SongRef> (≤ MAX_QUEUE) | played list<SongRef> (≤ MAX_PLAYED) |
+/// | queue list<SongRef> (≤ MAX_QUEUE) | played list<SongRef> (≤ MAX_PLAYED) | lead Lead |
 /// ```
 /// Decoding refuses an anchor outside the song and a mixer that is not the song's.
 impl Model for SessionState {
@@ -889,7 +943,8 @@ impl Model for SessionState {
         self.master.encode(w)?;
         w.put_list(&self.channels, MAX_STEMS, "state.channels")?;
         w.put_list(&self.queue, MAX_QUEUE, "state.queue")?;
-        w.put_list(&self.played, MAX_PLAYED, "state.played")
+        w.put_list(&self.played, MAX_PLAYED, "state.played")?;
+        self.lead.encode(w)
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
@@ -922,6 +977,7 @@ impl Model for SessionState {
             channels,
             queue: r.list(MAX_QUEUE, "state.queue")?,
             played: r.list(MAX_PLAYED, "state.played")?,
+            lead: r.get()?,
         })
     }
 }
@@ -991,9 +1047,8 @@ mod tests {
         assert_ne!(a.digest(), b.digest());
         assert_eq!(a.digest(), a.clone().digest());
         // Pinned: a change here changes what peers compare on the wire (it last
-        // changed when the song and the set list joined the state, protocol
-        // version 3).
-        assert_eq!(a.digest(), 0xffe1_e83d_dd38_9caa);
+        // changed when the lead joined the state, protocol version 4).
+        assert_eq!(a.digest(), 0x625b_2083_7c48_07d8);
         let mut queued = a.clone();
         queued.queue.push(SongRef::anonymous(5, 1));
         assert_ne!(a.digest(), queued.digest());

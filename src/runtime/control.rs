@@ -340,6 +340,7 @@ pub fn action_json(event: &Event, stems: &[String]) -> Value {
         Event::Move { from, to, song } => {
             json!({ "action": "move", "from": from, "to": to, "song": song.hex() })
         }
+        Event::Lead { need_ms } => json!({ "action": "lead", "need_ms": need_ms }),
     }
 }
 
@@ -395,7 +396,7 @@ pub fn decision_event(d: &Decision, stems: &[String]) -> Value {
     let votes: Vec<Value> = d
         .outcomes
         .iter()
-        .filter(|o| o.vote.event != Event::None)
+        .filter(|o| o.vote.event.is_action())
         .map(|o| {
             let mut v = action_json(&o.vote.event, stems);
             v["peer_id"] = json!(o.vote.voter.to_string());

@@ -119,7 +119,7 @@ impl SessionView {
                 let me = self.my_id();
                 let mut votes = Vec::new();
                 for o in &decision.outcomes {
-                    if o.vote.event == Event::None {
+                    if !o.vote.event.is_action() {
                         continue;
                     }
                     if Some(o.vote.voter) == me

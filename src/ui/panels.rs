@@ -42,6 +42,7 @@ pub fn event_text(e: &Event, stems: &[String]) -> String {
         Event::Next => "next".into(),
         Event::Prev => "prev".into(),
         Event::Move { from, to, .. } => format!("move {from} to {to}"),
+        Event::Lead { need_ms } => format!("needs a {need_ms} ms lead"),
     }
 }
 

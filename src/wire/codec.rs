@@ -613,10 +613,10 @@ mod tests {
         assert!(decode_exact::<Event>(&vol(neg_inf), "test").is_ok());
 
         check_err::<Event>(
-            &[12],
+            &[13],
             WireError::UnknownCode {
                 field: "event.code",
-                code: 12,
+                code: 13,
             },
         );
         check_err::<Message>(

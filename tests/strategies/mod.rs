@@ -108,7 +108,26 @@ pub fn event() -> impl Strategy<Value = Event> {
                 song: library::SongId(id),
             }
         }),
+        (0..=lead::LEAD_MAX_MS).prop_map(|need_ms| Event::Lead { need_ms }),
     ]
+}
+
+/// A lead as the choice function leaves it: needs by peer, the lead in range.
+pub fn lead_state() -> impl Strategy<Value = lead::Lead> {
+    (
+        lead::LEAD_FLOOR_MS..=lead::LEAD_MAX_MS,
+        vec((peer_id(), 0..=lead::LEAD_MAX_MS, round()), 0..6),
+    )
+        .prop_map(|(lead_ms, needs)| {
+            let mut lead = lead::Lead {
+                lead_ms,
+                needs: vec![],
+            };
+            for (peer, need_ms, round) in needs {
+                lead.record(peer, need_ms, round);
+            }
+            lead
+        })
 }
 
 pub fn vote() -> impl Strategy<Value = Vote> {
@@ -132,7 +151,7 @@ pub fn session_state() -> impl Strategy<Value = SessionState> {
         round(),
         channel_state(),
         vec(channel_state(), 0..16),
-        (vec(song_ref(), 0..4), vec(song_ref(), 0..4)),
+        (vec(song_ref(), 0..4), vec(song_ref(), 0..4), lead_state()),
     )
         .prop_map(
             |(
@@ -143,7 +162,7 @@ pub fn session_state() -> impl Strategy<Value = SessionState> {
                 changed_round,
                 master,
                 channels,
-                (queue, played),
+                (queue, played, lead),
             )| {
                 let song = SongRef {
                     channels: channels.len() as u16,
@@ -162,6 +181,7 @@ pub fn session_state() -> impl Strategy<Value = SessionState> {
                     changed_round,
                     master,
                     channels,
+                    lead,
                 }
             },
         )

@@ -13,6 +13,7 @@
 
 use super::*;
 
+use synfony::protocol::lead::{LEAD_MAX_MS, Lead};
 use synfony::protocol::library::SongId;
 use synfony::protocol::message::{
     ClockEcho, ClockPing, ClockPong, ClockStamps, DecidedDigest, Goodbye, Heartbeat,
@@ -344,7 +345,10 @@ impl Sim {
         } else {
             Channel::Stem(self.rng.random_range(0..MAX_STEMS as u16))
         };
-        match self.rng.random_range(0..12) {
+        match self.rng.random_range(0..13) {
+            12 => Event::Lead {
+                need_ms: self.rng.random_range(0..=LEAD_MAX_MS),
+            },
             11 => Event::Move {
                 from: self.rng.random_range(0..MAX_QUEUE as u16),
                 to: self.rng.random_range(0..MAX_QUEUE as u16),
@@ -479,7 +483,27 @@ impl Sim {
             },
             master,
             channels,
+            lead: self.forged_lead(round),
         }
+    }
+
+    /// A lead a peer could hold, or one with needs said later than its round,
+    /// out of order, or a lead out of range (a hand-built state).
+    fn forged_lead(&mut self, round: Round) -> Lead {
+        let mut lead = Lead::default();
+        for _ in 0..self.rng.random_range(0..8) {
+            let peer = PeerId(self.rng.random_range(0..16));
+            let at = self.near_or_absurd_round(round.0);
+            lead.record(peer, self.rng.random_range(0..=LEAD_MAX_MS), at);
+        }
+        lead.raise();
+        if self.rng.random_bool(0.1) {
+            lead.lead_ms = self.rng.random();
+        }
+        if self.rng.random_bool(0.1) {
+            lead.needs.reverse();
+        }
+        lead
     }
 
     /// After each input to an honest peer from the adversary: its work and

@@ -208,6 +208,17 @@ enum Ev {
         a: usize,
         b: usize,
     },
+    /// A delay spike: the link's messages take `extra_ns` more, both ways
+    /// (a congested path), until `SpikeEnd`.
+    Spike {
+        a: usize,
+        b: usize,
+        extra_ns: i64,
+    },
+    SpikeEnd {
+        a: usize,
+        b: usize,
+    },
     Partition {
         side: Vec<bool>,
     },
@@ -252,7 +263,8 @@ struct Peer {
     started_at_ns: i64,
     /// Joined: in step with the others (the creator from the start).
     joined: bool,
-    last_decided_at_ns: Option<i64>,
+    /// When it last decided (our time), and that decision's apply instant.
+    last_decided_at_ns: Option<(i64, i64)>,
     /// The song of the last decision (to count song changes).
     last_song: Option<SongRef>,
     /// User actions cast and not yet answered.
@@ -299,6 +311,8 @@ struct Sim {
     peers: Vec<Peer>,
     links: BTreeMap<(usize, usize), Link>,
     cut: BTreeSet<(usize, usize)>,
+    /// Links under a delay spike, and its extra delay.
+    spikes: BTreeMap<(usize, usize), i64>,
     side: Option<Vec<bool>>,
     /// True instants of fault events (crash, restart, cut, restore, partition, heal).
     faults: Vec<i64>,
@@ -336,6 +350,7 @@ impl Sim {
             peers: Vec::new(),
             links: BTreeMap::new(),
             cut: BTreeSet::new(),
+            spikes: BTreeMap::new(),
             side: None,
             faults: Vec::new(),
             crashes: Vec::new(),

@@ -73,6 +73,16 @@ impl Sim {
             let len = self.rng.random_range(500 * MS..=2 * SEC);
             self.at(t + len, Ev::Restore { a, b });
         }
+        // A delay spike on one link, long enough that the lead must follow it.
+        if n >= 2 {
+            let a = self.rng.random_range(0..n);
+            let b = (a + self.rng.random_range(1..n)) % n;
+            let t = frac(self, 0.12, 0.16);
+            let extra_ns = self.rng.random_range(100 * MS..=400 * MS);
+            self.at(t, Ev::Spike { a, b, extra_ns });
+            let len = self.rng.random_range(SEC..=3 * SEC);
+            self.at(t + len, Ev::SpikeEnd { a, b });
+        }
         // A partition into two non-empty sides, healed later.
         let t = frac(self, 0.50, 0.55);
         let pivot = self.rng.random_range(1..n.max(2));
@@ -273,6 +283,21 @@ impl Sim {
                 self.cut.remove(&key(a, b));
                 self.heals.push(t);
             }
+            Ev::Spike { a, b, extra_ns } => {
+                // Votes are late until the lead covers the spike: its ends
+                // must see it (a heartbeat takes `extra_ns`), then say it (their
+                // need may cross only the spiked link, `extra_ns` again), and
+                // the lead must rise (a few rounds). Until then the spike is
+                // a fault still happening; after it, the peers must agree
+                // however long it lasts.
+                self.faults.push(t);
+                self.faults.push(t + 2 * extra_ns + 5 * ROUND_NS);
+                self.spikes.insert(key(a, b), extra_ns);
+            }
+            Ev::SpikeEnd { a, b } => {
+                self.faults.push(t);
+                self.spikes.remove(&key(a, b));
+            }
             Ev::Partition { side } => {
                 self.faults.push(t);
                 let mut side = side;
@@ -432,7 +457,8 @@ impl Sim {
         if !self.reachable(from, to) {
             return;
         }
-        let jitter = self.rng.random_range(0..=self.cfg.jitter_ns.max(0));
+        let jitter = self.rng.random_range(0..=self.cfg.jitter_ns.max(0))
+            + self.spikes.get(&k).copied().unwrap_or(0);
         let Some(link) = self.links.get_mut(&k) else {
             return;
         };
@@ -481,11 +507,15 @@ impl Sim {
             SessionEvent::Decided(d) => {
                 self.report.decisions += 1;
                 let p = &mut self.peers[slot];
-                if let Some(prev) = p.last_decided_at_ns
+                if let Some((prev, prev_apply_at)) = p.last_decided_at_ns
                     && p.joined
                 {
                     let gap = t - prev;
-                    if gap > 500 * MS + ROUND_NS {
+                    // A lead that rose (a spike, or a need a hostile member
+                    // claims, up to `LEAD_MAX_MS`) puts the next decision that
+                    // much later: not a stall.
+                    let rise = (d.apply_at_session_ns - prev_apply_at - ROUND_NS).max(0);
+                    if gap > 500 * MS + ROUND_NS + rise {
                         let name = p.info.name.clone();
                         self.violation(format!("{name} decided nothing for {} ms", gap / MS));
                     }
@@ -495,7 +525,7 @@ impl Sim {
                     }
                 }
                 let p = &mut self.peers[slot];
-                p.last_decided_at_ns = Some(t);
+                p.last_decided_at_ns = Some((t, d.apply_at_session_ns));
                 if p.last_song.is_some_and(|s| s != d.state.song) {
                     self.report.song_changes += 1;
                 }

@@ -169,6 +169,10 @@ pub struct OutputStats {
     /// Times the sound card's stream was rebuilt (a lost device, a new
     /// default device).
     pub restarts: AtomicU64,
+    /// How long after it was rendered a block's last frame is heard, the
+    /// largest since the runtime last took it (`swap(0)`): a decision must be
+    /// in the engine that long before it applies (the session's guard).
+    pub render_ahead_ns: AtomicI64,
 }
 
 /// One `--report` line.

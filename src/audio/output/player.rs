@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{OutputConfig, OutputStats, ReportLine};
+use crate::audio::CHANNELS;
 use crate::audio::engine::{BlockInfo, Engine};
-use crate::host_clock::LocalClock;
+use crate::host_clock::{LocalClock, monotonic_ns};
+use crate::protocol::{ENGINE_RATE_HZ, frames_to_ns};
 
 /// The engine as a backend drives it: renders a buffer for a play instant and
 /// reports it. Real-time safe.
@@ -40,6 +42,11 @@ impl Player {
     /// device at monotonic instant `play_mono_ns`, and queues its report line.
     pub fn play_block(&mut self, out: &mut [f32], play_mono_ns: i64) -> BlockInfo {
         let heard_local_ns = self.clock.local_at(play_mono_ns + self.latency_offset_ns);
+        let block_ns = frames_to_ns((out.len() / CHANNELS) as i64, ENGINE_RATE_HZ);
+        let ahead_ns = play_mono_ns + self.latency_offset_ns + block_ns - monotonic_ns();
+        self.stats
+            .render_ahead_ns
+            .fetch_max(ahead_ns, Ordering::Relaxed);
         let info = self.engine.render(out, heard_local_ns);
         self.stats.blocks.fetch_add(1, Ordering::Relaxed);
         if let Some(report) = &mut self.report {

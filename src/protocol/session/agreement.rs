@@ -3,6 +3,7 @@
 //! divergence with snapshots.
 
 use crate::protocol::choice::{Decision, Verdict};
+use crate::protocol::lead::{LEAD_START_MS, apply_at_session_ns, latest_apply_at_session_ns};
 use crate::protocol::library::SongId;
 use crate::protocol::message::{
     ClockEcho, ClockStamps, DecidedDigest, Heartbeat, MAX_RELAYED_VOTES, Message, Snapshot,
@@ -55,6 +56,10 @@ impl Session {
             link.map = Some((map, hb.clock.sent_ns));
             link.synced_at_session_ns = seniority;
         }
+        self.note_vote_delay(from, map, hb.clock.sent_ns, now_ns);
+        let Some(link) = self.links.get_mut(&from) else {
+            return;
+        };
         if hb.decided.is_some() {
             link.decided = hb.decided;
         }
@@ -76,23 +81,52 @@ impl Session {
                 self.stats.heartbeats_late += 1;
             }
         }
-        self.accept_vote(from, hb.vote_of(from));
-        for v in hb.relayed.into_iter().take(MAX_RELAYED_VOTES) {
-            self.accept_vote(from, v);
+        // A vote new to us for a round whose relay we already sent (cast
+        // late in its round) is relayed at once, so that a peer whose link
+        // to its voter is down still has it before deciding.
+        let mut late = Vec::new();
+        for v in
+            std::iter::once(hb.vote_of(from)).chain(hb.relayed.into_iter().take(MAX_RELAYED_VOTES))
+        {
+            if self.accept_vote(from, v)
+                && self.last_beat_round.is_some_and(|b| v.round < b)
+                && !late.contains(&v.round)
+            {
+                late.push(v.round);
+            }
         }
         if let Some(claim) = hb.decided {
             self.compare(from, claim);
         }
+        self.relay_late(now_ns, &late);
+    }
+
+    /// Sends every vote we hold for `rounds` (votes that arrived after our
+    /// heartbeat relaying their round went out) in a heartbeat of its own.
+    fn relay_late(&mut self, now_ns: i64, rounds: &[Round]) {
+        let Some(r) = self.last_beat_round else {
+            return;
+        };
+        if rounds.is_empty() {
+            return;
+        }
+        let relayed: Vec<Vote> = rounds
+            .iter()
+            .flat_map(|&l| self.history.held(l).to_vec())
+            .take(MAX_RELAYED_VOTES)
+            .collect();
+        self.send_heartbeats(now_ns, r, Event::None, relayed);
     }
 
     /// Holds a vote for its round if that round is open here. "No event" is
-    /// never held: it changes no decision (and is never relayed).
-    fn accept_vote(&mut self, from: PeerId, vote: Vote) {
+    /// never held: it changes no decision (and is never relayed). Returns
+    /// whether the vote is new here.
+    fn accept_vote(&mut self, from: PeerId, vote: Vote) -> bool {
         if vote.event == Event::None {
-            return;
+            return false;
         }
         let Some(last) = self.history.last_round() else {
-            return; // no state yet: the snapshot will carry what we need
+            return false; // no state yet: the snapshot will carry what we need
         };
         if vote.round <= last {
             if !self.history.was_counted(&vote) {
@@ -103,7 +137,7 @@ impl Session {
                 };
                 self.ignore(from, reason);
             }
-            return;
+            return false;
         }
         // Unsynced (a joiner with a snapshot) we cannot tell the current round:
         // hold up to 5 s of rounds past the snapshot.
@@ -113,14 +147,19 @@ impl Session {
         };
         if vote.round.0 > horizon {
             self.ignore(from, Ignored::VoteOutOfWindow { round: vote.round });
-            return;
+            return false;
         }
         match self.history.hold(vote) {
-            Hold::Held | Hold::Duplicate => {}
-            Hold::Full => self.ignore(from, Ignored::TooManyVotes { round: vote.round }),
+            Hold::Held => true,
+            Hold::Duplicate => false,
+            Hold::Full => {
+                self.ignore(from, Ignored::TooManyVotes { round: vote.round });
+                false
+            }
             Hold::Evicted(out) => {
                 self.ignore(from, Ignored::TooManyVotes { round: vote.round });
                 self.lost_own(out, DropReason::RoundFull);
+                true
             }
         }
     }
@@ -188,11 +227,7 @@ impl Session {
                 return;
             }
         }
-        if snap
-            .state
-            .check(k, self.cfg.apply_at_session_ns(k))
-            .is_err()
-        {
+        if snap.state.check(k, latest_apply_at_session_ns(k)).is_err() {
             self.ignore(from, Ignored::BadSnapshot { round: k });
             return;
         }
@@ -231,10 +266,7 @@ impl Session {
         let since = self.agreed_with.get(&from).copied().unwrap_or(first);
         let lost = self.history.counted_between(since, k);
         self.supersede_own(lost, from);
-        let cfg = &self.cfg;
-        let evicted = self
-            .history
-            .adopt(k, snap.state, snap.pending, |r| cfg.apply_at_session_ns(r));
+        let evicted = self.history.adopt(k, snap.state, snap.pending);
         for vote in evicted {
             self.lost_own(vote, DropReason::RoundFull);
         }
@@ -242,11 +274,29 @@ impl Session {
         if let Some((last, state)) = self.history.latest() {
             self.events.push_back(SessionEvent::Adopted {
                 round: last,
-                apply_at_session_ns: self.cfg.apply_at_session_ns(last),
+                apply_at_session_ns: self.apply_at_of(last),
                 state: state.clone(),
                 from,
             });
         }
+    }
+
+    /// When decided round `r` applies: from the lead of the state before it,
+    /// or for a base (whose round before is not here), from its own.
+    fn apply_at_of(&self, r: Round) -> i64 {
+        self.history.apply_at_session_ns(r).unwrap_or_else(|| {
+            let lead_ms = self
+                .history
+                .state(r)
+                .map_or(LEAD_START_MS, |s| s.lead.lead_ms);
+            apply_at_session_ns(r, lead_ms)
+        })
+    }
+
+    /// When this peer decides the next round: its guard before it applies.
+    pub(super) fn next_decide_at(&self) -> Option<i64> {
+        let at = self.history.next_apply_at_session_ns()?;
+        Some(at.saturating_sub(self.cfg.decide_guard_ns))
     }
 
     /// Replaces the whole history with `snap` as its base.
@@ -259,7 +309,7 @@ impl Session {
         self.agreed_with.insert(from, k);
         self.events.push_back(SessionEvent::Adopted {
             round: k,
-            apply_at_session_ns: self.cfg.apply_at_session_ns(k),
+            apply_at_session_ns: self.apply_at_of(k),
             state: snap.state,
             from,
         });
@@ -273,7 +323,10 @@ impl Session {
     }
 
     /// At the start of each round: steer, cast our vote (the next queued
-    /// action) and send the heartbeat. Before the first sync, an unsynced
+    /// action, else our need for the lead if it is due) and send the
+    /// heartbeat. An action asked for later in the round, if we cast none in
+    /// it yet, goes out at once in a heartbeat of its own: a vote waits for
+    /// nothing but its round's end. Before the first sync, an unsynced
     /// heartbeat every round lets the others sample our clock.
     pub(super) fn beat(&mut self, now_ns: i64) {
         let Some(map) = self.map else {
@@ -289,29 +342,80 @@ impl Session {
         };
         let cur = Round::containing(map.session_ns_at(now_ns));
         if self.last_beat_round.is_some_and(|r| r >= cur) {
+            self.act_within_round(now_ns);
             return;
         }
         self.steer_to_root(now_ns);
         let Some(map) = self.map else { return };
         let cur = Round::containing(map.session_ns_at(now_ns));
         if self.last_beat_round.is_some_and(|r| r >= cur) {
+            self.act_within_round(now_ns);
             return;
         }
         self.last_beat_round = Some(cur);
         // Only vote once we have a state to vote on and the round is open.
-        let open = self.history.last_round().is_some_and(|last| cur > last);
-        let vote = if open {
-            self.queued.pop_front().unwrap_or(Event::None)
-        } else {
+        let open = self.round_open(cur);
+        let vote = if !open {
             Event::None
+        } else if let Some(action) = self.queued.pop_front() {
+            self.acted_round = Some(cur);
+            action
+        } else {
+            self.need_vote(cur).unwrap_or(Event::None)
         };
-        if open {
+        self.cast_own(cur, vote);
+        // Every vote held for the previous round: the cap makes them fit.
+        let relayed = self.relayed_for(cur);
+        self.send_heartbeats(now_ns, cur, vote, relayed);
+    }
+
+    /// Whether we can vote in round `r`: we have a state and have not
+    /// decided `r` yet.
+    fn round_open(&self, r: Round) -> bool {
+        self.history.last_round().is_some_and(|last| r > last)
+    }
+
+    /// Whether an action waits that can go out before the next round starts
+    /// (see [`Session::poll_timeout`]).
+    pub(super) fn action_due(&self) -> Option<Round> {
+        let r = self.last_beat_round?;
+        (!self.queued.is_empty() && self.acted_round != Some(r) && self.round_open(r)).then_some(r)
+    }
+
+    /// Casts the next queued action in the round we last beat, if we cast
+    /// none in it yet, in a heartbeat of its own.
+    fn act_within_round(&mut self, now_ns: i64) {
+        let Some(r) = self.action_due() else { return };
+        let Some(action) = self.queued.pop_front() else {
+            return;
+        };
+        self.acted_round = Some(r);
+        self.cast_own(r, action);
+        let relayed = self.relayed_for(r);
+        self.send_heartbeats(now_ns, r, action, relayed);
+    }
+
+    /// Every vote held for the round before `r`, which a heartbeat of `r`
+    /// relays (the cap makes them fit).
+    fn relayed_for(&self, r: Round) -> Vec<Vote> {
+        let relayed: Vec<Vote> =
+            r.0.checked_sub(1)
+                .map(|prev| self.history.held(Round(prev)).to_vec())
+                .unwrap_or_default();
+        debug_assert!(relayed.len() <= MAX_RELAYED_VOTES);
+        relayed
+    }
+
+    /// Holds our own vote for round `cur` (a user's action is remembered as
+    /// cast, so that its fate is reported).
+    fn cast_own(&mut self, cur: Round, vote: Event) {
+        if self.round_open(cur) && vote != Event::None {
             let own = Vote {
                 voter: self.me.peer_id,
                 round: cur,
                 event: vote,
             };
-            if vote != Event::None {
+            if !matches!(vote, Event::Lead { .. }) {
                 if self.cast.len() >= MAX_CAST_REMEMBERED {
                     self.cast.pop_front();
                 }
@@ -325,14 +429,6 @@ impl Session {
                 Hold::Evicted(out) => self.lost_own(out, DropReason::RoundFull),
             }
         }
-        // Every vote held for the previous round: the cap makes them fit.
-        let relayed: Vec<Vote> = cur
-            .0
-            .checked_sub(1)
-            .map(|prev| self.history.held(Round(prev)).to_vec())
-            .unwrap_or_default();
-        debug_assert!(relayed.len() <= MAX_RELAYED_VOTES);
-        self.send_heartbeats(now_ns, cur, vote, relayed);
     }
 
     fn send_heartbeats(&mut self, now_ns: i64, round: Round, vote: Event, relayed: Vec<Vote>) {
@@ -386,12 +482,12 @@ impl Session {
         // At most the rounds between the base and now (after the re-key
         // above, a round or two), never past the last round there is.
         let mut budget = self.cfg.history_rounds + 8;
-        while let Some(r) = self.history.next_round() {
-            if self.cfg.decide_at_session_ns(r) > session_now || r > Round::MAX || budget == 0 {
+        while let (Some(r), Some(decide_at)) = (self.history.next_round(), self.next_decide_at()) {
+            if decide_at > session_now || r > Round::MAX || budget == 0 {
                 break;
             }
             budget -= 1;
-            let Some(decision) = self.history.decide_next(self.cfg.apply_at_session_ns(r)) else {
+            let Some(decision) = self.history.decide_next() else {
                 break;
             };
             self.events.push_back(SessionEvent::Decided(decision));
@@ -424,6 +520,8 @@ pub enum ActionKind {
     Queue(SongRef),
     Unqueue(SongId),
     Move(SongId),
+    /// A need for the lead: cast by the session core, never queued.
+    Lead,
 }
 
 /// The kind of an action (see [`ActionKind`]).
@@ -438,6 +536,7 @@ pub fn action_kind(e: &Event) -> ActionKind {
         Event::Queue(song) => ActionKind::Queue(song),
         Event::Unqueue { song, .. } => ActionKind::Unqueue(song),
         Event::Move { song, .. } => ActionKind::Move(song),
+        Event::Lead { .. } => ActionKind::Lead,
     }
 }
 

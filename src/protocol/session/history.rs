@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::protocol::choice::{Decision, choose};
+use crate::protocol::lead::apply_at_session_ns;
 use crate::protocol::message::{MAX_PENDING_VOTES, MAX_RELAYED_VOTES, Snapshot};
 use crate::protocol::state::{Event, Round, SessionState, Vote};
 
@@ -192,14 +193,29 @@ impl History {
         self.last_round().map(|r| Round(r.0 + 1))
     }
 
-    /// Decides the next round from the votes held for it, to apply at
-    /// `apply_at_ns`, and forgets the oldest rounds past the limit.
-    pub fn decide_next(&mut self, apply_at_ns: i64) -> Option<Decision> {
+    /// When the round after the newest decided one applies: its lead is the
+    /// newest state's.
+    pub fn next_apply_at_session_ns(&self) -> Option<i64> {
+        let (last, state) = self.latest()?;
+        Some(apply_at_session_ns(Round(last.0 + 1), state.lead.lead_ms))
+    }
+
+    /// When decided round `r` applied (or applies), if the round before it
+    /// is still here; the base's is unknown.
+    pub fn apply_at_session_ns(&self, r: Round) -> Option<i64> {
+        let before = self.decided.get(&Round(r.0.checked_sub(1)?))?;
+        Some(apply_at_session_ns(r, before.state.lead.lead_ms))
+    }
+
+    /// Decides the next round from the votes held for it, to apply at the
+    /// lead of the state before it, and forgets the oldest rounds past the
+    /// limit.
+    pub fn decide_next(&mut self) -> Option<Decision> {
         let (&last, entry) = self.decided.last_key_value()?;
         let r = Round(last.0 + 1);
         let prev = entry.state.clone();
         let votes = self.pending.remove(&r).unwrap_or_default();
-        let decision = choose(&prev, r, apply_at_ns, &votes);
+        let decision = choose(&prev, r, apply_at_session_ns(r, prev.lead.lead_ms), &votes);
         self.decided.insert(
             r,
             Entry {
@@ -224,15 +240,9 @@ impl History {
 
     /// Replaces the state decided for `k` (a decided round) with `state`, takes
     /// in the snapshot's votes for later rounds, and decides the rounds after
-    /// `k` again on top of it. `apply_at_ns` gives each round's apply instant.
-    /// Returns the votes the snapshot's pushed out of full rounds.
-    pub fn adopt(
-        &mut self,
-        k: Round,
-        state: SessionState,
-        votes: Vec<Vote>,
-        apply_at_ns: impl Fn(Round) -> i64,
-    ) -> Vec<Vote> {
+    /// `k` again on top of it. Returns the votes the snapshot's pushed out of
+    /// full rounds.
+    pub fn adopt(&mut self, k: Round, state: SessionState, votes: Vec<Vote>) -> Vec<Vote> {
         let Some(entry) = self.decided.get_mut(&k) else {
             return vec![];
         };
@@ -245,7 +255,8 @@ impl History {
             .collect();
         for r in later {
             let prev = self.decided[&Round(r.0 - 1)].state.clone();
-            let d = choose(&prev, r, apply_at_ns(r), &self.decided[&r].votes);
+            let at_ns = apply_at_session_ns(r, prev.lead.lead_ms);
+            let d = choose(&prev, r, at_ns, &self.decided[&r].votes);
             if let Some(e) = self.decided.get_mut(&r) {
                 e.state = d.state;
             }
@@ -342,7 +353,7 @@ mod tests {
         assert_eq!(h.hold(vote(1, 1, Event::Play)), Hold::Held);
         assert_eq!(h.hold(vote(1, 1, Event::Play)), Hold::Duplicate);
         for r in 1..=5 {
-            let d = h.decide_next(r * 100).expect("has a state");
+            let d = h.decide_next().expect("has a state");
             assert_eq!(d.round, Round(r as u64));
         }
         assert_eq!(h.first_round(), Some(Round(3)));

@@ -56,6 +56,7 @@ impl Session {
                 next_ping_ns: now_ns,
                 burst_left: self.cfg.burst_pings,
                 ping_seq: 0,
+                vote_delays: Default::default(),
             },
         );
         self.heard(now_ns, peer);

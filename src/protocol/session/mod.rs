@@ -56,6 +56,7 @@ mod agreement;
 mod election;
 mod history;
 mod membership;
+mod need;
 mod sync;
 #[cfg(test)]
 mod tests;
@@ -70,6 +71,7 @@ use super::clock::LinkClock;
 use super::state::{Event, PeerId, ROUND_NS, Round, SessionState, Vote};
 use super::time::{SessionMap, SteerConfig, SteerState};
 use history::History;
+use need::VoteDelays;
 use timers::{Timer, TimerTable};
 
 pub use agreement::{ActionKind, action_kind, verdicts_of};
@@ -78,17 +80,16 @@ pub use membership::MAX_MEMBERS;
 /// Tunables of the protocol. The defaults suit the simulator's 20–60 ms links.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    /// A round's decision applies this long after the round ends. It must exceed
-    /// the worst one-way delay plus `decide_guard_ns` (relayed votes are sent when
-    /// the round ends and must arrive before the decision): pick the p99.9 one-way
-    /// delay + guard + a margin for clock error. Every peer must use the same.
-    pub lead_ns: i64,
-    /// A round is decided this long before it applies, so the audio engine has
-    /// the decision before it renders that instant: it must exceed the output's
-    /// render-ahead (the null device's default 50 ms block plus its 10 ms lead;
-    /// a sound card's buffer). `lead − guard` must still exceed the worst
-    /// one-way delay: 80 ms by default, for links up to 60 ms.
+    /// This peer decides a round this long before it applies, so that its
+    /// audio engine has the decision before it renders that instant: it must
+    /// exceed the output's render-ahead (the null device's block plus its
+    /// 10 ms lead; a sound card's buffer). The runtime sets it from the output.
+    /// It is this peer's alone: the agreed lead (see [`crate::protocol::lead`])
+    /// covers every peer's guard plus the delay of its votes.
     pub decide_guard_ns: i64,
+    /// Added to this peer's need for the lead, for clock error and delays
+    /// worse than the ones measured.
+    pub lead_margin_ns: i64,
     /// Votes for rounds more than this far ahead of ours are ignored.
     pub vote_horizon_rounds: u64,
     /// Decided rounds kept (for repair after a partition and for telemetry).
@@ -119,8 +120,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            lead_ns: 150_000_000,
             decide_guard_ns: 70_000_000,
+            lead_margin_ns: 5_000_000,
             vote_horizon_rounds: 5,
             history_rounds: 600,
             dead_after_ns: 500_000_000,
@@ -134,20 +135,6 @@ impl Default for Config {
             steer: SteerConfig::default(),
             time_agreement_ns: 50_000_000,
         }
-    }
-}
-
-impl Config {
-    /// The session time at which round `r`'s decision takes effect.
-    pub fn apply_at_session_ns(&self, r: Round) -> i64 {
-        ((r.0 as i64).saturating_add(1))
-            .saturating_mul(ROUND_NS)
-            .saturating_add(self.lead_ns)
-    }
-
-    /// The session time at which round `r` is decided.
-    pub fn decide_at_session_ns(&self, r: Round) -> i64 {
-        self.apply_at_session_ns(r) - self.decide_guard_ns
     }
 }
 
@@ -314,6 +301,8 @@ struct Link {
     next_ping_ns: i64,
     burst_left: u32,
     ping_seq: u32,
+    /// How late its heartbeats (and so its votes) reach us.
+    vote_delays: VoteDelays,
 }
 
 #[derive(Clone, Debug)]
@@ -356,6 +345,11 @@ pub struct Session {
     // Agreement (see `agreement`).
     history: History,
     last_beat_round: Option<Round>,
+    /// The last round we cast an action in: one a round, the first as soon
+    /// as it is asked for.
+    acted_round: Option<Round>,
+    /// Our last `lead` vote (see `need`): the round and the need.
+    need_said: Option<(Round, u16)>,
     queued: VecDeque<Event>,
     /// The votes we cast, newest last (a vote under our id that is not here
     /// is a forgery, which we count like everyone does but never report as
@@ -412,6 +406,8 @@ impl Session {
             timers: TimerTable::default(),
             history,
             last_beat_round: None,
+            acted_round: None,
+            need_said: None,
             queued: VecDeque::new(),
             cast: VecDeque::new(),
             agreed_with: BTreeMap::new(),
@@ -440,6 +436,12 @@ impl Session {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// How long before a round applies this peer decides it: the runtime
+    /// sets it from how far ahead its output renders (at most a second).
+    pub fn set_decide_guard_ns(&mut self, guard_ns: i64) {
+        self.cfg.decide_guard_ns = guard_ns.clamp(0, 1_000_000_000);
     }
 
     // ----- inputs -----------------------------------------------------------
@@ -576,8 +578,12 @@ impl Session {
             let mut at = |t: i64| next = Some(next.map_or(t, |n| n.min(t)));
             let beat = self.last_beat_round.map_or(0, |r| r.0 + 1);
             at(map.local_ns_at((beat as i64).saturating_mul(ROUND_NS)));
-            if let Some(r) = self.history.next_round() {
-                at(map.local_ns_at(self.cfg.decide_at_session_ns(r)));
+            if let Some(decide_at) = self.next_decide_at() {
+                at(map.local_ns_at(decide_at));
+            }
+            // An action asked for within a round goes out at once.
+            if let Some(r) = self.action_due() {
+                at(map.local_ns_at(r.start_session_ns()));
             }
         }
         next

@@ -166,10 +166,11 @@ fn bad_input_is_ignored_and_never_corrupts_state() {
     assert!(!s.latest().unwrap().1.timeline.playing);
 }
 
-/// A user action waits for the next round, is decided there, and the voter
-/// sees its verdict; a NaN gain is refused before it is queued.
+/// A user action goes out at once, in the round it is asked in, is decided
+/// there, and the voter sees its verdict; a second one waits for the next
+/// round; a NaN gain is refused before it is queued.
 #[test]
-fn an_action_is_cast_next_round_and_gets_a_verdict() {
+fn an_action_is_cast_at_once_and_gets_a_verdict() {
     let mut s = Session::new(
         Config::default(),
         info(1),
@@ -188,7 +189,19 @@ fn an_action_is_cast_next_round_and_gets_a_verdict() {
     s.handle_timeout(150_000_000);
     s.vote(Event::Play).unwrap();
     s.vote(Event::Pause).unwrap(); // replaces the play: same kind
+    assert!(
+        s.poll_timeout().is_some_and(|t| t <= 150_000_000),
+        "due at once"
+    );
+    s.handle_timeout(150_000_000);
+    s.vote(Event::Seek { position_ns: 0 }).unwrap();
+    s.handle_timeout(160_000_000);
+    assert!(
+        s.poll_timeout().is_some_and(|t| t >= 200_000_000),
+        "one action a round: the seek waits for round 2"
+    );
     let mut verdict = None;
+    let mut seek_round = None;
     let mut dropped = None;
     for step in 16..60 {
         s.handle_timeout(step * 10_000_000);
@@ -200,6 +213,11 @@ fn an_action_is_cast_next_round_and_gets_a_verdict() {
                     {
                         verdict = Some((v.round, ver, d.apply_at_session_ns));
                     }
+                    if let Some((v, _)) = verdicts_of(&d, PeerId(1))
+                        .find(|(v, _)| matches!(v.event, Event::Seek { .. }))
+                    {
+                        seek_round = Some(v.round);
+                    }
                 }
                 SessionEvent::VoteDropped { event, reason } => dropped = Some((event, reason)),
                 _ => {}
@@ -208,13 +226,13 @@ fn an_action_is_cast_next_round_and_gets_a_verdict() {
     }
     assert_eq!(dropped, Some((Event::Play, DropReason::Replaced)));
     let (round, ver, apply_at) = verdict.expect("the pause was decided");
-    assert_eq!(
-        round,
-        Round(2),
-        "cast at the start of the round after the action"
-    );
+    assert_eq!(round, Round(1), "cast in the round it was asked in");
+    assert_eq!(seek_round, Some(Round(2)));
     assert_eq!(ver, Verdict::Applied);
-    assert_eq!(apply_at, 3 * ROUND_NS + Config::default().lead_ns);
+    assert_eq!(
+        apply_at,
+        2 * ROUND_NS + i64::from(crate::protocol::lead::LEAD_START_MS) * 1_000_000
+    );
 }
 
 // ----- issue 19: one faulty member ---------------------------------------------

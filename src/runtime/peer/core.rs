@@ -5,7 +5,7 @@
 //! report into link actions, engine schedules, worker jobs and
 //! [`PeerEvent`]s. It never blocks: slow work goes to the [`Worker`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,6 +43,11 @@ const LINK_QUEUE: usize = 1024;
 /// Housekeeping: freeing retired engine states, output errors, the
 /// exchange's timers, the window's status.
 const TICK: Duration = Duration::from_millis(100);
+/// The output's render-ahead is kept for this many ticks (10 s).
+const RENDER_AHEAD_TICKS: usize = 100;
+/// Added to the render-ahead for the session's guard: a decision reaches the
+/// engine within this of its instant (the core's wake-up, the ring).
+const GUARD_MARGIN_NS: i64 = 5_000_000;
 /// How long writers get to flush goodbyes when the peer quits.
 const QUIT_FLUSH: Duration = Duration::from_millis(300);
 /// How long a quitting peer waits for its library file to be written.
@@ -130,6 +135,8 @@ pub(super) struct Core {
     pub engine: EngineHandle,
     pub retired: Retired,
     pub running: Option<Running>,
+    /// The output's render-ahead, one entry a tick (see `follow_render_ahead`).
+    pub render_ahead_ns: VecDeque<i64>,
     pub stems: Vec<String>,
     pub links: Links,
     pub conns: HashMap<ConnId, Conn>,
@@ -570,6 +577,22 @@ impl Core {
         }
     }
 
+    /// The session's guard follows how far ahead the output renders: the
+    /// largest of the last 10 s, plus a margin for this task's wake-ups.
+    fn follow_render_ahead(&mut self) {
+        let Some(r) = &self.running else { return };
+        let ahead_ns = r.stats.render_ahead_ns.swap(0, Ordering::Relaxed);
+        if ahead_ns <= 0 {
+            return; // no block since the last tick
+        }
+        if self.render_ahead_ns.len() == RENDER_AHEAD_TICKS {
+            self.render_ahead_ns.pop_front();
+        }
+        self.render_ahead_ns.push_back(ahead_ns);
+        let max_ns = self.render_ahead_ns.iter().copied().max().unwrap_or(0);
+        self.session.set_decide_guard_ns(max_ns + GUARD_MARGIN_NS);
+    }
+
     fn housekeeping(&mut self) {
         self.retired.collect();
         let now = self.clock.now_ns();
@@ -594,6 +617,7 @@ impl Core {
             let s = self.status();
             self.emit(PeerEvent::Status(Box::new(s)));
         }
+        self.follow_render_ahead();
         let errors: Vec<OutputError> = match &self.running {
             Some(r) => r.errors.try_iter().collect(),
             None => vec![],
@@ -784,12 +808,12 @@ impl Core {
             }
             SessionEvent::RootChanged { root } => info!(%root, "now following"),
             SessionEvent::Decided(d) => {
-                if self.last_scheduled.as_ref() != Some(&d.state) {
+                if !(self.last_scheduled.as_ref()).is_some_and(|s| s.plays_as(&d.state)) {
                     self.schedule(d.apply_at_session_ns, &d.state);
                 }
                 // Every round, changed or not: a song may end before the next.
                 self.look_ahead(d.apply_at_session_ns, &d.state);
-                if d.outcomes.iter().any(|o| o.vote.event != Event::None) {
+                if d.outcomes.iter().any(|o| o.vote.event.is_action()) {
                     let apply_at_mono_ns = self.mono_of_session(d.apply_at_session_ns);
                     self.emit(PeerEvent::Decided {
                         decision: d,

@@ -495,6 +495,7 @@ async fn run(
         engine: engine_handle,
         retired,
         running: Some(running),
+        render_ahead_ns: Default::default(),
         stems: stem_names,
         conns: Default::default(),
         next_conn: 0,
