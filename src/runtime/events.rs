@@ -128,6 +128,9 @@ pub struct Status {
     pub malformed_frames: u64,
     pub heartbeats_on_time: u64,
     pub heartbeats_late: u64,
+    /// What this peer needs of the lead, and its guard (see `protocol::lead`).
+    pub need_ms: u16,
+    pub guard_ns: i64,
     /// The song's stems as this peer plays them.
     pub song: Vec<SongStem>,
     /// What the stem exchange fetched, refused and retried.
@@ -330,6 +333,9 @@ impl Status {
             "malformed_frames": self.malformed_frames,
             "heartbeats_on_time": self.heartbeats_on_time,
             "heartbeats_late": self.heartbeats_late,
+            "lead_ms": self.state.as_ref().map(|s| s.lead.lead_ms),
+            "need_ms": self.need_ms,
+            "guard_ms": self.guard_ns as f64 / 1e6,
             "song": self.state.as_ref().map(|s| s.song.song.hex()),
             "song_stems": self.song.iter().map(song_stem_json).collect::<Vec<_>>(),
             "fetch": {

@@ -55,8 +55,11 @@ pub enum Scenario {
     Wifi,
     /// Snapcast over the same Wi-Fi-like links.
     SnapcastWifi,
-    /// Command to apply on every peer, and the spread of the apply instants.
+    /// Command to apply on every peer, and the spread of the apply instants
+    /// (20–30 ms each way).
     Control,
+    /// The same with no added delay.
+    ControlLan,
     /// A late joiner, and a peer restarted after SIGKILL: time to sync.
     Join,
     /// The same with no added delay.
@@ -120,7 +123,7 @@ pub struct Options {
     pub keep: bool,
 }
 
-const EVERY: [Scenario; 16] = [
+const EVERY: [Scenario; 17] = [
     Scenario::Steady,
     Scenario::SteadyTrueClocks,
     Scenario::SteadyLan,
@@ -129,6 +132,7 @@ const EVERY: [Scenario; 16] = [
     Scenario::Wifi,
     Scenario::SnapcastWifi,
     Scenario::Control,
+    Scenario::ControlLan,
     Scenario::Join,
     Scenario::JoinLan,
     Scenario::JoinWifi,

@@ -89,6 +89,8 @@ pub struct Rig {
     pub clock_errors: bool,
     /// Peers spawned from this index on start with no stem: they fetch it.
     pub remote_from: usize,
+    /// The virtual device's block (`--period-frames`), if not its default.
+    pub period_frames: Option<usize>,
     /// Peers spawned so far (names and clock draws never repeat).
     spawned: usize,
     pub nodes: Vec<Node>,
@@ -104,6 +106,7 @@ impl Rig {
             seed,
             clock_errors: true,
             remote_from: usize::MAX,
+            period_frames: None,
             spawned: 0,
             nodes: Vec::new(),
         }
@@ -157,6 +160,10 @@ impl Rig {
             args.push("null".into());
             None
         };
+        if let Some(frames) = self.period_frames {
+            args.push("--period-frames".into());
+            args.push(frames.to_string());
+        }
         if k < self.remote_from {
             args.push(self.stem.display().to_string());
         }

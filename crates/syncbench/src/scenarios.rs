@@ -35,7 +35,8 @@ pub fn run(s: Scenario, bin: &Path, opts: &Options) -> anyhow::Result<()> {
         Scenario::SteadyLan => steady(s, bin, opts, Delay::new(0.0, 0.0), 60.0, true),
         Scenario::Wifi => steady(s, bin, opts, Delay::wifi(), 60.0, true),
         Scenario::Smoke => smoke(bin, opts),
-        Scenario::Control => control(bin, opts),
+        Scenario::Control => control(s, bin, opts, Delay::new(20.0, 10.0)),
+        Scenario::ControlLan => control(s, bin, opts, Delay::new(0.0, 0.0)),
         Scenario::Join => join(s, bin, opts, Delay::new(20.0, 40.0)),
         Scenario::JoinLan => join(s, bin, opts, Delay::new(0.0, 0.0)),
         Scenario::JoinWifi => join(s, bin, opts, Delay::wifi()),
@@ -81,6 +82,8 @@ struct Setup<'a> {
     /// Read every peer's raw output (for the impulse measure).
     raw: bool,
     clock_errors: bool,
+    /// The virtual device's block, if not its default.
+    period_frames: Option<usize>,
 }
 
 impl<'a> Setup<'a> {
@@ -93,6 +96,7 @@ impl<'a> Setup<'a> {
             stem_secs,
             raw: false,
             clock_errors: true,
+            period_frames: None,
         }
     }
 }
@@ -108,6 +112,7 @@ fn playing(
     let stem = impulse_stem(&dir.path, setup.stem_secs)?;
     let mut rig = Rig::new(bin, &dir.path, setup.delay, &stem, opts.seed);
     rig.clock_errors = setup.clock_errors;
+    rig.period_frames = setup.period_frames;
     rig.start(setup.peers, setup.raw)?;
     rig.wait_mesh(30 * SEC)?;
     let play = rig.vote(0, "play", "play")?;
@@ -285,14 +290,23 @@ fn smoke(bin: &Path, opts: &Options) -> anyhow::Result<()> {
 }
 
 /// Command to apply on every peer, at ~50 ms RTT.
-fn control(bin: &Path, opts: &Options) -> anyhow::Result<()> {
+/// Peers' virtual devices in the control scenarios render 10 ms blocks, as a
+/// sound card's period is (the null device's default, 50 ms, is a long
+/// buffer, and the lead must cover how far ahead a peer renders).
+const CONTROL_PERIOD_FRAMES: usize = 480;
+
+fn control(s: Scenario, bin: &Path, opts: &Options, default_delay: Delay) -> anyhow::Result<()> {
+    let name = s.name();
     let n = opts.peers.unwrap_or(3).max(2);
-    // 20–30 ms each way: a 50 ms round trip on average.
-    let delay = delay_of(opts, Delay::new(20.0, 10.0));
+    // `control`: 20–30 ms each way, a 50 ms round trip on average.
+    let delay = delay_of(opts, default_delay);
     let votes = 40;
-    let setup = Setup::new("control", n, delay, 60.0);
+    let mut setup = Setup::new(&name, n, delay, 60.0);
+    setup.period_frames = Some(CONTROL_PERIOD_FRAMES);
     let (_dir, mut rig, _) = playing(bin, opts, setup)?;
-    sleep_secs(3.0);
+    // The lead comes down from a new session's 150 ms once every link is
+    // measured (about a second) at 10 ms a round.
+    sleep_secs(5.0);
     let actions = [
         ("volume 0 -3", "volume"),
         ("volume 0 0", "volume"),
@@ -311,11 +325,17 @@ fn control(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         // plus a golden-ratio step through the 100 ms round.
         sleep_secs(0.5 + 0.1 * (k as f64 * 0.618_034).fract());
     }
+    let leads: Vec<Value> = rig
+        .statuses()?
+        .iter()
+        .map(|s| json!({"lead_ms": s["lead_ms"], "need_ms": s["need_ms"]}))
+        .collect();
     rig.stop()?;
     let lat: Vec<f64> = samples
         .iter()
         .filter_map(|s| s["latency_ms"].as_f64())
         .collect();
+    eprintln!("   lead at the end: {leads:?}");
     let spread: Vec<f64> = samples
         .iter()
         .filter_map(|s| s["spread_ms"].as_f64())
@@ -325,28 +345,31 @@ fn control(bin: &Path, opts: &Options) -> anyhow::Result<()> {
         Summary::of_abs(lat.iter().copied())
     );
     let results = json!({
-        "scenario": "control",
+        "scenario": name,
         "peers": n,
         "delay": delay_json(delay),
+        "period_frames": CONTROL_PERIOD_FRAMES,
+        "lead_at_end": leads,
         "latency_ms": summary_of(&lat),
         "latency_mean_ms": lat.iter().sum::<f64>() / lat.len().max(1) as f64,
         "spread_ms": summary_of(&spread),
         "votes": samples,
     });
-    write_results(&opts.out, "control", &results)?;
+    write_results(&opts.out, &name, &results)?;
     let pts: Vec<(f64, f64)> = lat
         .iter()
         .enumerate()
         .map(|(k, &l)| (k as f64, l))
         .collect();
-    let mut plot = Plot::lines(
-        "synfony: command to applied on every peer (~50 ms RTT)",
-        "vote",
-        "latency (ms)",
-    );
+    let title = if s == Scenario::ControlLan {
+        "synfony: command to applied on every peer (no added delay)"
+    } else {
+        "synfony: command to applied on every peer (~50 ms RTT)"
+    };
+    let mut plot = Plot::lines(title, "vote", "latency (ms)");
     plot.marks = true;
     draw(
-        &opts.figures.join("control-latency.svg"),
+        &opts.figures.join(format!("{name}-latency.svg")),
         &plot,
         &[Series::new("", pts)],
     )

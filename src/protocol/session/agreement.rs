@@ -376,10 +376,18 @@ impl Session {
     }
 
     /// Whether an action waits that can go out before the next round starts
-    /// (see [`Session::poll_timeout`]).
+    /// (see [`Session::poll_timeout`]). Only while we are linked to every
+    /// member we know: a vote cast late in its round reaches a peer whose
+    /// link to us is down only through a relay, which would come too late
+    /// (`lead − guard` covers one delay, not two); with a link down, an
+    /// action waits for the next heartbeat, which every peer relays in time.
     pub(super) fn action_due(&self) -> Option<Round> {
         let r = self.last_beat_round?;
-        (!self.queued.is_empty() && self.acted_round != Some(r) && self.round_open(r)).then_some(r)
+        let ready = !self.queued.is_empty()
+            && self.members.is_empty()
+            && self.acted_round != Some(r)
+            && self.round_open(r);
+        ready.then_some(r)
     }
 
     /// Casts the next queued action in the round we last beat, if we cast

@@ -465,3 +465,92 @@ fn peer_lists_cannot_make_us_dial_without_bound() {
     // 0, 0.25, 0.75, 1.75, 3.75, 7.75 s: six dials in ten seconds, not forty.
     assert!((5..=7).contains(&dials), "{dials} dials of a ghost in 10 s");
 }
+
+// ----- issue 22: the lead follows what the session measures -------------------
+
+/// A peer alone, or with a link not measured yet, presumes the start lead;
+/// once a link's heartbeats are measured its need is its guard, their p99
+/// lateness and the margin, and it says so in a `lead` vote that lowers the
+/// agreed lead.
+#[test]
+fn the_need_follows_the_links_and_lowers_the_lead() {
+    use crate::protocol::lead::LEAD_START_MS;
+    let cfg = Config {
+        decide_guard_ns: 20 * MS,
+        ..Config::default()
+    };
+    let margin_ms = cfg.lead_margin_ns / MS;
+    let mut s = Session::new(
+        cfg,
+        info(9),
+        0,
+        Start::Create {
+            state: SessionState::new(60_000 * MS, 2),
+        },
+    );
+    assert_eq!(
+        s.need_ms(),
+        LEAD_START_MS,
+        "alone: the first joiner is unknown"
+    );
+    let (t, _) = run(&mut s, 0, 1_000 * MS);
+    s.handle_link_up(t, info(4));
+    drain(&mut s);
+    assert_eq!(s.need_ms(), LEAD_START_MS, "a link not measured yet");
+    let here = s.map().unwrap();
+    let mut t = make_credible(&mut s, 4, t, 0, here, 500 * MS);
+    // Its heartbeats arrive 3 ms after it sent them (same clock, same map).
+    let mut lowered = false;
+    for _ in 0..300 {
+        t += 10 * MS;
+        if t % (100 * MS) == 0 {
+            s.handle_message(t, PeerId(4), claims(here, 500 * MS, t - 3 * MS));
+        }
+        s.handle_timeout(t);
+        for e in drain(&mut s) {
+            if let SessionEvent::Decided(d) = e {
+                lowered |= d.state.lead.lead_ms < LEAD_START_MS;
+            }
+        }
+    }
+    assert_eq!(i64::from(s.need_ms()), 20 + 3 + margin_ms);
+    assert!(lowered, "the need was said and the lead came down");
+    let (_, state) = s.latest().unwrap();
+    assert_eq!(
+        state.lead.need_of(PeerId(9)).map(|n| i64::from(n.need_ms)),
+        Some(20 + 3 + margin_ms)
+    );
+}
+
+/// With a member we are not linked to, an action waits for the next round's
+/// heartbeat (which every peer relays in time) instead of going out at once.
+#[test]
+fn with_a_link_down_an_action_waits_for_the_next_heartbeat() {
+    let mut s = Session::new(
+        Config::default(),
+        info(9),
+        0,
+        Start::Create {
+            state: SessionState::new(60_000 * MS, 2),
+        },
+    );
+    let (t, _) = run(&mut s, 0, 1_000 * MS);
+    s.handle_link_up(t, info(4));
+    s.handle_link_down(t, PeerId(4)); // a member we lost
+    drain(&mut s);
+    s.handle_timeout(t + 50 * MS);
+    s.vote(Event::Play).unwrap();
+    let next_round_ns = (t / (100 * MS) + 1) * 100 * MS;
+    assert!(
+        s.poll_timeout().is_some_and(|at| at > t + 50 * MS),
+        "not due at once"
+    );
+    let (_, events) = run(&mut s, t + 50 * MS, t + 600 * MS);
+    let round = events.iter().find_map(|e| match e {
+        SessionEvent::Decided(d) => verdicts_of(d, PeerId(9))
+            .find(|(v, _)| v.event == Event::Play)
+            .map(|(v, _)| v.round),
+        _ => None,
+    });
+    assert_eq!(round, Some(Round::containing(next_round_ns)));
+}

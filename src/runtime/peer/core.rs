@@ -1088,6 +1088,8 @@ impl Core {
             malformed_frames: self.malformed_frames,
             heartbeats_on_time: self.session.stats().heartbeats_on_time,
             heartbeats_late: self.session.stats().heartbeats_late,
+            need_ms: self.session.need_ms(),
+            guard_ns: self.session.config().decide_guard_ns,
             song: self.room.song_stems(),
             exchange: self.room.stats(),
             bytes_served: self.room.bytes_served,
