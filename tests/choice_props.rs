@@ -549,7 +549,9 @@ fn oracle(prev: &SessionState, votes: &[Vote]) -> (SessionState, Vec<(Vote, Verd
         }
     }
     next.lead = oracle_lead(&start, &verdicts);
-    if next != start {
+    let mut music = next.clone();
+    music.lead = start.lead.clone();
+    if music != start {
         next.changed_round = ROUND;
     }
     (next, verdicts)

@@ -67,13 +67,15 @@
 //!    vote applies: it is not an action, so it never makes its voter an
 //!    equivocator and may share a round with the voter's action; of one
 //!    voter's needs in a round the largest counts. A larger need raises the
-//!    lead at once. A new voter past [`MAX_NEEDS`](super::lead::MAX_NEEDS) is rejected
+//!    lead at once (by 200 ms a round at most). With
+//!    [`MAX_NEEDS`](super::lead::MAX_NEEDS) needs held, a new voter's need
+//!    replaces the smallest if it is larger, and is rejected otherwise
 //!    (`TooManyNeeds`).
 //!
 //! A round of only "no event" (or no votes at all) returns the previous state
-//! advanced to its apply instant. A round whose votes change anything stamps
-//! the new state's `changed_round` with its own round number (a song end alone
-//! does not: nobody decided it).
+//! advanced to its apply instant. A round whose votes change what plays (not
+//! only the lead) stamps the new state's `changed_round` with its own round
+//! number (a song end alone does not: nobody decided it).
 
 use super::state::{
     Channel, Event, MAX_GAIN_DB, MAX_QUEUE, PeerId, Round, SessionState, SongRef, Vote,
@@ -133,7 +135,7 @@ pub enum Rejection {
     /// (decoding refuses it; a state built by hand may not).
     InvalidSong,
     /// A `lead` need from a new voter when [`MAX_NEEDS`](super::lead::MAX_NEEDS)
-    /// peers have theirs.
+    /// peers have theirs, none smaller.
     TooManyNeeds,
 }
 
@@ -170,7 +172,10 @@ pub fn choose(
     resolve_transport(&mut state, apply_at_session_ns, changed_by, &mut outcomes);
     resolve_mix(&mut state, changed_by, &mut outcomes);
     resolve_lead(&mut state, round, &mut outcomes);
-    if state != start {
+    // A need said again changes only the lead: that is no change a repair
+    // should rank (two peers that differ in a user's action must not tie
+    // because each also counted a need).
+    if !state.plays_as(&start) {
         state.changed_round = round;
     }
 
@@ -809,5 +814,26 @@ mod tests {
                 (3, Verdict::Applied),
             ],
         );
+    }
+
+    /// A need is recorded beside an action of the same voter (not an
+    /// equivocation), and a round that changes only the lead does not stamp
+    /// `changed_round`: a repair ranks by what plays.
+    #[test]
+    fn a_need_is_no_action_and_no_change_to_rank() {
+        let prev = song();
+        let d = choose(&prev, R, AT, &[v(1, Event::Lead { need_ms: 300 })]);
+        assert_eq!(d.state.lead.lead_ms, 300);
+        assert_eq!(d.state.changed_round, prev.changed_round);
+        let d = choose(
+            &prev,
+            R,
+            AT,
+            &[v(1, Event::Lead { need_ms: 40 }), v(1, Event::Play)],
+        );
+        assert!(d.outcomes.iter().all(|o| o.verdict == Verdict::Applied));
+        assert!(d.state.timeline.playing);
+        assert_eq!(d.state.changed_round, R);
+        assert_eq!(d.state.lead.need_of(PeerId(1)).map(|n| n.need_ms), Some(40));
     }
 }

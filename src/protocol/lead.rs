@@ -127,7 +127,11 @@ impl Lead {
     }
 
     /// Records `peer`'s need as said in `round` (of its needs in one round,
-    /// the largest). Returns false if the table is full of other peers.
+    /// the largest). A table full of other peers keeps the largest needs: a
+    /// new one larger than the smallest takes its place (the smallest of
+    /// equals being the highest peer id's); else it is refused (false). Only
+    /// the largest sets the lead, so made-up voters filling the table can
+    /// raise it, never keep a real peer's larger need out.
     pub fn record(&mut self, peer: PeerId, need_ms: u16, round: Round) -> bool {
         let need_ms = need_ms.min(LEAD_MAX_MS);
         match self.needs.binary_search_by_key(&peer, |n| n.peer) {
@@ -141,7 +145,28 @@ impl Lead {
                 n.round = round;
                 true
             }
-            Err(_) if self.needs.len() >= MAX_NEEDS => false,
+            Err(_) if self.needs.len() >= MAX_NEEDS => {
+                let Some((smallest, key)) = (self.needs.iter().enumerate())
+                    .map(|(i, n)| (i, (n.need_ms, std::cmp::Reverse(n.peer))))
+                    .min_by_key(|(_, k)| *k)
+                else {
+                    return false;
+                };
+                if (need_ms, std::cmp::Reverse(peer)) <= key {
+                    return false;
+                }
+                self.needs.remove(smallest);
+                let i = self.needs.partition_point(|n| n.peer < peer);
+                self.needs.insert(
+                    i,
+                    Need {
+                        peer,
+                        need_ms,
+                        round,
+                    },
+                );
+                true
+            }
             Err(i) => {
                 self.needs.insert(
                     i,
@@ -315,15 +340,25 @@ mod tests {
         assert_eq!(lead.check(Round(3)), Err(InvalidLead::Needs));
     }
 
-    /// The table holds one need per member at most.
+    /// The table holds one need per member at most; full, it keeps the
+    /// largest needs.
     #[test]
-    fn the_table_is_bounded() {
+    fn the_table_is_bounded_and_keeps_the_largest() {
         let mut lead = Lead::default();
         for p in 0..MAX_NEEDS as u64 {
             need(&mut lead, p, 50, 1);
         }
-        assert!(!lead.record(PeerId(1000), 50, Round(1)));
+        assert!(!lead.record(PeerId(1000), 50, Round(1)), "no larger");
         assert!(lead.record(PeerId(3), 60, Round(2)), "a member already in");
+        assert!(lead.record(PeerId(1000), 70, Round(2)), "a larger need");
+        assert_eq!(lead.needs.len(), MAX_NEEDS);
+        assert_eq!(
+            lead.need_of(PeerId(MAX_NEEDS as u64 - 1)),
+            None,
+            "the smallest went"
+        );
+        assert!(lead.needs.windows(2).all(|w| w[0].peer < w[1].peer));
+        assert_eq!(lead.check(Round(2)), Ok(()));
     }
 
     /// Apply instants stay in round order whatever the lead does.

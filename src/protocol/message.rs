@@ -304,7 +304,10 @@ pub const MAX_PENDING_VOTES: usize = 1024;
 /// Every 100 ms, to every linked peer: this peer's vote for `round`, the votes
 /// of the previous round it holds (relayed, so a voter that reached only some
 /// peers still reaches all), its latest decision's digest, its session map, and
-/// clock timestamps.
+/// clock timestamps. Also sent within a round: with an action asked for then
+/// (its `vote`), with a need for the lead in a round that carried an action,
+/// and to relay at once votes that arrived after the round's relay went out
+/// (`relayed` then holds those, of earlier rounds).
 ///
 /// A peer that has not synced its session time yet sends `map: None`; its
 /// `round`, `vote` and `relayed` are then meaningless and ignored.

@@ -102,14 +102,17 @@ impl Session {
     }
 
     /// Sends every vote we hold for `rounds` (votes that arrived after our
-    /// heartbeat relaying their round went out) in a heartbeat of its own.
+    /// heartbeat relaying their round went out) in a heartbeat of its own;
+    /// once a round at most, so that a peer sending votes no one had cannot
+    /// make every peer send a heartbeat to every other for each message.
     fn relay_late(&mut self, now_ns: i64, rounds: &[Round]) {
         let Some(r) = self.last_beat_round else {
             return;
         };
-        if rounds.is_empty() {
+        if rounds.is_empty() || self.late_relay_round == Some(r) {
             return;
         }
+        self.late_relay_round = Some(r);
         let relayed: Vec<Vote> = rounds
             .iter()
             .flat_map(|&l| self.history.held(l).to_vec())
@@ -293,10 +296,17 @@ impl Session {
         })
     }
 
-    /// When this peer decides the next round: its guard before it applies.
+    /// When this peer decides the next round: its guard before it applies,
+    /// but never before the round has ended. A guard longer than the lead
+    /// plus a round (a device that renders far ahead, where the session's
+    /// lead is small) would otherwise decide rounds before they start: this
+    /// peer could never vote in one, not even to say it needs a longer lead.
+    /// Until the lead covers it, its decisions reach its engine late.
     pub(super) fn next_decide_at(&self) -> Option<i64> {
+        let r = self.history.next_round()?;
         let at = self.history.next_apply_at_session_ns()?;
-        Some(at.saturating_sub(self.cfg.decide_guard_ns))
+        let round_end = Round(r.0.saturating_add(1)).start_session_ns();
+        Some(at.saturating_sub(self.cfg.decide_guard_ns).max(round_end))
     }
 
     /// Replaces the whole history with `snap` as its base.
@@ -353,20 +363,28 @@ impl Session {
             return;
         }
         self.last_beat_round = Some(cur);
-        // Only vote once we have a state to vote on and the round is open.
+        // Only vote once we have a state to vote on and the round is open,
+        // and one action a round (after a step back, a round we acted in may
+        // come again).
         let open = self.round_open(cur);
-        let vote = if !open {
-            Event::None
-        } else if let Some(action) = self.queued.pop_front() {
+        let may_act = open && self.acted_round.is_none_or(|a| a < cur);
+        let action = may_act.then(|| self.queued.pop_front()).flatten();
+        if action.is_some() {
             self.acted_round = Some(cur);
-            action
-        } else {
-            self.need_vote(cur).unwrap_or(Event::None)
-        };
+        }
+        let need = if open { self.need_vote(cur) } else { None };
+        let vote = action.or(need).unwrap_or(Event::None);
         self.cast_own(cur, vote);
         // Every vote held for the previous round: the cap makes them fit.
         let relayed = self.relayed_for(cur);
         self.send_heartbeats(now_ns, cur, vote, relayed);
+        // A need due in a round that carried an action goes in a heartbeat
+        // of its own: it is not an action, and a user busy with a fader must
+        // not let it expire.
+        if let (Some(_), Some(need)) = (action, need) {
+            self.cast_own(cur, need);
+            self.send_heartbeats(now_ns, cur, need, vec![]);
+        }
     }
 
     /// Whether we can vote in round `r`: we have a state and have not
@@ -385,7 +403,7 @@ impl Session {
         let r = self.last_beat_round?;
         let ready = !self.queued.is_empty()
             && self.members.is_empty()
-            && self.acted_round != Some(r)
+            && self.acted_round.is_none_or(|a| a < r)
             && self.round_open(r);
         ready.then_some(r)
     }

@@ -293,14 +293,29 @@ impl History {
         (dropped, evicted)
     }
 
-    /// Moves the newest state to round `base` as the only decided round (the
-    /// rounds between repeat it: no votes are held for them) and drops the
-    /// votes held for rounds up to `base`, which it returns.
+    /// Moves the newest state to round `base` as the only decided round and
+    /// drops the votes held for rounds up to `base`, which it returns. The
+    /// rounds between would repeat it (no votes are held for them) but for
+    /// the lead, which ages a round at a time: forwards it is aged as they
+    /// would have (the first 100 rounds step it down, as far as any lead
+    /// goes; the last forgets what is stale); backwards, nothing in it may be
+    /// later than `base`.
     pub fn rekey(&mut self, base: Round) -> Vec<Vote> {
-        let Some((_, state)) = self.latest() else {
+        let Some((last, state)) = self.latest() else {
             return vec![];
         };
-        let state = state.clone();
+        let mut state = state.clone();
+        if base > last {
+            for r in (last.0 + 1..base.0).take(100) {
+                state.lead.age(Round(r));
+            }
+            state.lead.age(base);
+        } else {
+            for n in &mut state.lead.needs {
+                n.round = n.round.min(base);
+            }
+            state.changed_round = state.changed_round.min(base);
+        }
         self.rebase(base, state, vec![]).0
     }
 
@@ -440,5 +455,24 @@ mod tests {
             h.held(Round(4)).is_empty(),
             "votes at or before the base are dropped"
         );
+    }
+
+    /// A base re-keyed forwards has its lead aged as the rounds between
+    /// would have; backwards, nothing in it is later than the new base.
+    #[test]
+    fn rekey_ages_the_lead() {
+        let mut state = SessionState::new(10_000_000_000, 2);
+        state.lead.record(PeerId(1), 40, Round(0));
+        let mut h = History::starting_at(8, Round(0), state.clone());
+        h.rekey(Round(200));
+        let (_, s) = h.latest().unwrap();
+        assert_eq!(s.lead.lead_ms, 40, "stepped down before the need expired");
+        assert!(s.lead.needs.is_empty(), "expired");
+        state.lead.record(PeerId(1), 40, Round(500));
+        state.changed_round = Round(500);
+        let mut h = History::starting_at(8, Round(500), state);
+        h.rekey(Round(300));
+        let (_, s) = h.latest().unwrap();
+        assert_eq!(s.check(Round(300), i64::MAX), Ok(()));
     }
 }

@@ -257,6 +257,8 @@ pub enum VoteError {
     InvalidGain,
     #[error("\"no event\" is not an action")]
     Nothing,
+    #[error("a need for the lead is said by the session itself, not by a user")]
+    NotAnAction,
 }
 
 /// What the core knows of one linked peer, for the UI and status events.
@@ -345,11 +347,13 @@ pub struct Session {
     // Agreement (see `agreement`).
     history: History,
     last_beat_round: Option<Round>,
-    /// The last round we cast an action in: one a round, the first as soon
-    /// as it is asked for.
+    /// The latest round we cast an action in: one a round, the first as soon
+    /// as it is asked for, and never again in a round up to this one.
     acted_round: Option<Round>,
     /// Our last `lead` vote (see `need`): the round and the need.
     need_said: Option<(Round, u16)>,
+    /// The round (of our beats) in which we last relayed late votes.
+    late_relay_round: Option<Round>,
     queued: VecDeque<Event>,
     /// The votes we cast, newest last (a vote under our id that is not here
     /// is a forgery, which we count like everyone does but never report as
@@ -408,6 +412,7 @@ impl Session {
             last_beat_round: None,
             acted_round: None,
             need_said: None,
+            late_relay_round: None,
             queued: VecDeque::new(),
             cast: VecDeque::new(),
             agreed_with: BTreeMap::new(),
@@ -439,9 +444,13 @@ impl Session {
     }
 
     /// How long before a round applies this peer decides it: the runtime
-    /// sets it from how far ahead its output renders (at most a second).
+    /// sets it from how far ahead its output renders (at most the longest
+    /// lead less a round and the margin, so that a lead can cover it).
     pub fn set_decide_guard_ns(&mut self, guard_ns: i64) {
-        self.cfg.decide_guard_ns = guard_ns.clamp(0, 1_000_000_000);
+        let max_ns = i64::from(crate::protocol::lead::LEAD_MAX_MS) * 1_000_000
+            - ROUND_NS
+            - self.cfg.lead_margin_ns.max(0);
+        self.cfg.decide_guard_ns = guard_ns.clamp(0, max_ns.max(0));
     }
 
     // ----- inputs -----------------------------------------------------------
@@ -503,12 +512,15 @@ impl Session {
         self.arm_pings();
     }
 
-    /// The local user's action: cast in the next round's heartbeat. A queued
+    /// The local user's action: cast at once in the round under way if we
+    /// cast none in it yet and are linked to every member we know (the shell
+    /// sees `poll_timeout` due), else in the next round's heartbeat. A queued
     /// action of the same kind (a seek while a seek waits, a gain change for the
     /// same channel) replaces it.
     pub fn vote(&mut self, event: Event) -> Result<(), VoteError> {
         match event {
             Event::None => return Err(VoteError::Nothing),
+            Event::Lead { .. } => return Err(VoteError::NotAnAction),
             Event::Volume { gain_db, .. } if gain_db.is_nan() || gain_db == f32::INFINITY => {
                 return Err(VoteError::InvalidGain);
             }

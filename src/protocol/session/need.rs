@@ -144,7 +144,7 @@ mod tests {
         for i in 0..DELAY_WINDOW as i64 {
             d.add(if i == 7 { 1_000 } else { i % 100 });
         }
-        // 200 samples: the second largest is the p99 — one spike is not.
+        // 200 samples: the third largest is the p99 — one spike is not.
         assert_eq!(d.p99_ns(), Some(99));
     }
 }

@@ -554,3 +554,30 @@ fn with_a_link_down_an_action_waits_for_the_next_heartbeat() {
     });
     assert_eq!(round, Some(Round::containing(next_round_ns)));
 }
+
+/// A guard longer than the lead plus a round (a device that renders far
+/// ahead) still lets the peer vote: rounds are never decided before they
+/// end, so it says its need and the lead rises to cover it, and its actions
+/// are decided.
+#[test]
+fn a_long_guard_raises_the_lead_instead_of_silencing_the_peer() {
+    let mut s = Session::new(
+        Config::default(),
+        info(1),
+        0,
+        Start::Create {
+            state: SessionState::new(60_000 * MS, 2),
+        },
+    );
+    s.set_decide_guard_ns(400 * MS);
+    let (t, _) = run(&mut s, 0, 2_000 * MS);
+    assert!(s.latest().unwrap().1.lead.lead_ms >= 405);
+    s.vote(Event::Play).unwrap();
+    let (_, events) = run(&mut s, t, t + 2_000 * MS);
+    let applied = events.iter().any(|e| match e {
+        SessionEvent::Decided(d) => verdicts_of(d, PeerId(1))
+            .any(|(v, ver)| v.event == Event::Play && ver == Verdict::Applied),
+        _ => false,
+    });
+    assert!(applied);
+}

@@ -20,8 +20,8 @@ use crate::audio::{ENGINE_RATE_HZ, EngineHandle, Retired};
 use crate::host_clock::{LocalClock, monotonic_ns};
 use crate::protocol::message::{Message, Operation, PeerInfo, Room, StemHash};
 use crate::protocol::{
-    Event, PeerId, ROUND_NS, START_VERSION, Session, SessionEvent, SessionMap, SessionState,
-    SongRef, ns_to_frames,
+    Event, PeerId, ROUND_NS, Round, START_VERSION, Session, SessionEvent, SessionMap, SessionState,
+    SongRef, lead, ns_to_frames,
 };
 use crate::room::ExchangeEvent;
 use crate::runtime::auth::Secret;
@@ -43,6 +43,9 @@ const LINK_QUEUE: usize = 1024;
 /// Housekeeping: freeing retired engine states, output errors, the
 /// exchange's timers, the window's status.
 const TICK: Duration = Duration::from_millis(100);
+/// States reach the engine in time order unless time moved by more than
+/// this (see `Core::in_order`): the longest lead and a round.
+const MAX_REORDER_NS: i64 = lead::LEAD_MAX_MS as i64 * 1_000_000 + ROUND_NS;
 /// The output's render-ahead is kept for this many ticks (10 s).
 const RENDER_AHEAD_TICKS: usize = 100;
 /// Added to the render-ahead for the session's guard: a decision reaches the
@@ -135,6 +138,8 @@ pub(super) struct Core {
     pub engine: EngineHandle,
     pub retired: Retired,
     pub running: Option<Running>,
+    /// The latest instant a state was given to the engine for.
+    pub last_scheduled_at_ns: Option<i64>,
     /// The output's render-ahead, one entry a tick (see `follow_render_ahead`).
     pub render_ahead_ns: VecDeque<i64>,
     pub stems: Vec<String>,
@@ -812,7 +817,7 @@ impl Core {
                     self.schedule(d.apply_at_session_ns, &d.state);
                 }
                 // Every round, changed or not: a song may end before the next.
-                self.look_ahead(d.apply_at_session_ns, &d.state);
+                self.look_ahead(d.round, d.apply_at_session_ns, &d.state);
                 if d.outcomes.iter().any(|o| o.vote.event.is_action()) {
                     let apply_at_mono_ns = self.mono_of_session(d.apply_at_session_ns);
                     self.emit(PeerEvent::Decided {
@@ -828,7 +833,7 @@ impl Core {
                 from,
             } => {
                 self.schedule(apply_at_session_ns, &state);
-                self.look_ahead(apply_at_session_ns, &state);
+                self.look_ahead(round, apply_at_session_ns, &state);
                 let apply_at_mono_ns = self.mono_of_session(apply_at_session_ns);
                 self.emit(PeerEvent::Adopted {
                     round,
@@ -854,7 +859,26 @@ impl Core {
         Some(self.clock.mono_at(map.local_ns_at(session_ns)))
     }
 
+    /// The instant at which the engine gets a state decided for
+    /// `apply_at_session_ns`: never before one it already has (unless time
+    /// moved by more than any lead). A state adopted from a chain with a
+    /// shorter lead, or the decisions after it, would otherwise apply before
+    /// states our old chain already scheduled, which would then override it.
+    fn in_order(&mut self, apply_at_session_ns: i64) -> i64 {
+        let at = match self.last_scheduled_at_ns {
+            Some(last)
+                if last > apply_at_session_ns && last - apply_at_session_ns <= MAX_REORDER_NS =>
+            {
+                last
+            }
+            _ => apply_at_session_ns,
+        };
+        self.last_scheduled_at_ns = Some(at);
+        at
+    }
+
     pub fn schedule(&mut self, apply_at_session_ns: i64, state: &SessionState) {
+        let apply_at_session_ns = self.in_order(apply_at_session_ns);
         self.note_set_list(state);
         let mut heard = state.clone();
         if !self.follow_song(apply_at_session_ns, state) {
@@ -995,11 +1019,14 @@ impl Core {
     /// instant (the next decision would come too late to switch on it),
     /// and the song that plays next is cued — its channels built and
     /// decoding from its start — so it starts with no gap.
-    fn look_ahead(&mut self, apply_at_session_ns: i64, state: &SessionState) {
+    fn look_ahead(&mut self, round: Round, apply_at_session_ns: i64, state: &SessionState) {
+        // The next decision applies a round later, plus the change of lead.
+        let next_ns = lead::apply_at_session_ns(Round(round.0 + 1), state.lead.lead_ms);
         if let Some(end_ns) = state.song_end_session_ns()
             && end_ns > apply_at_session_ns
-            && end_ns <= apply_at_session_ns + ROUND_NS
+            && end_ns <= next_ns
         {
+            let end_ns = self.in_order(end_ns);
             let mut after = state.clone();
             after.advance_to(end_ns);
             let mut heard = after.clone();

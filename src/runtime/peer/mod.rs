@@ -496,6 +496,7 @@ async fn run(
         retired,
         running: Some(running),
         render_ahead_ns: Default::default(),
+        last_scheduled_at_ns: None,
         stems: stem_names,
         conns: Default::default(),
         next_conn: 0,
