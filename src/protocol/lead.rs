@@ -145,29 +145,20 @@ impl Lead {
                 n.round = round;
                 true
             }
-            Err(_) if self.needs.len() >= MAX_NEEDS => {
-                let Some((smallest, key)) = (self.needs.iter().enumerate())
-                    .map(|(i, n)| (i, (n.need_ms, std::cmp::Reverse(n.peer))))
-                    .min_by_key(|(_, k)| *k)
-                else {
-                    return false;
-                };
-                if (need_ms, std::cmp::Reverse(peer)) <= key {
-                    return false;
+            Err(_) => {
+                if self.needs.len() >= MAX_NEEDS {
+                    let Some((smallest, key)) = (self.needs.iter().enumerate())
+                        .map(|(i, n)| (i, (n.need_ms, std::cmp::Reverse(n.peer))))
+                        .min_by_key(|(_, k)| *k)
+                    else {
+                        return false;
+                    };
+                    if (need_ms, std::cmp::Reverse(peer)) <= key {
+                        return false;
+                    }
+                    self.needs.remove(smallest);
                 }
-                self.needs.remove(smallest);
                 let i = self.needs.partition_point(|n| n.peer < peer);
-                self.needs.insert(
-                    i,
-                    Need {
-                        peer,
-                        need_ms,
-                        round,
-                    },
-                );
-                true
-            }
-            Err(i) => {
                 self.needs.insert(
                     i,
                     Need {
