@@ -36,8 +36,10 @@ use super::state::{PeerId, ROUND_NS, Round};
 pub const LEAD_START_MS: u16 = 150;
 /// The lead never goes below this, however fast the links.
 pub const LEAD_FLOOR_MS: u16 = 30;
-/// Nor above this, whatever a peer claims.
-pub const LEAD_MAX_MS: u16 = 1000;
+/// Nor above this, whatever a peer claims: links up to about 400 ms one way
+/// (a jam session's are far shorter), and what a hostile member can make
+/// every vote wait.
+pub const LEAD_MAX_MS: u16 = 500;
 /// The most the lead comes down in one round.
 pub const LEAD_STEP_DOWN_MS: u16 = 10;
 /// The most it goes up in one round (a round's decision then comes this much

@@ -13,7 +13,7 @@
 
 use super::*;
 
-use synfony::protocol::lead::{LEAD_MAX_MS, Lead};
+use synfony::protocol::lead::{LEAD_MAX_MS, LEAD_START_MS, Lead};
 use synfony::protocol::library::SongId;
 use synfony::protocol::message::{
     ClockEcho, ClockPing, ClockPong, ClockStamps, DecidedDigest, Goodbye, Heartbeat,
@@ -25,7 +25,10 @@ use synfony::protocol::{
 };
 
 /// Honest peers must be in step this soon after the adversary leaves.
-pub const CONVERGE_NS: i64 = 2 * SEC;
+/// (2 s, and twice the longest lead's excess over a new session's: the needs
+/// it made up hold the lead up, a divergence is seen only as rounds are
+/// decided, and the repair's state applies a lead later again.)
+pub const CONVERGE_NS: i64 = 2 * SEC + 2 * (LEAD_MAX_MS - LEAD_START_MS) as i64 * MS;
 /// The most outputs (messages and events) one input may produce on an honest
 /// peer: a decision loop over rounds a peer merely claims would exceed it.
 pub const MAX_OUTPUTS_PER_INPUT: usize = 1000;
@@ -105,6 +108,11 @@ impl Sim {
         adv.active = false;
         let slot = adv.slot;
         self.faults.push(self.now);
+        // The needs it made up hold the lead up to its maximum for a while;
+        // rounds are decided that much later, and so are the digests that
+        // show a divergence and start its repair.
+        let held_ns = i64::from(LEAD_MAX_MS - LEAD_START_MS) * 1_000_000;
+        self.faults.push(self.now + held_ns);
         self.adversary_left_at = Some(self.now);
         self.peers[slot].alive = false;
         for (k, l) in self.links.iter_mut() {

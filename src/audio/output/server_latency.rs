@@ -24,7 +24,7 @@ const KEEP: usize = 8;
 #[derive(Debug, Default)]
 pub struct ServerLatency {
     buffer_us: VecDeque<i64>,
-    sink_us: i64,
+    sink_us: VecDeque<i64>,
     /// `pactl` could not be run: do not try again.
     unavailable: bool,
 }
@@ -46,6 +46,7 @@ impl ServerLatency {
             // No server now (it may be restarting): ask again next time.
             Ok(_) => {
                 self.buffer_us.clear();
+                self.sink_us.clear();
                 return None;
             }
             // No `pactl` at all: never again.
@@ -57,6 +58,7 @@ impl ServerLatency {
         let text = String::from_utf8_lossy(&out.stdout);
         let Some((buffer_us, sink_us)) = parse_sink_inputs(&text, std::process::id()) else {
             self.buffer_us.clear();
+            self.sink_us.clear();
             return None;
         };
         self.add(buffer_us, sink_us, with_buffer)
@@ -64,17 +66,28 @@ impl ServerLatency {
 
     /// Takes one answer; returns the latency to add, in ns.
     pub fn add(&mut self, buffer_us: i64, sink_us: i64, with_buffer: bool) -> Option<i64> {
-        self.buffer_us.push_back(buffer_us.max(0));
-        while self.buffer_us.len() > KEEP {
-            self.buffer_us.pop_front();
+        for (list, us) in [
+            (&mut self.buffer_us, buffer_us),
+            (&mut self.sink_us, sink_us),
+        ] {
+            list.push_back(us.max(0));
+            while list.len() > KEEP {
+                list.pop_front();
+            }
         }
-        self.sink_us = sink_us.max(0);
         let least = if with_buffer {
             *self.buffer_us.iter().min()?
         } else {
             0
         };
-        Some((least + self.sink_us) * 1_000)
+        // The sink's delay jumps by ms from one answer to the next (a sink
+        // renders in chunks; a null sink's by as much as its block): the
+        // median of the last answers, so that each poll does not step the
+        // peer's output by that much (measured: `scripts/measure-device`).
+        let mut sink: Vec<i64> = self.sink_us.iter().copied().collect();
+        sink.sort_unstable();
+        let sink_us = sink[sink.len() / 2];
+        Some((least + sink_us) * 1_000)
     }
 }
 
@@ -128,6 +141,11 @@ Sink Input #4
         let mut s = ServerLatency::default();
         assert_eq!(s.add(30_000, 4_000, true), Some(34_000_000));
         assert_eq!(s.add(10_000, 4_000, true), Some(14_000_000));
+        assert_eq!(
+            s.add(25_000, 5_000, true),
+            Some(14_000_000),
+            "the sink's median"
+        );
         assert_eq!(s.add(25_000, 5_000, true), Some(15_000_000));
         assert_eq!(
             s.add(25_000, 5_000, false),

@@ -569,9 +569,9 @@ fn a_long_guard_raises_the_lead_instead_of_silencing_the_peer() {
             state: SessionState::new(60_000 * MS, 2),
         },
     );
-    s.set_decide_guard_ns(400 * MS);
+    s.set_decide_guard_ns(300 * MS);
     let (t, _) = run(&mut s, 0, 2_000 * MS);
-    assert!(s.latest().unwrap().1.lead.lead_ms >= 405);
+    assert!(s.latest().unwrap().1.lead.lead_ms >= 305);
     s.vote(Event::Play).unwrap();
     let (_, events) = run(&mut s, t, t + 2_000 * MS);
     let applied = events.iter().any(|e| match e {
