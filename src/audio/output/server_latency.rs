@@ -8,7 +8,8 @@
 //! Latency") and the sink's delay ("Sink Latency"). [`ServerLatency`] asks
 //! it about this process's stream (once a second, on the output's
 //! supervising thread, never the audio thread). The sink's delay is always
-//! added; the buffered audio only when the device reports nothing, as the
+//! added, as the median of the last few answers (it jumps by ms from one to
+//! the next); the buffered audio only when the device reports nothing, as the
 //! smallest of the last few answers — the buffer is a sawtooth between
 //! callbacks, and a frame written by a callback waits behind what is left at
 //! its bottom. No `pactl`, no server, or no stream of ours: no answer, and
