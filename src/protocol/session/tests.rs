@@ -239,6 +239,18 @@ fn an_action_is_cast_at_once_and_gets_a_verdict() {
 
 const MS: i64 = 1_000_000;
 
+/// Peer `id` creating a session of a 60 s song with two stems, at time 0.
+fn creating(id: u64, cfg: Config) -> Session {
+    Session::new(
+        cfg,
+        info(id),
+        0,
+        Start::Create {
+            state: SessionState::new(60_000 * MS, 2),
+        },
+    )
+}
+
 /// Feeds `peer`'s link enough clock exchanges for a usable estimate (its
 /// clock reads ours plus `offset_ns`, 1 ms each way), then a synced heartbeat
 /// announcing `map` (in its clock) and `seniority`. Returns the local time.
@@ -309,14 +321,7 @@ fn a_senior_claim_30_s_off_is_not_followed() {
     // We (9) created the session; 4 joined later and agrees with us (same
     // clock, our map); 3 claims to be a creator too (a lower id wins a tie
     // of seniority), with a map 30 s behind.
-    let mut s = Session::new(
-        Config::default(),
-        info(9),
-        0,
-        Start::Create {
-            state: SessionState::new(60_000 * MS, 2),
-        },
-    );
+    let mut s = creating(9, Config::default());
     // 35 s in, so that 30 s behind is still a time in the session.
     let (t, _) = run(&mut s, 0, 35_000 * MS);
     s.handle_link_up(t, info(4));
@@ -480,14 +485,7 @@ fn the_need_follows_the_links_and_lowers_the_lead() {
         ..Config::default()
     };
     let margin_ms = cfg.lead_margin_ns / MS;
-    let mut s = Session::new(
-        cfg,
-        info(9),
-        0,
-        Start::Create {
-            state: SessionState::new(60_000 * MS, 2),
-        },
-    );
+    let mut s = creating(9, cfg);
     assert_eq!(
         s.need_ms(),
         LEAD_START_MS,
@@ -526,14 +524,7 @@ fn the_need_follows_the_links_and_lowers_the_lead() {
 /// heartbeat (which every peer relays in time) instead of going out at once.
 #[test]
 fn with_a_link_down_an_action_waits_for_the_next_heartbeat() {
-    let mut s = Session::new(
-        Config::default(),
-        info(9),
-        0,
-        Start::Create {
-            state: SessionState::new(60_000 * MS, 2),
-        },
-    );
+    let mut s = creating(9, Config::default());
     let (t, _) = run(&mut s, 0, 1_000 * MS);
     s.handle_link_up(t, info(4));
     s.handle_link_down(t, PeerId(4)); // a member we lost
@@ -561,14 +552,7 @@ fn with_a_link_down_an_action_waits_for_the_next_heartbeat() {
 /// are decided.
 #[test]
 fn a_long_guard_raises_the_lead_instead_of_silencing_the_peer() {
-    let mut s = Session::new(
-        Config::default(),
-        info(1),
-        0,
-        Start::Create {
-            state: SessionState::new(60_000 * MS, 2),
-        },
-    );
+    let mut s = creating(1, Config::default());
     s.set_decide_guard_ns(300 * MS);
     let (t, _) = run(&mut s, 0, 2_000 * MS);
     assert!(s.latest().unwrap().1.lead.lead_ms >= 305);
