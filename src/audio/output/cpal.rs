@@ -324,9 +324,10 @@ fn open(
             cb_stats
                 .device_latency_ns
                 .store(delay_ns, Ordering::Relaxed);
-            // What the sound server adds behind the device (`server_latency`).
-            // Added after the loop: it changes in steps (once a second, as
-            // the server answers), which the loop would smooth over seconds.
+            // The sound server's latency when the device reports none
+            // (`server_latency`). Added after the loop: it changes in steps
+            // (once a second, as the server answers), which the loop would
+            // smooth over seconds.
             let server_ns = cb_stats.server_latency_ns.load(Ordering::Relaxed);
             let at = state
                 .clock
@@ -443,19 +444,24 @@ impl Output for CpalDevice {
                     .and_then(|f| sup.on_fault(f));
                 if restart.is_none() && now >= next_default_poll_ns {
                     next_default_poll_ns = now + DEFAULT_POLL_NS;
-                    // The sink's own delay is never in the device's figure;
-                    // the buffered audio is, unless the device says nothing.
+                    // A device that reports its delay reports all of it
+                    // (`server_latency`); for one that reports none, ask the
+                    // sound server.
                     if live.is_some() {
                         // Once the device has reported a delay, one zero
                         // reading does not make it a device that reports none.
                         device_says |= stats.device_latency_ns.load(Ordering::Relaxed) != 0;
                         // No answer (no stream of ours there: another device
                         // after a restart): nothing is added.
-                        let ns = server.poll(!device_says).unwrap_or(0);
+                        let ns = if device_says {
+                            0
+                        } else {
+                            server.poll().unwrap_or(0)
+                        };
                         let was = stats.server_latency_ns.swap(ns, Ordering::Relaxed);
                         if was == 0 && ns != 0 {
                             tracing::info!(
-                                "the sound server adds {:.1} ms of output latency to the device's",
+                                "the device reports no output latency: the sound server says {:.1} ms",
                                 ns as f64 / 1e6
                             );
                         }

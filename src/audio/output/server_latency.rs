@@ -1,24 +1,29 @@
 //! The output latency a sound server adds, when the device cannot say it.
 //!
 //! Through ALSA's pulse plugin (the default device on most desktops, and
-//! PipeWire's pulse side too) the delay cpal reports is at most the audio
-//! buffered in the stream — on some ALSA versions nothing at all (SETUP.md) —
-//! and never the sink's own delay behind it. The server knows both: for
-//! each stream `pactl list sink-inputs` gives the buffered audio ("Buffer
-//! Latency") and the sink's delay ("Sink Latency"). [`ServerLatency`] asks
-//! it about this process's stream (once a second, on the output's
-//! supervising thread, never the audio thread). The sink's delay is always
-//! added, as the median of the last few answers (it jumps by ms from one to
-//! the next); the buffered audio only when the device reports nothing, as the
-//! smallest of the last few answers — the buffer is a sawtooth between
-//! callbacks, and a frame written by a callback waits behind what is left at
-//! its bottom. No `pactl`, no server, or no stream of ours: no answer, and
-//! the device's own figure (and `--latency-offset-ms`) stand.
+//! PipeWire's pulse side too) the delay cpal reports is the plugin's
+//! `snd_pcm_delay`, which is PulseAudio's `pa_stream_get_latency`: the
+//! stream's whole latency, its buffered audio and the sink's delay behind it.
+//! Nothing is to be added then, and adding the sink's delay again (as this
+//! module once did) stepped the peer's output by a millisecond or two each
+//! time the server answered (`scripts/measure-device`, NOTEBOOK.md). On some
+//! ALSA versions the plugin reports nothing at all (SETUP.md); only then is
+//! the server asked. For each stream `pactl list sink-inputs` gives the
+//! buffered audio ("Buffer Latency") and the sink's delay ("Sink Latency").
+//! [`ServerLatency`] asks it about this process's stream (once a second, on
+//! the output's supervising thread, never the audio thread) and adds the
+//! smallest buffered amount of the last few answers — the buffer is a
+//! sawtooth between callbacks, and a frame written by a callback waits behind
+//! what is left at its bottom — to the median of the sink's delays, which jump
+//! by ms from one answer to the next (a sink renders in chunks). No `pactl`,
+//! no server, or no stream of ours: no answer, and `--latency-offset-ms`
+//! stands alone.
 
 use std::collections::VecDeque;
 use std::process::Command;
 
-/// Answers kept: the smallest buffered amount among them is used.
+/// Answers kept: the smallest buffered amount and the median sink delay
+/// among them are used.
 const KEEP: usize = 8;
 
 /// The server's latency for this process's stream, from its recent answers.
@@ -31,9 +36,8 @@ pub struct ServerLatency {
 }
 
 impl ServerLatency {
-    /// Asks the server once; returns the latency to add to the device's, in
-    /// ns, if known (`with_buffer`: the device reports none of it).
-    pub fn poll(&mut self, with_buffer: bool) -> Option<i64> {
+    /// Asks the server once; returns our stream's latency in ns, if known.
+    pub fn poll(&mut self) -> Option<i64> {
         if self.unavailable {
             return None;
         }
@@ -62,11 +66,11 @@ impl ServerLatency {
             self.sink_us.clear();
             return None;
         };
-        self.add(buffer_us, sink_us, with_buffer)
+        self.add(buffer_us, sink_us)
     }
 
-    /// Takes one answer; returns the latency to add, in ns.
-    pub fn add(&mut self, buffer_us: i64, sink_us: i64, with_buffer: bool) -> Option<i64> {
+    /// Takes one answer; returns the stream's latency, in ns.
+    pub fn add(&mut self, buffer_us: i64, sink_us: i64) -> Option<i64> {
         for (list, us) in [
             (&mut self.buffer_us, buffer_us),
             (&mut self.sink_us, sink_us),
@@ -76,15 +80,11 @@ impl ServerLatency {
                 list.pop_front();
             }
         }
-        let least = if with_buffer {
-            *self.buffer_us.iter().min()?
-        } else {
-            0
-        };
+        let least = *self.buffer_us.iter().min()?;
         // The sink's delay jumps by ms from one answer to the next (a sink
-        // renders in chunks; a null sink's by as much as its block): the
-        // median of the last answers, so that each poll does not step the
-        // peer's output by that much (measured: `scripts/measure-device`).
+        // renders in chunks; a null sink's by as much as its block, 0–7 ms
+        // here): the median of the last answers, so that each poll does not
+        // step the peer's output by that much.
         let mut sink: Vec<i64> = self.sink_us.iter().copied().collect();
         sink.sort_unstable();
         let sink_us = sink[sink.len() / 2];
@@ -140,24 +140,15 @@ Sink Input #4
     #[test]
     fn keeps_the_bottom_of_the_buffers_sawtooth() {
         let mut s = ServerLatency::default();
-        assert_eq!(s.add(30_000, 4_000, true), Some(34_000_000));
-        assert_eq!(s.add(10_000, 4_000, true), Some(14_000_000));
-        assert_eq!(
-            s.add(25_000, 5_000, true),
-            Some(14_000_000),
-            "the sink's median"
-        );
-        assert_eq!(s.add(25_000, 5_000, true), Some(15_000_000));
-        assert_eq!(
-            s.add(25_000, 5_000, false),
-            Some(5_000_000),
-            "the device says the rest"
-        );
+        assert_eq!(s.add(30_000, 4_000), Some(34_000_000));
+        assert_eq!(s.add(10_000, 4_000), Some(14_000_000));
+        assert_eq!(s.add(25_000, 5_000), Some(14_000_000), "the sink's median");
+        assert_eq!(s.add(25_000, 5_000), Some(15_000_000));
         for _ in 0..KEEP {
-            s.add(20_000, 5_000, true);
+            s.add(20_000, 5_000);
         }
         assert_eq!(
-            s.add(20_000, 5_000, true),
+            s.add(20_000, 5_000),
             Some(25_000_000),
             "old answers age out"
         );
