@@ -48,6 +48,7 @@ fn main() {
     let checkpoints = [10usize, 30, 100, 300, 1000, 3000];
     let mut errors_us: Vec<Vec<f64>> = vec![Vec::new(); checkpoints.len()];
     let mut rate_ratio: Vec<Vec<f64>> = vec![Vec::new(); checkpoints.len()];
+    let mut offset_ratio: Vec<Vec<f64>> = vec![Vec::new(); checkpoints.len()];
     for seed in 0..seeds {
         let mut rng = Rng(seed);
         let offset_ns = rng.uniform(-10e9, 10e9);
@@ -78,6 +79,9 @@ fn main() {
                 let truth = offset_ns + rate * t4 as f64;
                 errors_us[k].push((est.offset_ns_at(t4) - truth).abs() / 1e3);
                 rate_ratio[k].push((est.rate - rate).abs() / est.rate_uncertainty);
+                offset_ratio[k].push(
+                    (est.offset_ns_at(t4) - truth).abs() / est.offset_uncertainty_ns.max(1.0),
+                );
             }
         }
     }
@@ -88,12 +92,16 @@ fn main() {
         let (p50, p99) = (percentile(e, 0.5), percentile(e, 0.99));
         let r = &mut rate_ratio[k];
         r.sort_by(f64::total_cmp);
+        let o = &mut offset_ratio[k];
+        o.sort_by(f64::total_cmp);
         println!(
             "after {n:5} exchanges ({:5.1} s): |offset error| p50 {p50:9.1} µs  p99 {p99:9.1} µs  \
-             rate error/uncertainty p50 {:.2} p90 {:.2}",
+             rate error/uncertainty p50 {:.2} p90 {:.2}  offset error/uncertainty p50 {:.2} p90 {:.2}",
             (*n as i64 * interval_ms) as f64 / 1e3,
             percentile(r, 0.5),
             percentile(r, 0.9),
+            percentile(o, 0.5),
+            percentile(o, 0.9),
         );
         json.push(format!("\"p50_us_{n}\":{p50:.1},\"p99_us_{n}\":{p99:.1}"));
     }

@@ -42,6 +42,12 @@ const PLAUSIBILITY_REFIT_NS: i64 = 1_000_000_000;
 /// The factor from `mean excess / (samples · span)` to a rate error bound.
 pub const RATE_UNCERTAINTY_GAIN: f64 = 20.0;
 
+/// The factor from `mean excess / samples per direction` to a scale of the
+/// offset's error like a standard deviation: the true error's median is 2.2–3.6
+/// times that ratio (`examples/clock_accuracy`, from 0.2 s to 75 s, 1–40 ms of
+/// jitter, FIFO or not), so four times it is exceeded roughly a third of the time.
+pub const OFFSET_UNCERTAINTY_GAIN: f64 = 4.0;
+
 /// How far below its peak (in units of the envelope's error scale, the mean
 /// excess over the samples per direction) the rate search still counts a band as
 /// tight; the rate is the middle of that range.
@@ -91,6 +97,11 @@ pub struct ClockEstimate {
     /// true error is below it in about nine fits out of ten (NOTEBOOK.md,
     /// 2026-11-21 "steering"); infinite with a single instant.
     pub rate_uncertainty: f64,
+    /// A scale for the offset's error (ns), like a standard deviation: the
+    /// mean queueing delay above the envelope over the samples per direction,
+    /// times [`OFFSET_UNCERTAINTY_GAIN`]. It weighs links against each other in
+    /// the joint estimate of session time (`session/sync.rs`).
+    pub offset_uncertainty_ns: f64,
 }
 
 impl ClockEstimate {
@@ -336,8 +347,9 @@ fn fit(outbound: &VecDeque<Sample>, inbound: &VecDeque<Sample>) -> Option<ClockE
     let rate = (bisect(|r| h(r) >= level, lo, peak) + bisect(|r| h(r) >= level, hi, peak)) / 2.0;
     let (cf, cb) = (c_f(rate), c_b(rate));
     let span_ns = -oldest as i64;
+    let excess_ns = mean_excess(rate);
     let rate_uncertainty = if span_ns > 0 {
-        RATE_UNCERTAINTY_GAIN * mean_excess(rate) / (per_direction * span_ns as f64)
+        RATE_UNCERTAINTY_GAIN * excess_ns / (per_direction * span_ns as f64)
     } else {
         f64::INFINITY
     };
@@ -348,6 +360,7 @@ fn fit(outbound: &VecDeque<Sample>, inbound: &VecDeque<Sample>) -> Option<ClockE
         min_delay_ns: (cf + cb) / 2.0,
         span_ns,
         rate_uncertainty,
+        offset_uncertainty_ns: OFFSET_UNCERTAINTY_GAIN * excess_ns / per_direction,
     })
 }
 

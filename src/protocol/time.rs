@@ -1,10 +1,11 @@
 //! Session time: one time base that every peer agrees on, with no server.
 //!
 //! Each peer keeps a [`SessionMap`], a line from its own monotonic clock to session
-//! time, and announces it in every heartbeat. The **root** is the live, synced peer
-//! with the lowest id; it follows nobody and its map simply continues. Every other
-//! peer steers its map towards the root's, read through the link clock estimate
-//! (see [`super::clock`]): it slews (changes its rate by at most
+//! time, and announces it in every heartbeat. The **root** is the most senior
+//! synced peer that most agree with (`session/election.rs`); it follows nobody and
+//! its map simply continues. Every other peer steers its map towards the root's,
+//! read through the link clock estimate (see [`super::clock`]; and through its
+//! seniors' links too, `session/sync.rs`): it slews (changes its rate by at most
 //! [`SteerConfig::max_slew_ppm`]) for small errors and steps only for large ones
 //! (when it has just joined, or healed from a long partition).
 //!
@@ -294,6 +295,7 @@ mod tests {
             min_delay_ns: 1e6,
             span_ns: 60_000_000_000,
             rate_uncertainty: 1e-7,
+            offset_uncertainty_ns: 1000.0,
         };
         let cfg = SteerConfig::default();
         let target = |l: i64| root_target(&cfg, &root_map, &link, l, false);
@@ -335,6 +337,7 @@ mod tests {
             min_delay_ns: 1e6,
             span_ns: 1_000_000_000,
             rate_uncertainty: 1e-3,
+            offset_uncertainty_ns: 1000.0,
         };
         let cfg = SteerConfig::default();
         let target = |l: i64| root_target(&cfg, &root_map, &link, l, false);
@@ -377,6 +380,7 @@ mod tests {
             min_delay_ns: 1e6,
             span_ns: 1_000_000_000,
             rate_uncertainty: ppm * 1e-6,
+            offset_uncertainty_ns: 1000.0,
         };
         let trusted = |ppm, was| root_target(&cfg, &root_map, &link(ppm), 0, was).trusted;
         let limit = cfg.max_rate_uncertainty_ppm;

@@ -1,14 +1,26 @@
 //! Session time: clock pings, the first sync onto the most senior peer's
-//! session time, and steering our map towards the root's once per round.
+//! session time, and steering our map towards the root's once per round,
+//! read through the root's link and the settled seniors' (`joint_target`).
 
 use crate::protocol::clock::ClockEstimate;
 use crate::protocol::message::{ClockPing, ClockPong, Message};
 use crate::protocol::state::{PeerId, Round};
-use crate::protocol::time::{SessionMap, Steer, SteerState, root_target, steer};
+use crate::protocol::time::{SessionMap, Steer, SteerState, Target, root_target, steer};
 
 use super::election::elect;
 use super::timers::Timer;
 use super::{Ignored, Session, SessionEvent};
+
+/// A member's map counts towards our reading of the root's session time once
+/// the member has been synced this long (session time): its own estimate has
+/// settled by then.
+const SETTLED_NS: i64 = 5_000_000_000;
+/// What a settled member's map is presumed off the root's (its own link
+/// estimate's error), added to ours of its link when weighing it.
+const MEMBER_ERROR_NS: f64 = 200_000.0;
+/// A member whose map, read through our link, is further than this from the
+/// root's does not count: it is wrong, or our estimate of its link is.
+const JOINT_AGREEMENT_NS: i64 = 5_000_000;
 
 impl Session {
     /// Answers a clock ping at once, stamped with our clock.
@@ -66,6 +78,7 @@ impl Session {
             return;
         };
         let target = root_target(&self.cfg.steer, &root_map, &est, now_ns, false);
+        let target = self.joint_target(now_ns, root, target, &est);
         let mut map = SessionMap::starting_at(now_ns);
         self.steering = SteerState::default();
         self.steered_to = Some(root);
@@ -98,9 +111,9 @@ impl Session {
         let Some((est, root_map)) = self.usable_estimate(root) else {
             return;
         };
-        let Some(map) = self.map.as_mut() else {
+        if self.map.is_none() {
             return;
-        };
+        }
         // A new root is a new reference: the rate learned against the old one
         // does not carry over.
         let new_root = self.steered_to.replace(root) != Some(root);
@@ -114,6 +127,10 @@ impl Session {
             now_ns,
             self.steering.trusted,
         );
+        let target = self.joint_target(now_ns, root, target, &est);
+        let Some(map) = self.map.as_mut() else {
+            return;
+        };
         let r = steer(
             map,
             &mut self.steering,
@@ -128,6 +145,74 @@ impl Session {
             if self.last_beat_round.is_some_and(|r| r > cur) {
                 self.last_beat_round = Some(cur);
             }
+        }
+    }
+
+    /// The root's session time at `now`, read through every link that knows it:
+    /// the root's map through our estimate of its link (`through_root`), and
+    /// the maps of the settled members more senior than us through theirs, each
+    /// weighed by how well we know its link (and a member's own error). Over a
+    /// jittery path each link's estimate narrows slowly, and independent links
+    /// narrow the mean faster: a joiner is in step sooner. Seniority orders
+    /// who reads whom, so no two peers steer to each other, and a member
+    /// whose reading disagrees with the root's by more than
+    /// [`JOINT_AGREEMENT_NS`] is left out, so one member moves us by at most
+    /// about that. The rate fed forward stays the root link's.
+    fn joint_target(
+        &mut self,
+        now_ns: i64,
+        root: PeerId,
+        through_root: Target,
+        root_est: &ClockEstimate,
+    ) -> Target {
+        let mine = (
+            self.synced_at_session_ns.unwrap_or(i64::MAX),
+            self.me.peer_id,
+        );
+        let settled_before = through_root.session_ns.saturating_sub(SETTLED_NS);
+        let seniors: Vec<PeerId> = self
+            .links
+            .iter()
+            .filter(|(id, l)| {
+                **id != root
+                    && l.map.is_some()
+                    && (l.synced_at_session_ns, **id) < mine
+                    && l.synced_at_session_ns <= settled_before
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        // A reading's weight: none for an uncertainty that is not a number.
+        let weight = |sigma_ns: f64| {
+            let variance = sigma_ns * sigma_ns;
+            if variance.is_finite() {
+                1.0 / variance.max(1.0)
+            } else {
+                0.0
+            }
+        };
+        let mut sum_w = weight(root_est.offset_uncertainty_ns);
+        if sum_w == 0.0 {
+            return through_root;
+        }
+        let mut sum_wd = 0.0;
+        for id in seniors {
+            let Some((est, map)) = self.usable_estimate(id) else {
+                continue;
+            };
+            let theirs = root_target(&self.cfg.steer, &map, &est, now_ns, false);
+            let d_ns = theirs.session_ns.saturating_sub(through_root.session_ns);
+            if !(-JOINT_AGREEMENT_NS..=JOINT_AGREEMENT_NS).contains(&d_ns) {
+                continue;
+            }
+            let w = weight(est.offset_uncertainty_ns.hypot(MEMBER_ERROR_NS));
+            sum_w += w;
+            sum_wd += w * d_ns as f64;
+        }
+        Target {
+            session_ns: through_root
+                .session_ns
+                .saturating_add((sum_wd / sum_w).round() as i64),
+            ..through_root
         }
     }
 

@@ -565,3 +565,83 @@ fn a_long_guard_raises_the_lead_instead_of_silencing_the_peer() {
     });
     assert!(applied);
 }
+
+/// A joiner reads the root's session time through the settled members more
+/// senior than it too, each weighed by how well it knows that link: over
+/// equally jittery links, a member whose map is 2 ms off the root's (as a
+/// member's own estimate can be over such a path) pulls it part of the way
+/// there; a member 10 ms off, or synced only a second before us, not at all.
+#[test]
+fn a_joiner_reads_session_time_through_settled_seniors_too() {
+    let root_map = SessionMap {
+        anchor_local_ns: 0,
+        anchor_session_ns: 20_000 * MS,
+        rate: 0.0,
+    };
+    // Our session time minus the root's after 3 s of samples (every clock
+    // reads the same here, so the root's map is the truth).
+    let off_root = |shift_ns: i64, seniority: i64| -> i64 {
+        let mut s = Session::new(Config::default(), info(7), 0, Start::Join);
+        s.handle_link_up(0, info(2));
+        s.handle_link_up(0, info(3));
+        let member_map = SessionMap {
+            anchor_session_ns: root_map.anchor_session_ns + shift_ns,
+            ..root_map
+        };
+        let mut lcg = 0x2545_f491_4f6c_dd1d_u64;
+        let mut jitter = move || {
+            lcg = lcg.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            MS + ((lcg >> 33) % (20 * MS as u64)) as i64
+        };
+        let mut t = 0;
+        while t < 3_000 * MS {
+            t += 5 * MS;
+            if t % (25 * MS) == 0 {
+                for peer in [2, 3] {
+                    let (out, back) = (jitter(), jitter());
+                    let origin_ns = t - out - back;
+                    s.handle_message(
+                        t,
+                        PeerId(peer),
+                        Message::ClockPong(ClockPong {
+                            seq: (t / MS) as u32,
+                            origin_ns,
+                            received_ns: origin_ns + out,
+                            sent_ns: origin_ns + out,
+                        }),
+                    );
+                }
+            }
+            if t % (100 * MS) == 0 {
+                for (peer, map, senior) in [(2, root_map, 0), (3, member_map, seniority)] {
+                    s.handle_message(t, PeerId(peer), claims(map, senior, t - jitter()));
+                }
+            }
+            s.handle_timeout(t);
+            drain(&mut s);
+        }
+        assert_eq!(s.root(), Some(PeerId(2)));
+        s.session_ns_at(t).unwrap() - root_map.session_ns_at(t)
+    };
+    // Over these links the root's alone is read 0.2 ms off; an agreeing
+    // member's independent link halves that.
+    let agreeing = off_root(0, 1_000 * MS);
+    assert!(
+        agreeing.abs() < 300_000,
+        "{agreeing} ns off with agreeing maps"
+    );
+    let pulled = off_root(2 * MS, 1_000 * MS) - agreeing;
+    assert!(
+        (200_000..1_500_000).contains(&pulled),
+        "a settled member 2 ms off moved us {pulled} ns"
+    );
+    // Left out, for either reason: the root's reading alone, the same both times.
+    let ten_off = off_root(10 * MS, 1_000 * MS);
+    let unsettled = off_root(2 * MS, 19_500 * MS);
+    assert_eq!(ten_off, unsettled);
+    assert!(
+        ten_off.abs() < 500_000,
+        "{ten_off} ns off through the root alone"
+    );
+    assert_ne!(ten_off, agreeing);
+}
