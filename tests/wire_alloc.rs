@@ -133,15 +133,6 @@ fn one_of_each() -> Vec<Message> {
     let addr: SocketAddr = "127.0.0.1:7878".parse().unwrap();
     let stem = [3; 32];
     vec![
-        Message::Hello(Hello {
-            protocol_version: 1,
-            peer_id: PeerId(1),
-            name: "keys".into(),
-            listen_addr: addr,
-            nonce: [1; 32],
-            proof: Some([2; 32]),
-        }),
-        Message::Auth(Auth { proof: [4; 32] }),
         Message::PeerList(PeerList {
             peers: vec![
                 PeerInfo {

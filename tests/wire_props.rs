@@ -180,6 +180,56 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config(1024))]
+
+    /// Arbitrary bytes never panic a link's opener, and never open: nothing
+    /// but frames sealed under the link's key gets through.
+    #[test]
+    fn arbitrary_bytes_never_open(bytes in prop_oneof![vec(any::<u8>(), 0..512), headed_bytes()]) {
+        let mut o = synfony::wire::seal::Opener::new(&[3; 32], &bytes);
+        for _ in 0..bytes.len() + 1 {
+            match o.next_frame::<Message>() {
+                Ok(synfony::wire::seal::Opened::NeedMore) | Err(_) => break,
+                Ok(other) => prop_assert!(false, "{other:?} opened from random bytes"),
+            }
+        }
+    }
+
+    /// Whatever frames arrive during a handshake, in any order, neither side
+    /// panics, and none is established by them.
+    #[test]
+    fn arbitrary_handshake_frames_never_panic(
+        frames in vec(handshake_frame(), 0..6),
+        passphrase in proptest::option::of(vec(any::<u8>(), 0..12)),
+    ) {
+        use synfony::runtime::handshake::{Handshake, Intro};
+        let intro = Intro {
+            peer_id: PeerId(1),
+            name: "victim".into(),
+            listen_addr: "127.0.0.1:7878".parse().unwrap(),
+        };
+        let mut a = Handshake::accept(intro.clone(), passphrase.as_deref());
+        let mut d = Handshake::dial(Intro { peer_id: PeerId(2), ..intro }, passphrase.as_deref())
+            .expect("a dialer starts");
+        for f in frames {
+            prop_assert!(!matches!(a.handle(f.clone()), Ok(Some(_))));
+            prop_assert!(!matches!(d.handle(f), Ok(Some(_))));
+        }
+    }
+}
+
+fn handshake_frame() -> impl Strategy<Value = synfony::runtime::handshake::HandshakeFrame> {
+    use synfony::runtime::handshake::{HandshakeFrame, Refusal};
+    prop_oneof![
+        proptest::option::of(vec(any::<u8>(), 0..40))
+            .prop_map(|pake| HandshakeFrame::Knock { pake }),
+        vec(any::<u8>(), 0..40).prop_map(HandshakeFrame::Pake),
+        vec(any::<u8>(), 0..200).prop_map(HandshakeFrame::Noise),
+        Just(HandshakeFrame::Refuse(Refusal::Broken)),
+    ]
+}
+
 /// Random bytes behind a valid frame header, whose length is true, short or long.
 fn headed_bytes() -> impl Strategy<Value = Vec<u8>> {
     (vec(any::<u8>(), 0..512), 0u32..4, any::<u32>()).prop_map(|(body, mode, lie)| {

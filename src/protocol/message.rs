@@ -25,8 +25,6 @@ pub const MAX_REASON_BYTES: usize = 256;
 pub const MAX_PEERS: usize = 64;
 /// Largest chunk of a stem file carried by one room message.
 pub const MAX_CHUNK_BYTES: usize = 256 * 1024;
-/// Length of authentication nonces and proofs (HMAC-SHA256).
-pub const AUTH_LEN: usize = 32;
 
 /// Content hash (BLAKE3) naming a stem file.
 pub type StemHash = [u8; 32];
@@ -35,8 +33,9 @@ pub type StemHash = [u8; 32];
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 pub enum MessageCode {
-    Hello = 1,
-    Auth = 2,
+    // 1 and 2 were the plaintext hello and passphrase proof before links were
+    // sealed (protocol 5): the handshake's frames are its own
+    // (`runtime::handshake`), and no sealed frame is one of them.
     PeerList = 3,
     Heartbeat = 4,
     ClockPing = 5,
@@ -49,8 +48,6 @@ pub enum MessageCode {
 impl MessageCode {
     pub fn from_u8(code: u8) -> Option<MessageCode> {
         Some(match code {
-            1 => MessageCode::Hello,
-            2 => MessageCode::Auth,
             3 => MessageCode::PeerList,
             4 => MessageCode::Heartbeat,
             5 => MessageCode::ClockPing,
@@ -65,8 +62,6 @@ impl MessageCode {
 
 #[derive(Clone, PartialEq, Debug)]
 pub enum Message {
-    Hello(Hello),
-    Auth(Auth),
     PeerList(PeerList),
     Heartbeat(Heartbeat),
     ClockPing(ClockPing),
@@ -79,8 +74,6 @@ pub enum Message {
 impl Message {
     pub fn code(&self) -> MessageCode {
         match self {
-            Message::Hello(_) => MessageCode::Hello,
-            Message::Auth(_) => MessageCode::Auth,
             Message::PeerList(_) => MessageCode::PeerList,
             Message::Heartbeat(_) => MessageCode::Heartbeat,
             Message::ClockPing(_) => MessageCode::ClockPing,
@@ -96,8 +89,6 @@ impl Model for Message {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         w.put_u8(self.code() as u8);
         match self {
-            Message::Hello(m) => m.encode(w),
-            Message::Auth(m) => m.encode(w),
             Message::PeerList(m) => m.encode(w),
             Message::Heartbeat(m) => m.encode(w),
             Message::ClockPing(m) => m.encode(w),
@@ -115,8 +106,6 @@ impl Model for Message {
             code,
         })?;
         Ok(match code {
-            MessageCode::Hello => Message::Hello(r.get()?),
-            MessageCode::Auth => Message::Auth(r.get()?),
             MessageCode::PeerList => Message::PeerList(r.get()?),
             MessageCode::Heartbeat => Message::Heartbeat(r.get()?),
             MessageCode::ClockPing => Message::ClockPing(r.get()?),
@@ -124,73 +113,6 @@ impl Model for Message {
             MessageCode::Goodbye => Message::Goodbye(r.get()?),
             MessageCode::Snapshot => Message::Snapshot(r.get()?),
             MessageCode::Room => Message::Room(r.get()?),
-        })
-    }
-}
-
-/// The first message on every link, from both ends: who I am and how to reach me.
-///
-/// With a passphrase, each side proves it knows the secret by answering the other
-/// side's `nonce` with an HMAC (`proof`, sent by the side that already has the
-/// other's nonce: the accepting side in its hello, the dialling side in [`Auth`]).
-/// The secret itself never crosses the wire.
-///
-/// ```text
-/// | protocol_version u16 | peer_id u64 | name text (≤ 64 bytes) | listen_addr SocketAddr |
-/// | nonce [32] | proof option<[32]> |
-/// ```
-#[derive(Clone, PartialEq, Debug)]
-pub struct Hello {
-    pub protocol_version: u16,
-    pub peer_id: PeerId,
-    pub name: String,
-    /// The address other peers should dial to reach this peer (`--advertise`).
-    pub listen_addr: SocketAddr,
-    pub nonce: [u8; AUTH_LEN],
-    pub proof: Option<[u8; AUTH_LEN]>,
-}
-
-impl Model for Hello {
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
-        w.put_u16(self.protocol_version);
-        self.peer_id.encode(w)?;
-        w.put_text(&self.name, MAX_NAME_BYTES, "hello.name")?;
-        self.listen_addr.encode(w)?;
-        w.put_array(&self.nonce);
-        self.proof.encode(w)
-    }
-
-    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        Ok(Hello {
-            protocol_version: r.u16("hello.protocol_version")?,
-            peer_id: r.get_as("hello.peer_id")?,
-            name: r.text(MAX_NAME_BYTES, "hello.name")?,
-            listen_addr: r.get_as("hello.listen_addr")?,
-            nonce: r.array("hello.nonce")?,
-            proof: r.get_as("hello.proof")?,
-        })
-    }
-}
-
-/// The dialling side's answer to the accepting side's nonce.
-///
-/// ```text
-/// | proof [32] |
-/// ```
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Auth {
-    pub proof: [u8; AUTH_LEN],
-}
-
-impl Model for Auth {
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
-        w.put_array(&self.proof);
-        Ok(())
-    }
-
-    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        Ok(Auth {
-            proof: r.array("auth.proof")?,
         })
     }
 }

@@ -4,8 +4,11 @@
 //!   [`crate::protocol::Session`] and the engine, the sans-IO link state
 //!   machine, one task per input source and socket half, and a worker thread
 //!   for slow file work.
-//! - [`net`]: one framed TCP connection and the handshake that opens it.
-//! - [`auth`]: the passphrase challenge–response proofs.
+//! - [`net`]: one TCP connection, its sealed frames, and the handshake that
+//!   opens it.
+//! - [`handshake`]: that handshake, sans-IO: SPAKE2 over the passphrase, then
+//!   Noise XX for the link's keys.
+//! - [`auth`]: the passphrase.
 //! - [`control`]: the headless command language and JSON-lines events.
 //! - [`events`]: what a peer reports, typed.
 //! - [`room`]: the stem exchange's shell (files, cache, remote stems).
@@ -15,6 +18,7 @@
 pub mod auth;
 pub mod control;
 pub mod events;
+pub mod handshake;
 pub mod library;
 pub mod net;
 pub mod peer;

@@ -8,14 +8,13 @@
 //!
 //! # Handshake
 //!
-//! ```text
-//! dialer                                   acceptor
-//!   Hello{nonce_d, proof: None}      ──►
-//!                                    ◄──   Hello{nonce_a, proof: HMAC(acceptor, nonce_d, nonce_a)}   (proof only with a passphrase)
-//!   Auth{HMAC(dialer, nonce_a, nonce_d)} ──►                                                          (only with a passphrase)
-//! ```
-//! Nothing else is read or sent before the handshake completes, a refusal is a
-//! `Goodbye` with the reason, and the whole exchange has [`HANDSHAKE_TIMEOUT`].
+//! [`super::handshake`] opens every link: SPAKE2 over the passphrase (in a
+//! session that has one), then Noise XX, which gives each direction its key
+//! and carries each side's id, name and address encrypted. From then on every
+//! frame is sealed ([`crate::wire::seal`]): one that was changed, replayed,
+//! reordered or injected closes the link. Nothing but the handshake's frames is
+//! read or sent before it completes, a refusal is a frame that says why, and
+//! the whole exchange has [`HANDSHAKE_TIMEOUT`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,10 +25,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::host_clock::{LocalClock, monotonic_ns};
 use crate::protocol::PeerId;
-use crate::protocol::message::{AUTH_LEN, Auth, Goodbye, Hello, Message, PeerInfo};
-use crate::wire::{FrameBuffer, Next, PROTOCOL_VERSION, WireError, encode_frame};
+use crate::protocol::message::{Message, PeerInfo};
+use crate::wire::seal::{Opened, Opener, SealError, Sealer};
+use crate::wire::{FrameBuffer, Next, PROTOCOL_VERSION, WireError};
 
-use super::auth::{Challenge, Role, Secret, fresh_nonce};
+use super::auth::Secret;
+use super::handshake::{Handshake, HandshakeError, HandshakeFrame, Intro, Refusal};
 
 /// A connection that has not finished its handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,23 +51,10 @@ pub enum LinkError {
     Timeout(Duration),
     #[error("it speaks protocol version {found}; this build speaks {PROTOCOL_VERSION}")]
     Version { found: u16 },
-    #[error("expected {expected} during the handshake, got {got}")]
-    Unexpected {
-        expected: &'static str,
-        got: &'static str,
-    },
-    #[error("it refused us: {0}")]
-    Refused(String),
-    #[error("wrong passphrase (its proof does not match ours)")]
-    WrongPassphrase,
-    #[error("the session there needs a passphrase (--passphrase)")]
-    NeedsPassphrase,
-    #[error("it does not know the passphrase (an open session)")]
-    PeerHasNoPassphrase,
-    #[error("that address is this peer itself")]
-    SelfLink,
-    #[error("no OS randomness for a nonce: {0}")]
-    Nonce(String),
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    #[error(transparent)]
+    Sealed(SealError),
 }
 
 impl LinkError {
@@ -77,6 +65,29 @@ impl LinkError {
             WireError::VersionMismatch { found, .. } => LinkError::Version { found },
             e => LinkError::Wire(e),
         }
+    }
+
+    fn from_seal(e: SealError) -> LinkError {
+        match e {
+            SealError::Wire(w) => LinkError::from_wire(w),
+            e => LinkError::Sealed(e),
+        }
+    }
+
+    /// A refusal that trying again will not change (a passphrase that does
+    /// not match, another protocol version): worth telling the user once.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            LinkError::Version { .. }
+                | LinkError::Handshake(
+                    HandshakeError::WrongPassphrase
+                        | HandshakeError::NeedsPassphrase
+                        | HandshakeError::PeerHasNoPassphrase
+                        | HandshakeError::NoPassphraseThere
+                        | HandshakeError::PeerHasPassphrase
+                )
+        )
     }
 }
 
@@ -99,6 +110,8 @@ pub struct Connection {
     /// `CLOCK_MONOTONIC` of the last read: stamps frames still buffered when
     /// the handshake ends.
     last_read_mono_ns: i64,
+    /// The link's keys, once the handshake gave them.
+    keys: Option<Box<(Sealer, [u8; 32])>>,
 }
 
 impl Connection {
@@ -112,6 +125,7 @@ impl Connection {
             out: Vec::new(),
             remote,
             last_read_mono_ns: monotonic_ns(),
+            keys: None,
         })
     }
 
@@ -119,10 +133,10 @@ impl Connection {
         self.remote
     }
 
-    /// The next message; a malformed frame fails the handshake.
-    async fn read_message(&mut self) -> Result<Message, LinkError> {
+    /// The next handshake frame; a malformed frame fails the handshake.
+    async fn read_frame(&mut self) -> Result<HandshakeFrame, LinkError> {
         loop {
-            match self.frames.next_frame::<Message>() {
+            match self.frames.next_frame::<HandshakeFrame>() {
                 Ok(Next::Frame(m)) => return Ok(m),
                 Ok(Next::Dropped(e)) => return Err(LinkError::Wire(e)),
                 Ok(Next::NeedMore) => {}
@@ -137,38 +151,86 @@ impl Connection {
         }
     }
 
-    async fn write_message(&mut self, m: &Message) -> Result<(), LinkError> {
+    /// Sends what the handshake has queued, in one write.
+    async fn flush(&mut self, hs: &mut Handshake) -> Result<(), LinkError> {
         self.out.clear();
-        encode_frame(m, &mut self.out)?;
-        self.stream.write_all(&self.out).await?;
+        while hs.poll_transmit_bytes(&mut self.out) {}
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+        }
         Ok(())
     }
 
-    /// Sends a refusal (best effort) before the connection is dropped.
-    async fn refuse(&mut self, reason: &str) {
-        let bye = Message::Goodbye(Goodbye {
-            reason: reason.chars().take(64).collect(),
-        });
-        let _ = tokio::time::timeout(Duration::from_millis(200), self.write_message(&bye)).await;
+    /// Runs a handshake to its end: its frames out, the other side's in. A
+    /// refusal is sent (best effort) before the error returns.
+    async fn handshake(&mut self, mut hs: Handshake) -> Result<Intro, LinkError> {
+        loop {
+            self.flush(&mut hs).await?;
+            let frame = match self.read_frame().await {
+                Ok(f) => f,
+                Err(LinkError::Version { found }) => {
+                    // Any frame of ours tells the other side our version.
+                    let _ = hs.handle(HandshakeFrame::Refuse(Refusal::Broken));
+                    let mut out = Vec::new();
+                    let _ = crate::wire::encode_frame(
+                        &HandshakeFrame::Refuse(Refusal::Broken),
+                        &mut out,
+                    );
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(200),
+                        self.stream.write_all(&out),
+                    )
+                    .await;
+                    return Err(LinkError::Version { found });
+                }
+                Err(e) => return Err(e),
+            };
+            match hs.handle(frame) {
+                Ok(None) => {}
+                Ok(Some(done)) => {
+                    // The dialer's last message goes after it is done.
+                    self.flush(&mut hs).await?;
+                    self.keys = Some(Box::new((done.sealer, done.open_key)));
+                    return Ok(done.peer);
+                }
+                Err(e) => {
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(200), self.flush(&mut hs)).await;
+                    return Err(e.into());
+                }
+            }
+        }
     }
 
-    /// Splits an authenticated connection into its two owners.
-    pub fn split(self, clock: LocalClock) -> (LinkReader, LinkWriter) {
+    /// Keys as if a handshake had run (unit tests of what comes after).
+    #[cfg(test)]
+    pub(crate) fn with_test_keys(mut self) -> Connection {
+        self.keys = Some(Box::new((Sealer::new(&[1; 32]), [1; 32])));
+        self
+    }
+
+    /// Splits an established connection into its two owners; `None` before
+    /// its handshake gave it keys.
+    pub fn split(self, clock: LocalClock) -> Option<(LinkReader, LinkWriter)> {
+        let (sealer, open_key) = *self.keys?;
         let (rd, wr) = self.stream.into_split();
-        (
+        let mut rest = Vec::new();
+        self.frames.take_rest(&mut rest);
+        Some((
             LinkReader {
                 rd,
-                frames: self.frames,
+                opener: Opener::new(&open_key, &rest),
                 chunk: self.chunk,
                 clock,
                 buffered_at_ns: clock.local_at(self.last_read_mono_ns),
             },
             LinkWriter {
                 wr,
+                sealer,
                 out: self.out,
                 clock,
             },
-        )
+        ))
     }
 }
 
@@ -184,7 +246,7 @@ pub enum Read {
 /// The receive half of a link.
 pub struct LinkReader {
     rd: OwnedReadHalf,
-    frames: FrameBuffer,
+    opener: Opener,
     chunk: Vec<u8>,
     clock: LocalClock,
     /// When the frames buffered at the split were read.
@@ -202,11 +264,11 @@ impl LinkReader {
         loop {
             let mut any = false;
             loop {
-                match self.frames.next_frame::<Message>() {
-                    Ok(Next::Frame(message)) => each(Read::Message { message, at_ns }),
-                    Ok(Next::Dropped(e)) => each(Read::Dropped(e)),
-                    Ok(Next::NeedMore) => break,
-                    Err(e) => return Err(LinkError::from_wire(e)),
+                match self.opener.next_frame::<Message>() {
+                    Ok(Opened::Frame(message)) => each(Read::Message { message, at_ns }),
+                    Ok(Opened::Dropped(e)) => each(Read::Dropped(e)),
+                    Ok(Opened::NeedMore) => break,
+                    Err(e) => return Err(LinkError::from_seal(e)),
                 }
                 any = true;
             }
@@ -219,7 +281,7 @@ impl LinkReader {
             if n == 0 {
                 return Err(LinkError::Closed);
             }
-            self.frames.extend(&self.chunk[..n]);
+            self.opener.extend(&self.chunk[..n]);
         }
     }
 }
@@ -227,6 +289,7 @@ impl LinkReader {
 /// The send half of a link.
 pub struct LinkWriter {
     wr: OwnedWriteHalf,
+    sealer: Sealer,
     out: Vec<u8>,
     clock: LocalClock,
 }
@@ -242,7 +305,9 @@ impl LinkWriter {
         let now_ns = self.clock.now_ns();
         for m in messages.iter_mut() {
             stamp_sent(m, now_ns);
-            encode_frame(m, &mut self.out)?;
+            self.sealer
+                .seal(m, &mut self.out)
+                .map_err(LinkError::from_seal)?;
         }
         self.wr.write_all(&self.out).await?;
         Ok(())
@@ -273,53 +338,6 @@ pub struct Handshaken {
     pub dialer: PeerId,
 }
 
-fn kind(m: &Message) -> &'static str {
-    match m {
-        Message::Hello(_) => "hello",
-        Message::Auth(_) => "auth",
-        Message::PeerList(_) => "peer list",
-        Message::Heartbeat(_) => "heartbeat",
-        Message::ClockPing(_) => "clock ping",
-        Message::ClockPong(_) => "clock pong",
-        Message::Goodbye(_) => "goodbye",
-        Message::Snapshot(_) => "snapshot",
-        Message::Room(_) => "room",
-    }
-}
-
-fn nonce() -> Result<[u8; AUTH_LEN], LinkError> {
-    fresh_nonce().map_err(|e| LinkError::Nonce(e.to_string()))
-}
-
-fn hello(me: &Identity, nonce: [u8; AUTH_LEN], proof: Option<[u8; AUTH_LEN]>) -> Message {
-    Message::Hello(Hello {
-        protocol_version: PROTOCOL_VERSION,
-        peer_id: me.peer_id,
-        name: me.name.clone(),
-        listen_addr: me.advertise,
-        nonce,
-        proof,
-    })
-}
-
-async fn expect_hello(conn: &mut Connection, me: &Identity) -> Result<Hello, LinkError> {
-    match conn.read_message().await? {
-        Message::Hello(h) if h.protocol_version != PROTOCOL_VERSION => Err(LinkError::Version {
-            found: h.protocol_version,
-        }),
-        Message::Hello(h) if h.peer_id == me.peer_id => {
-            conn.refuse("that is this peer itself").await;
-            Err(LinkError::SelfLink)
-        }
-        Message::Hello(h) => Ok(h),
-        Message::Goodbye(g) => Err(LinkError::Refused(g.reason)),
-        other => Err(LinkError::Unexpected {
-            expected: "hello",
-            got: kind(&other),
-        }),
-    }
-}
-
 /// An advertised address with an unspecified IP (`0.0.0.0:7878`) is reached
 /// at the IP this connection came from or went to.
 fn reachable(advertised: SocketAddr, seen: SocketAddr) -> SocketAddr {
@@ -330,48 +348,19 @@ fn reachable(advertised: SocketAddr, seen: SocketAddr) -> SocketAddr {
     }
 }
 
-/// The two proofs of one link: theirs (answering our nonce) and ours
-/// (answering theirs). Only the role differs between the two ends.
-struct Nonces<'a> {
-    me: PeerId,
-    mine: &'a [u8; AUTH_LEN],
-    them: PeerId,
-    theirs: &'a [u8; AUTH_LEN],
+fn intro(me: &Identity) -> Intro {
+    Intro {
+        peer_id: me.peer_id,
+        name: me.name.clone(),
+        listen_addr: me.advertise,
+    }
 }
 
-impl Nonces<'_> {
-    /// The proof we send, as `role`.
-    fn prove(&self, secret: &Secret, role: Role) -> [u8; AUTH_LEN] {
-        secret.proof(&Challenge {
-            role,
-            prover: self.me,
-            verifier: self.them,
-            verifier_nonce: self.theirs,
-            prover_nonce: self.mine,
-        })
-    }
-
-    /// Checks the proof they sent as `role`; a wrong one is refused.
-    async fn check(
-        &self,
-        conn: &mut Connection,
-        secret: &Secret,
-        role: Role,
-        proof: &[u8; AUTH_LEN],
-    ) -> Result<(), LinkError> {
-        let challenge = Challenge {
-            role,
-            prover: self.them,
-            verifier: self.me,
-            verifier_nonce: self.mine,
-            prover_nonce: self.theirs,
-        };
-        if secret.verify(&challenge, proof) {
-            Ok(())
-        } else {
-            conn.refuse("wrong passphrase").await;
-            Err(LinkError::WrongPassphrase)
-        }
+fn info(theirs: Intro, conn: &Connection) -> PeerInfo {
+    PeerInfo {
+        peer_id: theirs.peer_id,
+        name: theirs.name,
+        addr: reachable(theirs.listen_addr, conn.remote()),
     }
 }
 
@@ -382,38 +371,10 @@ pub async fn handshake_dialer(
     secret: Option<&Secret>,
 ) -> Result<Handshaken, LinkError> {
     let run = async {
-        let my_nonce = nonce()?;
-        conn.write_message(&hello(me, my_nonce, None)).await?;
-        let theirs = expect_hello(conn, me).await?;
-        let info = PeerInfo {
-            peer_id: theirs.peer_id,
-            name: theirs.name.clone(),
-            addr: reachable(theirs.listen_addr, conn.remote()),
-        };
-        match (secret, theirs.proof) {
-            (None, None) => {}
-            (None, Some(_)) => {
-                conn.refuse("no passphrase").await;
-                return Err(LinkError::NeedsPassphrase);
-            }
-            (Some(_), None) => {
-                conn.refuse("this peer's session needs a passphrase").await;
-                return Err(LinkError::PeerHasNoPassphrase);
-            }
-            (Some(s), Some(proof)) => {
-                let nonces = Nonces {
-                    me: me.peer_id,
-                    mine: &my_nonce,
-                    them: theirs.peer_id,
-                    theirs: &theirs.nonce,
-                };
-                nonces.check(conn, s, Role::Acceptor, &proof).await?;
-                let proof = nonces.prove(s, Role::Dialer);
-                conn.write_message(&Message::Auth(Auth { proof })).await?;
-            }
-        }
+        let hs = Handshake::dial(intro(me), secret.map(Secret::as_bytes))?;
+        let theirs = conn.handshake(hs).await?;
         Ok(Handshaken {
-            info,
+            info: info(theirs, conn),
             dialer: me.peer_id,
         })
     };
@@ -429,46 +390,12 @@ pub async fn handshake_acceptor(
     secret: Option<&Secret>,
 ) -> Result<Handshaken, LinkError> {
     let run = async {
-        let theirs = match expect_hello(conn, me).await {
-            Err(LinkError::Version { found }) => {
-                conn.refuse(&format!(
-                    "protocol version {found} is not ours ({PROTOCOL_VERSION})"
-                ))
-                .await;
-                return Err(LinkError::Version { found });
-            }
-            r => r?,
-        };
-        let my_nonce = nonce()?;
-        let nonces = Nonces {
-            me: me.peer_id,
-            mine: &my_nonce,
-            them: theirs.peer_id,
-            theirs: &theirs.nonce,
-        };
-        let proof = secret.map(|s| nonces.prove(s, Role::Acceptor));
-        conn.write_message(&hello(me, my_nonce, proof)).await?;
-        if let Some(s) = secret {
-            let proof = match conn.read_message().await? {
-                Message::Auth(a) => a.proof,
-                Message::Goodbye(g) => return Err(LinkError::Refused(g.reason)),
-                other => {
-                    conn.refuse("this session needs a passphrase").await;
-                    return Err(LinkError::Unexpected {
-                        expected: "auth",
-                        got: kind(&other),
-                    });
-                }
-            };
-            nonces.check(conn, s, Role::Dialer, &proof).await?;
-        }
+        let hs = Handshake::accept(intro(me), secret.map(Secret::as_bytes));
+        let theirs = conn.handshake(hs).await?;
+        let dialer = theirs.peer_id;
         Ok(Handshaken {
-            info: PeerInfo {
-                peer_id: theirs.peer_id,
-                name: theirs.name,
-                addr: reachable(theirs.listen_addr, conn.remote()),
-            },
-            dialer: theirs.peer_id,
+            info: info(theirs, conn),
+            dialer,
         })
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
@@ -782,17 +709,29 @@ pub(crate) mod tests {
 
     #[test]
     fn a_wrong_or_missing_passphrase_is_refused_on_both_sides() {
+        use HandshakeError as H;
         rt().block_on(async {
-            let (d, a) = pair(Some("right"), Some("wrong")).await;
-            assert!(matches!(d, Err(LinkError::WrongPassphrase)), "{d:?}");
-            assert!(a.is_err(), "{a:?}");
-            let (d, a) = pair(None, Some("s")).await;
-            assert!(matches!(d, Err(LinkError::NeedsPassphrase)), "{d:?}");
-            assert!(a.is_err(), "{a:?}");
-            // An open peer cannot tell that the dialler refused it until the
-            // refusal (a goodbye) arrives after its side of the handshake.
-            let (d, _) = pair(Some("s"), None).await;
-            assert!(matches!(d, Err(LinkError::PeerHasNoPassphrase)), "{d:?}");
+            for (dp, ap, de, ae) in [
+                (
+                    Some("right"),
+                    Some("wrong"),
+                    H::WrongPassphrase,
+                    H::WrongPassphrase,
+                ),
+                (None, Some("s"), H::NeedsPassphrase, H::PeerHasNoPassphrase),
+                (Some("s"), None, H::NoPassphraseThere, H::PeerHasPassphrase),
+            ] {
+                let (d, a) = pair(dp, ap).await;
+                assert!(
+                    matches!(&d, Err(LinkError::Handshake(e)) if *e == de),
+                    "{d:?}"
+                );
+                assert!(
+                    matches!(&a, Err(LinkError::Handshake(e)) if *e == ae),
+                    "{a:?}"
+                );
+                assert!(d.unwrap_err().is_refusal());
+            }
         });
     }
 

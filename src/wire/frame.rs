@@ -19,7 +19,7 @@ use byteorder::{BigEndian, ByteOrder};
 /// The four bytes every frame starts with.
 pub const MAGIC: [u8; 4] = *b"SYNF";
 /// The version of the frame layout and message catalogue this build speaks.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Magic, version and length.
 pub const FRAME_HEADER_LEN: usize = 10;
 /// The largest whole frame (header included), in bytes. Room for a 256 KiB stem
@@ -147,6 +147,14 @@ impl FrameBuffer {
     /// Bytes buffered and not yet taken.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start
+    }
+
+    /// Moves the bytes buffered and not yet taken to `out` (a stream that
+    /// changes its framing after a handshake reads on from there).
+    pub fn take_rest(mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.buf[self.start..]);
+        self.buf.clear();
+        self.start = 0;
     }
 
     /// Takes the next whole frame. `Err` means the stream is broken (see
@@ -324,20 +332,14 @@ mod tests {
     /// A field of a general-purpose type is reported against its message field.
     #[test]
     fn errors_name_the_message_field() {
-        let mut payload = vec![1u8]; // hello
-        payload.extend_from_slice(&1u16.to_be_bytes());
-        payload.extend_from_slice(&7u64.to_be_bytes());
-        payload.extend_from_slice(&[0, 1, b'a']); // name
-        payload.extend_from_slice(&[4, 127, 0, 0, 1, 0x1e, 0xc6]); // 127.0.0.1:7878
-        payload.extend_from_slice(&[0; 32]); // nonce
-        payload.push(7); // proof: a bad option tag
+        let mut payload = vec![7u8]; // goodbye
+        payload.extend_from_slice(&[0, 2, 0xff, 0xfe]); // reason: not UTF-8
         let mut frame = header(PROTOCOL_VERSION, payload.len() as u32);
         frame.extend_from_slice(&payload);
         assert_eq!(
             parse::<Message>(&frame),
-            Err(WireError::UnknownCode {
-                field: "hello.proof",
-                code: 7
+            Err(WireError::InvalidUtf8 {
+                field: "goodbye.reason"
             })
         );
     }

@@ -26,6 +26,7 @@
 
 pub mod codec;
 pub mod frame;
+pub mod seal;
 
 pub use codec::{Model, Reader, WireError, Writer, decode_exact, encode_to_vec};
 pub use frame::{

@@ -6,6 +6,7 @@
 mod harness;
 mod hostile;
 mod library;
+mod private;
 mod remote;
 mod setlist;
 

@@ -347,7 +347,7 @@ fn requests_for_unknown_hashes_paths_or_odd_ranges_are_refused() {
             advertise: "127.0.0.1:9".parse().unwrap(),
         };
         net::handshake_dialer(&mut conn, &me, None).await.unwrap();
-        let (mut rd, mut wr) = conn.split(LocalClock::REAL);
+        let (mut rd, mut wr) = conn.split(LocalClock::REAL).expect("handshaken");
         let mut path_hash = [0u8; 32];
         path_hash[..11].copy_from_slice(b"/etc/passwd");
         let mut asked = false;

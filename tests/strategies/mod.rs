@@ -346,27 +346,6 @@ pub fn operation() -> impl Strategy<Value = Operation> {
 
 pub fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (
-            any::<u16>(),
-            peer_id(),
-            text(MAX_NAME_BYTES),
-            socket_addr(),
-            any::<[u8; 32]>(),
-            proptest::option::of(any::<[u8; 32]>())
-        )
-            .prop_map(
-                |(protocol_version, peer_id, name, listen_addr, nonce, proof)| {
-                    Message::Hello(Hello {
-                        protocol_version,
-                        peer_id,
-                        name,
-                        listen_addr,
-                        nonce,
-                        proof,
-                    })
-                }
-            ),
-        any::<[u8; 32]>().prop_map(|proof| Message::Auth(Auth { proof })),
         vec(peer_info(), 0..MAX_PEERS).prop_map(|peers| Message::PeerList(PeerList { peers })),
         heartbeat().prop_map(Message::Heartbeat),
         (any::<u32>(), any::<i64>())

@@ -1,7 +1,8 @@
 //! A hostile member over real TCP: a client that speaks the protocol by hand,
 //! as a buggy or malicious peer would (issue 19).
 //!
-//! It completes the handshake of an open session, then behaves like a
+//! It completes the handshake of an open session (the library's own, so its
+//! frames are sealed as a peer's are), then behaves like a
 //! credible peer on its own — it answers clock pings and echoes heartbeats, so
 //! the victim can read its clock — while the test sends whatever well-formed
 //! messages it likes. Everything runs on this machine, so its clock is the
@@ -15,10 +16,26 @@ use std::time::Duration;
 
 use synfony::host_clock::monotonic_ns;
 use synfony::protocol::message::{
-    ClockEcho, ClockPing, ClockPong, ClockStamps, Heartbeat, Hello, Message,
+    ClockEcho, ClockPing, ClockPong, ClockStamps, Heartbeat, Message,
 };
 use synfony::protocol::{Event, PeerId, Round, SessionMap, Vote};
-use synfony::wire::{FrameBuffer, Next, PROTOCOL_VERSION, encode_frame};
+use synfony::runtime::handshake::{Handshake, Intro};
+use synfony::wire::seal::{Opened, Opener, Sealer};
+use synfony::wire::{FrameBuffer, Next};
+
+/// The socket's sending side and the link's sending key.
+type Writer = Mutex<(TcpStream, Sealer)>;
+
+/// Seals `m` and sends it.
+fn write_sealed(writer: &Writer, m: &Message) -> std::io::Result<()> {
+    let mut w = writer.lock().expect("no panic holds it");
+    let (stream, sealer) = &mut *w;
+    let mut frame = Vec::new();
+    sealer
+        .seal(m, &mut frame)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    stream.write_all(&frame)
+}
 
 /// What the client has heard from its victim.
 #[derive(Clone, Debug, Default)]
@@ -43,7 +60,7 @@ impl Heard {
 
 /// Answers a ping at once with our (the shared) clock; remembers a
 /// heartbeat's stamp to echo and the victim's map and round.
-fn on_message(writer: &Mutex<TcpStream>, heard: &Mutex<Heard>, m: Message) {
+fn on_message(writer: &Writer, heard: &Mutex<Heard>, m: Message) {
     let now = monotonic_ns();
     let mut heard = heard.lock().expect("no panic holds it");
     heard.messages += 1;
@@ -55,10 +72,7 @@ fn on_message(writer: &Mutex<TcpStream>, heard: &Mutex<Heard>, m: Message) {
                 received_ns: now,
                 sent_ns: now,
             });
-            let mut frame = Vec::new();
-            if encode_frame(&pong, &mut frame).is_ok() {
-                let _ = writer.lock().expect("no panic holds it").write_all(&frame);
-            }
+            let _ = write_sealed(writer, &pong);
         }
         Message::Heartbeat(hb) => {
             heard.echo = Some(ClockEcho {
@@ -76,7 +90,7 @@ fn on_message(writer: &Mutex<TcpStream>, heard: &Mutex<Heard>, m: Message) {
 
 /// One hand-driven connection to a peer.
 pub struct Hostile {
-    writer: Arc<Mutex<TcpStream>>,
+    writer: Arc<Writer>,
     heard: Arc<Mutex<Heard>>,
     reader: Option<JoinHandle<()>>,
     keepalive: Option<JoinHandle<()>>,
@@ -91,11 +105,58 @@ impl Hostile {
         peer_id: PeerId,
         listen: SocketAddr,
     ) -> std::io::Result<Hostile> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         stream.set_nodelay(true)?;
         let mut reader = stream.try_clone()?;
-        let writer = Arc::new(Mutex::new(stream));
-        let heard = Arc::new(Mutex::new(Heard::default()));
+        // The handshake, driven by hand.
+        let mut hs = Handshake::dial(
+            Intro {
+                peer_id,
+                name: "hostile".into(),
+                listen_addr: listen,
+            },
+            None,
+        )
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        reader.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let mut frames = FrameBuffer::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let established = 'handshake: loop {
+            let mut out = Vec::new();
+            while hs.poll_transmit_bytes(&mut out) {}
+            stream.write_all(&out)?;
+            loop {
+                match frames.next_frame() {
+                    Ok(Next::Frame(f)) => match hs.handle(f) {
+                        Ok(Some(done)) => {
+                            let mut out = Vec::new();
+                            while hs.poll_transmit_bytes(&mut out) {}
+                            stream.write_all(&out)?;
+                            break 'handshake done;
+                        }
+                        Ok(None) => continue 'handshake,
+                        Err(e) => return Err(std::io::Error::other(e.to_string())),
+                    },
+                    Ok(Next::Dropped(e)) | Err(e) => {
+                        return Err(std::io::Error::other(e.to_string()));
+                    }
+                    Ok(Next::NeedMore) => {}
+                }
+                let n = reader.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(std::io::Error::other("closed during the handshake"));
+                }
+                frames.extend(&chunk[..n]);
+            }
+        };
+        let mut rest = Vec::new();
+        frames.take_rest(&mut rest);
+        let mut opener = Opener::new(&established.open_key, &rest);
+        let writer = Arc::new(Mutex::new((stream, established.sealer)));
+        let heard = Arc::new(Mutex::new(Heard {
+            peer_id: Some(established.peer.peer_id),
+            ..Heard::default()
+        }));
         let me = Hostile {
             writer: writer.clone(),
             heard: heard.clone(),
@@ -103,52 +164,21 @@ impl Hostile {
             keepalive: None,
             gone: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
-        me.send(&Message::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            peer_id,
-            name: "hostile".into(),
-            listen_addr: listen,
-            nonce: [7; synfony::protocol::message::AUTH_LEN],
-            proof: None,
-        }))?;
-        // Its hello, then everything else.
-        reader.set_read_timeout(Some(Duration::from_secs(3)))?;
-        let mut frames = FrameBuffer::new();
-        let mut chunk = vec![0u8; 64 * 1024];
-        let hello = loop {
-            match frames.next_frame::<Message>() {
-                Ok(Next::Frame(Message::Hello(h))) => break h,
-                Ok(Next::Frame(other)) => {
-                    return Err(std::io::Error::other(format!(
-                        "expected a hello, got {:?}",
-                        other.code()
-                    )));
-                }
-                Ok(Next::Dropped(e)) | Err(e) => return Err(std::io::Error::other(e.to_string())),
-                Ok(Next::NeedMore) => {}
-            }
-            let n = reader.read(&mut chunk)?;
-            if n == 0 {
-                return Err(std::io::Error::other("closed during the handshake"));
-            }
-            frames.extend(&chunk[..n]);
-        };
-        heard.lock().expect("no panic holds it").peer_id = Some(hello.peer_id);
         reader.set_read_timeout(None)?;
         let (w, h) = (writer.clone(), heard.clone());
         let thread = std::thread::spawn(move || {
             loop {
                 loop {
-                    match frames.next_frame::<Message>() {
-                        Ok(Next::Frame(m)) => on_message(&w, &h, m),
-                        Ok(Next::Dropped(_)) => {}
-                        Ok(Next::NeedMore) => break,
+                    match opener.next_frame::<Message>() {
+                        Ok(Opened::Frame(m)) => on_message(&w, &h, m),
+                        Ok(Opened::Dropped(_)) => {}
+                        Ok(Opened::NeedMore) => break,
                         Err(_) => return,
                     }
                 }
                 match reader.read(&mut chunk) {
                     Ok(0) | Err(_) => return,
-                    Ok(n) => frames.extend(&chunk[..n]),
+                    Ok(n) => opener.extend(&chunk[..n]),
                 }
             }
         });
@@ -165,13 +195,7 @@ impl Hostile {
                     seq,
                     origin_ns: monotonic_ns(),
                 });
-                let mut frame = Vec::new();
-                if encode_frame(&ping, &mut frame).is_err()
-                    || w.lock()
-                        .expect("no panic holds it")
-                        .write_all(&frame)
-                        .is_err()
-                {
+                if write_sealed(&w, &ping).is_err() {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -182,12 +206,7 @@ impl Hostile {
 
     /// Sends one message (any message the wire can carry).
     pub fn send(&self, m: &Message) -> std::io::Result<()> {
-        let mut frame = Vec::new();
-        encode_frame(m, &mut frame).map_err(|e| std::io::Error::other(e.to_string()))?;
-        self.writer
-            .lock()
-            .expect("no panic holds it")
-            .write_all(&frame)
+        write_sealed(&self.writer, m)
     }
 
     /// A heartbeat with credible clock stamps (sent now, echoing the
@@ -226,6 +245,7 @@ impl Hostile {
             .writer
             .lock()
             .expect("no panic holds it")
+            .0
             .shutdown(Shutdown::Both);
         for t in [self.reader.take(), self.keepalive.take()]
             .into_iter()

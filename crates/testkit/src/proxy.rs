@@ -176,13 +176,21 @@ struct Faults {
     cuts: u64,
 }
 
-/// Bytes forwarded, each way.
+/// Bytes forwarded, each way, and what was forwarded while recording.
 #[derive(Debug, Default)]
 pub struct ProxyStats {
     pub to_upstream_bytes: AtomicU64,
     pub from_upstream_bytes: AtomicU64,
     pub connections: AtomicU64,
+    /// Whether forwarded bytes are kept in `recorded` (see [`Proxy::record`]).
+    pub recording: std::sync::atomic::AtomicBool,
+    /// Every byte forwarded while recording, both ways interleaved, up to
+    /// [`RECORD_CAP`]: what someone on the path would see.
+    pub recorded: std::sync::Mutex<Vec<u8>>,
 }
+
+/// The most a recording proxy keeps.
+pub const RECORD_CAP: usize = 64 << 20;
 
 /// A running proxy (its own thread). Dropping it closes every connection.
 pub struct Proxy {
@@ -246,6 +254,21 @@ impl Proxy {
             f.to_upstream = to_upstream;
             f.from_upstream = from_upstream;
         });
+    }
+
+    /// Keeps every byte forwarded from now on (both ways, up to
+    /// [`RECORD_CAP`]), as an eavesdropper on the path would.
+    pub fn record(&self) {
+        self.stats.recording.store(true, Relaxed);
+    }
+
+    /// What was recorded so far.
+    pub fn recorded(&self) -> Vec<u8> {
+        self.stats
+            .recorded
+            .lock()
+            .expect("no panic holds it")
+            .clone()
     }
 
     /// Partitions: closes every connection; new ones are held silent.
@@ -396,6 +419,11 @@ async fn pipe(
                 &stats.from_upstream_bytes
             };
             counter.fetch_add(bytes.len() as u64, Relaxed);
+            if stats.recording.load(Relaxed) {
+                let mut r = stats.recorded.lock().expect("no panic holds it");
+                let room = RECORD_CAP.saturating_sub(r.len());
+                r.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
         }
         let _ = wr.shutdown().await;
     };

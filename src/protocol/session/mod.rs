@@ -489,9 +489,7 @@ impl Session {
             Message::PeerList(list) => self.on_peer_list(now_ns, list),
             Message::Snapshot(snap) => self.on_snapshot(from, snap),
             Message::Goodbye(_) => self.on_goodbye(now_ns, from),
-            Message::Hello(_) | Message::Auth(_) | Message::Room(_) => {
-                self.ignore(from, Ignored::NotForSession)
-            }
+            Message::Room(_) => self.ignore(from, Ignored::NotForSession),
         }
         self.arm_pings();
     }

@@ -422,7 +422,10 @@ impl Core {
                         warn!(%peer, "link up on an unknown connection {conn}");
                         continue;
                     };
-                    let (reader, writer) = c.split(self.clock);
+                    let Some((reader, writer)) = c.split(self.clock) else {
+                        warn!(%peer, "link up on a connection without keys {conn}");
+                        continue;
+                    };
                     let (tx, rx) = mpsc::channel(LINK_QUEUE);
                     let queued = Arc::new(AtomicUsize::new(0));
                     let reader =

@@ -315,13 +315,7 @@ impl Links {
                 let backoff = (self.backoff.get(&peer))
                     .map_or(FIRST_BACKOFF_NS, |&(_, b)| (b * 2).min(MAX_BACKOFF_NS));
                 self.backoff.insert(peer, (now_ns + backoff, backoff));
-                if matches!(
-                    error,
-                    LinkError::WrongPassphrase
-                        | LinkError::NeedsPassphrase
-                        | LinkError::PeerHasNoPassphrase
-                        | LinkError::Version { .. }
-                ) {
+                if error.is_refusal() {
                     (self.actions)
                         .push_back(Action::Report(format!("peer {peer} refused: {error}")));
                 }
@@ -480,6 +474,7 @@ impl Links {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::handshake::HandshakeError;
 
     const A: PeerId = PeerId(1);
     const B: PeerId = PeerId(2);
@@ -713,7 +708,11 @@ mod tests {
         assert_eq!(drain(&mut a), vec![]);
 
         // A refusal is reported; a link clears the backoff.
-        a.handle_dial_failed(now, DialTarget::Member(B), &LinkError::WrongPassphrase);
+        a.handle_dial_failed(
+            now,
+            DialTarget::Member(B),
+            &LinkError::Handshake(HandshakeError::WrongPassphrase),
+        );
         assert!(matches!(drain(&mut a)[..], [Action::Report(_)]));
         a.handle_connected(now, 1, B, None);
         a.handle_closed(now, 1);

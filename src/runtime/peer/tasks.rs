@@ -283,7 +283,7 @@ mod tests {
                 let mut sink = Vec::new();
                 far.read_to_end(&mut sink).await.map(|_| sink.len())
             });
-            let (_reader, writer) = conn.split(LocalClock::REAL);
+            let (_reader, writer) = conn.with_test_keys().split(LocalClock::REAL).unwrap();
             let (tx, rx) = mpsc::channel(1024);
             let queued = Arc::new(AtomicUsize::new(0));
             let mut sent_bytes = 0;

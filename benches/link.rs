@@ -1,0 +1,75 @@
+//! A link's cost (issue 23): one whole handshake, open and with a passphrase
+//! (both sides, in memory: on loopback the round trips add tens of µs), and
+//! sealing and opening stem data.
+//!
+//! `cargo bench --bench link`
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use synfony::protocol::PeerId;
+use synfony::protocol::message::{Message, Operation, Room};
+use synfony::runtime::handshake::{Handshake, Intro};
+use synfony::wire::seal::{Opened, Opener, Sealer};
+
+fn intro(id: u64) -> Intro {
+    Intro {
+        peer_id: PeerId(id),
+        name: format!("p{id}"),
+        listen_addr: "127.0.0.1:7878".parse().unwrap(),
+    }
+}
+
+/// Both sides of one handshake, to the end.
+fn handshake(passphrase: Option<&[u8]>) {
+    let mut d = Handshake::dial(intro(1), passphrase).unwrap();
+    let mut a = Handshake::accept(intro(2), passphrase);
+    let (mut d_done, mut a_done) = (false, false);
+    while !(d_done && a_done) {
+        while let Some(f) = d.poll_transmit() {
+            a_done |= a.handle(f).unwrap().is_some();
+        }
+        while let Some(f) = a.poll_transmit() {
+            d_done |= d.handle(f).unwrap().is_some();
+        }
+    }
+}
+
+fn bench_handshake(c: &mut Criterion) {
+    let mut group = c.benchmark_group("handshake");
+    group.bench_function("open", |b| b.iter(|| handshake(None)));
+    group.bench_function("passphrase", |b| {
+        b.iter(|| handshake(Some(black_box(b"our band"))))
+    });
+    group.finish();
+}
+
+fn bench_seal(c: &mut Criterion) {
+    let chunk = Message::Room(Room {
+        request_id: 1,
+        op: Operation::ChunkData {
+            stem: [9; 32],
+            offset: 3 * 64 * 1024,
+            data: (0..64 * 1024).map(|i| (i * 7) as u8).collect(),
+        },
+    });
+    let mut sealer = Sealer::new(&[5; 32]);
+    let mut opener = Opener::new(&[5; 32], &[]);
+    let mut out = Vec::with_capacity(80 * 1024);
+    let mut group = c.benchmark_group("stem data");
+    group.throughput(Throughput::Bytes(64 * 1024));
+    group.bench_function("seal and open 64 KiB", |b| {
+        b.iter(|| {
+            out.clear();
+            sealer.seal(black_box(&chunk), &mut out).unwrap();
+            opener.extend(&out);
+            match opener.next_frame::<Message>() {
+                Ok(Opened::Frame(m)) => black_box(m),
+                other => panic!("{other:?}"),
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_handshake, bench_seal);
+criterion_main!(benches);
