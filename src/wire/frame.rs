@@ -149,6 +149,30 @@ impl FrameBuffer {
         self.buf.len() - self.start
     }
 
+    /// Copies the next whole frame's bytes (header included) into `out`,
+    /// replacing what was there; `false` if none is buffered yet. `Err` means
+    /// the stream is broken, as for [`FrameBuffer::next_frame`].
+    pub fn take_frame(&mut self, out: &mut Vec<u8>) -> Result<bool, WireError> {
+        let pending = &self.buf[self.start..];
+        let frame_len = match check(pending) {
+            Ok(len) => len,
+            Err(WireError::Incomplete { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        out.clear();
+        out.extend_from_slice(&pending[..frame_len]);
+        self.consume(frame_len);
+        Ok(true)
+    }
+
+    fn consume(&mut self, frame_len: usize) {
+        self.start += frame_len;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
     /// Moves the bytes buffered and not yet taken to `out` (a stream that
     /// changes its framing after a handshake reads on from there).
     pub fn take_rest(mut self, out: &mut Vec<u8>) {
@@ -167,11 +191,7 @@ impl FrameBuffer {
             Err(e) => return Err(e),
         };
         let parsed = parse(&pending[..frame_len]);
-        self.start += frame_len;
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        }
+        self.consume(frame_len);
         Ok(match parsed {
             Ok(value) => Next::Frame(value),
             Err(e) => Next::Dropped(e),

@@ -18,7 +18,7 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 
 use super::codec::{Model, WireError};
-use super::frame::{FRAME_HEADER_LEN, MAX_FRAME_LEN, check, encode_frame, parse};
+use super::frame::{FRAME_HEADER_LEN, FrameBuffer, MAX_FRAME_LEN, encode_frame, parse};
 
 /// The authentication tag after each sealed payload.
 pub const TAG_LEN: usize = 16;
@@ -107,8 +107,7 @@ pub enum Opened<T> {
 pub struct Opener {
     cipher: ChaCha20Poly1305,
     next: u64,
-    buf: Vec<u8>,
-    start: usize,
+    frames: FrameBuffer,
     scratch: Vec<u8>,
 }
 
@@ -116,7 +115,7 @@ impl std::fmt::Debug for Opener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Opener")
             .field("next", &self.next)
-            .field("buffered", &self.buffered())
+            .field("buffered", &self.frames.buffered())
             .finish()
     }
 }
@@ -124,54 +123,36 @@ impl std::fmt::Debug for Opener {
 impl Opener {
     /// The receiving key, and bytes already read past the handshake.
     pub fn new(key: &[u8; 32], already: &[u8]) -> Opener {
+        let mut frames = FrameBuffer::new();
+        frames.extend(already);
         Opener {
             cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
             next: 0,
-            buf: already.to_vec(),
-            start: 0,
+            frames,
             scratch: Vec::new(),
         }
     }
 
     /// Appends bytes read from the stream.
     pub fn extend(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start >= self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// Bytes buffered and not yet taken.
-    pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.frames.extend(bytes);
     }
 
     /// Takes the next whole frame. `Err` means the link is broken (a frame
     /// that does not open, a broken frame header) and must close.
     pub fn next_frame<T: Model>(&mut self) -> Result<Opened<T>, SealError> {
-        let pending = &self.buf[self.start..];
-        let frame_len = match check(pending) {
-            Ok(len) => len,
-            Err(WireError::Incomplete { .. }) => return Ok(Opened::NeedMore),
-            Err(e) => return Err(e.into()),
-        };
-        if frame_len < FRAME_HEADER_LEN + TAG_LEN {
-            return Err(SealError::Forged);
-        }
         if self.next == u64::MAX {
             return Err(SealError::Exhausted);
         }
-        // Opened in a copy: the buffer keeps what it read as it was.
-        self.scratch.clear();
-        self.scratch
-            .extend_from_slice(&pending[..frame_len - TAG_LEN]);
-        let tag = *Tag::from_slice(&pending[frame_len - TAG_LEN..frame_len]);
-        self.start += frame_len;
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
+        // Opened in a copy of the frame: the buffer keeps reading on.
+        if !self.frames.take_frame(&mut self.scratch)? {
+            return Ok(Opened::NeedMore);
         }
+        let Some(body_len) = self.scratch.len().checked_sub(FRAME_HEADER_LEN + TAG_LEN) else {
+            return Err(SealError::Forged);
+        };
+        let tag = *Tag::from_slice(&self.scratch[FRAME_HEADER_LEN + body_len..]);
+        self.scratch.truncate(FRAME_HEADER_LEN + body_len);
         let (header, payload) = self.scratch.split_at_mut(FRAME_HEADER_LEN);
         self.cipher
             .decrypt_in_place_detached(&nonce(self.next), header, payload, &tag)
