@@ -38,7 +38,7 @@ use spake2::{Ed25519Group, Identity as PakeIdentity, Password, Spake2};
 
 use crate::protocol::PeerId;
 use crate::protocol::message::MAX_NAME_BYTES;
-use crate::wire::seal::{Opener, Sealer};
+use crate::wire::seal::Sealer;
 use crate::wire::{Model, Reader, WireError, Writer, encode_frame};
 
 use std::net::SocketAddr;
@@ -244,7 +244,7 @@ pub struct Established {
     /// The other side's Noise static key.
     pub remote_static: [u8; 32],
     pub sealer: Sealer,
-    /// The key frames from the other side are opened with (see [`Opener::new`]).
+    /// The key frames from the other side are opened with (see [`crate::wire::seal::Opener::new`]).
     pub open_key: [u8; 32],
 }
 
@@ -498,12 +498,6 @@ fn psk_of(spake_key: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// A link's receiving side once established, with the bytes read past the
-/// handshake.
-pub fn opener(established: &Established, already: &[u8]) -> Opener {
-    Opener::new(&established.open_key, already)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,14 +567,14 @@ mod tests {
             reason: "hi".into(),
         });
         ds.seal(&bye, &mut out).unwrap();
-        let mut ao = Opener::new(&a.open_key, &out);
+        let mut ao = crate::wire::seal::Opener::new(&a.open_key, &out);
         assert_eq!(
             ao.next_frame::<crate::protocol::message::Message>(),
             Ok(crate::wire::seal::Opened::Frame(bye.clone()))
         );
         out.clear();
         as_.seal(&bye, &mut out).unwrap();
-        let mut doo = Opener::new(&d.open_key, &out);
+        let mut doo = crate::wire::seal::Opener::new(&d.open_key, &out);
         assert_eq!(
             doo.next_frame::<crate::protocol::message::Message>(),
             Ok(crate::wire::seal::Opened::Frame(bye))

@@ -170,7 +170,6 @@ impl Connection {
                 Ok(f) => f,
                 Err(LinkError::Version { found }) => {
                     // Any frame of ours tells the other side our version.
-                    let _ = hs.handle(HandshakeFrame::Refuse(Refusal::Broken));
                     let mut out = Vec::new();
                     let _ = crate::wire::encode_frame(
                         &HandshakeFrame::Refuse(Refusal::Broken),
