@@ -6,23 +6,25 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use synfony::protocol::message::{ClockEcho, ClockStamps, DecidedDigest, Heartbeat, Message};
-use synfony::protocol::{Channel, Event, PeerId, Round, SessionMap, Vote};
+use synfony::protocol::{Channel, Event, Round, SessionMap, Signer};
 use synfony::wire::{self, FrameBuffer, Next};
+
+fn signer(n: u8) -> Signer {
+    Signer::from_seed([n; 32])
+}
 
 /// A steady-state heartbeat: a volume vote, one relayed vote, the decided digest,
 /// the session map and a full clock echo.
 fn heartbeat() -> Message {
+    let vote = Event::Volume {
+        channel: Channel::Stem(3),
+        gain_db: -4.5,
+    };
     Message::Heartbeat(Heartbeat {
         round: Round(17_280_000),
-        vote: Event::Volume {
-            channel: Channel::Stem(3),
-            gain_db: -4.5,
-        },
-        relayed: vec![Vote {
-            voter: PeerId(0x5eed),
-            round: Round(17_279_999),
-            event: Event::Pause,
-        }],
+        vote,
+        proof: Some(signer(1).sign_vote(Round(17_280_000), vote).proof),
+        relayed: vec![signer(2).sign_vote(Round(17_279_999), Event::Pause)],
         decided: Some(DecidedDigest {
             round: Round(17_279_997),
             digest: 0x1234_5678_9abc_def0,

@@ -146,11 +146,12 @@ fn one_of_each() -> Vec<Message> {
         Message::Heartbeat(Heartbeat {
             round: Round(9),
             vote: Event::Seek { position_ns: 5 },
-            relayed: vec![Vote {
-                voter: PeerId(4),
-                round: Round(8),
-                event: Event::Pause,
-            }],
+            proof: Some(
+                Signer::from_seed([3; 32])
+                    .sign_vote(Round(9), Event::Seek { position_ns: 5 })
+                    .proof,
+            ),
+            relayed: vec![Signer::from_seed([4; 32]).sign_vote(Round(8), Event::Pause)],
             decided: Some(DecidedDigest {
                 round: Round(6),
                 digest: 1,
@@ -182,11 +183,7 @@ fn one_of_each() -> Vec<Message> {
         Message::Snapshot(Snapshot {
             round: Round(3),
             state: SessionState::new(10, 4),
-            pending: vec![Vote {
-                voter: PeerId(1),
-                round: Round(4),
-                event: Event::Play,
-            }],
+            pending: vec![Signer::from_seed([1; 32]).sign_vote(Round(4), Event::Play)],
         }),
         Message::Room(Room {
             request_id: 1,

@@ -203,14 +203,12 @@ proptest! {
         frames in vec(handshake_frame(), 0..6),
         passphrase in proptest::option::of(vec(any::<u8>(), 0..12)),
     ) {
-        use synfony::runtime::handshake::{Handshake, Intro};
-        let intro = Intro {
-            peer_id: PeerId(1),
-            name: "victim".into(),
-            listen_addr: "127.0.0.1:7878".parse().unwrap(),
-        };
-        let mut a = Handshake::accept(intro.clone(), passphrase.as_deref());
-        let mut d = Handshake::dial(Intro { peer_id: PeerId(2), ..intro }, passphrase.as_deref())
+        use synfony::runtime::handshake::{Handshake, LinkKeys};
+        static KEYS: std::sync::OnceLock<[LinkKeys; 2]> = std::sync::OnceLock::new();
+        let [ak, dk] = KEYS.get_or_init(|| [LinkKeys::generate().unwrap(), LinkKeys::generate().unwrap()]);
+        let addr = "127.0.0.1:7878".parse().unwrap();
+        let mut a = Handshake::accept(ak, ak.intro("victim", addr), passphrase.as_deref());
+        let mut d = Handshake::dial(dk, dk.intro("dialer", addr), passphrase.as_deref())
             .expect("a dialer starts");
         for f in frames {
             prop_assert!(!matches!(a.handle(f.clone()), Ok(Some(_))));
@@ -287,6 +285,7 @@ fn heartbeat_size_is_what_the_layout_says() {
             channel: Channel::Stem(2),
             gain_db: -6.0,
         },
+        proof: None,
         relayed: vec![],
         decided: Some(DecidedDigest {
             round: Round(0),
@@ -309,9 +308,20 @@ fn heartbeat_size_is_what_the_layout_says() {
     });
     let mut bytes = Vec::new();
     wire::encode_frame(&hb, &mut bytes).unwrap();
-    // header 10 + code 1 + round 8 + event (1 + 2 + 4) + relayed 2
+    // header 10 + code 1 + round 8 + event (1 + 2 + 4) + proof 1 + relayed 2
     // + decided (1 + 24) + map (1 + 24) + synced_at 8 + clock (8 + 1 + 16)
-    assert_eq!(bytes.len(), 10 + 1 + 8 + 7 + 2 + 25 + 25 + 8 + 25);
+    assert_eq!(bytes.len(), 10 + 1 + 8 + 7 + 1 + 2 + 25 + 25 + 8 + 25);
+    // A vote's proof (key and signature) adds 96 bytes to a heartbeat that
+    // carries one, and to each vote it relays.
+    let Message::Heartbeat(mut hb) = hb else {
+        unreachable!()
+    };
+    let signed = synfony::protocol::Signer::from_seed([1; 32]).sign_vote(hb.round, hb.vote);
+    hb.proof = Some(signed.proof);
+    hb.relayed = vec![signed];
+    let mut with_proofs = Vec::new();
+    wire::encode_frame(&Message::Heartbeat(hb), &mut with_proofs).unwrap();
+    assert_eq!(with_proofs.len(), bytes.len() + 96 + (8 + 8 + 7 + 96));
 }
 
 /// A round past `Round::MAX` is refused on the wire (issue 19: a snapshot for

@@ -11,6 +11,7 @@
 //! in nanoseconds; session times are named `*_session_ns`. An unknown message or
 //! operation code fails the decoding of its frame only; the link survives.
 
+use super::identity::{SignedVote, VoteProof};
 use super::library::{MAX_RECORDS_PER_MESSAGE, SongRecord, StemRecord};
 use super::stem::StemInfo;
 use crate::protocol::{Event, MAX_STEMS, PeerId, Round, SessionMap, SessionState, Vote};
@@ -236,15 +237,22 @@ pub const MAX_PENDING_VOTES: usize = 1024;
 /// `synced_at_session_ns` is the session time at which the sender first synced (0
 /// for the peer that created the session): the oldest member is the time root.
 ///
+/// Every vote but "no event" carries its voter's proof ([`VoteProof`]: the
+/// key its id is derived from, and its signature), and so does every vote
+/// relayed: a peer relays what others voted but cannot forge it.
+///
 /// ```text
-/// | round u64 | vote Event | relayed list<Vote> (≤ 64) | decided option<DecidedDigest> |
-/// | map option<SessionMap> | synced_at_session_ns i64 | clock ClockStamps |
+/// | round u64 | vote Event | proof option<VoteProof> | relayed list<SignedVote> (≤ 64) |
+/// | decided option<DecidedDigest> | map option<SessionMap> | synced_at_session_ns i64 |
+/// | clock ClockStamps |
 /// ```
 #[derive(Clone, PartialEq, Debug)]
 pub struct Heartbeat {
     pub round: Round,
     pub vote: Event,
-    pub relayed: Vec<Vote>,
+    /// The vote's proof (none for "no event").
+    pub proof: Option<VoteProof>,
+    pub relayed: Vec<SignedVote>,
     pub decided: Option<DecidedDigest>,
     pub map: Option<SessionMap>,
     pub synced_at_session_ns: i64,
@@ -260,12 +268,21 @@ impl Heartbeat {
             event: self.vote,
         }
     }
+
+    /// The heartbeat's vote as cast by `voter`, with its proof if it has one.
+    pub fn signed_vote_of(&self, voter: PeerId) -> Option<SignedVote> {
+        self.proof.map(|proof| SignedVote {
+            vote: self.vote_of(voter),
+            proof,
+        })
+    }
 }
 
 impl Model for Heartbeat {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         self.round.encode(w)?;
         self.vote.encode(w)?;
+        self.proof.encode(w)?;
         w.put_list(&self.relayed, MAX_RELAYED_VOTES, "heartbeat.relayed")?;
         self.decided.encode(w)?;
         self.map.encode(w)?;
@@ -277,6 +294,7 @@ impl Model for Heartbeat {
         Ok(Heartbeat {
             round: r.get_as("heartbeat.round")?,
             vote: r.get()?,
+            proof: r.get()?,
             relayed: r.list(MAX_RELAYED_VOTES, "heartbeat.relayed")?,
             decided: r.get()?,
             map: r.get()?,
@@ -401,13 +419,13 @@ impl Model for Goodbye {
 /// decide the next rounds itself) and to a peer whose state lost a comparison.
 ///
 /// ```text
-/// | round u64 | state SessionState | pending list<Vote> (≤ 1024) |
+/// | round u64 | state SessionState | pending list<SignedVote> (≤ 1024) |
 /// ```
 #[derive(Clone, PartialEq, Debug)]
 pub struct Snapshot {
     pub round: Round,
     pub state: SessionState,
-    pub pending: Vec<Vote>,
+    pub pending: Vec<SignedVote>,
 }
 
 impl Model for Snapshot {

@@ -13,6 +13,7 @@
 
 pub mod choice;
 pub mod clock;
+pub mod identity;
 pub mod lead;
 pub mod library;
 pub mod message;
@@ -23,6 +24,7 @@ pub mod time;
 
 pub use choice::{Decision, Rejection, Verdict, VoteOutcome, choose};
 pub use clock::{ClockEstimate, LinkClock};
+pub use identity::{PeerKey, ProofError, SignedVote, Signer, VoteProof};
 pub use lead::{Lead, Need};
 pub use session::{
     ActionKind, Config, DownReason, DropReason, Ignored, PeerStatus, Session, SessionEvent,

@@ -26,8 +26,13 @@
 //!   anyone watching, so nothing on it can be read or changed unseen.
 //! - **Noise XX** (the `snow` crate) gives each direction a key from fresh
 //!   ephemeral keys (forward secrecy) and carries each side's [`Intro`] —
-//!   its id, name and address — encrypted. The acceptor's comes only after the
-//!   dialer proved the passphrase: a dialer learns nothing before.
+//!   its identity key, name and address — encrypted. The acceptor's comes
+//!   only after the dialer proved the passphrase: a dialer learns nothing
+//!   before.
+//! - **Identity** ([`crate::protocol::identity`]): each peer's id is derived
+//!   from its Ed25519 identity key, and its intro carries that key's
+//!   certificate over its Noise static key, which Noise proves it holds: the
+//!   link proves the id it carries, so nobody can link as another peer.
 //! - Everything the handshake exchanged before Noise (the knock, the SPAKE2
 //!   messages) is its prologue, so changing any of it fails the handshake.
 //! - Afterwards each direction's frames are sealed with its key and counted
@@ -37,6 +42,7 @@ use sha2::{Digest, Sha256};
 use spake2::{Ed25519Group, Identity as PakeIdentity, Password, Spake2};
 
 use crate::protocol::PeerId;
+use crate::protocol::identity::{LinkCert, PeerKey, Signer, verify_link_cert};
 use crate::protocol::message::MAX_NAME_BYTES;
 use crate::wire::seal::Sealer;
 use crate::wire::{Model, Reader, WireError, Writer, encode_frame};
@@ -57,25 +63,94 @@ const MAX_NOISE_LEN: usize = 65_535;
 /// A SPAKE2 message over Ed25519: a side byte and a point.
 const PAKE_LEN: usize = 33;
 
+/// This peer's keys for every link: its identity ([`Signer`], whose key its
+/// id is derived from) and a Noise static key the identity certifies. Made
+/// once per run.
+#[derive(Clone)]
+pub struct LinkKeys {
+    pub signer: Signer,
+    noise_private: [u8; 32],
+    cert: LinkCert,
+}
+
+impl std::fmt::Debug for LinkKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LinkKeys({})", self.signer.peer_id())
+    }
+}
+
+impl LinkKeys {
+    /// Fresh keys, from the OS's randomness.
+    pub fn generate() -> Result<LinkKeys, HandshakeError> {
+        use rand::TryRng;
+        let mut seed = [0u8; 32];
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut seed)
+            .map_err(|e| broken(format!("no randomness for a key: {e}")))?;
+        let params: snow::params::NoiseParams = NOISE_PARAMS.parse().map_err(broken)?;
+        let noise = snow::Builder::new(params)
+            .generate_keypair()
+            .map_err(broken)?;
+        let (noise_private, noise_public): ([u8; 32], [u8; 32]) = (
+            noise.private.as_slice().try_into().map_err(broken)?,
+            noise.public.as_slice().try_into().map_err(broken)?,
+        );
+        let signer = Signer::from_seed(seed);
+        Ok(LinkKeys {
+            cert: signer.certify_link_key(&noise_public),
+            signer,
+            noise_private,
+        })
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.signer.peer_id()
+    }
+
+    /// What we say of ourselves on a link.
+    pub fn intro(&self, name: &str, listen_addr: SocketAddr) -> Intro {
+        Intro {
+            key: self.signer.key(),
+            cert: self.cert,
+            name: name.to_string(),
+            listen_addr,
+        }
+    }
+}
+
 /// What one side says of itself, encrypted inside the Noise handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Intro {
-    pub peer_id: PeerId,
+    /// Its identity key; its id is [`PeerId::of_key`] of it.
+    pub key: PeerKey,
+    /// The key's signature over its Noise static key.
+    pub cert: LinkCert,
     pub name: String,
     /// The address other peers should dial (`--advertise`).
     pub listen_addr: SocketAddr,
 }
 
+impl Intro {
+    pub fn peer_id(&self) -> PeerId {
+        PeerId::of_key(&self.key)
+    }
+}
+
+/// ```text
+/// | key [u8; 32] | cert [u8; 64] | name text | listen_addr SocketAddr |
+/// ```
 impl Model for Intro {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
-        self.peer_id.encode(w)?;
+        self.key.encode(w)?;
+        self.cert.encode(w)?;
         w.put_text(&self.name, MAX_NAME_BYTES, "intro.name")?;
         self.listen_addr.encode(w)
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(Intro {
-            peer_id: r.get_as("intro.peer_id")?,
+            key: r.get()?,
+            cert: r.get_as("intro.cert")?,
             name: r.text(MAX_NAME_BYTES, "intro.name")?,
             listen_addr: r.get_as("intro.listen_addr")?,
         })
@@ -185,6 +260,8 @@ pub enum HandshakeError {
     PeerHasPassphrase,
     #[error("that address is this peer itself")]
     SelfLink,
+    #[error("its identity key did not sign its link key (an impostor, or a broken peer)")]
+    NotItsKey,
     #[error("it refused the handshake")]
     Refused,
     #[error("expected {expected} during the handshake, got {got}")]
@@ -204,7 +281,9 @@ impl HandshakeError {
             HandshakeError::PeerHasNoPassphrase => Some(Refusal::NeedsPassphrase),
             HandshakeError::PeerHasPassphrase => Some(Refusal::NoPassphrase),
             HandshakeError::SelfLink => Some(Refusal::SelfLink),
-            HandshakeError::Unexpected { .. } | HandshakeError::Broken(_) => Some(Refusal::Broken),
+            HandshakeError::Unexpected { .. }
+            | HandshakeError::Broken(_)
+            | HandshakeError::NotItsKey => Some(Refusal::Broken),
             // Said by the other side already: nothing to answer.
             HandshakeError::NeedsPassphrase
             | HandshakeError::NoPassphraseThere
@@ -241,8 +320,6 @@ fn kind(f: &HandshakeFrame) -> &'static str {
 #[derive(Debug)]
 pub struct Established {
     pub peer: Intro,
-    /// The other side's Noise static key.
-    pub remote_static: [u8; 32],
     pub sealer: Sealer,
     /// The key frames from the other side are opened with (see [`crate::wire::seal::Opener::new`]).
     pub open_key: [u8; 32],
@@ -265,6 +342,8 @@ enum Step {
 #[derive(Debug)]
 pub struct Handshake {
     me: Intro,
+    /// Our Noise static key (certified in `me`).
+    noise_private: [u8; 32],
     passphrase: Option<Vec<u8>>,
     dialer: bool,
     step: Step,
@@ -278,8 +357,12 @@ pub struct Handshake {
 
 impl Handshake {
     /// The dialling side; its knock is ready to send.
-    pub fn dial(me: Intro, passphrase: Option<&[u8]>) -> Result<Handshake, HandshakeError> {
-        let mut h = Handshake::new(me, passphrase, true);
+    pub fn dial(
+        keys: &LinkKeys,
+        me: Intro,
+        passphrase: Option<&[u8]>,
+    ) -> Result<Handshake, HandshakeError> {
+        let mut h = Handshake::new(keys, me, passphrase, true);
         match passphrase {
             Some(p) => {
                 let (pake, msg) = Spake2::<Ed25519Group>::start_symmetric(
@@ -300,13 +383,14 @@ impl Handshake {
     }
 
     /// The accepting side; it says nothing until the dialer knocks.
-    pub fn accept(me: Intro, passphrase: Option<&[u8]>) -> Handshake {
-        Handshake::new(me, passphrase, false)
+    pub fn accept(keys: &LinkKeys, me: Intro, passphrase: Option<&[u8]>) -> Handshake {
+        Handshake::new(keys, me, passphrase, false)
     }
 
-    fn new(me: Intro, passphrase: Option<&[u8]>, dialer: bool) -> Handshake {
+    fn new(keys: &LinkKeys, me: Intro, passphrase: Option<&[u8]>, dialer: bool) -> Handshake {
         Handshake {
             me,
+            noise_private: keys.noise_private,
             passphrase: passphrase.map(<[u8]>::to_vec),
             dialer,
             step: Step::AwaitKnock,
@@ -391,7 +475,16 @@ impl Handshake {
                 if n > 0 {
                     let theirs: Intro =
                         crate::wire::decode_exact(&payload[..n], "intro").map_err(broken)?;
-                    if theirs.peer_id == self.me.peer_id {
+                    // The message that carried the intro carried the static
+                    // key it certifies, and proved the sender holds it.
+                    let remote_static: [u8; 32] = noise
+                        .get_remote_static()
+                        .and_then(|k| k.try_into().ok())
+                        .ok_or_else(|| broken("no static key"))?;
+                    if verify_link_cert(&theirs.key, &remote_static, &theirs.cert).is_err() {
+                        return Err(HandshakeError::NotItsKey);
+                    }
+                    if theirs.key == self.me.key {
                         return Err(HandshakeError::SelfLink);
                     }
                     self.peer = Some(theirs);
@@ -426,11 +519,9 @@ impl Handshake {
     /// handshake exchanged before); the dialer writes its first message.
     fn start_noise(&mut self, psk: [u8; 32], exchanged: &[u8]) -> Result<(), HandshakeError> {
         let params: snow::params::NoiseParams = NOISE_PARAMS.parse().map_err(broken)?;
-        let builder = snow::Builder::new(params.clone());
-        let keys = builder.generate_keypair().map_err(broken)?;
         let prologue = [PROLOGUE, exchanged].concat();
         let builder = snow::Builder::new(params)
-            .local_private_key(&keys.private)
+            .local_private_key(&self.noise_private)
             .map_err(broken)?
             .psk(0, &psk)
             .map_err(broken)?
@@ -470,10 +561,6 @@ impl Handshake {
 
     fn finish(&mut self, mut noise: snow::HandshakeState) -> Result<Established, HandshakeError> {
         let peer = self.peer.take().ok_or_else(|| broken("no introduction"))?;
-        let remote_static: [u8; 32] = noise
-            .get_remote_static()
-            .and_then(|k| k.try_into().ok())
-            .ok_or_else(|| broken("no static key"))?;
         let (initiator_to_responder, responder_to_initiator) = noise.dangerously_get_raw_split();
         let (send, open_key) = if self.dialer {
             (initiator_to_responder, responder_to_initiator)
@@ -483,7 +570,6 @@ impl Handshake {
         self.step = Step::Done;
         Ok(Established {
             peer,
-            remote_static,
             sealer: Sealer::new(&send),
             open_key,
         })
@@ -503,51 +589,76 @@ mod tests {
     use super::*;
     use std::net::{Ipv4Addr, SocketAddr};
 
-    fn intro(id: u64) -> Intro {
-        Intro {
-            peer_id: PeerId(id),
-            name: format!("p{id}"),
-            listen_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 7000 + id as u16)),
-        }
+    type Outcome = Result<Established, HandshakeError>;
+
+    /// One side's keys and intro.
+    struct Side {
+        keys: LinkKeys,
+        intro: Intro,
     }
 
-    /// Runs both sides to the end, frames through the wire format; returns
-    /// each side's outcome and the frames the dialer's side saw.
-    fn run(
-        dial_pass: Option<&[u8]>,
-        accept_pass: Option<&[u8]>,
-    ) -> (
-        Result<Established, HandshakeError>,
-        Result<Established, HandshakeError>,
-    ) {
-        let mut d = Handshake::dial(intro(1), dial_pass).unwrap();
-        let mut a = Handshake::accept(intro(2), accept_pass);
+    fn side(n: u16) -> Side {
+        let keys = LinkKeys::generate().unwrap();
+        let intro = keys.intro(
+            &format!("p{n}"),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 7000 + n)),
+        );
+        Side { keys, intro }
+    }
+
+    fn dial(s: &Side, pass: Option<&[u8]>) -> Handshake {
+        Handshake::dial(&s.keys, s.intro.clone(), pass).unwrap()
+    }
+
+    fn accept(s: &Side, pass: Option<&[u8]>) -> Handshake {
+        Handshake::accept(&s.keys, s.intro.clone(), pass)
+    }
+
+    /// Passes frames between the two sides (through the wire format, and
+    /// through `tap`, which sees what the acceptor says) until both are quiet;
+    /// returns each side's first outcome, if it had one.
+    fn exchange(
+        d: &mut Handshake,
+        a: &mut Handshake,
+        mut tap: impl FnMut(&HandshakeFrame),
+    ) -> (Option<Outcome>, Option<Outcome>) {
+        fn feed(h: &mut Handshake, f: HandshakeFrame, done: &mut Option<Outcome>) {
+            let f = wire_trip(&f);
+            if done.is_none() {
+                match h.handle(f) {
+                    Ok(None) => {}
+                    Ok(Some(e)) => *done = Some(Ok(e)),
+                    Err(e) => *done = Some(Err(e)),
+                }
+            }
+        }
         let (mut d_done, mut a_done) = (None, None);
         for _ in 0..10 {
             while let Some(f) = d.poll_transmit() {
-                let f = wire_trip(&f);
-                if a_done.is_none() {
-                    match a.handle(f) {
-                        Ok(Some(e)) => a_done = Some(Ok(e)),
-                        Ok(None) => {}
-                        Err(e) => a_done = Some(Err(e)),
-                    }
-                }
+                feed(a, f, &mut a_done);
             }
             while let Some(f) = a.poll_transmit() {
-                let f = wire_trip(&f);
-                if d_done.is_none() {
-                    match d.handle(f) {
-                        Ok(Some(e)) => d_done = Some(Ok(e)),
-                        Ok(None) => {}
-                        Err(e) => d_done = Some(Err(e)),
-                    }
-                }
+                tap(&f);
+                feed(d, f, &mut d_done);
             }
         }
+        (d_done, a_done)
+    }
+
+    /// Runs a dialer (`p1`) and an acceptor (`p2`) to the end.
+    fn run(
+        dial_pass: Option<&[u8]>,
+        accept_pass: Option<&[u8]>,
+    ) -> ((Side, Outcome), (Side, Outcome)) {
+        let (ds, as_) = (side(1), side(2));
+        let (d, a) = exchange(
+            &mut dial(&ds, dial_pass),
+            &mut accept(&as_, accept_pass),
+            |_| {},
+        );
         (
-            d_done.expect("the dialer finished"),
-            a_done.expect("the acceptor finished"),
+            (ds, d.expect("the dialer finished")),
+            (as_, a.expect("the acceptor finished")),
         )
     }
 
@@ -556,11 +667,13 @@ mod tests {
         crate::wire::decode_exact(&bytes, "frame").unwrap()
     }
 
-    /// Both sides learn each other's intro and get matching keys: what one
-    /// seals, the other opens.
-    fn check_linked(d: Established, a: Established) {
-        assert_eq!(d.peer, intro(2));
-        assert_eq!(a.peer, intro(1));
+    /// Both sides learn each other's intro (and so id) and get matching
+    /// keys: what one seals, the other opens.
+    fn check_linked((ds, d): (Side, Outcome), (as_, a): (Side, Outcome)) {
+        let (d, a) = (d.unwrap(), a.unwrap());
+        assert_eq!(d.peer, as_.intro);
+        assert_eq!(a.peer, ds.intro);
+        assert_eq!(a.peer.peer_id(), ds.keys.peer_id());
         let (mut ds, mut as_) = (d.sealer, a.sealer);
         let mut out = Vec::new();
         let bye = crate::protocol::message::Message::Goodbye(crate::protocol::message::Goodbye {
@@ -584,13 +697,13 @@ mod tests {
     #[test]
     fn an_open_session_links_with_secret_keys() {
         let (d, a) = run(None, None);
-        check_linked(d.unwrap(), a.unwrap());
+        check_linked(d, a);
     }
 
     #[test]
     fn the_same_passphrase_links() {
         let (d, a) = run(Some(b"tuba"), Some(b"tuba"));
-        check_linked(d.unwrap(), a.unwrap());
+        check_linked(d, a);
     }
 
     /// Every mismatch is said clearly on both sides.
@@ -608,7 +721,7 @@ mod tests {
             (None, Some(tuba), H::NeedsPassphrase, H::PeerHasNoPassphrase),
             (Some(tuba), None, H::NoPassphraseThere, H::PeerHasPassphrase),
         ] {
-            let (d, a) = run(dp, ap);
+            let ((_, d), (_, a)) = run(dp, ap);
             assert_eq!(d.unwrap_err(), de);
             assert_eq!(a.unwrap_err(), ae);
         }
@@ -619,18 +732,12 @@ mod tests {
     /// name in.
     #[test]
     fn a_wrong_dialer_learns_nothing_of_the_acceptor() {
-        let mut d = Handshake::dial(intro(1), Some(b"guess")).unwrap();
-        let mut a = Handshake::accept(intro(2), Some(b"secret"));
         let mut said = Vec::new();
-        for _ in 0..4 {
-            while let Some(f) = d.poll_transmit() {
-                let _ = a.handle(f);
-            }
-            while let Some(f) = a.poll_transmit() {
-                said.push(f.clone());
-                let _ = d.handle(f);
-            }
-        }
+        exchange(
+            &mut dial(&side(1), Some(b"guess")),
+            &mut accept(&side(2), Some(b"secret")),
+            |f| said.push(f.clone()),
+        );
         assert!(
             matches!(
                 &said[..],
@@ -646,23 +753,13 @@ mod tests {
     /// A peer cannot link to itself; a frame out of turn ends the handshake.
     #[test]
     fn self_links_and_frames_out_of_turn_are_refused() {
-        let mut d = Handshake::dial(intro(1), None).unwrap();
-        let mut a = Handshake::accept(intro(1), None);
-        let mut err = None;
-        for _ in 0..4 {
-            while let Some(f) = d.poll_transmit() {
-                if let Err(e) = a.handle(f) {
-                    err.get_or_insert(e);
-                }
-            }
-            while let Some(f) = a.poll_transmit() {
-                if let Err(e) = d.handle(f) {
-                    err.get_or_insert(e);
-                }
-            }
-        }
-        assert_eq!(err, Some(HandshakeError::SelfLink));
-        let mut a = Handshake::accept(intro(2), None);
+        let me = side(1);
+        let (d, a) = exchange(&mut dial(&me, None), &mut accept(&me, None), |_| {});
+        // The dialer reads the acceptor's intro first, sees itself, and
+        // says so: both ends name it.
+        assert_eq!(d.and_then(Result::err), Some(HandshakeError::SelfLink));
+        assert_eq!(a.and_then(Result::err), Some(HandshakeError::SelfLink));
+        let mut a = accept(&side(2), None);
         assert!(matches!(
             a.handle(HandshakeFrame::Noise(vec![1, 2, 3])),
             Err(HandshakeError::Unexpected { .. })
@@ -671,5 +768,23 @@ mod tests {
             a.poll_transmit(),
             Some(HandshakeFrame::Refuse(Refusal::Broken))
         );
+    }
+
+    /// Nobody links as another peer: an intro naming someone else's identity
+    /// key (whose certificate is over that peer's Noise key, not the
+    /// impostor's) is refused, and so is one with the certificate bent.
+    #[test]
+    fn an_impostor_cannot_link_as_another() {
+        let (victim, mallory, acceptor) = (side(1), side(3), side(2));
+        let mut claims_victim = mallory.intro.clone();
+        claims_victim.key = victim.intro.key;
+        claims_victim.cert = victim.intro.cert;
+        let mut bent = mallory.intro.clone();
+        bent.cert[0] ^= 1;
+        for lie in [claims_victim, bent] {
+            let mut d = Handshake::dial(&mallory.keys, lie, None).unwrap();
+            let (_, a) = exchange(&mut d, &mut accept(&acceptor, None), |_| {});
+            assert_eq!(a.and_then(Result::err), Some(HandshakeError::NotItsKey));
+        }
     }
 }

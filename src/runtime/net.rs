@@ -30,7 +30,7 @@ use crate::wire::seal::{Opened, Opener, SealError, Sealer};
 use crate::wire::{FrameBuffer, Next, PROTOCOL_VERSION, WireError};
 
 use super::auth::Secret;
-use super::handshake::{Handshake, HandshakeError, HandshakeFrame, Intro, Refusal};
+use super::handshake::{Handshake, HandshakeError, HandshakeFrame, Intro, LinkKeys, Refusal};
 
 /// A connection that has not finished its handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -94,7 +94,8 @@ impl LinkError {
 /// Who this peer is, as it introduces itself on every link.
 #[derive(Clone, Debug)]
 pub struct Identity {
-    pub peer_id: PeerId,
+    /// Its keys; its id is theirs ([`LinkKeys::peer_id`]).
+    pub keys: std::sync::Arc<LinkKeys>,
     pub name: String,
     /// The address others should dial (`--advertise`, else the bound address).
     pub advertise: SocketAddr,
@@ -235,6 +236,9 @@ impl Connection {
 
 /// What a link's reader got.
 #[derive(Debug)]
+// The common case is the large one: boxing it would allocate per message to
+// save bytes on the rare dropped frame.
+#[allow(clippy::large_enum_variant)]
 pub enum Read {
     /// A message, with the local time its bytes were read.
     Message { message: Message, at_ns: i64 },
@@ -347,17 +351,19 @@ fn reachable(advertised: SocketAddr, seen: SocketAddr) -> SocketAddr {
     }
 }
 
-fn intro(me: &Identity) -> Intro {
-    Intro {
-        peer_id: me.peer_id,
-        name: me.name.clone(),
-        listen_addr: me.advertise,
+impl Identity {
+    pub fn peer_id(&self) -> PeerId {
+        self.keys.peer_id()
+    }
+
+    fn intro(&self) -> Intro {
+        self.keys.intro(&self.name, self.advertise)
     }
 }
 
 fn info(theirs: Intro, conn: &Connection) -> PeerInfo {
     PeerInfo {
-        peer_id: theirs.peer_id,
+        peer_id: theirs.peer_id(),
         name: theirs.name,
         addr: reachable(theirs.listen_addr, conn.remote()),
     }
@@ -370,11 +376,11 @@ pub async fn handshake_dialer(
     secret: Option<&Secret>,
 ) -> Result<Handshaken, LinkError> {
     let run = async {
-        let hs = Handshake::dial(intro(me), secret.map(Secret::as_bytes))?;
+        let hs = Handshake::dial(&me.keys, me.intro(), secret.map(Secret::as_bytes))?;
         let theirs = conn.handshake(hs).await?;
         Ok(Handshaken {
             info: info(theirs, conn),
-            dialer: me.peer_id,
+            dialer: me.peer_id(),
         })
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
@@ -389,9 +395,9 @@ pub async fn handshake_acceptor(
     secret: Option<&Secret>,
 ) -> Result<Handshaken, LinkError> {
     let run = async {
-        let hs = Handshake::accept(intro(me), secret.map(Secret::as_bytes));
+        let hs = Handshake::accept(&me.keys, me.intro(), secret.map(Secret::as_bytes));
         let theirs = conn.handshake(hs).await?;
-        let dialer = theirs.peer_id;
+        let dialer = theirs.peer_id();
         Ok(Handshaken {
             info: info(theirs, conn),
             dialer,
@@ -652,7 +658,7 @@ pub(crate) mod tests {
 
     fn id(n: u64, addr: SocketAddr) -> Identity {
         Identity {
-            peer_id: PeerId(n),
+            keys: std::sync::Arc::new(LinkKeys::generate().unwrap()),
             name: format!("p{n}"),
             advertise: addr,
         }
@@ -660,6 +666,7 @@ pub(crate) mod tests {
 
     /// Runs both sides of a handshake over loopback.
     async fn pair(
+        dialer: &Identity,
         dialer_secret: Option<&str>,
         acceptor_secret: Option<&str>,
     ) -> (Result<Handshaken, LinkError>, Result<Handshaken, LinkError>) {
@@ -673,12 +680,7 @@ pub(crate) mod tests {
         });
         let mut c = connect(addr).await.unwrap();
         let d_secret = dialer_secret.map(Secret::new);
-        let d = handshake_dialer(
-            &mut c,
-            &id(2, "0.0.0.0:9".parse().unwrap()),
-            d_secret.as_ref(),
-        )
-        .await;
+        let d = handshake_dialer(&mut c, dialer, d_secret.as_ref()).await;
         drop(c);
         (d, acceptor.await.unwrap())
     }
@@ -694,11 +696,12 @@ pub(crate) mod tests {
     fn open_and_protected_handshakes_succeed() {
         rt().block_on(async {
             for secret in [None, Some("s3cret")] {
-                let (d, a) = pair(secret, secret).await;
+                let me = id(2, "0.0.0.0:9".parse().unwrap());
+                let (d, a) = pair(&me, secret, secret).await;
                 let (d, a) = (d.unwrap(), a.unwrap());
-                assert_eq!(d.info.peer_id, PeerId(1));
-                assert_eq!(a.info.peer_id, PeerId(2));
-                assert_eq!((d.dialer, a.dialer), (PeerId(2), PeerId(2)));
+                assert_eq!(a.info.peer_id, me.peer_id());
+                assert_ne!(d.info.peer_id, me.peer_id());
+                assert_eq!((d.dialer, a.dialer), (me.peer_id(), me.peer_id()));
                 // An unspecified advertised IP is replaced by the one seen.
                 assert_eq!(a.info.addr.ip().to_string(), "127.0.0.1");
                 assert_eq!(a.info.addr.port(), 9);
@@ -720,7 +723,7 @@ pub(crate) mod tests {
                 (None, Some("s"), H::NeedsPassphrase, H::PeerHasNoPassphrase),
                 (Some("s"), None, H::NoPassphraseThere, H::PeerHasPassphrase),
             ] {
-                let (d, a) = pair(dp, ap).await;
+                let (d, a) = pair(&id(2, "0.0.0.0:9".parse().unwrap()), dp, ap).await;
                 assert!(
                     matches!(&d, Err(LinkError::Handshake(e)) if *e == de),
                     "{d:?}"

@@ -9,16 +9,29 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use synfony::protocol::message::{Message, Snapshot};
 use synfony::protocol::{
-    Channel, ChannelState, Event, PeerId, Round, SessionMap, SessionState, Vote,
+    Channel, ChannelState, Event, PeerId, Round, SessionMap, SessionState, Signer,
 };
+use synfony::runtime::handshake::LinkKeys;
 use synfony_testkit::hostile::Hostile;
 
 use super::harness::Peer;
 use super::{SEC, args, joining, setup};
 
-/// The liar's id: the lowest there is, so it wins every tie of seniority
-/// under a rule that looks at ids.
-const LIAR: PeerId = PeerId(1);
+/// The liar's keys, ground until its id is among the lowest (top 12 bits
+/// zero: it beats an honest id 4095 times in 4096), so it wins every tie of
+/// seniority under a rule that looks at ids. Ids are derived from keys, so a
+/// low id costs a search, not a choice: 4096 keys here.
+fn liar_keys() -> &'static LinkKeys {
+    static LIAR: std::sync::OnceLock<LinkKeys> = std::sync::OnceLock::new();
+    LIAR.get_or_init(|| {
+        loop {
+            let keys = LinkKeys::generate().unwrap();
+            if keys.peer_id().0 < 1 << 52 {
+                return keys;
+            }
+        }
+    })
+}
 /// Where the liar says it listens: nothing is there.
 fn nowhere() -> SocketAddr {
     "127.0.0.1:9".parse().unwrap()
@@ -33,8 +46,8 @@ fn two_peers(d: &std::path::Path, stems: &str) -> (Peer, Peer) {
     (a, b)
 }
 
-fn connect(p: &Peer, id: PeerId) -> Hostile {
-    Hostile::connect(p.listen, id, nowhere())
+fn connect(p: &Peer, keys: &LinkKeys) -> Hostile {
+    Hostile::connect(p.listen, keys, nowhere())
         .unwrap_or_else(|e| panic!("connect to {}: {e}", p.name))
 }
 
@@ -68,7 +81,11 @@ fn assert_in_step(a: &mut Peer, b: &mut Peer, what: &str) {
         "{what}: session times {ta} and {tb} ms apart"
     );
     for s in [&sa, &sb] {
-        assert_ne!(s["root"], LIAR.to_string(), "{what}: the liar is root: {s}");
+        assert_ne!(
+            s["root"],
+            liar_keys().peer_id().to_string(),
+            "{what}: the liar is root: {s}"
+        );
     }
     let (ra, rb) = (sa["round"].as_u64(), sb["round"].as_u64());
     std::thread::sleep(Duration::from_millis(300));
@@ -82,7 +99,7 @@ fn assert_in_step(a: &mut Peer, b: &mut Peer, what: &str) {
 /// A member that claims to be the creator, with a credible clock and a session
 /// map `lie_ns` off, for four seconds; then it vanishes.
 fn liar(a: &mut Peer, b: &mut Peer, lie_ns: i64) {
-    let (ha, hb) = (connect(a, LIAR), connect(b, LIAR));
+    let (ha, hb) = (connect(a, liar_keys()), connect(b, liar_keys()));
     let t = Instant::now();
     while t.elapsed() < 4 * SEC {
         for h in [&ha, &hb] {
@@ -135,7 +152,7 @@ fn a_snapshot_for_round_u64_max_does_not_wrap_a_joiner() {
     let mut j = Peer::spawn("j", d, &joining(&a.listen.to_string(), &[&stems]));
     // At once, before it reaches its session (which the liar's link once kept
     // it from dialling).
-    let h = connect(&j, LIAR);
+    let h = connect(&j, liar_keys());
     let snapshot = |round| {
         Message::Snapshot(Snapshot {
             round,
@@ -162,7 +179,7 @@ fn a_snapshot_for_round_u64_max_does_not_wrap_a_joiner() {
 fn a_forged_snapshot_corrupts_nothing() {
     let (_turn, dir, stems) = setup();
     let (mut a, mut b) = two_peers(dir.path(), &stems);
-    let h = connect(&a, LIAR);
+    let h = connect(&a, liar_keys());
     for _ in 0..5 {
         // For a round the victim has decided: it compares and adopts (a
         // peer that starts quickly may be at its first rounds yet).
@@ -215,7 +232,7 @@ fn decision_for(p: &mut Peer, round: Round) -> Value {
 fn an_equivocating_voter_is_judged_the_same_everywhere() {
     let (_turn, dir, stems) = setup();
     let (mut a, mut b) = two_peers(dir.path(), &stems);
-    let (ha, hb) = (connect(&a, LIAR), connect(&b, LIAR));
+    let (ha, hb) = (connect(&a, liar_keys()), connect(&b, liar_keys()));
     std::thread::sleep(SEC);
     let (round, map) = next_round(&ha);
     ha.send(&ha.heartbeat(round, Event::Play, vec![], Some(map), i64::MAX / 2))
@@ -236,22 +253,21 @@ fn an_equivocating_voter_is_judged_the_same_everywhere() {
 fn a_flood_of_relayed_votes_plays_the_same_gain_everywhere() {
     let (_turn, dir, stems) = setup();
     let (mut a, mut b) = two_peers(dir.path(), &stems);
-    let h = connect(&a, LIAR);
+    let h = connect(&a, liar_keys());
     std::thread::sleep(SEC);
     let (round, map) = next_round(&h);
-    // First the 64 lowest voters at −1 dB, then 192 more at −40 dB.
-    for batch in 0..4u64 {
+    // Made-up voters (a Sybil attack: each vote genuinely signed by a key
+    // of its own), in the canonical order: first the 64 lowest at −1 dB,
+    // then 192 more at −40 dB.
+    let mut sybils: Vec<Signer> = (0..=255u8).map(|i| Signer::from_seed([i; 32])).collect();
+    sybils.sort_by_key(Signer::peer_id);
+    for (batch, voters) in sybils.chunks(64).enumerate() {
         let gain_db = if batch == 0 { -1.0 } else { -40.0 };
-        let relayed = (0..64)
-            .map(|i| Vote {
-                voter: PeerId(1000 + batch * 64 + i),
-                round,
-                event: Event::Volume {
-                    channel: Channel::Stem(0),
-                    gain_db,
-                },
-            })
-            .collect();
+        let event = Event::Volume {
+            channel: Channel::Stem(0),
+            gain_db,
+        };
+        let relayed = voters.iter().map(|v| v.sign_vote(round, event)).collect();
         h.send(&h.heartbeat(round, Event::None, relayed, Some(map), i64::MAX / 2))
             .unwrap();
     }
@@ -321,7 +337,7 @@ fn a_song_of_huge_stems_costs_a_joiner_nothing_up_front() {
     let a = Peer::spawn("a", d, &args(&["--listen", "127.0.0.1:0", &stems]));
     let mut j = Peer::spawn("j", d, &joining(&a.listen.to_string(), &[&stems]));
     // Its first contact, before it reaches its session.
-    let h = connect(&j, LIAR);
+    let h = connect(&j, liar_keys());
     for index in 0..3u16 {
         let info = StemInfo {
             hash: [index as u8 + 1; 32],
@@ -357,7 +373,7 @@ fn a_flood_of_members_is_capped() {
     let (_turn, dir, stems) = setup();
     let (mut a, mut b) = two_peers(dir.path(), &stems);
     let clients: Vec<Hostile> = (0..100)
-        .filter_map(|i| Hostile::connect(a.listen, PeerId(5000 + i), nowhere()).ok())
+        .filter_map(|_| Hostile::connect(a.listen, &LinkKeys::generate().unwrap(), nowhere()).ok())
         .collect();
     std::thread::sleep(SEC);
     let peers = a.status()["peers"].as_u64().unwrap_or(0);
@@ -383,7 +399,7 @@ fn peer_lists_cannot_make_a_peer_dial_without_bound() {
     let watch = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let ghost_addr = watch.local_addr().unwrap();
     watch.set_nonblocking(true).unwrap();
-    let h = connect(&a, LIAR);
+    let h = connect(&a, liar_keys());
     for list in 0..10u64 {
         let peers = (0..64)
             .map(|i| PeerInfo {
@@ -422,7 +438,7 @@ fn a_member_flooding_the_library_is_bounded_and_refused() {
 
     let (_turn, dir, stems) = setup();
     let (mut a, mut b) = two_peers(dir.path(), &stems);
-    let h = connect(&a, LIAR);
+    let h = connect(&a, liar_keys());
     std::thread::sleep(SEC);
     let send = |songs: Vec<SongRecord>, stems: Vec<StemRecord>| {
         h.send(&Message::Room(Room {

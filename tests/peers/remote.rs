@@ -322,7 +322,6 @@ fn a_corrupt_chunk_is_refused_by_its_hash_and_fetched_again() {
 #[test]
 fn requests_for_unknown_hashes_paths_or_odd_ranges_are_refused() {
     use synfony::host_clock::LocalClock;
-    use synfony::protocol::PeerId;
     use synfony::protocol::message::{Message, Operation, Room};
     use synfony::runtime::net::{self, Identity, Read};
 
@@ -342,7 +341,7 @@ fn requests_for_unknown_hashes_paths_or_odd_ranges_are_refused() {
     let answers = rt.block_on(async move {
         let mut conn = net::connect(addr).await.unwrap();
         let me = Identity {
-            peer_id: PeerId(42),
+            keys: std::sync::Arc::new(synfony::runtime::handshake::LinkKeys::generate().unwrap()),
             name: "by hand".into(),
             advertise: "127.0.0.1:9".parse().unwrap(),
         };

@@ -138,6 +138,19 @@ pub fn vote() -> impl Strategy<Value = Vote> {
     })
 }
 
+/// A vote's proof as the wire carries it (any bytes: only the session
+/// checks it).
+pub fn vote_proof() -> impl Strategy<Value = VoteProof> {
+    (any::<[u8; 32]>(), vec(any::<u8>(), 64)).prop_map(|(key, sig)| VoteProof {
+        key: PeerKey(key),
+        signature: sig.try_into().expect("64 bytes"),
+    })
+}
+
+pub fn signed_vote() -> impl Strategy<Value = SignedVote> {
+    (vote(), vote_proof()).prop_map(|(vote, proof)| SignedVote { vote, proof })
+}
+
 pub fn channel_state() -> impl Strategy<Value = ChannelState> {
     (gain_db(), any::<bool>()).prop_map(|(gain_db, muted)| ChannelState { gain_db, muted })
 }
@@ -251,16 +264,18 @@ pub fn heartbeat() -> impl Strategy<Value = Heartbeat> {
     (
         round(),
         event(),
-        vec(vote(), 0..4),
+        proptest::option::of(vote_proof()),
+        vec(signed_vote(), 0..4),
         proptest::option::of(decided_digest()),
         proptest::option::of(session_map()),
         any::<i64>(),
         clock_stamps(),
     )
         .prop_map(
-            |(round, vote, relayed, decided, map, synced_at_session_ns, clock)| Heartbeat {
+            |(round, vote, proof, relayed, decided, map, synced_at_session_ns, clock)| Heartbeat {
                 round,
                 vote,
+                proof,
                 relayed,
                 decided,
                 map,
@@ -359,7 +374,7 @@ pub fn message() -> impl Strategy<Value = Message> {
             })
         ),
         text(MAX_REASON_BYTES).prop_map(|reason| Message::Goodbye(Goodbye { reason })),
-        (round(), session_state(), vec(vote(), 0..4)).prop_map(|(round, state, pending)| {
+        (round(), session_state(), vec(signed_vote(), 0..4)).prop_map(|(round, state, pending)| {
             Message::Snapshot(Snapshot {
                 round,
                 state,

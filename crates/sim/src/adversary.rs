@@ -21,7 +21,8 @@ use synfony::protocol::message::{
 };
 use synfony::protocol::session::MAX_MEMBERS;
 use synfony::protocol::{
-    ChannelState, MAX_PLAYED, MAX_QUEUE, MAX_STEMS, SessionMap, SongRef, Timeline, Vote,
+    ChannelState, MAX_PLAYED, MAX_QUEUE, MAX_STEMS, SessionMap, SignedVote, Signer, SongRef,
+    Timeline, VoteProof,
 };
 
 /// Honest peers must be in step this soon after the adversary leaves.
@@ -49,6 +50,12 @@ pub(super) struct Adversary {
     echoes: BTreeMap<PeerId, ClockEcho>,
     /// Pings to answer: (from, ping, received at, local).
     pings: Vec<(PeerId, ClockPing, i64)>,
+    /// Identities it made up, in a quarter of the runs (a Sybil attack:
+    /// their votes are genuinely signed, so only the per-round cap bounds
+    /// them).
+    sybils: Vec<Signer>,
+    /// Votes it signed, by round (see [`Sim::pooled_vote`]).
+    pool: BTreeMap<u64, Vec<SignedVote>>,
     pub active: bool,
 }
 
@@ -81,6 +88,8 @@ impl Adversary {
             consistent: rng.random_bool(0.5),
             echoes: BTreeMap::new(),
             pings: Vec::new(),
+            sybils: Vec::new(),
+            pool: BTreeMap::new(),
             active: true,
         }
     }
@@ -90,12 +99,15 @@ impl Sim {
     /// The adversary arrives: a new slot, dialling every honest peer.
     pub(super) fn adversary_arrives(&mut self) {
         self.faults.push(self.now);
-        let id = self.random_id();
+        let signer = self.random_signer();
         let (off, drift) = self.random_clock();
-        let slot = self.new_peer(id, off, drift);
+        let slot = self.new_peer(signer, off, drift);
         self.peers[slot].alive = true;
         self.peers[slot].started_at_ns = self.now;
-        let adv = Adversary::new(slot, &mut self.rng);
+        let mut adv = Adversary::new(slot, &mut self.rng);
+        if self.rng.random_bool(0.25) {
+            adv.sybils = (0..16).map(|_| self.random_signer()).collect();
+        }
         self.adversary = Some(adv);
         self.adversary_tick();
     }
@@ -254,9 +266,12 @@ impl Sim {
                 } else {
                     self.extreme_i64()
                 };
+                let vote = self.extreme_event();
+                let proof = self.proof(slot, round, vote);
                 Message::Heartbeat(Heartbeat {
                     round,
-                    vote: self.extreme_event(),
+                    vote,
+                    proof,
                     relayed,
                     decided,
                     map,
@@ -392,29 +407,95 @@ impl Sim {
         }
     }
 
-    /// Up to `max` votes: under honest ids, forged ids and low ids (first in
-    /// the canonical order), equivocating, for rounds near and far.
-    fn votes(&mut self, cur: u64, max: usize) -> Vec<Vote> {
+    /// Up to `max` votes, for rounds near and far, equivocating: under
+    /// honest ids (forged: another key's signature, or garbage), low ids, its
+    /// own and (in a Sybil run) its made-up identities' (genuinely signed).
+    /// Genuine votes come from a pool signed once per round (see
+    /// [`Sim::signed_pool`]): signing each vote afresh made a run ten times
+    /// slower, and a pool larger than a round's cap floods it just as well.
+    fn votes(&mut self, cur: u64, max: usize) -> Vec<SignedVote> {
         let n = match self.rng.random_range(0..3) {
             0 => 0,
             1 => self.rng.random_range(0..8),
             _ => max,
         };
         (0..n)
-            .map(|_| Vote {
-                voter: match self.rng.random_range(0..3) {
-                    0 => self.some_honest_id(),
-                    1 => PeerId(self.rng.random_range(0..64)),
-                    _ => self.random_id(),
-                },
-                round: if self.rng.random_bool(0.8) {
-                    Round(cur + self.rng.random_range(0..3))
+            .map(|_| {
+                let near = self.rng.random_bool(0.8);
+                let round = if near {
+                    cur + self.rng.random_range(0..3)
                 } else {
-                    self.near_or_absurd_round(cur)
-                },
-                event: self.extreme_event(),
+                    self.near_or_absurd_round(cur).0
+                };
+                let mut v = self.pooled_vote(if near { round } else { cur });
+                v.vote.round = Round(round);
+                if !near || self.rng.random_bool(0.5) {
+                    // A forgery: someone else's id (an honest one, or a low
+                    // one), with a proof that is not its, or bytes.
+                    v.vote.voter = if self.rng.random_bool(0.5) {
+                        self.some_honest_id()
+                    } else {
+                        PeerId(self.rng.random_range(0..64))
+                    };
+                    if self.rng.random_bool(0.5) {
+                        v.proof.signature = [self.rng.random(); 64];
+                    }
+                }
+                v
             })
             .collect()
+    }
+
+    /// A genuinely signed vote for `round` from the pool (signed when the
+    /// round is first asked for; the pool keeps the last few rounds).
+    fn pooled_vote(&mut self, round: u64) -> SignedVote {
+        let have = self
+            .adversary
+            .as_ref()
+            .is_some_and(|a| a.pool.contains_key(&round));
+        if !have {
+            let pool = self.signed_pool(Round(round));
+            let adv = self.adversary.as_mut().expect("here");
+            while adv.pool.len() >= 8 {
+                adv.pool.pop_first();
+            }
+            adv.pool.insert(round, pool);
+        }
+        let pool = &self.adversary.as_ref().expect("here").pool[&round];
+        pool[self.rng.random_range(0..pool.len())]
+    }
+
+    /// The votes the adversary signs for one round: a few of its own (it
+    /// equivocates), and in a Sybil run more than a round holds, under
+    /// identities it made up.
+    fn signed_pool(&mut self, round: Round) -> Vec<SignedVote> {
+        let adv = self.adversary.as_ref().expect("here");
+        let mut signers = vec![self.peers[adv.slot].signer.clone()];
+        signers.extend(adv.sybils.iter().cloned());
+        let per_signer = if signers.len() > 1 { 5 } else { 4 };
+        let mut pool = Vec::new();
+        for signer in signers {
+            for _ in 0..per_signer {
+                let event = self.extreme_event();
+                pool.push(signer.sign_vote(round, event));
+            }
+        }
+        pool
+    }
+
+    /// The proof of a heartbeat's own vote: its key's (the honest kind),
+    /// another's, or none.
+    fn proof(&mut self, slot: usize, round: Round, event: Event) -> Option<VoteProof> {
+        match self.rng.random_range(0..4) {
+            0 => None,
+            1 => Some(self.random_signer().sign_vote(round, event).proof),
+            _ => Some(self.peers[slot].signer.sign_vote(round, event).proof),
+        }
+    }
+
+    /// An id nobody has (a ghost in a peer list).
+    fn random_id(&mut self) -> PeerId {
+        PeerId(self.rng.random_range(1..u64::MAX))
     }
 
     /// A song no library holds: any id, any version, any shape the wire takes.

@@ -39,8 +39,8 @@ use synfony::protocol::library::SongId;
 use synfony::protocol::message::{Message, PeerInfo};
 use synfony::protocol::session::verdicts_of;
 use synfony::protocol::{
-    Channel, Config, Event, PeerId, ROUND_NS, Round, Session, SessionEvent, SessionState, SongRef,
-    Start,
+    Channel, Config, Event, PeerId, ROUND_NS, Round, Session, SessionEvent, SessionState, Signer,
+    SongRef, Start,
 };
 use synfony::wire;
 
@@ -255,6 +255,8 @@ impl Ord for Scheduled {
 
 struct Peer {
     info: PeerInfo,
+    /// Its identity (`info.peer_id` is its id).
+    signer: Signer,
     offset_ns: i64,
     drift: f64,
     session: Option<Session>,
@@ -393,15 +395,16 @@ impl Sim {
         }
     }
 
-    fn new_peer(&mut self, id: PeerId, offset_ns: i64, drift: f64) -> usize {
+    fn new_peer(&mut self, signer: Signer, offset_ns: i64, drift: f64) -> usize {
         let slot = self.peers.len();
         let addr = SocketAddr::from((Ipv4Addr::new(10, 0, (slot >> 8) as u8, slot as u8), 7000));
         self.peers.push(Peer {
             info: PeerInfo {
-                peer_id: id,
+                peer_id: signer.peer_id(),
                 name: format!("p{slot}"),
                 addr,
             },
+            signer,
             offset_ns,
             drift,
             session: None,
@@ -428,7 +431,8 @@ impl Sim {
         (offset, drift)
     }
 
-    fn random_id(&mut self) -> PeerId {
-        PeerId(self.rng.random_range(1..u64::MAX))
+    /// A new identity, from the seeded generator (so a run is repeatable).
+    fn random_signer(&mut self) -> Signer {
+        Signer::from_seed(self.rng.random())
     }
 }

@@ -14,9 +14,9 @@ impl Sim {
             .collect();
         starts.sort();
         for i in 0..n {
-            let id = self.random_id();
+            let signer = self.random_signer();
             let (off, drift) = self.random_clock();
-            let slot = self.new_peer(id, off, drift);
+            let slot = self.new_peer(signer, off, drift);
             if i == 0 {
                 self.at(
                     0,
@@ -95,9 +95,9 @@ impl Sim {
         let len = self.rng.random_range(SEC..=4 * SEC);
         self.at(t + len, Ev::Heal);
         // A late joiner.
-        let id = self.random_id();
+        let signer = self.random_signer();
         let (off, drift) = self.random_clock();
-        let slot = self.new_peer(id, off, drift);
+        let slot = self.new_peer(signer, off, drift);
         let t = frac(self, 0.72, 0.78);
         let via = self.rng.random_range(0..n);
         self.at(
@@ -257,12 +257,16 @@ impl Sim {
             }
             Ev::Restart { slot, same_id } => {
                 self.faults.push(t);
-                let (old_id, off, drift) = {
+                let (old_signer, off, drift) = {
                     let old = &self.peers[slot];
-                    (old.info.peer_id, old.offset_ns, old.drift)
+                    (old.signer.clone(), old.offset_ns, old.drift)
                 };
-                let id = if same_id { old_id } else { self.random_id() };
-                let new = self.new_peer(id, off, drift);
+                let signer = if same_id {
+                    old_signer
+                } else {
+                    self.random_signer()
+                };
+                let new = self.new_peer(signer, off, drift);
                 if let Some(side) = self.side.as_mut() {
                     let s = side.get(slot).copied().unwrap_or(true);
                     side.resize(new + 1, true);
@@ -369,6 +373,7 @@ impl Sim {
         p.session = Some(Session::new(
             self.cfg.session.clone(),
             p.info.clone(),
+            p.signer.clone(),
             local,
             start,
         ));

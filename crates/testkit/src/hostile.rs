@@ -18,8 +18,8 @@ use synfony::host_clock::monotonic_ns;
 use synfony::protocol::message::{
     ClockEcho, ClockPing, ClockPong, ClockStamps, Heartbeat, Message,
 };
-use synfony::protocol::{Event, PeerId, Round, SessionMap, Vote};
-use synfony::runtime::handshake::{Handshake, Intro};
+use synfony::protocol::{Event, PeerId, Round, SessionMap, SignedVote};
+use synfony::runtime::handshake::{Handshake, LinkKeys};
 use synfony::wire::seal::{Opened, Opener, Sealer};
 use synfony::wire::{FrameBuffer, Next};
 
@@ -90,6 +90,7 @@ fn on_message(writer: &Writer, heard: &Mutex<Heard>, m: Message) {
 
 /// One hand-driven connection to a peer.
 pub struct Hostile {
+    keys: LinkKeys,
     writer: Arc<Writer>,
     heard: Arc<Mutex<Heard>>,
     reader: Option<JoinHandle<()>>,
@@ -98,26 +99,20 @@ pub struct Hostile {
 }
 
 impl Hostile {
-    /// Connects to `addr` as `peer_id` (advertising `listen`), completes the
-    /// handshake of an open session, and starts answering pings.
+    /// Connects to `addr` with `keys` (its id is theirs; the same keys on
+    /// two connections make one member), advertising `listen`, completes
+    /// the handshake of an open session, and starts answering pings.
     pub fn connect(
         addr: SocketAddr,
-        peer_id: PeerId,
+        keys: &LinkKeys,
         listen: SocketAddr,
     ) -> std::io::Result<Hostile> {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         stream.set_nodelay(true)?;
         let mut reader = stream.try_clone()?;
         // The handshake, driven by hand.
-        let mut hs = Handshake::dial(
-            Intro {
-                peer_id,
-                name: "hostile".into(),
-                listen_addr: listen,
-            },
-            None,
-        )
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut hs = Handshake::dial(keys, keys.intro("hostile", listen), None)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         reader.set_read_timeout(Some(Duration::from_secs(3)))?;
         let mut frames = FrameBuffer::new();
         let mut chunk = vec![0u8; 64 * 1024];
@@ -154,10 +149,11 @@ impl Hostile {
         let mut opener = Opener::new(&established.open_key, &rest);
         let writer = Arc::new(Mutex::new((stream, established.sealer)));
         let heard = Arc::new(Mutex::new(Heard {
-            peer_id: Some(established.peer.peer_id),
+            peer_id: Some(established.peer.peer_id()),
             ..Heard::default()
         }));
         let me = Hostile {
+            keys: keys.clone(),
             writer: writer.clone(),
             heard: heard.clone(),
             reader: None,
@@ -209,19 +205,26 @@ impl Hostile {
         write_sealed(&self.writer, m)
     }
 
+    /// Its id (its keys').
+    pub fn peer_id(&self) -> PeerId {
+        self.keys.peer_id()
+    }
+
     /// A heartbeat with credible clock stamps (sent now, echoing the
-    /// victim's last heartbeat) carrying whatever claims the test wants.
+    /// victim's last heartbeat) carrying whatever claims the test wants; its
+    /// own vote signed with its keys.
     pub fn heartbeat(
         &self,
         round: Round,
         vote: Event,
-        relayed: Vec<Vote>,
+        relayed: Vec<SignedVote>,
         map: Option<SessionMap>,
         synced_at_session_ns: i64,
     ) -> Message {
         Message::Heartbeat(Heartbeat {
             round,
             vote,
+            proof: (vote != Event::None).then(|| self.keys.signer.sign_vote(round, vote).proof),
             relayed,
             decided: None,
             map,

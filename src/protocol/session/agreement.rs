@@ -3,6 +3,7 @@
 //! divergence with snapshots.
 
 use crate::protocol::choice::{Decision, Verdict};
+use crate::protocol::identity::SignedVote;
 use crate::protocol::lead::{LEAD_START_MS, apply_at_session_ns, latest_apply_at_session_ns};
 use crate::protocol::library::SongId;
 use crate::protocol::message::{
@@ -85,14 +86,23 @@ impl Session {
         // late in its round) is relayed at once, so that a peer whose link
         // to its voter is down still has it before deciding.
         let mut late = Vec::new();
-        for v in
-            std::iter::once(hb.vote_of(from)).chain(hb.relayed.into_iter().take(MAX_RELAYED_VOTES))
+        let own = match hb.signed_vote_of(from) {
+            Some(v) => Some(v),
+            None if hb.vote != Event::None => {
+                self.ignore(from, Ignored::ForgedVote { voter: from });
+                None
+            }
+            None => None,
+        };
+        for v in own
+            .into_iter()
+            .chain(hb.relayed.into_iter().take(MAX_RELAYED_VOTES))
         {
             if self.accept_vote(from, v)
-                && self.last_beat_round.is_some_and(|b| v.round < b)
-                && !late.contains(&v.round)
+                && self.last_beat_round.is_some_and(|b| v.vote.round < b)
+                && !late.contains(&v.vote.round)
             {
-                late.push(v.round);
+                late.push(v.vote.round);
             }
         }
         if let Some(claim) = hb.decided {
@@ -113,18 +123,21 @@ impl Session {
             return;
         }
         self.late_relay_round = Some(r);
-        let relayed: Vec<Vote> = rounds
+        let relayed: Vec<SignedVote> = rounds
             .iter()
             .flat_map(|&l| self.history.held(l).to_vec())
             .take(MAX_RELAYED_VOTES)
             .collect();
-        self.send_heartbeats(now_ns, r, Event::None, relayed);
+        self.send_heartbeats(now_ns, r, None, relayed);
     }
 
     /// Holds a vote for its round if that round is open here. "No event" is
-    /// never held: it changes no decision (and is never relayed). Returns
-    /// whether the vote is new here.
-    fn accept_vote(&mut self, from: PeerId, vote: Vote) -> bool {
+    /// never held: it changes no decision (and is never relayed). A vote new
+    /// here is held only if its proof shows it is its voter's (checked last,
+    /// so that copies and votes out of the window cost no signature check).
+    /// Returns whether the vote is new here.
+    fn accept_vote(&mut self, from: PeerId, signed: SignedVote) -> bool {
+        let vote = signed.vote;
         if vote.event == Event::None {
             return false;
         }
@@ -152,7 +165,18 @@ impl Session {
             self.ignore(from, Ignored::VoteOutOfWindow { round: vote.round });
             return false;
         }
-        match self.history.hold(vote) {
+        if self.history.holds(&vote) {
+            return false;
+        }
+        if !self.history.has_room_for(&vote) {
+            self.ignore(from, Ignored::TooManyVotes { round: vote.round });
+            return false;
+        }
+        if signed.verify().is_err() {
+            self.ignore(from, Ignored::ForgedVote { voter: vote.voter });
+            return false;
+        }
+        match self.history.hold(signed) {
             Hold::Held => true,
             Hold::Duplicate => false,
             Hold::Full => {
@@ -237,7 +261,9 @@ impl Session {
         let (Some(first), Some(last)) = (self.history.first_round(), self.history.last_round())
         else {
             // A joiner's first state.
-            self.rebase(k, snap, from);
+            if self.proven(from, &snap) {
+                self.rebase(k, snap, from);
+            }
             return;
         };
         if k > last {
@@ -250,7 +276,9 @@ impl Session {
                 return;
             }
             // We fell behind (we were not deciding): take it as our new base.
-            self.rebase(k, snap, from);
+            if self.proven(from, &snap) {
+                self.rebase(k, snap, from);
+            }
             return;
         }
         if k < first {
@@ -264,6 +292,9 @@ impl Session {
             <= rank(ours.changed_round, ours.digest())
         {
             return; // ours wins (or is the same): nothing to adopt
+        }
+        if !self.proven(from, &snap) {
+            return;
         }
         // Our own votes applied since we last agreed with the winner may be gone.
         let since = self.agreed_with.get(&from).copied().unwrap_or(first);
@@ -309,6 +340,26 @@ impl Session {
         Some(at.saturating_sub(self.cfg.decide_guard_ns).max(round_end))
     }
 
+    /// Whether every vote a snapshot carries is its voter's (those we hold
+    /// already need no second check). An honest peer holds no other, so one
+    /// forged vote refuses the snapshot. Checked only once the snapshot would
+    /// be used: a snapshot we would drop costs no signature check.
+    fn proven(&mut self, from: PeerId, snap: &Snapshot) -> bool {
+        let forged = snap.pending.iter().find(|v| {
+            !self.history.holds(&v.vote)
+                && !self.history.was_counted(&v.vote)
+                && v.verify().is_err()
+        });
+        match forged {
+            Some(v) => {
+                let voter = v.vote.voter;
+                self.ignore(from, Ignored::ForgedVote { voter });
+                false
+            }
+            None => true,
+        }
+    }
+
     /// Replaces the whole history with `snap` as its base.
     fn rebase(&mut self, k: Round, snap: Snapshot, from: PeerId) {
         let (dropped, evicted) = self.history.rebase(k, snap.state.clone(), snap.pending);
@@ -346,7 +397,7 @@ impl Session {
                 .is_some_and(|at| now_ns >= at)
             {
                 self.timers.set(Timer::UnsyncedBeat, now_ns + ROUND_NS);
-                self.send_heartbeats(now_ns, Round(0), Event::None, vec![]);
+                self.send_heartbeats(now_ns, Round(0), None, vec![]);
             }
             return;
         };
@@ -373,8 +424,7 @@ impl Session {
             self.acted_round = Some(cur);
         }
         let need = if open { self.need_vote(cur) } else { None };
-        let vote = action.or(need).unwrap_or(Event::None);
-        self.cast_own(cur, vote);
+        let vote = action.or(need).and_then(|v| self.cast_own(cur, v));
         // Every vote held for the previous round: the cap makes them fit.
         let relayed = self.relayed_for(cur);
         self.send_heartbeats(now_ns, cur, vote, relayed);
@@ -382,7 +432,7 @@ impl Session {
         // of its own: it is not an action, and a user busy with a fader must
         // not let it expire.
         if let (Some(_), Some(need)) = (action, need) {
-            self.cast_own(cur, need);
+            let need = self.cast_own(cur, need);
             self.send_heartbeats(now_ns, cur, need, vec![]);
         }
     }
@@ -416,15 +466,15 @@ impl Session {
             return;
         };
         self.acted_round = Some(r);
-        self.cast_own(r, action);
+        let vote = self.cast_own(r, action);
         let relayed = self.relayed_for(r);
-        self.send_heartbeats(now_ns, r, action, relayed);
+        self.send_heartbeats(now_ns, r, vote, relayed);
     }
 
     /// Every vote held for the round before `r`, which a heartbeat of `r`
     /// relays (the cap makes them fit).
-    fn relayed_for(&self, r: Round) -> Vec<Vote> {
-        let relayed: Vec<Vote> =
+    fn relayed_for(&self, r: Round) -> Vec<SignedVote> {
+        let relayed: Vec<SignedVote> =
             r.0.checked_sub(1)
                 .map(|prev| self.history.held(Round(prev)).to_vec())
                 .unwrap_or_default();
@@ -432,15 +482,13 @@ impl Session {
         relayed
     }
 
-    /// Holds our own vote for round `cur` (a user's action is remembered as
-    /// cast, so that its fate is reported).
-    fn cast_own(&mut self, cur: Round, vote: Event) {
+    /// Signs and holds our own vote for round `cur` (a user's action is
+    /// remembered as cast, so that its fate is reported); returns it, to
+    /// send, unless the round is decided here already or it is "no event".
+    fn cast_own(&mut self, cur: Round, vote: Event) -> Option<SignedVote> {
         if self.round_open(cur) && vote != Event::None {
-            let own = Vote {
-                voter: self.me.peer_id,
-                round: cur,
-                event: vote,
-            };
+            let signed = self.signer.sign_vote(cur, vote);
+            let own = signed.vote;
             if !matches!(vote, Event::Lead { .. }) {
                 if self.cast.len() >= MAX_CAST_REMEMBERED {
                     self.cast.pop_front();
@@ -449,15 +497,25 @@ impl Session {
             }
             // Ours is held under the same cap as everyone's, so that we decide
             // from the same set as the peers we relay it to.
-            match self.history.hold(own) {
+            match self.history.hold(signed) {
                 Hold::Held | Hold::Duplicate => {}
                 Hold::Full => self.lost_own(own, DropReason::RoundFull),
                 Hold::Evicted(out) => self.lost_own(out, DropReason::RoundFull),
             }
+            return Some(signed);
         }
+        None
     }
 
-    fn send_heartbeats(&mut self, now_ns: i64, round: Round, vote: Event, relayed: Vec<Vote>) {
+    /// Sends our heartbeat for `round` to every link, with `vote` (ours,
+    /// signed; none: "no event") and the votes it relays.
+    fn send_heartbeats(
+        &mut self,
+        now_ns: i64,
+        round: Round,
+        vote: Option<SignedVote>,
+        relayed: Vec<SignedVote>,
+    ) {
         let decided = self.history.latest().map(|(r, state)| DecidedDigest {
             round: r,
             digest: state.digest(),
@@ -472,7 +530,8 @@ impl Session {
                 to,
                 Message::Heartbeat(Heartbeat {
                     round,
-                    vote,
+                    vote: vote.map_or(Event::None, |v| v.vote.event),
+                    proof: vote.map(|v| v.proof),
                     relayed: relayed.clone(),
                     decided,
                     map,

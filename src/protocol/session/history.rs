@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::protocol::choice::{Decision, choose};
+use crate::protocol::identity::SignedVote;
 use crate::protocol::lead::apply_at_session_ns;
 use crate::protocol::message::{MAX_PENDING_VOTES, MAX_RELAYED_VOTES, Snapshot};
 use crate::protocol::state::{Event, Round, SessionState, Vote};
@@ -24,7 +25,7 @@ const MERGE_SLACK_ROUNDS: usize = 64;
 #[derive(Clone, Debug)]
 struct Entry {
     state: SessionState,
-    votes: Vec<Vote>,
+    votes: Vec<SignedVote>,
 }
 
 /// What became of a vote offered to [`History::hold`].
@@ -41,8 +42,10 @@ pub(super) enum Hold {
 }
 
 /// Adds `vote` to one round's set under the cap (see [`MAX_VOTES_PER_ROUND`]).
-fn hold_in(votes: &mut Vec<Vote>, vote: Vote) -> Hold {
-    if vote.event == Event::None || votes.contains(&vote) {
+/// Votes are told apart by what they say: a copy with another proof is a
+/// copy (the session checks every proof before a vote gets here).
+fn hold_in(votes: &mut Vec<SignedVote>, vote: SignedVote) -> Hold {
+    if vote.vote.event == Event::None || votes.iter().any(|v| v.vote == vote.vote) {
         return Hold::Duplicate;
     }
     if votes.len() < MAX_VOTES_PER_ROUND {
@@ -53,13 +56,13 @@ fn hold_in(votes: &mut Vec<Vote>, vote: Vote) -> Hold {
         .iter()
         .copied()
         .enumerate()
-        .max_by_key(|(_, v)| v.canonical_key())
+        .max_by_key(|(_, v)| v.vote.canonical_key())
     else {
         return Hold::Full;
     };
-    if vote.canonical_key() < highest.canonical_key() {
+    if vote.vote.canonical_key() < highest.vote.canonical_key() {
         votes[i] = vote;
-        Hold::Evicted(highest)
+        Hold::Evicted(highest.vote)
     } else {
         Hold::Full
     }
@@ -77,7 +80,7 @@ fn hold_in(votes: &mut Vec<Vote>, vote: Vote) -> Hold {
 #[derive(Clone, Debug)]
 pub(super) struct History {
     decided: BTreeMap<Round, Entry>,
-    pending: BTreeMap<Round, Vec<Vote>>,
+    pending: BTreeMap<Round, Vec<SignedVote>>,
     keep_rounds: usize,
 }
 
@@ -127,7 +130,7 @@ impl History {
     pub fn was_counted(&self, vote: &Vote) -> bool {
         self.decided
             .get(&vote.round)
-            .is_some_and(|e| e.votes.contains(vote))
+            .is_some_and(|e| e.votes.iter().any(|v| v.vote == *vote))
     }
 
     /// Decided rounds kept.
@@ -140,8 +143,24 @@ impl History {
         self.pending.values().map(Vec::len).sum()
     }
 
+    /// Whether `vote` is held for its open round.
+    pub fn holds(&self, vote: &Vote) -> bool {
+        self.held(vote.round).iter().any(|v| v.vote == *vote)
+    }
+
+    /// Whether [`History::hold`] would keep `vote` (not held yet): its
+    /// round has room, or holds a vote after it in canonical order. Asked
+    /// before a vote's proof is checked, so a full round costs no check.
+    pub fn has_room_for(&self, vote: &Vote) -> bool {
+        let held = self.held(vote.round);
+        held.len() < MAX_VOTES_PER_ROUND
+            || held
+                .iter()
+                .any(|v| v.vote.canonical_key() > vote.canonical_key())
+    }
+
     /// Votes held for open round `r`.
-    pub fn held(&self, r: Round) -> &[Vote] {
+    pub fn held(&self, r: Round) -> &[SignedVote] {
         self.pending.get(&r).map_or(&[], Vec::as_slice)
     }
 
@@ -151,7 +170,7 @@ impl History {
             .iter()
             .filter(|(r, _)| **r > after && **r <= through)
             .flat_map(|(_, e)| e.votes.iter())
-            .copied()
+            .map(|v| v.vote)
             .collect()
     }
 
@@ -162,12 +181,12 @@ impl History {
             Some(r) => (r, self.decided.get(&r)?),
             None => self.decided.last_key_value().map(|(r, e)| (*r, e))?,
         };
-        let mut pending: Vec<Vote> = self
+        let mut pending: Vec<SignedVote> = self
             .decided
             .range(Round(k.0 + 1)..)
             .flat_map(|(_, e)| e.votes.iter())
             .chain(self.pending.values().flatten())
-            .filter(|v| v.event != Event::None)
+            .filter(|v| v.vote.event != Event::None)
             .copied()
             .collect();
         pending.truncate(MAX_PENDING_VOTES);
@@ -182,8 +201,8 @@ impl History {
 
     /// Holds a vote (ours or another peer's) for its open round (the caller
     /// has checked that the round is open and within the horizon).
-    pub fn hold(&mut self, vote: Vote) -> Hold {
-        hold_in(self.pending.entry(vote.round).or_default(), vote)
+    pub fn hold(&mut self, vote: SignedVote) -> Hold {
+        hold_in(self.pending.entry(vote.vote.round).or_default(), vote)
     }
 
     // ----- deciding -----------------------------------------------------------
@@ -215,7 +234,12 @@ impl History {
         let r = Round(last.0 + 1);
         let prev = entry.state.clone();
         let votes = self.pending.remove(&r).unwrap_or_default();
-        let decision = choose(&prev, r, apply_at_session_ns(r, prev.lead.lead_ms), &votes);
+        let decision = choose(
+            &prev,
+            r,
+            apply_at_session_ns(r, prev.lead.lead_ms),
+            &unsigned(&votes),
+        );
         self.decided.insert(
             r,
             Entry {
@@ -242,7 +266,7 @@ impl History {
     /// in the snapshot's votes for later rounds, and decides the rounds after
     /// `k` again on top of it. Returns the votes the snapshot's pushed out of
     /// full rounds.
-    pub fn adopt(&mut self, k: Round, state: SessionState, votes: Vec<Vote>) -> Vec<Vote> {
+    pub fn adopt(&mut self, k: Round, state: SessionState, votes: Vec<SignedVote>) -> Vec<Vote> {
         let Some(entry) = self.decided.get_mut(&k) else {
             return vec![];
         };
@@ -256,7 +280,7 @@ impl History {
         for r in later {
             let prev = self.decided[&Round(r.0 - 1)].state.clone();
             let at_ns = apply_at_session_ns(r, prev.lead.lead_ms);
-            let d = choose(&prev, r, at_ns, &self.decided[&r].votes);
+            let d = choose(&prev, r, at_ns, &unsigned(&self.decided[&r].votes));
             if let Some(e) = self.decided.get_mut(&r) {
                 e.state = d.state;
             }
@@ -272,13 +296,13 @@ impl History {
         &mut self,
         k: Round,
         state: SessionState,
-        votes: Vec<Vote>,
+        votes: Vec<SignedVote>,
     ) -> (Vec<Vote>, Vec<Vote>) {
         let dropped: Vec<Vote> = self
             .pending
             .range(..=k)
             .flat_map(|(_, vs)| vs)
-            .copied()
+            .map(|v| v.vote)
             .collect();
         self.pending = self.pending.split_off(&Round(k.0 + 1));
         self.decided.clear();
@@ -324,16 +348,16 @@ impl History {
     /// Rounds further than `keep_rounds` + [`MERGE_SLACK_ROUNDS`] after `k`
     /// are no round a snapshot of this history could cover: dropped, so
     /// snapshots cannot plant votes for arbitrary rounds.
-    fn merge_votes(&mut self, k: Round, votes: Vec<Vote>) -> Vec<Vote> {
+    fn merge_votes(&mut self, k: Round, votes: Vec<SignedVote>) -> Vec<Vote> {
         let until = k.0 + (self.keep_rounds + MERGE_SLACK_ROUNDS) as u64;
         let mut evicted = Vec::new();
         for v in votes
             .into_iter()
-            .filter(|v| v.round > k && v.round.0 <= until)
+            .filter(|v| v.vote.round > k && v.vote.round.0 <= until)
         {
-            let set = match self.decided.get_mut(&v.round) {
+            let set = match self.decided.get_mut(&v.vote.round) {
                 Some(e) => &mut e.votes,
-                None => self.pending.entry(v.round).or_default(),
+                None => self.pending.entry(v.vote.round).or_default(),
             };
             if let Hold::Evicted(out) = hold_in(set, v) {
                 evicted.push(out);
@@ -343,16 +367,29 @@ impl History {
     }
 }
 
+/// What the choice function reads of signed votes.
+fn unsigned(votes: &[SignedVote]) -> Vec<Vote> {
+    votes.iter().map(|v| v.vote).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::state::PeerId;
 
-    fn vote(voter: u64, round: u64, event: Event) -> Vote {
-        Vote {
-            voter: PeerId(voter),
-            round: Round(round),
-            event,
+    /// A vote with a proof that proves nothing: `History` holds what the
+    /// session checked, and never looks at proofs.
+    fn vote(voter: u64, round: u64, event: Event) -> SignedVote {
+        SignedVote {
+            vote: Vote {
+                voter: PeerId(voter),
+                round: Round(round),
+                event,
+            },
+            proof: crate::protocol::identity::VoteProof {
+                key: crate::protocol::identity::PeerKey([0; 32]),
+                signature: [0; 64],
+            },
         }
     }
 
@@ -375,7 +412,7 @@ mod tests {
         assert_eq!(h.last_round(), Some(Round(5)));
         assert!(h.latest().is_some_and(|(_, s)| s.timeline.playing));
         assert!(
-            !h.was_counted(&vote(1, 1, Event::Play)),
+            !h.was_counted(&vote(1, 1, Event::Play).vote),
             "round 1 is forgotten"
         );
         h.hold(vote(2, 4, Event::Pause));
@@ -395,7 +432,7 @@ mod tests {
         let top = MAX_VOTES_PER_ROUND as u64;
         assert_eq!(
             h.hold(vote(0, 1, Event::Pause)),
-            Hold::Evicted(vote(top, 1, Event::Play))
+            Hold::Evicted(vote(top, 1, Event::Play).vote)
         );
         assert_eq!(h.held(Round(1)).len(), MAX_VOTES_PER_ROUND);
         assert_eq!(h.hold(vote(5000, 2, Event::None)), Hold::Duplicate);
@@ -423,11 +460,12 @@ mod tests {
             for v in &ra { b.hold(*v); }
             let sorted = |h: &History| {
                 let mut v = h.held(Round(1)).to_vec();
-                v.sort_by_key(Vote::canonical_key);
+                v.sort_by_key(|v| v.vote.canonical_key());
                 v
             };
-            let mut lowest: Vec<Vote> = all.into_iter().filter(|v| v.event != Event::None).collect();
-            lowest.sort_by_key(Vote::canonical_key);
+            let mut lowest: Vec<SignedVote> =
+                all.into_iter().filter(|v| v.vote.event != Event::None).collect();
+            lowest.sort_by_key(|v| v.vote.canonical_key());
             lowest.dedup();
             lowest.truncate(MAX_VOTES_PER_ROUND);
             proptest::prop_assert_eq!(sorted(&a), lowest.clone());
@@ -447,7 +485,7 @@ mod tests {
             SessionState::new(10_000_000_000, 2),
             vec![vote(3, 7, Event::Play), vote(3, 4, Event::Play)],
         );
-        assert_eq!(dropped, vec![vote(1, 2, Event::Play)]);
+        assert_eq!(dropped, vec![vote(1, 2, Event::Play).vote]);
         assert_eq!(h.first_round(), Some(Round(5)));
         assert_eq!(h.held(Round(7)), &[vote(3, 7, Event::Play)]);
         assert_eq!(h.held(Round(9)), &[vote(1, 9, Event::Pause)]);

@@ -68,6 +68,7 @@ use crate::protocol::message::{ClockEcho, DecidedDigest, Goodbye, Message, PeerI
 
 use super::choice::Decision;
 use super::clock::LinkClock;
+use super::identity::Signer;
 use super::state::{Event, PeerId, ROUND_NS, Round, SessionState, Vote};
 use super::time::{SessionMap, SteerConfig, SteerState};
 use history::History;
@@ -248,6 +249,9 @@ pub enum Ignored {
     BadSnapshot { round: Round },
     /// A heartbeat claiming a seniority no peer can have (before the session).
     BadSeniority,
+    /// A vote without a valid proof that `voter` cast it: a forgery (or a
+    /// vote with no proof at all).
+    ForgedVote { voter: PeerId },
 }
 
 /// Why a user action was refused outright.
@@ -325,6 +329,8 @@ struct Member {
 pub struct Session {
     cfg: Config,
     me: PeerInfo,
+    /// Signs our votes.
+    signer: Signer,
 
     // Time (see `sync`).
     /// Our local→session map; `None` until synced.
@@ -395,11 +401,15 @@ pub struct SessionStats {
 }
 
 impl Session {
-    pub fn new(cfg: Config, me: PeerInfo, now_ns: i64, start: Start) -> Session {
+    /// `me.peer_id` is `signer`'s id ([`Signer::peer_id`]): the key signs
+    /// our votes, and the id is what every peer checks them against.
+    pub fn new(cfg: Config, me: PeerInfo, signer: Signer, now_ns: i64, start: Start) -> Session {
+        debug_assert_eq!(me.peer_id, signer.peer_id(), "an id is its key's");
         let history = History::empty(cfg.history_rounds);
         let mut s = Session {
             cfg,
             me,
+            signer,
             map: None,
             root: None,
             steering: SteerState::default(),

@@ -2,14 +2,41 @@
 
 use super::*;
 use crate::protocol::Verdict;
+use crate::protocol::identity::{SignedVote, Signer};
 use crate::protocol::message::{ClockPong, ClockStamps, Heartbeat, Snapshot};
 use std::net::{Ipv4Addr, SocketAddr};
 
-fn info(id: u64) -> PeerInfo {
+/// Peer `n`'s keys, for `n` below [`KEYED`]: ids ascend with `n`, so a test
+/// can say "the lower id" as it did when it chose ids.
+fn key(n: u64) -> &'static Signer {
+    static KEYS: std::sync::OnceLock<Vec<Signer>> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
+        let mut keys: Vec<Signer> = (0..KEYED)
+            .map(|n| Signer::from_seed([n as u8; 32]))
+            .collect();
+        keys.sort_by_key(Signer::peer_id);
+        keys
+    });
+    &keys[n as usize]
+}
+
+/// Peers with keys; higher numbers are ids nobody holds a key for (ghosts
+/// in a peer list), below every keyed id.
+const KEYED: u64 = 64;
+
+fn id(n: u64) -> PeerId {
+    if n < KEYED {
+        key(n).peer_id()
+    } else {
+        PeerId(n)
+    }
+}
+
+fn info(n: u64) -> PeerInfo {
     PeerInfo {
-        peer_id: PeerId(id),
-        name: format!("p{id}"),
-        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 7000 + id as u16)),
+        peer_id: id(n),
+        name: format!("p{n}"),
+        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 7000 + n as u16)),
     }
 }
 
@@ -18,10 +45,12 @@ fn drain(s: &mut Session) -> Vec<SessionEvent> {
     std::iter::from_fn(|| s.poll_event()).collect()
 }
 
-fn heartbeat(round: u64, vote: Event, relayed: Vec<Vote>) -> Message {
+/// Peer `from`'s heartbeat for `round`, its vote signed.
+fn heartbeat(from: u64, round: u64, vote: Event, relayed: Vec<SignedVote>) -> Message {
     Message::Heartbeat(Heartbeat {
         round: Round(round),
         vote,
+        proof: (vote != Event::None).then(|| key(from).sign_vote(Round(round), vote).proof),
         relayed,
         decided: None,
         map: Some(SessionMap::starting_at(0)),
@@ -39,6 +68,7 @@ fn creator_linked_to_2() -> Session {
     let mut s = Session::new(
         Config::default(),
         info(1),
+        key(1).clone(),
         0,
         Start::Create {
             state: SessionState::new(60_000_000_000, 2),
@@ -61,8 +91,8 @@ fn heartbeat_timeliness_is_counted() {
             // Keep the link alive with a heartbeat for the current round.
             s.handle_message(
                 t,
-                PeerId(2),
-                heartbeat(t as u64 / ROUND_NS as u64, Event::None, vec![]),
+                id(2),
+                heartbeat(2, t as u64 / ROUND_NS as u64, Event::None, vec![]),
             );
         }
     }
@@ -71,7 +101,7 @@ fn heartbeat_timeliness_is_counted() {
     assert!(on_time >= 9, "{:?}", s.stats());
     assert_eq!(s.stats().heartbeats_late, 0);
     let (last, _) = s.latest().unwrap();
-    s.handle_message(t, PeerId(2), heartbeat(last.0, Event::None, vec![]));
+    s.handle_message(t, id(2), heartbeat(2, last.0, Event::None, vec![]));
     assert_eq!(s.stats().heartbeats_late, 1);
     assert_eq!(s.stats().heartbeats_on_time, on_time);
 }
@@ -95,22 +125,18 @@ fn bad_input_is_ignored_and_never_corrupts_state() {
     let before = s.latest().map(|(r, st)| (r, st.digest())).unwrap();
 
     // From nobody we know.
-    s.handle_message(t, PeerId(99), heartbeat(12, Event::Pause, vec![]));
+    s.handle_message(t, id(63), heartbeat(63, 12, Event::Pause, vec![]));
     // Votes far in the future and in the distant past, relayed or direct.
-    let far = |round| Vote {
-        voter: PeerId(2),
-        round: Round(round),
-        event: Event::Seek { position_ns: 5 },
-    };
+    let far = |round| key(2).sign_vote(Round(round), Event::Seek { position_ns: 5 });
     s.handle_message(
         t,
-        PeerId(2),
-        heartbeat(1_000_000, Event::Play, vec![far(900_000)]),
+        id(2),
+        heartbeat(2, 1_000_000, Event::Play, vec![far(900_000)]),
     );
     // Absurd timestamps.
     s.handle_message(
         t,
-        PeerId(2),
+        id(2),
         Message::ClockPong(ClockPong {
             seq: 1,
             origin_ns: i64::MIN,
@@ -123,7 +149,7 @@ fn bad_input_is_ignored_and_never_corrupts_state() {
     forged.changed_round = Round(u64::MAX);
     s.handle_message(
         t,
-        PeerId(2),
+        id(2),
         Message::Snapshot(Snapshot {
             round: Round(3),
             state: forged,
@@ -131,12 +157,8 @@ fn bad_input_is_ignored_and_never_corrupts_state() {
         }),
     );
     // Not the session's business.
-    s.handle_message(
-        t,
-        PeerId(2),
-        Message::Goodbye(Goodbye { reason: "x".into() }),
-    );
-    s.handle_message(t, PeerId(2), heartbeat(12, Event::Pause, vec![]));
+    s.handle_message(t, id(2), Message::Goodbye(Goodbye { reason: "x".into() }));
+    s.handle_message(t, id(2), heartbeat(2, 12, Event::Pause, vec![]));
 
     let reasons: Vec<Ignored> = drain(&mut s)
         .into_iter()
@@ -174,6 +196,7 @@ fn an_action_is_cast_at_once_and_gets_a_verdict() {
     let mut s = Session::new(
         Config::default(),
         info(1),
+        key(1).clone(),
         0,
         Start::Create {
             state: SessionState::new(60_000_000_000, 2),
@@ -209,12 +232,12 @@ fn an_action_is_cast_at_once_and_gets_a_verdict() {
             match e {
                 SessionEvent::Decided(d) => {
                     if let Some((v, ver)) =
-                        verdicts_of(&d, PeerId(1)).find(|(v, _)| v.event == Event::Pause)
+                        verdicts_of(&d, id(1)).find(|(v, _)| v.event == Event::Pause)
                     {
                         verdict = Some((v.round, ver, d.apply_at_session_ns));
                     }
-                    if let Some((v, _)) = verdicts_of(&d, PeerId(1))
-                        .find(|(v, _)| matches!(v.event, Event::Seek { .. }))
+                    if let Some((v, _)) =
+                        verdicts_of(&d, id(1)).find(|(v, _)| matches!(v.event, Event::Seek { .. }))
                     {
                         seek_round = Some(v.round);
                     }
@@ -235,6 +258,53 @@ fn an_action_is_cast_at_once_and_gets_a_verdict() {
     );
 }
 
+/// Nobody votes for another (issue 23): a vote peer 2 relays under peer 3's
+/// id is held only if 3 signed it — 2's own signature, a signature over
+/// another vote, or none do not count, and each is named as a forgery.
+#[test]
+fn a_relayed_vote_counts_only_with_its_voters_signature() {
+    let mut s = creator_linked_to_2();
+    let mut t = 0;
+    while t < 1_050 * MS {
+        t += 10 * MS;
+        s.handle_timeout(t);
+    }
+    s.handle_link_up(t, info(2));
+    drain(&mut s);
+    let r = s.latest().map(|(r, _)| r.0 + 2).unwrap();
+    let pause = Event::Pause;
+    let mut by_2 = key(2).sign_vote(Round(r), pause);
+    by_2.vote.voter = id(3);
+    let mut other_vote = key(3).sign_vote(Round(r), Event::Play);
+    other_vote.vote.event = pause;
+    s.handle_message(
+        t,
+        id(2),
+        heartbeat(2, r, Event::None, vec![by_2, other_vote]),
+    );
+    let forged = drain(&mut s)
+        .into_iter()
+        .filter(|e| {
+            matches!(e, SessionEvent::Ignored { from, reason: Ignored::ForgedVote { voter } }
+                if *from == id(2) && *voter == id(3))
+        })
+        .count();
+    assert_eq!(forged, 2);
+    let genuine = key(3).sign_vote(Round(r), Event::Play);
+    s.handle_message(t, id(2), heartbeat(2, r, Event::None, vec![genuine]));
+    let mut counted = Vec::new();
+    while t < (r as i64 + 5) * ROUND_NS {
+        t += 10 * MS;
+        s.handle_timeout(t);
+        for e in drain(&mut s) {
+            if let SessionEvent::Decided(d) = e {
+                counted.extend(verdicts_of(&d, id(3)).map(|(v, _)| v.event));
+            }
+        }
+    }
+    assert_eq!(counted, vec![Event::Play], "only the genuine vote counted");
+}
+
 // ----- issue 19: one faulty member ---------------------------------------------
 
 const MS: i64 = 1_000_000;
@@ -244,6 +314,7 @@ fn creating(id: u64, cfg: Config) -> Session {
     Session::new(
         cfg,
         info(id),
+        key(id).clone(),
         0,
         Start::Create {
             state: SessionState::new(60_000 * MS, 2),
@@ -265,7 +336,7 @@ fn make_credible(
     for seq in 0..30 {
         s.handle_message(
             t + 2 * MS,
-            PeerId(peer),
+            id(peer),
             Message::ClockPong(ClockPong {
                 seq,
                 origin_ns: t,
@@ -275,7 +346,7 @@ fn make_credible(
         );
         t += 5 * MS;
     }
-    s.handle_message(t, PeerId(peer), claims(map, seniority, t - MS + offset_ns));
+    s.handle_message(t, id(peer), claims(map, seniority, t - MS + offset_ns));
     t
 }
 
@@ -284,6 +355,7 @@ fn claims(map: SessionMap, seniority: i64, sent_ns: i64) -> Message {
     Message::Heartbeat(Heartbeat {
         round: Round(0),
         vote: Event::None,
+        proof: None,
         relayed: vec![],
         decided: None,
         map: Some(map),
@@ -336,7 +408,7 @@ fn a_senior_claim_30_s_off_is_not_followed() {
     let t = make_credible(&mut s, 3, t, 0, behind, -1);
     let events = drain(&mut s);
     assert!(events.contains(&SessionEvent::Ignored {
-        from: PeerId(3),
+        from: id(3),
         reason: Ignored::BadSeniority
     }));
     let t = make_credible(&mut s, 3, t, 0, behind, 0);
@@ -349,13 +421,13 @@ fn a_senior_claim_30_s_off_is_not_followed() {
         if (t2 - t) % (100 * MS) == 0 {
             // Both keep talking (and keep their claims).
             for (peer, map, seniority) in [(4, here, 500 * MS), (3, behind, 0)] {
-                s.handle_message(t2, PeerId(peer), claims(map, seniority, t2 - MS));
+                s.handle_message(t2, id(peer), claims(map, seniority, t2 - MS));
             }
         }
         events.extend(drain(&mut s));
     }
     assert_eq!(s.linked().count(), 2);
-    assert_ne!(s.root(), Some(PeerId(3)), "{events:?}");
+    assert_ne!(s.root(), Some(id(3)), "{events:?}");
     let moved = s.session_ns_at(t2).unwrap() - before - (t2 - t);
     assert!(moved.abs() < MS, "session time moved by {moved} ns");
     assert!(decided(&events) >= 4, "rounds go on being decided");
@@ -366,11 +438,11 @@ fn a_senior_claim_30_s_off_is_not_followed() {
 /// round to `u64::MAX`) and goes on deciding.
 #[test]
 fn a_snapshot_for_the_last_round_costs_a_joiner_nothing() {
-    let mut s = Session::new(Config::default(), info(5), 0, Start::Join);
+    let mut s = Session::new(Config::default(), info(5), key(5).clone(), 0, Start::Join);
     s.handle_link_up(0, info(2));
     s.handle_message(
         0,
-        PeerId(2),
+        id(2),
         Message::Snapshot(Snapshot {
             round: Round::MAX,
             state: SessionState::new(60_000 * MS, 2),
@@ -423,7 +495,7 @@ fn forged_snapshots_are_refused() {
     for forged in [loud, empty, long, future] {
         s.handle_message(
             t,
-            PeerId(2),
+            id(2),
             Message::Snapshot(Snapshot {
                 round: k,
                 state: forged.clone(),
@@ -433,7 +505,7 @@ fn forged_snapshots_are_refused() {
         let events = drain(&mut s);
         assert!(
             events.contains(&SessionEvent::Ignored {
-                from: PeerId(2),
+                from: id(2),
                 reason: Ignored::BadSnapshot { round: k }
             }),
             "{forged:?} → {events:?}"
@@ -452,8 +524,8 @@ fn peer_lists_cannot_make_us_dial_without_bound() {
     let ghosts = |from: u64| PeerList {
         peers: (from..from + 64).map(info).collect(),
     };
-    s.handle_message(0, PeerId(2), Message::PeerList(ghosts(100)));
-    s.handle_message(0, PeerId(2), Message::PeerList(ghosts(1000)));
+    s.handle_message(0, id(2), Message::PeerList(ghosts(100)));
+    s.handle_message(0, id(2), Message::PeerList(ghosts(1000)));
     assert_eq!(s.footprint().members, MAX_MEMBERS);
     let mut dials = 0;
     let mut t = 0;
@@ -461,7 +533,7 @@ fn peer_lists_cannot_make_us_dial_without_bound() {
         t += 10 * MS;
         s.handle_timeout(t);
         // Keep peer 2 alive.
-        s.handle_message(t, PeerId(2), heartbeat(0, Event::None, vec![]));
+        s.handle_message(t, id(2), heartbeat(2, 0, Event::None, vec![]));
         dials += std::iter::from_fn(|| s.poll_event())
             .filter(|e| matches!(e, SessionEvent::Dial(i) if i.peer_id == PeerId(100)))
             .count();
@@ -502,7 +574,7 @@ fn the_need_follows_the_links_and_lowers_the_lead() {
     for _ in 0..300 {
         t += 10 * MS;
         if t % (100 * MS) == 0 {
-            s.handle_message(t, PeerId(4), claims(here, 500 * MS, t - 3 * MS));
+            s.handle_message(t, id(4), claims(here, 500 * MS, t - 3 * MS));
         }
         s.handle_timeout(t);
         for e in drain(&mut s) {
@@ -515,7 +587,7 @@ fn the_need_follows_the_links_and_lowers_the_lead() {
     assert!(lowered, "the need was said and the lead came down");
     let (_, state) = s.latest().unwrap();
     assert_eq!(
-        state.lead.need_of(PeerId(9)).map(|n| i64::from(n.need_ms)),
+        state.lead.need_of(id(9)).map(|n| i64::from(n.need_ms)),
         Some(20 + 3 + margin_ms)
     );
 }
@@ -527,7 +599,7 @@ fn with_a_link_down_an_action_waits_for_the_next_heartbeat() {
     let mut s = creating(9, Config::default());
     let (t, _) = run(&mut s, 0, 1_000 * MS);
     s.handle_link_up(t, info(4));
-    s.handle_link_down(t, PeerId(4)); // a member we lost
+    s.handle_link_down(t, id(4)); // a member we lost
     drain(&mut s);
     s.handle_timeout(t + 50 * MS);
     s.vote(Event::Play).unwrap();
@@ -538,7 +610,7 @@ fn with_a_link_down_an_action_waits_for_the_next_heartbeat() {
     );
     let (_, events) = run(&mut s, t + 50 * MS, t + 600 * MS);
     let round = events.iter().find_map(|e| match e {
-        SessionEvent::Decided(d) => verdicts_of(d, PeerId(9))
+        SessionEvent::Decided(d) => verdicts_of(d, id(9))
             .find(|(v, _)| v.event == Event::Play)
             .map(|(v, _)| v.round),
         _ => None,
@@ -559,8 +631,9 @@ fn a_long_guard_raises_the_lead_instead_of_silencing_the_peer() {
     s.vote(Event::Play).unwrap();
     let (_, events) = run(&mut s, t, t + 2_000 * MS);
     let applied = events.iter().any(|e| match e {
-        SessionEvent::Decided(d) => verdicts_of(d, PeerId(1))
-            .any(|(v, ver)| v.event == Event::Play && ver == Verdict::Applied),
+        SessionEvent::Decided(d) => {
+            verdicts_of(d, id(1)).any(|(v, ver)| v.event == Event::Play && ver == Verdict::Applied)
+        }
         _ => false,
     });
     assert!(applied);
@@ -581,7 +654,7 @@ fn a_joiner_reads_session_time_through_settled_seniors_too() {
     // Our session time minus the root's after 3 s of samples (every clock
     // reads the same here, so the root's map is the truth).
     let off_root = |shift_ns: i64, seniority: i64| -> i64 {
-        let mut s = Session::new(Config::default(), info(7), 0, Start::Join);
+        let mut s = Session::new(Config::default(), info(7), key(7).clone(), 0, Start::Join);
         s.handle_link_up(0, info(2));
         s.handle_link_up(0, info(3));
         let member_map = SessionMap {
@@ -602,7 +675,7 @@ fn a_joiner_reads_session_time_through_settled_seniors_too() {
                     let origin_ns = t - out - back;
                     s.handle_message(
                         t,
-                        PeerId(peer),
+                        id(peer),
                         Message::ClockPong(ClockPong {
                             seq: (t / MS) as u32,
                             origin_ns,
@@ -614,13 +687,13 @@ fn a_joiner_reads_session_time_through_settled_seniors_too() {
             }
             if t % (100 * MS) == 0 {
                 for (peer, map, senior) in [(2, root_map, 0), (3, member_map, seniority)] {
-                    s.handle_message(t, PeerId(peer), claims(map, senior, t - jitter()));
+                    s.handle_message(t, id(peer), claims(map, senior, t - jitter()));
                 }
             }
             s.handle_timeout(t);
             drain(&mut s);
         }
-        assert_eq!(s.root(), Some(PeerId(2)));
+        assert_eq!(s.root(), Some(id(2)));
         s.session_ns_at(t).unwrap() - root_map.session_ns_at(t)
     };
     // Over these links the root's alone is read 0.2 ms off; an agreeing

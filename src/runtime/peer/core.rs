@@ -391,7 +391,8 @@ impl Core {
                 if let Message::Heartbeat(hb) = &message
                     && hb.map.is_some()
                 {
-                    let votes = std::iter::once(hb.vote).chain(hb.relayed.iter().map(|v| v.event));
+                    let votes =
+                        std::iter::once(hb.vote).chain(hb.relayed.iter().map(|v| v.vote.event));
                     for event in votes {
                         self.note_seek(event);
                     }
@@ -519,7 +520,7 @@ impl Core {
                 }
             }
             Command::Songs => {
-                let view = self.library.view(self.me.peer_id, &self.room);
+                let view = self.library.view(self.me.peer_id(), &self.room);
                 self.emit(PeerEvent::Library(view));
             }
             Command::Load(song) => match self.song_version("load", &song) {
@@ -664,7 +665,7 @@ impl Core {
             self.error(problem);
         }
         self.save_library();
-        if let Some(view) = self.library.changed_view(self.me.peer_id, &self.room) {
+        if let Some(view) = self.library.changed_view(self.me.peer_id(), &self.room) {
             self.emit(PeerEvent::Library(view));
         }
         // Link changes made while sending may have queued session messages.
@@ -1100,7 +1101,7 @@ impl Core {
         });
         let latest = self.session.latest();
         Status {
-            peer_id: self.me.peer_id,
+            peer_id: self.me.peer_id(),
             playing: all.playing,
             pos_frames: all.pos_frames,
             synced: self.session.map().is_some(),

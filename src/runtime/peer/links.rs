@@ -258,6 +258,10 @@ impl Links {
         dialed: Option<DialTarget>,
     ) {
         match &dialed {
+            // Another peer answered (ids are proven by the link): whoever
+            // said `asked` is there was wrong, or lied in a peer list. The
+            // link stands — it is a real member — and the dial failed.
+            Some(DialTarget::Member(asked)) if *asked != peer => self.dial_failed(now_ns, *asked),
             Some(DialTarget::Member(asked)) => {
                 if let Some(d) = self.dialing.remove(asked) {
                     // It answered as a peer: not a dead address.
@@ -301,20 +305,26 @@ impl Links {
         self.actions.push_back(Action::Up { peer, conn });
     }
 
+    /// A dial for member `peer` did not reach it: it backs off, and a
+    /// stranger's address counts a failure.
+    fn dial_failed(&mut self, now_ns: i64, peer: PeerId) {
+        if let Some(d) = self.dialing.remove(&peer)
+            && d.stranger
+            && !self.linked_before.contains(&peer)
+        {
+            let n = self.failed.get(&d.addr).copied().unwrap_or(0);
+            self.failed.insert(d.addr, n.saturating_add(1));
+        }
+        let backoff = (self.backoff.get(&peer))
+            .map_or(FIRST_BACKOFF_NS, |&(_, b)| (b * 2).min(MAX_BACKOFF_NS));
+        self.backoff.insert(peer, (now_ns + backoff, backoff));
+    }
+
     /// A dial for `target` did not produce a link.
     pub fn handle_dial_failed(&mut self, now_ns: i64, target: DialTarget, error: &LinkError) {
         match target {
             DialTarget::Member(peer) => {
-                if let Some(d) = self.dialing.remove(&peer)
-                    && d.stranger
-                    && !self.linked_before.contains(&peer)
-                {
-                    let n = self.failed.get(&d.addr).copied().unwrap_or(0);
-                    self.failed.insert(d.addr, n.saturating_add(1));
-                }
-                let backoff = (self.backoff.get(&peer))
-                    .map_or(FIRST_BACKOFF_NS, |&(_, b)| (b * 2).min(MAX_BACKOFF_NS));
-                self.backoff.insert(peer, (now_ns + backoff, backoff));
+                self.dial_failed(now_ns, peer);
                 if error.is_refusal() {
                     (self.actions)
                         .push_back(Action::Report(format!("peer {peer} refused: {error}")));
@@ -820,6 +830,25 @@ mod tests {
         for _ in 0..MAX_FAILED_DIALS {
             assert!(attempt(&mut a, &mut now, &at(105, slow)));
         }
+
+        // A peer list that puts a member at another's address: the other
+        // answers (its id proven by the link), which is no answer for the
+        // member named — that address is given up for it like a dead one.
+        let taken = [192, 0, 2, 4];
+        for n in 0..MAX_FAILED_DIALS {
+            a.handle_session_dial(now, &at(106, taken));
+            assert_eq!(dials(&drain(&mut a)), 1, "dial {n}");
+            a.handle_connected(
+                now,
+                10 + n as u64,
+                PeerId(107),
+                Some(DialTarget::Member(PeerId(106))),
+            );
+            drain(&mut a);
+            now += 10_000 * MS;
+        }
+        a.handle_session_dial(now, &at(106, taken));
+        assert_eq!(dials(&drain(&mut a)), 0, "given up");
     }
 
     /// What the dial rules remember stays under `MAX_REMEMBERED` however many

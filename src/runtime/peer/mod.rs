@@ -42,7 +42,7 @@ use crate::audio::{
 use crate::host_clock::LocalClock;
 use crate::protocol::library::SongId;
 use crate::protocol::message::PeerInfo;
-use crate::protocol::{self, PeerId, Session, SessionState, SongRef, Start, frames_to_ns};
+use crate::protocol::{self, Session, SessionState, SongRef, Start, frames_to_ns};
 
 use self::core::{Core, Input};
 use self::links::Links;
@@ -50,6 +50,7 @@ use self::worker::Worker;
 use super::auth::Secret;
 use super::control::Command;
 use super::events::{PeerEvent, Ready};
+use super::handshake::LinkKeys;
 use super::library::{self, LibraryShell};
 use super::net::{self, Identity};
 use super::room::{self, Describer, RoomShell};
@@ -326,18 +327,6 @@ struct Started {
     solo: Arc<Solo>,
 }
 
-fn random_peer_id() -> Result<PeerId, PeerError> {
-    use rand::TryRng;
-    loop {
-        let id = rand::rngs::SysRng
-            .try_next_u64()
-            .map_err(|e| PeerError::Randomness(e.to_string()))?;
-        if id != 0 {
-            return Ok(PeerId(id));
-        }
-    }
-}
-
 /// Runs a peer until it quits. `started` (the window's) learns the engine's
 /// shared parts once the peer listens and plays.
 async fn run(
@@ -359,7 +348,7 @@ async fn run(
         cause,
     })?;
     let me = Identity {
-        peer_id: random_peer_id()?,
+        keys: Arc::new(LinkKeys::generate().map_err(|e| PeerError::Randomness(e.to_string()))?),
         name: opts.name.clone(),
         advertise: opts.advertise.unwrap_or(bound),
     };
@@ -434,15 +423,15 @@ async fn run(
     };
     let now = clock.now_ns();
     let info = PeerInfo {
-        peer_id: me.peer_id,
+        peer_id: me.peer_id(),
         name: me.name.clone(),
         addr: me.advertise,
     };
-    let session = Session::new(opts.session, info, now, start);
+    let session = Session::new(opts.session, info, me.keys.signer.clone(), now, start);
 
     events(
         PeerEvent::Ready(Ready {
-            peer_id: me.peer_id,
+            peer_id: me.peer_id(),
             name: me.name.clone(),
             listen: bound,
             advertise: me.advertise,
@@ -453,7 +442,7 @@ async fn run(
         }),
         &stem_names,
     );
-    info!(peer_id = %me.peer_id, listen = %bound, advertise = %me.advertise, "ready");
+    info!(peer_id = %me.peer_id(), listen = %bound, advertise = %me.advertise, "ready");
     for (path, reason) in opts.skipped {
         events(PeerEvent::Skipped { path, reason }, &stem_names);
     }
@@ -489,7 +478,7 @@ async fn run(
     let mut core = Core {
         clock,
         session,
-        links: Links::new(me.peer_id, opts.joins, now),
+        links: Links::new(me.peer_id(), opts.joins, now),
         me,
         secret,
         engine: engine_handle,
