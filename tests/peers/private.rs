@@ -68,3 +68,54 @@ fn an_eavesdropper_reads_nothing_open_session_or_not() {
         }
     }
 }
+
+/// Guessing the passphrase online (issue 23): each connection is one guess,
+/// and an address that keeps guessing wrong is slowed down — its first
+/// guesses are answered "wrong passphrase", the rest of a quick burst are
+/// closed unanswered, and after a wait it gets one guess again.
+#[test]
+fn guessing_the_passphrase_is_slowed_down() {
+    use synfony::runtime::auth::Secret;
+    use synfony::runtime::handshake::{HandshakeError, LinkKeys};
+    use synfony::runtime::net::{self, Identity, LinkError};
+    let (_turn, dir, stems) = super::setup();
+    let host = Peer::spawn(
+        "host",
+        dir.path(),
+        &super::args(&["--listen", "127.0.0.1:0", "--passphrase", "our band", &stems]),
+    );
+    let addr = host.listen;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let me = Identity {
+        keys: std::sync::Arc::new(LinkKeys::generate().unwrap()),
+        name: "guesser".into(),
+        advertise: "127.0.0.1:9".parse().unwrap(),
+    };
+    let guess = |n: usize| {
+        rt.block_on(async {
+            let secret = Secret::new(&format!("guess {n}"));
+            let Ok(mut conn) = net::connect(addr).await else {
+                return "no connection";
+            };
+            match net::handshake_dialer(&mut conn, &me, Some(&secret)).await {
+                Err(LinkError::Handshake(HandshakeError::WrongPassphrase)) => "wrong",
+                Ok(_) => "linked",
+                Err(_) => "unanswered",
+            }
+        })
+    };
+    let burst: Vec<&str> = (0..12).map(guess).collect();
+    println!("a burst of 12 guesses: {burst:?}");
+    let wrong = burst.iter().filter(|&&g| g == "wrong").count();
+    assert!(!burst.contains(&"linked"));
+    // Eight failures are free; the ninth may be answered too when it is
+    // admitted before the eighth is counted (the acceptor counts a failure
+    // after it has said so).
+    assert!((8..=9).contains(&wrong), "{burst:?}");
+    assert!(burst[9..].iter().all(|&g| g == "unanswered"), "{burst:?}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(guess(99), "wrong", "one guess again after a second");
+}

@@ -51,10 +51,16 @@ pub(super) async fn accept_loop(
         };
         let id = next_id;
         next_id += 1;
-        let admit = slots
-            .lock()
-            .expect("no panic holds it")
-            .admit(id, remote.ip());
+        let admit = slots.lock().expect("no panic holds it").admit(
+            id,
+            remote.ip(),
+            std::time::Instant::now(),
+        );
+        if admit == Admit::Refuse {
+            // Said once, when its allowance ran out (below).
+            debug!(%remote, "too many failed handshakes lately: closed unanswered");
+            continue;
+        }
         evict.retain(|_, tx| !tx.is_closed());
         if let Admit::Evict(old) = admit
             && let Some(tx) = evict.remove(&old)
@@ -92,7 +98,22 @@ pub(super) async fn accept_loop(
                             })
                             .await;
                     }
-                    Err(e) => warn!(%remote, "refused a connection: {e}"),
+                    Err(e) => {
+                        let used_up = slots
+                            .lock()
+                            .expect("no panic holds it")
+                            .failed(remote.ip(), std::time::Instant::now());
+                        if used_up {
+                            warn!(
+                                %remote,
+                                "refused a connection: {e}; too many failed handshakes from {}: \
+                                 its connections are closed unanswered, one let through a second",
+                                remote.ip()
+                            );
+                        } else {
+                            warn!(%remote, "refused a connection: {e}");
+                        }
+                    }
                 }
             };
             tokio::select! {
