@@ -38,6 +38,20 @@ fn bench_handshake(c: &mut Criterion) {
     group.finish();
 }
 
+/// A vote's signature: what casting one costs, and what checking one that
+/// would be held costs (copies and full rounds are not checked).
+fn bench_vote(c: &mut Criterion) {
+    use synfony::protocol::{Event, Round, Signer};
+    let signer = Signer::from_seed([7; 32]);
+    let signed = signer.sign_vote(Round(17_280_000), Event::Play);
+    let mut group = c.benchmark_group("vote");
+    group.bench_function("sign", |b| {
+        b.iter(|| signer.sign_vote(black_box(Round(17_280_000)), Event::Play))
+    });
+    group.bench_function("verify", |b| b.iter(|| black_box(&signed).verify()));
+    group.finish();
+}
+
 fn bench_seal(c: &mut Criterion) {
     let chunk = Message::Room(Room {
         request_id: 1,
@@ -66,5 +80,5 @@ fn bench_seal(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_handshake, bench_seal);
+criterion_group!(benches, bench_handshake, bench_vote, bench_seal);
 criterion_main!(benches);

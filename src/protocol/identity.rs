@@ -26,11 +26,11 @@ use crate::protocol::state::{Event, PeerId, Round, Vote};
 use crate::wire::{Model, Reader, WireError, Writer};
 
 /// What a vote's signature covers, before the vote's encoding.
-const VOTE_CONTEXT: &[u8] = b"synfony vote v5";
+const VOTE_CONTEXT: &[u8] = b"synfony vote v6";
 /// What a link certificate covers, before the Noise static key.
-const LINK_CONTEXT: &[u8] = b"synfony link key v5";
+const LINK_CONTEXT: &[u8] = b"synfony link key v6";
 /// Hashed with a key to make its id.
-const ID_CONTEXT: &[u8] = b"synfony peer id v5";
+const ID_CONTEXT: &[u8] = b"synfony peer id v6";
 
 /// A peer's public identity key (Ed25519, compressed).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

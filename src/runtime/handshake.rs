@@ -52,12 +52,12 @@ use std::net::SocketAddr;
 /// The Noise protocol: XX with a pre-shared key mixed in first.
 const NOISE_PARAMS: &str = "Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s";
 /// Both ends of a passphrase session run SPAKE2 under this name.
-const PAKE_IDENTITY: &[u8] = b"synfony session v5";
+const PAKE_IDENTITY: &[u8] = b"synfony session v6";
 /// The pre-shared key of an open session: public, so it proves nothing, but
 /// every link is still encrypted.
 const OPEN_PSK: [u8; 32] = *b"synfony open session, no secret!";
 /// Binds the Noise handshake to synfony and to what came before it.
-const PROLOGUE: &[u8] = b"synfony link v5";
+const PROLOGUE: &[u8] = b"synfony link v6";
 /// The largest Noise handshake message (Noise's own limit).
 const MAX_NOISE_LEN: usize = 65_535;
 /// A SPAKE2 message over Ed25519: a side byte and a point.
@@ -579,7 +579,7 @@ impl Handshake {
 /// The Noise pre-shared key from SPAKE2's key.
 fn psk_of(spake_key: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(b"synfony psk v5");
+    h.update(b"synfony psk v6");
     h.update(spake_key);
     h.finalize().into()
 }

@@ -525,3 +525,67 @@ fn a_member_flooding_the_library_is_bounded_and_refused() {
     h.vanish();
     assert_in_step(&mut a, &mut b, "after the library flood");
 }
+
+/// Nobody can speak for another member (issue 23): a hostile member relays,
+/// round after round, a "play" under the honest peer b's id — signed with its
+/// own key, and with that signature bent — to a. Neither peer plays, both decide
+/// the same, and a's log names the offender once, not once per forgery.
+#[test]
+fn a_member_cannot_vote_for_another() {
+    let (_turn, dir, stems) = setup();
+    let (mut a, mut b) = two_peers(dir.path(), &stems);
+    let b_id = PeerId(u64::from_str_radix(&b.peer_id, 16).expect("a hex id"));
+    let h = connect(&a, &LinkKeys::generate().unwrap());
+    std::thread::sleep(SEC);
+    // The round heard first may be one from before the sleep.
+    next_round(&h);
+    let mut rounds = Vec::new();
+    for n in 0..10 {
+        let (round, map) = next_round(&h);
+        let mut forged = liar_keys().signer.sign_vote(round, Event::Play);
+        forged.vote.voter = b_id;
+        let mut bent = forged;
+        bent.proof.signature[n] ^= 1;
+        // Its own vote (genuine: it counts, and makes a decision to read).
+        let own = Event::Volume {
+            channel: Channel::Stem(0),
+            gain_db: -f32::from(n as u8 + 1),
+        };
+        let hb = h.heartbeat(round, own, vec![forged, bent], Some(map), i64::MAX / 2);
+        h.send(&hb).unwrap();
+        rounds.push(round);
+    }
+    // The last round's decision on both, then every decision of those
+    // rounds (a heartbeat that reached a late, under load, is decided
+    // without its vote: that round has no decision to read).
+    let last = rounds[9];
+    decision_for(&mut a, last);
+    decision_for(&mut b, last);
+    let decided = |p: &Peer| -> Vec<Value> {
+        (p.seen.iter())
+            .filter(|e| e["event"] == "decision")
+            .filter(|e| rounds.iter().any(|r| e["round"] == r.0))
+            .map(|e| {
+                serde_json::json!({
+                    "round": e["round"], "playing": e["playing"],
+                    "gains_db": e["gains_db"], "votes": e["votes"],
+                })
+            })
+            .collect()
+    };
+    let (da, db) = (decided(&a), decided(&b));
+    assert!(da.len() >= 5, "{} of 10 rounds decided: {da:#?}", da.len());
+    assert_eq!(da, db);
+    for d in &da {
+        assert_eq!(d["playing"], false, "{d}");
+        assert!(!d["votes"].to_string().contains(&b.peer_id), "{d}");
+    }
+    let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("forgery"))
+        .collect();
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(said[0].contains(&h.peer_id().to_string()), "{}", said[0]);
+    h.vanish();
+}

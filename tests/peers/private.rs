@@ -82,7 +82,13 @@ fn guessing_the_passphrase_is_slowed_down() {
     let host = Peer::spawn(
         "host",
         dir.path(),
-        &super::args(&["--listen", "127.0.0.1:0", "--passphrase", "our band", &stems]),
+        &super::args(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--passphrase",
+            "our band",
+            &stems,
+        ]),
     );
     let addr = host.listen;
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -254,6 +254,25 @@ pub enum Ignored {
     ForgedVote { voter: PeerId },
 }
 
+impl Ignored {
+    /// What the sender did, if it is something an honest peer never does
+    /// (late votes, unknown senders and the like happen to honest peers:
+    /// `None`).
+    pub fn offence(&self) -> Option<&'static str> {
+        Some(match self {
+            Ignored::UnknownPeer | Ignored::NotForSession | Ignored::LateVote { .. } => {
+                return None;
+            }
+            Ignored::VoteOutOfWindow { .. } => "a vote for a round far from the open ones",
+            Ignored::TooManyVotes { .. } => "more votes for a round than it holds",
+            Ignored::AbsurdTimestamp => "clock stamps implying an impossible delay",
+            Ignored::BadSnapshot { .. } => "a snapshot that cannot be this session's",
+            Ignored::BadSeniority => "a seniority from before the session began",
+            Ignored::ForgedVote { .. } => "a vote its voter did not sign (a forgery)",
+        })
+    }
+}
+
 /// Why a user action was refused outright.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VoteError {

@@ -179,7 +179,13 @@ pub(super) struct Core {
     pub go_live_at: Option<i64>,
     /// Where the set list is kept between runs.
     pub data_dir: Option<std::path::PathBuf>,
+    /// Peers and what they sent that no honest peer sends, said once each
+    /// (at most [`MAX_OFFENDERS_SAID`]).
+    pub offenders: std::collections::BTreeSet<(PeerId, &'static str)>,
 }
+
+/// Offences said at warn level (one line each); later ones go to debug only.
+const MAX_OFFENDERS_SAID: usize = 256;
 
 impl Core {
     pub async fn run(&mut self, mut rx: mpsc::Receiver<Input>) {
@@ -851,7 +857,17 @@ impl Core {
             SessionEvent::VoteDropped { event, reason } => {
                 self.emit(PeerEvent::VoteDropped { event, reason })
             }
-            SessionEvent::Ignored { from, reason } => debug!(%from, ?reason, "ignored"),
+            SessionEvent::Ignored { from, reason } => {
+                debug!(%from, ?reason, "ignored");
+                // One clear line per offender and kind of offence; the rest
+                // only at debug level (a flood must not flood the log).
+                if let Some(what) = reason.offence()
+                    && self.offenders.len() < MAX_OFFENDERS_SAID
+                    && self.offenders.insert((from, what))
+                {
+                    warn!(peer = %from, "it sent {what}: ignored (said once for this peer)");
+                }
+            }
         }
     }
 

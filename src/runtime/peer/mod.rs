@@ -510,6 +510,7 @@ async fn run(
         data_dir: opts.data_dir.clone(),
         go_live_at: None,
         seek_hint_until_ns: None,
+        offenders: Default::default(),
     };
     if let Some((_, state)) = core.session.latest() {
         // A new session: play its (paused) state from now on.
