@@ -589,3 +589,95 @@ fn a_member_cannot_vote_for_another() {
     assert!(said[0].contains(&h.peer_id().to_string()), "{}", said[0]);
     h.vanish();
 }
+
+/// Ten thousand frames a second from one member, for three seconds (issue
+/// 23): garbage that opens but is no message, heartbeats claiming absurd
+/// rounds and maps with the loudest gain, votes under another's id, pings.
+/// The honest peers keep playing in step, the victim's memory stays bounded,
+/// and its log names the offender once per kind of offence, not per frame.
+#[test]
+fn ten_thousand_frames_a_second_are_harmless() {
+    let (_turn, dir, stems) = setup();
+    let (mut a, mut b) = two_peers(dir.path(), &stems);
+    a.send("play");
+    for p in [&mut a, &mut b] {
+        p.wait_for(
+            "playing",
+            |e| e["event"] == "decision" && e["playing"] == true,
+            5 * SEC,
+        );
+    }
+    let b_id = PeerId(u64::from_str_radix(&b.peer_id, 16).expect("a hex id"));
+    let h = connect(&a, &LinkKeys::generate().unwrap());
+    std::thread::sleep(SEC);
+    let (round, map) = next_round(&h);
+    let rss_before = rss_mib(a.pid());
+    let garbage: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
+    let loud = Event::Volume {
+        channel: Channel::Master,
+        gain_db: f32::MAX,
+    };
+    let mut forged = liar_keys().signer.sign_vote(round, Event::Pause);
+    forged.vote.voter = b_id;
+    let absurd = h.heartbeat(
+        Round(round.0 + 1_000_000),
+        loud,
+        vec![forged; 64],
+        Some(SessionMap {
+            anchor_session_ns: i64::MAX / 2,
+            ..map
+        }),
+        -1,
+    );
+    let t = Instant::now();
+    let mut sent = 0u64;
+    while t.elapsed() < 3 * SEC {
+        let r = match sent % 4 {
+            0 => h.send_raw(&garbage),
+            1 => h.send(&absurd),
+            2 => h.send(&h.heartbeat(round, Event::None, vec![forged], Some(map), 0)),
+            _ => h.send(&Message::ClockPing(synfony::protocol::message::ClockPing {
+                seq: sent as u32,
+                origin_ns: i64::MIN,
+            })),
+        };
+        if r.is_err() {
+            break; // the victim closed the link: allowed, as long as it plays on
+        }
+        sent += 1;
+        // 10 000 a second: ahead of schedule, wait.
+        let due = Duration::from_micros(sent * 100);
+        if let Some(wait) = due.checked_sub(t.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let rss_after = rss_mib(a.pid());
+    println!(
+        "sent {sent} frames in {secs:.2} s ({:.0}/s); a's RSS {rss_before:.1} → {rss_after:.1} MiB",
+        sent as f64 / secs
+    );
+    assert!(sent as f64 / secs > 8000.0, "the flood was not a flood");
+    assert_in_step(&mut a, &mut b, "after the flood");
+    for p in [&mut a, &mut b] {
+        assert_eq!(p.status()["playing"], true, "{} stopped playing", p.name);
+    }
+    assert!(
+        rss_after - rss_before < 64.0,
+        "{rss_before} → {rss_after} MiB"
+    );
+    let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap();
+    let offender = h.peer_id().to_string();
+    let said: Vec<&str> = (log.lines())
+        .filter(|l| l.contains("WARN") && l.contains(&offender))
+        .collect();
+    for l in &said {
+        println!("{l}");
+    }
+    assert!(
+        !said.is_empty() && said.len() <= 8,
+        "{} lines: {said:#?}",
+        said.len()
+    );
+    h.vanish();
+}

@@ -21,13 +21,32 @@ use synfony::protocol::message::{
 use synfony::protocol::{Event, PeerId, Round, SessionMap, SignedVote};
 use synfony::runtime::handshake::{Handshake, LinkKeys};
 use synfony::wire::seal::{Opened, Opener, Sealer};
-use synfony::wire::{FrameBuffer, Next};
+use synfony::wire::{FrameBuffer, Model, Next, WireError};
+
+/// Bytes sent as a frame's payload as they are.
+struct Raw(Vec<u8>);
+
+impl Model for Raw {
+    fn encode(&self, w: &mut synfony::wire::Writer<'_>) -> Result<(), WireError> {
+        for &b in &self.0 {
+            w.put_u8(b);
+        }
+        Ok(())
+    }
+
+    fn decode(_: &mut synfony::wire::Reader<'_>) -> Result<Self, WireError> {
+        Err(WireError::Invalid {
+            field: "raw",
+            reason: "never decoded",
+        })
+    }
+}
 
 /// The socket's sending side and the link's sending key.
 type Writer = Mutex<(TcpStream, Sealer)>;
 
 /// Seals `m` and sends it.
-fn write_sealed(writer: &Writer, m: &Message) -> std::io::Result<()> {
+fn write_sealed(writer: &Writer, m: &impl Model) -> std::io::Result<()> {
     let mut w = writer.lock().expect("no panic holds it");
     let (stream, sealer) = &mut *w;
     let mut frame = Vec::new();
@@ -203,6 +222,12 @@ impl Hostile {
     /// Sends one message (any message the wire can carry).
     pub fn send(&self, m: &Message) -> std::io::Result<()> {
         write_sealed(&self.writer, m)
+    }
+
+    /// Sends `payload` as one sealed frame, whatever it is (garbage that
+    /// opens but is no message).
+    pub fn send_raw(&self, payload: &[u8]) -> std::io::Result<()> {
+        write_sealed(&self.writer, &Raw(payload.to_vec()))
     }
 
     /// Its id (its keys').

@@ -407,7 +407,7 @@ impl Core {
             }
             Read::Dropped(e) => {
                 self.malformed_frames += 1;
-                warn!(%peer, "dropped a malformed frame: {e}");
+                self.offence(peer, "malformed frames", &e);
             }
         }
     }
@@ -857,17 +857,21 @@ impl Core {
             SessionEvent::VoteDropped { event, reason } => {
                 self.emit(PeerEvent::VoteDropped { event, reason })
             }
-            SessionEvent::Ignored { from, reason } => {
-                debug!(%from, ?reason, "ignored");
-                // One clear line per offender and kind of offence; the rest
-                // only at debug level (a flood must not flood the log).
-                if let Some(what) = reason.offence()
-                    && self.offenders.len() < MAX_OFFENDERS_SAID
-                    && self.offenders.insert((from, what))
-                {
-                    warn!(peer = %from, "it sent {what}: ignored (said once for this peer)");
-                }
-            }
+            SessionEvent::Ignored { from, reason } => match reason.offence() {
+                Some(what) => self.offence(from, what, &format_args!("{reason:?}")),
+                None => debug!(%from, ?reason, "ignored"),
+            },
+        }
+    }
+
+    /// `peer` sent `what`, which no honest peer sends: one clear line per
+    /// offender and kind of offence, the rest at debug level only (a flood
+    /// must not flood the log).
+    fn offence(&mut self, peer: PeerId, what: &'static str, detail: &dyn std::fmt::Display) {
+        if self.offenders.len() < MAX_OFFENDERS_SAID && self.offenders.insert((peer, what)) {
+            warn!(%peer, "it sent {what} ({detail}): ignored (said once for this peer)");
+        } else {
+            debug!(%peer, "ignored {what}: {detail}");
         }
     }
 
