@@ -369,6 +369,9 @@ fn run_headless_peer(args: PeerArgs) -> anyhow::Result<()> {
     Ok(result?)
 }
 
+/// The log filter unless `RUST_LOG` says otherwise.
+const DEFAULT_LOG: &str = "warn,synfony=info";
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
@@ -377,11 +380,16 @@ fn main() -> ExitCode {
     };
     let listen_is_default =
         matches.value_source("listen") == Some(clap::parser::ValueSource::DefaultValue);
+    // Colour only on a terminal: a log written to a file or a pipe carries no
+    // escape codes. By default synfony's own INFO lines and the libraries'
+    // warnings: decoders' INFO chatter stays out (RUST_LOG overrides).
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .init();
     let result = match cli.command {

@@ -97,6 +97,12 @@ fn render_writes_a_wav_and_fails_clearly() {
         err.contains("/nonexistent/drums.flac") && err.lines().count() == 1,
         "{err}"
     );
+    // Its cause once (it was printed twice: once in the message, once as
+    // the error's source), and a log to a pipe carries no colour codes.
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+    let (_, _, err) = synfony(&["--headless", "/nonexistent/drums.flac"]);
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
 }
 
 /// `synfony render` over a folder with a bad file mixes the others and names

@@ -74,10 +74,10 @@ impl StemAudio {
 /// Why a file could not become a stem. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("{path}: cannot open: {source}")]
+    #[error("{path}: cannot open: {cause}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: not a supported audio file ({reason})")]
     Unsupported { path: PathBuf, reason: String },
@@ -131,12 +131,16 @@ pub fn stem_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
+fn open(path: &Path) -> Result<File, DecodeError> {
+    File::open(path).map_err(|cause| DecodeError::Open {
+        path: path.to_path_buf(),
+        cause,
+    })
+}
+
 /// Decodes `path` whole into interleaved stereo f32 at `rate_hz`.
 pub fn decode_file(path: &Path, rate_hz: u32) -> Result<StemAudio, DecodeError> {
-    let file = File::open(path).map_err(|source| DecodeError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = open(path)?;
     let mut audio = decode_source(path, Box::new(file), rate_hz)?;
     audio.path = Some(path.to_path_buf());
     Ok(audio)
@@ -234,10 +238,7 @@ pub fn peaks_file(
     rate_hz: u32,
     peaks_per_sec: u32,
 ) -> Result<(Probe, Vec<f32>), DecodeError> {
-    let file = File::open(path).map_err(|source| DecodeError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = open(path)?;
     let mut peaks = Vec::new();
     let (mut peak, mut in_bucket) = (0f32, 0u64);
     let w = walk(path, Box::new(file), |frames, downmix, rate| {

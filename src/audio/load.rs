@@ -26,10 +26,10 @@ pub use crate::protocol::MAX_STEMS;
 pub enum LoadError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    #[error("{path}: cannot read the folder: {source}")]
+    #[error("{path}: cannot read the folder: {cause}")]
     Folder {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: one stem too many (at most {MAX_STEMS})")]
     TooMany { path: PathBuf },
@@ -122,9 +122,9 @@ pub fn stem_files(paths: &[PathBuf], others: bool) -> Vec<Result<PathBuf, LoadEr
                     }
                 }
             }
-            Err(source) => out.push(Err(LoadError::Folder {
+            Err(cause) => out.push(Err(LoadError::Folder {
                 path: p.clone(),
-                source,
+                cause,
             })),
         }
     }

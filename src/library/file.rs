@@ -45,10 +45,10 @@ pub struct Saved {
 /// Why a library file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LibraryFileError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path} is not a synfony library ({why}); it was set aside as {aside}")]
     Corrupt {
@@ -159,7 +159,7 @@ pub fn load(dir: &Path) -> Result<Saved, LibraryFileError> {
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Saved::default()),
-        Err(source) => return Err(LibraryFileError::Read { path, source }),
+        Err(cause) => return Err(LibraryFileError::Read { path, cause }),
     };
     decode(&bytes).map_err(|why| {
         let aside = set_aside(&path, FILE_NAME);

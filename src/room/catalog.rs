@@ -12,10 +12,10 @@ use crate::protocol::stem::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {cause}")]
     Read {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: {size} bytes is over the {max} a stem file may have")]
     TooLarge {
@@ -29,9 +29,9 @@ pub enum CatalogError {
 /// hashes, for announcing it as a stem. Slow for a large file: never on a task
 /// that must stay responsive.
 pub fn describe_file(path: &Path, name: &str, frames: u64) -> Result<StemInfo, CatalogError> {
-    let read = |source| CatalogError::Read {
+    let read = |cause| CatalogError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let mut file = File::open(path).map_err(read)?;
     let size = file.metadata().map_err(read)?.len();

@@ -586,6 +586,10 @@ fn a_member_cannot_vote_for_another() {
         .filter(|l| l.contains("WARN") && l.contains("forgery"))
         .collect();
     assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "a log to a file has no colour codes"
+    );
     assert!(said[0].contains(&h.peer_id().to_string()), "{}", said[0]);
     h.vanish();
 }

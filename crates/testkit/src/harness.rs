@@ -19,11 +19,11 @@ use crate::report::Report;
 /// What went wrong while driving a peer process.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
-    #[error("{peer}: cannot start {program}: {source}")]
+    #[error("{peer}: cannot start {program}: {cause}")]
     Spawn {
         peer: String,
         program: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{peer}: no {what} within {timeout:?} (last events: {last})")]
     Timeout {
@@ -118,10 +118,10 @@ impl PeerProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
-            .map_err(|source| HarnessError::Spawn {
+            .map_err(|cause| HarnessError::Spawn {
                 peer: name.to_string(),
                 program: program.to_path_buf(),
-                source,
+                cause,
             })?;
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, events) = mpsc::channel();
