@@ -137,11 +137,8 @@ impl SignedVote {
         if PeerId::of_key(&self.proof.key) != self.vote.voter {
             return Err(ProofError::WrongKey);
         }
-        verify(
-            &self.proof.key,
-            &vote_message(&self.vote),
-            &self.proof.signature,
-        )
+        let message = vote_message(&self.vote).ok_or(ProofError::BadSignature)?;
+        verify(&self.proof.key, &message, &self.proof.signature)
     }
 }
 
@@ -151,13 +148,12 @@ fn verify(key: &PeerKey, message: &[u8], signature: &[u8; 64]) -> Result<(), Pro
         .map_err(|_| ProofError::BadSignature)
 }
 
-/// The bytes a vote's signature covers: context, voter, round, event.
-fn vote_message(vote: &Vote) -> Vec<u8> {
+/// The bytes a vote's signature covers: context, voter, round, event; none
+/// for a vote the wire cannot carry (no such vote is signed or verifies).
+fn vote_message(vote: &Vote) -> Option<Vec<u8>> {
     let mut out = VOTE_CONTEXT.to_vec();
-    // A vote always encodes (its parts are bounded); were it not to, the
-    // signature would cover only the context and verify for nothing else.
-    out.extend(crate::wire::encode_to_vec(vote).unwrap_or_default());
-    out
+    out.extend(crate::wire::encode_to_vec(vote).ok()?);
+    Some(out)
 }
 
 /// The identity key's signature over a Noise static key (see the module doc).
@@ -208,18 +204,21 @@ impl Signer {
         self.id
     }
 
-    /// Our vote for `round`, signed.
+    /// Our vote for `round`, signed. A vote the wire cannot carry gets a
+    /// signature of zeros, which verifies for nothing (`Session::vote`
+    /// refuses such votes before they get here).
     pub fn sign_vote(&self, round: Round, event: Event) -> SignedVote {
         let vote = Vote {
             voter: self.id,
             round,
             event,
         };
+        let signature = vote_message(&vote).map_or([0; 64], |m| self.key.sign(&m).to_bytes());
         SignedVote {
             vote,
             proof: VoteProof {
                 key: self.public,
-                signature: self.key.sign(&vote_message(&vote)).to_bytes(),
+                signature,
             },
         }
     }
@@ -272,6 +271,24 @@ mod tests {
         assert_eq!(forged.verify(), Err(ProofError::BadSignature));
     }
 
+    /// A vote the wire cannot carry is signed by nobody: its signature
+    /// verifies for nothing, not even another such vote.
+    #[test]
+    fn an_unencodable_vote_verifies_for_nothing() {
+        use crate::protocol::library::SongId;
+        let s = signer(1);
+        let odd = |index| Event::Unqueue {
+            index,
+            song: SongId([0; 16]),
+        };
+        let v = s.sign_vote(Round(1), odd(u16::MAX));
+        assert!(crate::wire::encode_to_vec(&v.vote).is_err(), "{v:?}");
+        assert_eq!(v.verify(), Err(ProofError::BadSignature));
+        let mut w = v;
+        w.vote.event = odd(u16::MAX - 1);
+        assert_eq!(w.verify(), Err(ProofError::BadSignature));
+    }
+
     #[test]
     fn a_link_cert_binds_one_noise_key() {
         let s = signer(1);
@@ -293,7 +310,7 @@ mod tests {
         let s = signer(1);
         let v = s.sign_vote(Round(1), Event::Play);
         let as_noise_key = {
-            let mut m = vote_message(&v.vote);
+            let mut m = vote_message(&v.vote).unwrap();
             m.resize(32, 0);
             let mut k = [0u8; 32];
             k.copy_from_slice(&m[..32]);

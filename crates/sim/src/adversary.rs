@@ -56,6 +56,11 @@ pub(super) struct Adversary {
     sybils: Vec<Signer>,
     /// Votes it signed, by round (see [`Sim::pooled_vote`]).
     pool: BTreeMap<u64, Vec<SignedVote>>,
+    /// Half the runs it forges votes. Its first forgery discredits its link
+    /// on the peer that checks it (no vote of it is read there again), so in
+    /// the other half it sends only votes it signed, and its floods, Sybils
+    /// and equivocations keep reaching the honest peers' vote handling.
+    forges: bool,
     pub active: bool,
 }
 
@@ -90,6 +95,7 @@ impl Adversary {
             pings: Vec::new(),
             sybils: Vec::new(),
             pool: BTreeMap::new(),
+            forges: rng.random_bool(0.5),
             active: true,
         }
     }
@@ -419,9 +425,12 @@ impl Sim {
             1 => self.rng.random_range(0..8),
             _ => max,
         };
+        let forges = self.adversary.as_ref().is_some_and(|a| a.forges);
         (0..n)
             .map(|_| {
-                let near = self.rng.random_bool(0.8);
+                // Votes for far rounds are forgeries (a pooled vote moved
+                // there): only in runs that forge.
+                let near = !forges || self.rng.random_bool(0.8);
                 let round = if near {
                     cur + self.rng.random_range(0..3)
                 } else {
@@ -429,7 +438,7 @@ impl Sim {
                 };
                 let mut v = self.pooled_vote(if near { round } else { cur });
                 v.vote.round = Round(round);
-                if !near || self.rng.random_bool(0.5) {
+                if forges && (!near || self.rng.random_bool(0.5)) {
                     // A forgery: someone else's id (an honest one, or a low
                     // one), with a proof that is not its, or bytes.
                     v.vote.voter = if self.rng.random_bool(0.5) {
@@ -486,7 +495,12 @@ impl Sim {
     /// The proof of a heartbeat's own vote: its key's (the honest kind),
     /// another's, or none.
     fn proof(&mut self, slot: usize, round: Round, event: Event) -> Option<VoteProof> {
-        match self.rng.random_range(0..4) {
+        let forges = self.adversary.as_ref().is_some_and(|a| a.forges);
+        match if forges {
+            self.rng.random_range(0..4)
+        } else {
+            2
+        } {
             0 => None,
             1 => Some(self.random_signer().sign_vote(round, event).proof),
             _ => Some(self.peers[slot].signer.sign_vote(round, event).proof),

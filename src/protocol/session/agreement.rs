@@ -86,11 +86,14 @@ impl Session {
         // late in its round) is relayed at once, so that a peer whose link
         // to its voter is down still has it before deciding.
         let mut late = Vec::new();
+        if self.is_discredited(from) {
+            return self.after_votes(now_ns, from, hb.decided, &late);
+        }
         let own = match hb.signed_vote_of(from) {
             Some(v) => Some(v),
             None if hb.vote != Event::None => {
-                self.ignore(from, Ignored::ForgedVote { voter: from });
-                None
+                self.discredit(from, from);
+                return self.after_votes(now_ns, from, hb.decided, &late);
             }
             None => None,
         };
@@ -98,6 +101,9 @@ impl Session {
             .into_iter()
             .chain(hb.relayed.into_iter().take(MAX_RELAYED_VOTES))
         {
+            if self.is_discredited(from) {
+                break;
+            }
             if self.accept_vote(from, v)
                 && self.last_beat_round.is_some_and(|b| v.vote.round < b)
                 && !late.contains(&v.vote.round)
@@ -105,10 +111,36 @@ impl Session {
                 late.push(v.vote.round);
             }
         }
-        if let Some(claim) = hb.decided {
+        self.after_votes(now_ns, from, hb.decided, &late);
+    }
+
+    /// The rest of a heartbeat, once its votes are taken: its decision is
+    /// compared with ours, and votes new to us are relayed at once.
+    fn after_votes(
+        &mut self,
+        now_ns: i64,
+        from: PeerId,
+        decided: Option<DecidedDigest>,
+        late: &[Round],
+    ) {
+        if let Some(claim) = decided {
             self.compare(from, claim);
         }
-        self.relay_late(now_ns, &late);
+        self.relay_late(now_ns, late);
+    }
+
+    fn is_discredited(&self, peer: PeerId) -> bool {
+        self.links.get(&peer).is_some_and(|l| l.discredited)
+    }
+
+    /// `from` sent a vote under `voter`'s id without a valid proof: said once,
+    /// and nothing it says of votes (heartbeat votes, relays, snapshots) is
+    /// read again while its link lasts.
+    fn discredit(&mut self, from: PeerId, voter: PeerId) {
+        if let Some(link) = self.links.get_mut(&from) {
+            link.discredited = true;
+        }
+        self.ignore(from, Ignored::ForgedVote { voter });
     }
 
     /// Sends every vote we hold for `rounds` (votes that arrived after our
@@ -173,7 +205,7 @@ impl Session {
             return false;
         }
         if signed.verify().is_err() {
-            self.ignore(from, Ignored::ForgedVote { voter: vote.voter });
+            self.discredit(from, vote.voter);
             return false;
         }
         match self.history.hold(signed) {
@@ -242,7 +274,7 @@ impl Session {
     /// A peer's state as decided for round `k`, with the votes it holds for
     /// later rounds: checked against where we are and what the session is
     /// before anything of it is used, then adopted if it ranks higher.
-    pub(super) fn on_snapshot(&mut self, from: PeerId, snap: Snapshot) {
+    pub(super) fn on_snapshot(&mut self, from: PeerId, mut snap: Snapshot) {
         let k = snap.round;
         // Only a round near ours: no older than our history reaches, no later
         // than a vote could be (a joiner not synced yet takes any: its first
@@ -261,7 +293,7 @@ impl Session {
         let (Some(first), Some(last)) = (self.history.first_round(), self.history.last_round())
         else {
             // A joiner's first state.
-            if self.proven(from, &snap) {
+            if self.proven(from, &mut snap) {
                 self.rebase(k, snap, from);
             }
             return;
@@ -276,7 +308,7 @@ impl Session {
                 return;
             }
             // We fell behind (we were not deciding): take it as our new base.
-            if self.proven(from, &snap) {
+            if self.proven(from, &mut snap) {
                 self.rebase(k, snap, from);
             }
             return;
@@ -293,7 +325,7 @@ impl Session {
         {
             return; // ours wins (or is the same): nothing to adopt
         }
-        if !self.proven(from, &snap) {
+        if !self.proven(from, &mut snap) {
             return;
         }
         // Our own votes applied since we last agreed with the winner may be gone.
@@ -340,20 +372,28 @@ impl Session {
         Some(at.saturating_sub(self.cfg.decide_guard_ns).max(round_end))
     }
 
-    /// Whether every vote a snapshot carries is its voter's (those we hold
-    /// already need no second check). An honest peer holds no other, so one
-    /// forged vote refuses the snapshot. Checked only once the snapshot would
-    /// be used: a snapshot we would drop costs no signature check.
-    fn proven(&mut self, from: PeerId, snap: &Snapshot) -> bool {
+    /// Keeps of a snapshot's votes those a merge could hold (its rounds, at
+    /// most a round's worth each: `History::mergeable`) and checks each of
+    /// them we do not hold already. An honest peer holds no vote without its
+    /// proof, so one forgery refuses the snapshot and discredits its sender.
+    /// Checked only once the snapshot would be used: a snapshot we would
+    /// drop costs no signature check, one we use at most a check per vote
+    /// it can add.
+    fn proven(&mut self, from: PeerId, snap: &mut Snapshot) -> bool {
+        if self.is_discredited(from) {
+            return false;
+        }
+        snap.pending = self
+            .history
+            .mergeable(snap.round, std::mem::take(&mut snap.pending));
         let forged = snap.pending.iter().find(|v| {
             !self.history.holds(&v.vote)
                 && !self.history.was_counted(&v.vote)
                 && v.verify().is_err()
         });
-        match forged {
-            Some(v) => {
-                let voter = v.vote.voter;
-                self.ignore(from, Ignored::ForgedVote { voter });
+        match forged.map(|v| v.vote.voter) {
+            Some(voter) => {
+                self.discredit(from, voter);
                 false
             }
             None => true,

@@ -343,6 +343,26 @@ impl History {
         self.rebase(base, state, vec![]).0
     }
 
+    /// Of a snapshot's votes for after round `k`, those a merge could hold:
+    /// in the rounds it takes (see [`History::merge_votes`]), at most
+    /// [`MAX_VOTES_PER_ROUND`] a round, the lowest in canonical order, no
+    /// copies and no "no event" (an honest snapshot has no other). The
+    /// rest are dropped before anyone checks their proofs.
+    pub fn mergeable(&self, k: Round, mut votes: Vec<SignedVote>) -> Vec<SignedVote> {
+        let until = k.0 + (self.keep_rounds + MERGE_SLACK_ROUNDS) as u64;
+        votes
+            .retain(|v| v.vote.round > k && v.vote.round.0 <= until && v.vote.event != Event::None);
+        votes.sort_by_key(|v| v.vote.canonical_key());
+        votes.dedup_by(|a, b| a.vote == b.vote);
+        let mut per_round: BTreeMap<Round, usize> = BTreeMap::new();
+        votes.retain(|v| {
+            let n = per_round.entry(v.vote.round).or_default();
+            *n += 1;
+            *n <= MAX_VOTES_PER_ROUND
+        });
+        votes
+    }
+
     /// Adds `votes` (for rounds after `k`) to the decided entries and the votes
     /// held, within the per-round limit.
     /// Rounds further than `keep_rounds` + [`MERGE_SLACK_ROUNDS`] after `k`

@@ -57,6 +57,7 @@ impl Session {
                 burst_left: self.cfg.burst_pings,
                 ping_seq: 0,
                 vote_delays: Default::default(),
+                discredited: false,
             },
         );
         self.heard(now_ns, peer);

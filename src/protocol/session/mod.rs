@@ -263,8 +263,10 @@ impl Ignored {
             Ignored::UnknownPeer | Ignored::NotForSession | Ignored::LateVote { .. } => {
                 return None;
             }
+            // Honest relays can carry more than a round holds (peers heard
+            // a flood in different orders): not an offence.
+            Ignored::TooManyVotes { .. } => return None,
             Ignored::VoteOutOfWindow { .. } => "a vote for a round far from the open ones",
-            Ignored::TooManyVotes { .. } => "more votes for a round than it holds",
             Ignored::AbsurdTimestamp => "clock stamps implying an impossible delay",
             Ignored::BadSnapshot { .. } => "a snapshot that cannot be this session's",
             Ignored::BadSeniority => "a seniority from before the session began",
@@ -282,6 +284,8 @@ pub enum VoteError {
     Nothing,
     #[error("a need for the lead is said by the session itself, not by a user")]
     NotAnAction,
+    #[error("a value out of range (an index past the longest set list)")]
+    OutOfRange,
 }
 
 /// What the core knows of one linked peer, for the UI and status events.
@@ -328,6 +332,11 @@ struct Link {
     ping_seq: u32,
     /// How late its heartbeats (and so its votes) reach us.
     vote_delays: VoteDelays,
+    /// It sent a vote without a valid proof. An honest peer never does (it
+    /// signs its own and relays only votes it checked), so nothing it says
+    /// of votes is read again while this link lasts: a forgery costs one
+    /// signature check, not one per copy (see `Session::discredit`).
+    discredited: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -552,6 +561,11 @@ impl Session {
                 return Err(VoteError::InvalidGain);
             }
             _ => {}
+        }
+        // What the wire cannot carry (a set-list index past the longest
+        // list) could be neither sent nor signed.
+        if crate::wire::encode_to_vec(&event).is_err() {
+            return Err(VoteError::OutOfRange);
         }
         let kind = action_kind(&event);
         if let Some(i) = self.queued.iter().position(|e| action_kind(e) == kind) {

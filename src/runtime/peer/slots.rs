@@ -15,7 +15,8 @@
 //! - an address whose handshakes keep failing (a wrong passphrase is one
 //!   guess) is slowed down (issue 23): [`FREE_FAILURES`] at once, then one per
 //!   [`FAILURE_REFILL`]; past that its connections are closed unanswered
-//!   ([`Admit::Refuse`]) until it has waited. A whole session on loopback
+//!   ([`Admit::Refuse`]) until it has waited. An address is an IPv4 address
+//!   or an IPv6 /64. A whole session on loopback
 //!   shares one address, so the allowance is well above a misconfigured
 //!   peer's retries (its redials back off to seconds).
 
@@ -68,6 +69,7 @@ pub struct Slots {
 impl Slots {
     /// Connection `id` from `ip` was accepted at `now`.
     pub fn admit(&mut self, id: u64, ip: IpAddr, now: Instant) -> Admit {
+        let ip = source_of(ip);
         if self.throttled(ip, now) {
             return Admit::Refuse;
         }
@@ -101,6 +103,7 @@ impl Slots {
     /// A handshake from `ip` failed at `now`. Returns whether that used up
     /// the address's allowance (say so once: later ones are refused quietly).
     pub fn failed(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let ip = source_of(ip);
         if self.failures.len() >= MAX_TRACKED_ADDRESSES && !self.failures.contains_key(&ip) {
             self.failures.retain(|_, paid| *paid > now);
             if self.failures.len() >= MAX_TRACKED_ADDRESSES
@@ -138,6 +141,19 @@ impl Slots {
         let mut matching = self.open.iter().filter(|(_, e)| pick(e));
         let silent = matching.clone().find(|(_, e)| !e.spoke).map(|(id, _)| *id);
         silent.or_else(|| matching.next().map(|(id, _)| *id))
+    }
+}
+
+/// Who a connection counts as: its IPv4 address, or its IPv6 /64 (one
+/// host or home network is given a whole /64: per address, its share would
+/// be unlimited).
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -185,6 +201,16 @@ mod tests {
             s.failed(IpAddr::from(n.to_be_bytes()), now);
         }
         assert!(s.failures.len() <= MAX_TRACKED_ADDRESSES);
+
+        // An IPv6 host's whole /64 is one address.
+        let v6 = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
+        let mut s = Slots::default();
+        for n in 0..FREE_FAILURES {
+            s.failed(v6(n as u16), now);
+        }
+        assert_eq!(s.admit(1, v6(999), now), Admit::Refuse);
+        let next_net = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
+        assert_eq!(s.admit(2, next_net, now), Admit::Yes);
     }
 
     /// Silent connections from one address never hold more than its share,
