@@ -260,19 +260,15 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// The heartbeat's vote as cast by `voter`.
-    pub fn vote_of(&self, voter: PeerId) -> Vote {
-        Vote {
-            voter,
-            round: self.round,
-            event: self.vote,
-        }
-    }
-
-    /// The heartbeat's vote as cast by `voter`, with its proof if it has one.
+    /// The heartbeat's vote as cast by `voter`, if it has a proof (a vote
+    /// without one is "no event", or a forgery).
     pub fn signed_vote_of(&self, voter: PeerId) -> Option<SignedVote> {
         self.proof.map(|proof| SignedVote {
-            vote: self.vote_of(voter),
+            vote: Vote {
+                voter,
+                round: self.round,
+                event: self.vote,
+            },
             proof,
         })
     }

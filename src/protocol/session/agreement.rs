@@ -86,17 +86,12 @@ impl Session {
         // late in its round) is relayed at once, so that a peer whose link
         // to its voter is down still has it before deciding.
         let mut late = Vec::new();
-        if self.is_discredited(from) {
-            return self.after_votes(now_ns, from, hb.decided, &late);
+        // A vote with no proof is a forgery too: it discredits the link,
+        // and then no vote of it is read (see `discredit`).
+        let own = hb.signed_vote_of(from);
+        if own.is_none() && hb.vote != Event::None {
+            self.discredit(from, from);
         }
-        let own = match hb.signed_vote_of(from) {
-            Some(v) => Some(v),
-            None if hb.vote != Event::None => {
-                self.discredit(from, from);
-                return self.after_votes(now_ns, from, hb.decided, &late);
-            }
-            None => None,
-        };
         for v in own
             .into_iter()
             .chain(hb.relayed.into_iter().take(MAX_RELAYED_VOTES))
@@ -111,22 +106,10 @@ impl Session {
                 late.push(v.vote.round);
             }
         }
-        self.after_votes(now_ns, from, hb.decided, &late);
-    }
-
-    /// The rest of a heartbeat, once its votes are taken: its decision is
-    /// compared with ours, and votes new to us are relayed at once.
-    fn after_votes(
-        &mut self,
-        now_ns: i64,
-        from: PeerId,
-        decided: Option<DecidedDigest>,
-        late: &[Round],
-    ) {
-        if let Some(claim) = decided {
+        if let Some(claim) = hb.decided {
             self.compare(from, claim);
         }
-        self.relay_late(now_ns, late);
+        self.relay_late(now_ns, &late);
     }
 
     fn is_discredited(&self, peer: PeerId) -> bool {

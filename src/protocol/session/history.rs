@@ -48,6 +48,9 @@ fn hold_in(votes: &mut Vec<SignedVote>, vote: SignedVote) -> Hold {
     if vote.vote.event == Event::None || votes.iter().any(|v| v.vote == vote.vote) {
         return Hold::Duplicate;
     }
+    if !room_in(votes, &vote.vote) {
+        return Hold::Full;
+    }
     if votes.len() < MAX_VOTES_PER_ROUND {
         votes.push(vote);
         return Hold::Held;
@@ -60,12 +63,17 @@ fn hold_in(votes: &mut Vec<SignedVote>, vote: SignedVote) -> Hold {
     else {
         return Hold::Full;
     };
-    if vote.vote.canonical_key() < highest.vote.canonical_key() {
-        votes[i] = vote;
-        Hold::Evicted(highest.vote)
-    } else {
-        Hold::Full
-    }
+    votes[i] = vote;
+    Hold::Evicted(highest.vote)
+}
+
+/// Whether a round holding `votes` keeps `vote` (not among them): it has
+/// room, or holds a vote after it in canonical order (which it lets go).
+fn room_in(votes: &[SignedVote], vote: &Vote) -> bool {
+    votes.len() < MAX_VOTES_PER_ROUND
+        || votes
+            .iter()
+            .any(|v| v.vote.canonical_key() > vote.canonical_key())
 }
 
 /// **Invariants:**
@@ -152,11 +160,7 @@ impl History {
     /// round has room, or holds a vote after it in canonical order. Asked
     /// before a vote's proof is checked, so a full round costs no check.
     pub fn has_room_for(&self, vote: &Vote) -> bool {
-        let held = self.held(vote.round);
-        held.len() < MAX_VOTES_PER_ROUND
-            || held
-                .iter()
-                .any(|v| v.vote.canonical_key() > vote.canonical_key())
+        room_in(self.held(vote.round), vote)
     }
 
     /// Votes held for open round `r`.
@@ -343,15 +347,21 @@ impl History {
         self.rebase(base, state, vec![]).0
     }
 
+    /// Whether a snapshot of round `k` may bring a vote for round `r`: after
+    /// `k`, and no further than `keep_rounds` + [`MERGE_SLACK_ROUNDS`].
+    fn merges_into(keep_rounds: usize, k: Round, r: Round) -> bool {
+        r > k && r.0 <= k.0 + (keep_rounds + MERGE_SLACK_ROUNDS) as u64
+    }
+
     /// Of a snapshot's votes for after round `k`, those a merge could hold:
     /// in the rounds it takes (see [`History::merge_votes`]), at most
     /// [`MAX_VOTES_PER_ROUND`] a round, the lowest in canonical order, no
     /// copies and no "no event" (an honest snapshot has no other). The
     /// rest are dropped before anyone checks their proofs.
     pub fn mergeable(&self, k: Round, mut votes: Vec<SignedVote>) -> Vec<SignedVote> {
-        let until = k.0 + (self.keep_rounds + MERGE_SLACK_ROUNDS) as u64;
-        votes
-            .retain(|v| v.vote.round > k && v.vote.round.0 <= until && v.vote.event != Event::None);
+        votes.retain(|v| {
+            Self::merges_into(self.keep_rounds, k, v.vote.round) && v.vote.event != Event::None
+        });
         votes.sort_by_key(|v| v.vote.canonical_key());
         votes.dedup_by(|a, b| a.vote == b.vote);
         let mut per_round: BTreeMap<Round, usize> = BTreeMap::new();
@@ -369,11 +379,11 @@ impl History {
     /// are no round a snapshot of this history could cover: dropped, so
     /// snapshots cannot plant votes for arbitrary rounds.
     fn merge_votes(&mut self, k: Round, votes: Vec<SignedVote>) -> Vec<Vote> {
-        let until = k.0 + (self.keep_rounds + MERGE_SLACK_ROUNDS) as u64;
         let mut evicted = Vec::new();
+        let keep = self.keep_rounds;
         for v in votes
             .into_iter()
-            .filter(|v| v.vote.round > k && v.vote.round.0 <= until)
+            .filter(|v| Self::merges_into(keep, k, v.vote.round))
         {
             let set = match self.decided.get_mut(&v.vote.round) {
                 Some(e) => &mut e.votes,
