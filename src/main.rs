@@ -17,16 +17,23 @@ use synfony::audio::output::{
 use synfony::audio::render::{RenderSpec, StemRef, render, write_wav};
 use synfony::audio::{ENGINE_RATE_HZ, LocalStem};
 use synfony::host_clock::{LocalClock, monotonic_ns};
-use synfony::runtime::peer::run_headless;
+use synfony::runtime::peer::{AutoJoin, Discovery, run_headless};
 use synfony::ui::PeerTemplate;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:7878";
+
+const EXAMPLES: &str = "\
+Examples:
+  synfony drums.wav bass.flac          start a session with your stems (none: the demo song)
+  synfony --join 192.168.1.20:7878     join a session through any member's address
+  synfony --join auto                  join the session found on this network";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "synfony",
     version,
-    about = "Peer-to-peer multi-stem jam sessions"
+    about = "Peer-to-peer multi-stem jam sessions",
+    after_help = EXAMPLES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,9 +55,18 @@ struct PeerArgs {
     /// forward, a proxy). Default: the bound listen address.
     #[arg(long)]
     advertise: Option<SocketAddr>,
-    /// A peer already in the session (repeatable; any member works).
-    #[arg(long = "join", value_name = "ADDR", value_parser = synfony::runtime::net::check_join_spec)]
+    /// A peer already in the session (repeatable; any member works), or
+    /// `auto`: the first session found on the local network (the one
+    /// --session names, if given).
+    #[arg(long = "join", value_name = "ADDR|auto", value_parser = parse_join)]
     joins: Vec<String>,
+    /// The session's name on the local network: the one this peer creates
+    /// (default: the host name), or the one `--join auto` looks for.
+    #[arg(long, value_name = "NAME", value_parser = parse_session_name)]
+    session: Option<String>,
+    /// Do not announce this peer's session on the local network (mDNS).
+    #[arg(long)]
+    no_announce: bool,
     /// Display name (default: the host name).
     #[arg(long)]
     name: Option<String>,
@@ -61,8 +77,8 @@ struct PeerArgs {
     /// No window: commands on stdin, JSON events on stdout, logs on stderr.
     #[arg(long)]
     headless: bool,
-    /// device, null, wav:PATH or raw:PATH (default: device with a window,
-    /// null headless).
+    /// device, null, wav:PATH or raw:PATH (default: device, with a window or
+    /// headless; the null device if no sound device opens).
     #[arg(long, value_parser = parse_output)]
     output: Option<OutputKind>,
     /// Block size of the null/wav/raw virtual device, in frames.
@@ -117,6 +133,29 @@ struct PeerArgs {
     /// time to this file.
     #[arg(long, hide = true)]
     frame_stats: Option<PathBuf>,
+}
+
+/// `--join`: `HOST:PORT`, or `auto`.
+fn parse_join(s: &str) -> Result<String, String> {
+    if s.trim() == AUTO_JOIN {
+        return Ok(AUTO_JOIN.to_string());
+    }
+    synfony::runtime::net::check_join_spec(s)
+}
+
+const AUTO_JOIN: &str = "auto";
+
+fn parse_session_name(s: &str) -> Result<String, String> {
+    let max = synfony::protocol::message::MAX_NAME_BYTES;
+    if s.trim().is_empty() {
+        Err("a session's name cannot be empty".into())
+    } else if s.len() > max {
+        Err(format!("a session's name is at most {max} bytes"))
+    } else if s.chars().any(char::is_control) {
+        Err("a session's name cannot hold control characters".into())
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 fn parse_output(s: &str) -> Result<OutputKind, String> {
@@ -275,16 +314,30 @@ fn host_name() -> String {
 /// back to a free port if 7878 is taken).
 fn template(args: &PeerArgs, listen_is_default: bool) -> anyhow::Result<PeerTemplate> {
     let clock = LocalClock::skewed(args.clock_offset_ms, args.clock_drift_ppm, monotonic_ns())?;
-    let output = args.output.clone().unwrap_or(if args.headless {
-        OutputKind::Null
+    // A headless peer is a speaker too (the null device if none opens).
+    let output = args.output.clone().unwrap_or(OutputKind::Device);
+    let auto_join = if !args.joins.iter().any(|j| j == AUTO_JOIN) {
+        AutoJoin::Off
+    } else if let Some(name) = &args.session {
+        AutoJoin::Named(name.clone())
     } else {
-        OutputKind::Device
-    });
+        AutoJoin::Any
+    };
     Ok(PeerTemplate {
         listen: args.listen,
         listen_is_default,
         advertise: args.advertise,
-        joins: args.joins.clone(),
+        joins: (args.joins.iter())
+            .filter(|j| *j != AUTO_JOIN)
+            .cloned()
+            .collect(),
+        discovery: Discovery {
+            session: args.session.clone().unwrap_or_else(host_name),
+            announce: !args.no_announce,
+            auto_join,
+            // The window lists the sessions found.
+            browse: !args.headless,
+        },
         name: args.name.clone().unwrap_or_else(host_name),
         passphrase: args.passphrase.clone(),
         clock,

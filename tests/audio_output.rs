@@ -319,30 +319,31 @@ fn bad_periods_drifts_and_sink_paths_are_refused_clearly() {
     assert!(e.contains("/nonexistent-dir/x.raw"), "{e}");
 }
 
-/// On a machine without a sound card the device backend fails with a clear
-/// message and a hint, and never panics; with one, it plays.
+/// The sound device plays; on a machine without one, the device backend
+/// fails with a clear message, never a panic, and `open` plays on the null
+/// device instead, saying why.
 #[test]
-fn the_device_backend_opens_or_says_why_not() {
+fn the_device_opens_or_the_null_device_plays_and_says_why() {
     let (engine, _h, _r) = Engine::new(vec![], 48_000);
     let cfg = OutputConfig::default();
-    match output::backend(&OutputKind::Device, &cfg).and_then(|b| output::start(b, engine, &cfg)) {
-        Ok(running) => {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            assert!(
-                running
-                    .stats
-                    .blocks
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    > 0
-            );
-            running.stop();
-        }
-        Err(e) => {
+    let opened = output::open(&OutputKind::Device, engine, &cfg).unwrap();
+    match &opened.fallback {
+        None => assert!(!opened.described.contains("no sound device")),
+        Some(e) => {
             let msg = e.to_string();
             println!("device backend: {msg}");
             assert!(msg.contains("sound device"), "{msg}");
+            assert!(opened.described.contains("null"), "{}", opened.described);
         }
     }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let blocks = (opened.running.stats.blocks).load(std::sync::atomic::Ordering::Relaxed);
+    assert!(blocks > 0, "it plays");
+    opened.running.stop();
+    // Any other output that fails is an error, not a fallback.
+    let (engine, _h, _r) = Engine::new(vec![], 48_000);
+    let bad = OutputKind::Raw("/nonexistent-dir/x.raw".into());
+    assert!(output::open(&bad, engine, &cfg).is_err());
 }
 
 /// A FIFO nobody reads: starting does not wait for a reader, and stopping

@@ -58,6 +58,7 @@ fn prev_state() -> impl Strategy<Value = SessionState> {
                     master,
                     channels: faders[..usize::from(song.channels)].to_vec(),
                     lead,
+                    name: "jam".into(),
                 }
             },
         )
@@ -647,6 +648,7 @@ proptest! {
             master: ChannelState::default(),
             channels,
             lead: lead::Lead::default(),
+            name: String::new(),
         };
         let votes: Vec<Vote> = votes
             .into_iter()

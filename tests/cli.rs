@@ -32,11 +32,18 @@ fn help_lists_every_peer_option_of_the_interface() {
         "--period-frames",
         "--report",
         "--latency-offset-ms",
+        "--session",
+        "--no-announce",
         "render",
     ] {
         assert!(out.contains(opt), "--help lacks {opt}");
     }
     assert!(out.contains("SYNFONY_PASSPHRASE"));
+    // It ends with three examples: start, join by address, join on the LAN.
+    let tail: Vec<&str> = out.trim_end().lines().rev().take(3).collect();
+    assert!(tail[2].trim_start().starts_with("synfony "), "{out}");
+    assert!(tail[1].contains("--join 192.168."), "{out}");
+    assert!(tail[0].contains("--join auto"), "{out}");
 }
 
 #[test]
@@ -136,4 +143,63 @@ fn render_skips_a_bad_file_in_a_folder_and_names_it() {
         "{err}"
     );
     assert_eq!(hound::WavReader::open(&out).unwrap().len(), 480 * 2);
+}
+
+/// A headless peer is a speaker: with no `--output` it opens the sound
+/// device, and where none opens (here: an ALSA without any configuration)
+/// it says so once on stderr and once as an `error` event, then plays on
+/// the null device.
+#[test]
+fn a_headless_peer_without_a_sound_device_says_so_once_and_plays_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("asound.conf");
+    std::fs::write(&empty, "").unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synfony"))
+        .args([
+            "--headless",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-announce",
+            "--no-cache",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("ALSA_CONFIG_PATH", &empty)
+        .env_remove("RUST_LOG")
+        .env_remove("SYNFONY_PASSPHRASE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    use std::io::Write;
+    writeln!(stdin, "status").unwrap();
+    writeln!(stdin, "quit").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = (stdout.lines())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ready = events.iter().find(|e| e["event"] == "ready").unwrap();
+    assert!(
+        ready["output"].as_str().unwrap().contains("null"),
+        "{ready}"
+    );
+    let said: Vec<&serde_json::Value> = (events.iter())
+        .filter(|e| e["event"] == "error" && e["message"].as_str().unwrap().contains("null device"))
+        .collect();
+    assert_eq!(said.len(), 1, "{stdout}");
+    assert_eq!(stderr.matches("sound device").count(), 1, "{stderr}");
+    assert!(
+        !stderr.contains("ALSA lib"),
+        "libasound's own lines: {stderr}"
+    );
+    // It still plays: the status shows blocks handed to the (null) device.
+    let status = events.iter().find(|e| e["event"] == "status").unwrap();
+    assert!(status["blocks"].as_u64().unwrap() > 0, "{status}");
 }

@@ -17,6 +17,7 @@ use synfony::protocol::{
 };
 use synfony::runtime::control::Command;
 use synfony::runtime::events::{PeerEvent, Ready};
+use synfony::runtime::lan::FoundSession;
 use synfony::runtime::peer::{DetachedPeer, PeerHandle};
 use synfony::runtime::room::{SongStem, StemSource};
 use synfony::ui::controller::MAX_EVENTS_PER_FRAME;
@@ -423,6 +424,56 @@ fn a_bad_join_address_shows_an_error() {
     h.get_by_label("Join").click();
     h.run_steps(2);
     h.get_by_label_contains("is not HOST:PORT");
+}
+
+/// The sessions found on the network are listed (name, members, "private" for
+/// a private one, "you are here" for this one), and a click on one's Join
+/// restarts the peer to join it through its address.
+#[test]
+fn a_session_found_on_the_network_is_joined_with_a_click() {
+    let (mut h, peer) = detached();
+    h.get_by_label_contains("no other session found");
+    let found = |name: &str, addr: &str, peers: u32, private: bool| FoundSession {
+        name: name.into(),
+        addr: addr.parse().unwrap(),
+        peers,
+        private,
+        compatible: true,
+    };
+    let mut here = SessionState::new(10_000_000_000, 3);
+    here.name = "mine".into();
+    peer.events
+        .send(PeerEvent::Decided {
+            decision: Decision {
+                round: Round(1),
+                apply_at_session_ns: 0,
+                state: here,
+                outcomes: vec![],
+            },
+            apply_at_mono_ns: None,
+        })
+        .unwrap();
+    peer.events
+        .send(PeerEvent::Sessions(vec![
+            found("mine", "10.0.0.9:7878", 1, false),
+            found("Friday jam", "10.0.0.5:7878", 3, false),
+            found("quartet", "10.0.0.7:7878", 1, true),
+        ]))
+        .unwrap();
+    h.run_steps(2);
+    h.get_by_label("Friday jam");
+    h.get_by_label("3 peers");
+    h.get_by_label("quartet (private)");
+    h.get_by_label("you are here");
+    // The address box's Join, then one per session not this one.
+    let joins: Vec<_> = h.get_all_by_label("Join").collect();
+    assert_eq!(joins.len(), 3);
+    joins[1].click();
+    h.run_steps(2);
+    assert_eq!(
+        h.state().controller.template.joins,
+        vec!["10.0.0.5:7878".to_string()]
+    );
 }
 
 /// With a real peer on loopback: Play is voted, decided and played; the

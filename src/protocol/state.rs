@@ -7,6 +7,7 @@
 
 use super::lead::{InvalidLead, LEAD_MAX_MS, Lead};
 use super::library::SongId;
+use super::message::MAX_NAME_BYTES;
 use crate::wire::{Model, Reader, WireError, Writer};
 use std::fmt;
 
@@ -684,6 +685,10 @@ pub struct SessionState {
     pub channels: Vec<ChannelState>,
     /// How long after a round its decision applies, and the needs it follows.
     pub lead: Lead,
+    /// The session's name, as its creator gave it (`--session`): what LAN
+    /// discovery shows. Joiners learn it with the state; no decision changes
+    /// it. At most [`MAX_NAME_BYTES`] bytes.
+    pub name: String,
 }
 
 impl SessionState {
@@ -709,6 +714,16 @@ impl SessionState {
             master: ChannelState::default(),
             channels: vec![ChannelState::default(); usize::from(song.channels)],
             lead: Lead::default(),
+            name: String::new(),
+        }
+    }
+
+    /// This state, for a session named `name` (cut to [`MAX_NAME_BYTES`] at
+    /// a character boundary).
+    pub fn named(self, name: &str) -> SessionState {
+        SessionState {
+            name: crate::protocol::stem::truncate(name, MAX_NAME_BYTES),
+            ..self
         }
     }
 
@@ -721,6 +736,7 @@ impl SessionState {
             && self.played == other.played
             && self.master == other.master
             && self.channels == other.channels
+            && self.name == other.name
     }
 
     /// Length of the current song.
@@ -944,7 +960,8 @@ impl Model for SessionState {
         w.put_list(&self.channels, MAX_STEMS, "state.channels")?;
         w.put_list(&self.queue, MAX_QUEUE, "state.queue")?;
         w.put_list(&self.played, MAX_PLAYED, "state.played")?;
-        self.lead.encode(w)
+        self.lead.encode(w)?;
+        w.put_text(&self.name, MAX_NAME_BYTES, "state.name")
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
@@ -978,6 +995,7 @@ impl Model for SessionState {
             queue: r.list(MAX_QUEUE, "state.queue")?,
             played: r.list(MAX_PLAYED, "state.played")?,
             lead: r.get()?,
+            name: r.text(MAX_NAME_BYTES, "state.name")?,
         })
     }
 }

@@ -22,6 +22,8 @@ pub enum Command {
     },
     Status,
     Peers,
+    /// Answer a `sessions` event: the sessions found on the local network.
+    Discover,
     Quit,
     /// Add files and folders to the library: as the song `song` (new, or
     /// more stems for it), by default named after the first folder or file.
@@ -53,7 +55,7 @@ pub enum Command {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CommandError {
     #[error(
-        "unknown command '{0}' (expected play, pause, seek SECS, volume STEM DB, mute STEM, unmute STEM, solo STEM, unsolo STEM, add [--song NAME] PATH..., remove SONG [STEM], songs, load SONG, queue SONG, unqueue N, move N M, next, prev, status, peers or quit)"
+        "unknown command '{0}' (expected play, pause, seek SECS, volume STEM DB, mute STEM, unmute STEM, solo STEM, unsolo STEM, add [--song NAME] PATH..., remove SONG [STEM], songs, load SONG, queue SONG, unqueue N, move N M, next, prev, status, peers, discover or quit)"
     )]
     Unknown(String),
     #[error("{command}: {reason}")]
@@ -167,6 +169,10 @@ pub fn parse_command(line: &str, stems: &[String]) -> Result<Option<Command>, Co
         "peers" => {
             arity("peers", 0, "peers")?;
             Command::Peers
+        }
+        "discover" => {
+            arity("discover", 0, "discover")?;
+            Command::Discover
         }
         "quit" | "exit" => Command::Quit,
         _ => return Err(CommandError::Unknown(word.to_string())),
@@ -515,6 +521,8 @@ mod tests {
         );
         assert_eq!(parse("status"), Ok(Some(Command::Status)));
         assert_eq!(parse("peers"), Ok(Some(Command::Peers)));
+        assert_eq!(parse("discover"), Ok(Some(Command::Discover)));
+        assert!(parse("discover now").is_err());
         // The set list's.
         assert_eq!(
             parse("load \"Blue in Green\""),

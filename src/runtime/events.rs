@@ -13,6 +13,7 @@ use crate::protocol::{
 };
 
 use super::control::{action_json, adopted_event, decision_event, error_event};
+use super::lan::FoundSession;
 use super::library::LibrarySong;
 use super::room::SongStem;
 use crate::room::{ExchangeStats, hex};
@@ -80,6 +81,9 @@ pub enum PeerEvent {
         path: std::path::PathBuf,
         reason: String,
     },
+    /// The sessions found on the local network: when asked (`discover`), and
+    /// for the window on every change.
+    Sessions(Vec<FoundSession>),
     /// The peer left the session and stopped.
     Bye,
 }
@@ -232,6 +236,20 @@ impl PeerEvent {
                 "path": path.display().to_string(),
                 "reason": reason,
             }),
+            PeerEvent::Sessions(found) => {
+                let sessions: Vec<Value> = (found.iter())
+                    .map(|f| {
+                        json!({
+                            "name": f.name,
+                            "addr": f.addr.to_string(),
+                            "peers": f.peers,
+                            "private": f.private,
+                            "compatible": f.compatible,
+                        })
+                    })
+                    .collect();
+                json!({ "event": "sessions", "sessions": sessions })
+            }
             PeerEvent::Bye => json!({ "event": "bye" }),
         }
     }

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod control;
 pub mod events;
 pub mod handshake;
+pub mod lan;
 pub mod library;
 pub mod net;
 pub mod peer;

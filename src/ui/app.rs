@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::Event;
 use crate::runtime::control::Command;
 use crate::runtime::net::check_join_spec;
+use crate::runtime::peer::AutoJoin;
 use crate::runtime::peer::PeerHandle;
 
 use super::browser::FileBrowser;
@@ -383,7 +384,8 @@ impl MixerApp {
             ui,
             &panels::SessionPanel {
                 view: &self.view,
-                joined: !self.controller.template.joins.is_empty(),
+                joined: !self.controller.template.joins.is_empty()
+                    || self.controller.template.discovery.auto_join != AutoJoin::Off,
                 stems: &self.stems,
                 recent: &self.settings.recent_stems,
                 share: self.view.me.as_ref().map(|me| me.share),
@@ -417,11 +419,13 @@ impl MixerApp {
                 };
                 self.settings.join_address = addr.clone();
                 self.controller.template.joins = vec![addr];
+                self.controller.template.discovery.auto_join = AutoJoin::Off;
                 self.controller.template.passphrase = non_empty(&self.passphrase_text);
                 self.relaunch();
             }
             Action::Leave => {
                 self.controller.template.joins.clear();
+                self.controller.template.discovery.auto_join = AutoJoin::Off;
                 self.controller.template.passphrase = non_empty(&self.passphrase_text);
                 self.relaunch();
             }

@@ -14,7 +14,7 @@ use crate::host_clock::LocalClock;
 use crate::protocol;
 use crate::runtime::auth::Secret;
 use crate::runtime::events::PeerEvent;
-use crate::runtime::peer::{PeerError, PeerHandle, PeerOptions};
+use crate::runtime::peer::{Discovery, PeerError, PeerHandle, PeerOptions};
 
 use super::timeline::Overview;
 
@@ -40,6 +40,8 @@ pub struct PeerTemplate {
     /// The library song the stems are (`None`: the first stem's name); kept
     /// when a stem is removed, set when a library song is loaded.
     pub song_name: Option<String>,
+    /// LAN discovery (the window lists sessions found).
+    pub discovery: Discovery,
 }
 
 /// How far ahead remote stems are fetched and decoded, by default.
@@ -64,6 +66,7 @@ impl PeerTemplate {
             prefetch_ns: DEFAULT_PREFETCH_NS,
             data_dir: None,
             song_name: None,
+            discovery: Discovery::off(name),
         }
     }
 }
@@ -88,6 +91,7 @@ impl PeerTemplate {
             song_name: self.song_name.clone(),
             skipped: vec![],
             resume: false,
+            discovery: self.discovery.clone(),
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct SessionView {
     pub song: Vec<SongStem>,
     /// The session library, as the peer last reported it.
     pub library: Vec<crate::runtime::library::LibrarySong>,
+    /// The sessions found on the local network.
+    pub sessions: Vec<crate::runtime::lan::FoundSession>,
 }
 
 impl SessionView {
@@ -180,6 +182,7 @@ impl SessionView {
             PeerEvent::Skipped { path, reason } => {
                 self.push_error(format!("skipped {}: {reason}", path.display()))
             }
+            PeerEvent::Sessions(found) => self.sessions = found,
             PeerEvent::Bye => {
                 self.stopped = true;
                 self.pending.clear();

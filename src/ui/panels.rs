@@ -237,6 +237,49 @@ pub fn peers_ui(ui: &mut Ui, view: &SessionView, now: f64) {
     }
 }
 
+/// The sessions found on the local network, each joined with a click.
+fn sessions_found(ui: &mut Ui, view: &SessionView, out: &mut SessionOutput) {
+    let here = view.state.as_ref().map(|s| s.name.as_str());
+    if view.sessions.is_empty() {
+        ui.label(
+            RichText::new("no other session found on this network")
+                .small()
+                .weak(),
+        );
+        return;
+    }
+    ui.label(RichText::new("On this network").strong());
+    egui::Grid::new("sessions_found")
+        .num_columns(3)
+        .show(ui, |ui| {
+            for f in &view.sessions {
+                let lock = if f.private { " (private)" } else { "" };
+                ui.label(format!("{}{lock}", f.name))
+                    .on_hover_text(f.addr.to_string());
+                ui.label(match f.peers {
+                    1 => "1 peer".to_string(),
+                    n => format!("{n} peers"),
+                });
+                if here == Some(f.name.as_str()) {
+                    ui.label(RichText::new("you are here").weak());
+                } else if !f.compatible {
+                    ui.label(RichText::new("another synfony version").weak());
+                } else if ui
+                    .button("Join")
+                    .on_hover_text(if f.private {
+                        "type its passphrase below first"
+                    } else {
+                        "leave this session and join that one"
+                    })
+                    .clicked()
+                {
+                    out.actions.push(Action::Join(f.addr.to_string()));
+                }
+                ui.end_row();
+            }
+        });
+}
+
 /// What the session panel asked for.
 #[derive(Default)]
 pub struct SessionOutput {
@@ -316,6 +359,7 @@ pub fn session_ui(
             out.actions.push(Action::Leave);
         }
     });
+    sessions_found(ui, view, &mut out);
     ui.horizontal(|ui| {
         ui.label("Passphrase:");
         ui.add(

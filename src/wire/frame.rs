@@ -19,7 +19,7 @@ use byteorder::{BigEndian, ByteOrder};
 /// The four bytes every frame starts with.
 pub const MAGIC: [u8; 4] = *b"SYNF";
 /// The version of the frame layout and message catalogue this build speaks.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 /// Magic, version and length.
 pub const FRAME_HEADER_LEN: usize = 10;
 /// The largest whole frame (header included), in bytes. Room for a 256 KiB stem

@@ -35,6 +35,12 @@ impl std::ops::DerefMut for Peer {
     }
 }
 
+impl From<PeerProcess> for Peer {
+    fn from(p: PeerProcess) -> Peer {
+        Peer(p)
+    }
+}
+
 impl Peer {
     /// Starts `synfony --headless` with `args` and a report in `dir`, and
     /// waits for its `ready` event.

@@ -5,6 +5,7 @@
 
 mod harness;
 mod hostile;
+mod lan;
 mod library;
 mod private;
 mod remote;

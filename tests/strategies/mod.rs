@@ -164,7 +164,12 @@ pub fn session_state() -> impl Strategy<Value = SessionState> {
         round(),
         channel_state(),
         vec(channel_state(), 0..16),
-        (vec(song_ref(), 0..4), vec(song_ref(), 0..4), lead_state()),
+        (
+            vec(song_ref(), 0..4),
+            vec(song_ref(), 0..4),
+            lead_state(),
+            "\\PC{0,16}",
+        ),
     )
         .prop_map(
             |(
@@ -175,7 +180,7 @@ pub fn session_state() -> impl Strategy<Value = SessionState> {
                 changed_round,
                 master,
                 channels,
-                (queue, played, lead),
+                (queue, played, lead, name),
             )| {
                 let song = SongRef {
                     channels: channels.len() as u16,
@@ -195,6 +200,7 @@ pub fn session_state() -> impl Strategy<Value = SessionState> {
                     master,
                     channels,
                     lead,
+                    name,
                 }
             },
         )

@@ -587,6 +587,11 @@ impl Sim {
             master,
             channels,
             lead: self.forged_lead(round),
+            name: if self.rng.random_bool(0.5) {
+                String::new()
+            } else {
+                "forged".into()
+            },
         }
     }
 

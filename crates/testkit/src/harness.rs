@@ -69,7 +69,8 @@ impl PeerProcess {
     /// (stderr to `DIR/NAME.log`, `RUST_LOG=synfony=debug` unless set), and
     /// waits for its `ready` event. Unless `ARGS` say otherwise, fetched
     /// stems are cached in `DIR/NAME.cache` and the library kept in
-    /// `DIR/NAME.data`, never in the user's directories.
+    /// `DIR/NAME.data`, never in the user's directories; the output is the
+    /// null device and the session is not announced on the network.
     pub fn spawn(
         program: &Path,
         name: &str,
@@ -83,6 +84,42 @@ impl PeerProcess {
     /// [`PeerProcess::spawn`] with the peer's `RUST_LOG` filter given (a
     /// measurement keeps the peers' logging out of their CPU time).
     pub fn spawn_logging(
+        program: &Path,
+        name: &str,
+        dir: &Path,
+        args: &[String],
+        log_filter: &str,
+    ) -> Result<PeerProcess, HarnessError> {
+        let mut args = args.to_vec();
+        if !args.iter().any(|a| a == "--output") {
+            args.extend(["--output".into(), "null".into()]);
+        }
+        if !args.iter().any(|a| a == "--no-announce") {
+            args.push("--no-announce".into());
+        }
+        PeerProcess::spawn_in(None, program, name, dir, &args, log_filter)
+    }
+
+    /// A peer on the local network of network namespace `netns` (run
+    /// through `ip netns exec`, as root), announcing its session unless
+    /// `ARGS` say `--no-announce`: for the LAN discovery tests.
+    pub fn spawn_in_netns(
+        netns: &str,
+        program: &Path,
+        name: &str,
+        dir: &Path,
+        args: &[String],
+    ) -> Result<PeerProcess, HarnessError> {
+        let mut args = args.to_vec();
+        if !args.iter().any(|a| a == "--output") {
+            args.extend(["--output".into(), "null".into()]);
+        }
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "synfony=debug".into());
+        PeerProcess::spawn_in(Some(netns), program, name, dir, &args, &log)
+    }
+
+    fn spawn_in(
+        netns: Option<&str>,
         program: &Path,
         name: &str,
         dir: &Path,
@@ -106,7 +143,15 @@ impl PeerProcess {
             args.push("--data-dir".into());
             args.push(dir.join(format!("{name}.data")).display().to_string());
         }
-        let mut child = Command::new(program)
+        let mut command = match netns {
+            None => Command::new(program),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+        };
+        let mut child = command
             .arg("--headless")
             .arg("--name")
             .arg(name)

@@ -26,7 +26,9 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
 use super::device_clock::DeviceClock;
 use super::server_latency::ServerLatency;
-use super::{Context, DEVICE_BUFFER_FRAMES, Output, OutputError, OutputStats, Player, Worker};
+use super::{
+    Context, DEVICE_BUFFER_FRAMES, Output, OutputError, OutputStats, Player, Refused, Worker,
+};
 use crate::audio::engine::MAX_BLOCK_FRAMES;
 use crate::audio::{CHANNELS, ENGINE_RATE_HZ};
 use crate::host_clock::monotonic_ns;
@@ -211,10 +213,59 @@ pub struct CpalDevice {
 
 impl CpalDevice {
     pub fn default_device() -> Result<CpalDevice, OutputError> {
+        quiet_alsa();
         let host = cpal::default_host();
         let device = default_output(&host)?;
         let name = device_name(&device);
         Ok(CpalDevice { host, device, name })
+    }
+}
+
+/// libasound prints its own errors to stderr (a dozen lines when a machine
+/// has no sound card) besides returning them, which cpal turns into the
+/// errors this module reports once. Its lines go to the debug log instead.
+fn quiet_alsa() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::{c_char, c_int};
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        unsafe extern "C" fn to_debug_log(
+            file: *const c_char,
+            line: c_int,
+            function: *const c_char,
+            err: c_int,
+            _fmt: *const c_char,
+        ) {
+            let text = |p: *const c_char| {
+                if p.is_null() {
+                    String::new()
+                } else {
+                    // SAFETY: libasound passes NUL-terminated strings (or null).
+                    unsafe { std::ffi::CStr::from_ptr(p) }
+                        .to_string_lossy()
+                        .into_owned()
+                }
+            };
+            tracing::debug!(
+                file = text(file),
+                line,
+                function = text(function),
+                err,
+                "libasound reported an error"
+            );
+        }
+        ONCE.call_once(|| {
+            type Fixed =
+                unsafe extern "C" fn(*const c_char, c_int, *const c_char, c_int, *const c_char);
+            // SAFETY: the handler type is variadic; ours takes the fixed
+            // arguments only and never reads the rest, which the C calling
+            // conventions of Linux targets allow (callers clean up).
+            let handler = unsafe {
+                std::mem::transmute::<Fixed, alsa_sys::snd_lib_error_handler_t>(to_debug_log)
+            };
+            // SAFETY: a static function pointer, valid for the process.
+            unsafe { alsa_sys::snd_lib_error_set_handler(handler) };
+        });
     }
 }
 
@@ -403,7 +454,7 @@ impl Output for CpalDevice {
         format!("device '{}'", self.name)
     }
 
-    fn start(self: Box<Self>, ctx: Context) -> Result<Worker, OutputError> {
+    fn start(self: Box<Self>, ctx: Context) -> Result<Worker, Refused> {
         let Context {
             player,
             stop,
@@ -419,8 +470,16 @@ impl Output for CpalDevice {
             let mut idle = Some(player);
             let mut live = match open(&device, &name, &mut idle, &stats) {
                 Ok(p) => Some(p),
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
+                Err(error) => {
+                    // The player back, for another output to play it.
+                    let ctx = idle.take().map(|player| {
+                        Box::new(Context {
+                            player,
+                            stop,
+                            errors,
+                        })
+                    });
+                    let _ = ready_tx.send(Err(Refused { error, ctx }));
                     return;
                 }
             };

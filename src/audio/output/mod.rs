@@ -107,9 +107,7 @@ pub enum OutputError {
     Period(usize),
     #[error("--device-drift-ppm {0} is not a number within ±{MAX_DEVICE_DRIFT_PPM}")]
     Drift(f64),
-    #[error(
-        "no sound device: {0} (a machine without a sound card can use --output null, wav:PATH or raw:PATH)"
-    )]
+    #[error("no sound device: {0}")]
     NoDevice(String),
     #[error("sound device '{device}': {cause}")]
     Device { device: String, cause: String },
@@ -232,8 +230,22 @@ pub trait Output {
     /// What the user would call it, for messages.
     fn describe(&self) -> String;
     /// Starts playing on a thread of its own, which owns the player from now
-    /// on; returns once the device is open (or failed to open).
-    fn start(self: Box<Self>, ctx: Context) -> Result<Worker, OutputError>;
+    /// on; returns once the device is open (or failed to open, giving the
+    /// context back when it can, for another output to start with).
+    fn start(self: Box<Self>, ctx: Context) -> Result<Worker, Refused>;
+}
+
+/// An output that did not start: why, and what it was given if it could
+/// give it back.
+pub struct Refused {
+    pub error: OutputError,
+    pub ctx: Option<Box<Context>>,
+}
+
+impl From<OutputError> for Refused {
+    fn from(error: OutputError) -> Refused {
+        Refused { error, ctx: None }
+    }
 }
 
 /// A thread an output runs on. The thread holds `done`'s sender, so the
@@ -261,16 +273,16 @@ impl Worker {
     /// (`Err`, after which the thread is finished).
     fn started(
         self,
-        ready: mpsc::Receiver<Result<(), OutputError>>,
+        ready: mpsc::Receiver<Result<(), Refused>>,
         what: &str,
-    ) -> Result<Worker, OutputError> {
+    ) -> Result<Worker, Refused> {
         match ready.recv() {
             Ok(Ok(())) => Ok(self),
             Ok(Err(e)) => {
                 self.finish(STOP_TIMEOUT);
                 Err(e)
             }
-            Err(_) => Err(OutputError::Thread(format!("{what} died"))),
+            Err(_) => Err(OutputError::Thread(format!("{what} died")).into()),
         }
     }
 
@@ -347,6 +359,15 @@ pub fn start(
     engine: Engine,
     cfg: &OutputConfig,
 ) -> Result<Running, OutputError> {
+    let (mut running, ctx) = prepare(engine, cfg)?;
+    // On failure, dropping `running` stops the report writer.
+    running.device = Some(output.start(ctx).map_err(|r| r.error)?);
+    Ok(running)
+}
+
+/// What every output starts with: the report writer (if asked) and the
+/// player.
+fn prepare(engine: Engine, cfg: &OutputConfig) -> Result<(Running, Context), OutputError> {
     let stats = Arc::new(OutputStats::default());
     let (err_tx, errors) = mpsc::channel();
     let mut running = Running {
@@ -375,7 +396,54 @@ pub fn start(
         stop: running.stop.clone(),
         errors: err_tx,
     };
+    Ok((running, ctx))
+}
+
+/// An output started by [`open`].
+pub struct Opened {
+    pub running: Running,
+    /// What plays, as the backend describes itself.
+    pub described: String,
+    /// The sound device asked for did not open, and why: the null device
+    /// plays instead (to be said once, by the caller).
+    pub fallback: Option<OutputError>,
+}
+
+/// Starts `engine` on the output `kind`, with the report writer if asked. A
+/// sound device that cannot be opened gives way to the null device, so a
+/// peer without one still keeps time with its session.
+pub fn open(kind: &OutputKind, engine: Engine, cfg: &OutputConfig) -> Result<Opened, OutputError> {
+    let (mut running, ctx) = prepare(engine, cfg)?;
+    let may_fall_back = *kind == OutputKind::Device;
     // On failure, dropping `running` stops the report writer.
-    running.device = Some(output.start(ctx)?);
-    Ok(running)
+    let (ctx, why) = match backend(kind, cfg) {
+        Ok(output) => {
+            let described = output.describe();
+            match output.start(ctx) {
+                Ok(worker) => {
+                    running.device = Some(worker);
+                    return Ok(Opened {
+                        running,
+                        described,
+                        fallback: None,
+                    });
+                }
+                Err(Refused {
+                    error,
+                    ctx: Some(ctx),
+                }) if may_fall_back => (*ctx, error),
+                Err(r) => return Err(r.error),
+            }
+        }
+        Err(error) if may_fall_back => (ctx, error),
+        Err(e) => return Err(e),
+    };
+    let null = backend(&OutputKind::Null, cfg)?;
+    let described = format!("{} (no sound device)", null.describe());
+    running.device = Some(null.start(ctx).map_err(|r| r.error)?);
+    Ok(Opened {
+        running,
+        described,
+        fallback: Some(why),
+    })
 }

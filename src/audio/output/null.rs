@@ -7,7 +7,8 @@ use std::sync::mpsc;
 
 use super::sink::Sink;
 use super::{
-    Context, MAX_DEVICE_DRIFT_PPM, Output, OutputError, PERIOD_FRAMES_RANGE, RENDER_LEAD_NS, Worker,
+    Context, MAX_DEVICE_DRIFT_PPM, Output, OutputError, PERIOD_FRAMES_RANGE, RENDER_LEAD_NS,
+    Refused, Worker,
 };
 use crate::audio::{CHANNELS, ENGINE_RATE_HZ};
 use crate::host_clock::monotonic_ns;
@@ -83,7 +84,7 @@ impl Output for NullDevice {
         }
     }
 
-    fn start(self: Box<Self>, ctx: Context) -> Result<Worker, OutputError> {
+    fn start(self: Box<Self>, ctx: Context) -> Result<Worker, Refused> {
         let Context {
             mut player,
             stop,
@@ -101,7 +102,7 @@ impl Output for NullDevice {
             let mut ready = Some(ready_tx);
             let mut started = |r: Result<(), OutputError>| {
                 if let Some(tx) = ready.take() {
-                    let _ = tx.send(r);
+                    let _ = tx.send(r.map_err(Refused::from));
                 }
             };
             let mut sink = match Sink::open(&self.sink, &stop, || started(Ok(()))) {

@@ -141,6 +141,7 @@ impl Default for Config {
 
 /// How this peer enters the session.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per run, moved once
 pub enum Start {
     /// A new session, with this peer's clock as its time base.
     Create { state: SessionState },

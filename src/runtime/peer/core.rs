@@ -106,6 +106,14 @@ pub(super) enum Input {
     Added(Added),
     /// The worker wrote the library file.
     LibrarySaved(Result<(), String>),
+    /// An mDNS announcement was heard (from `discovery`'s browsing task).
+    Sighted {
+        instance: String,
+        addrs: Vec<std::net::SocketAddr>,
+        announcement: Result<crate::runtime::lan::Announcement, crate::runtime::lan::LanError>,
+    },
+    /// An mDNS announcement was withdrawn or expired.
+    Unsighted(String),
     /// The worker read a chunk to serve.
     ChunkRead {
         to: PeerId,
@@ -182,6 +190,8 @@ pub(super) struct Core {
     /// Peers and what they sent that no honest peer sends, said once each
     /// (at most [`MAX_OFFENDERS_SAID`]).
     pub offenders: std::collections::BTreeSet<(PeerId, &'static str)>,
+    /// LAN discovery: announcing this session, hearing others.
+    pub lan: super::discovery::Lan,
 }
 
 /// Offences said at warn level (one line each); later ones go to debug only.
@@ -227,7 +237,7 @@ impl Core {
         tokio::time::Instant::now() + Duration::from_nanos(ahead_ns.max(0) as u64)
     }
 
-    fn emit(&mut self, e: PeerEvent) {
+    pub(super) fn emit(&mut self, e: PeerEvent) {
         (self.events)(e, &self.stems);
     }
 
@@ -346,6 +356,12 @@ impl Core {
                 self.emit(PeerEvent::Song(song));
                 self.library.touch();
             }
+            Input::Sighted {
+                instance,
+                addrs,
+                announcement,
+            } => self.on_sighted(instance, addrs, announcement),
+            Input::Unsighted(instance) => self.on_unsighted(instance),
             Input::ChunkRead {
                 to,
                 request_id,
@@ -413,7 +429,7 @@ impl Core {
     }
 
     /// Does what the links decided.
-    fn apply_links(&mut self) {
+    pub(super) fn apply_links(&mut self) {
         while let Some(action) = self.links.poll_action() {
             let now = self.clock.now_ns();
             match action {
@@ -514,6 +530,7 @@ impl Core {
                 let peers = self.session.peers(now);
                 self.emit(PeerEvent::Peers(peers));
             }
+            Command::Discover => self.on_discover(),
             Command::Quit => self.quit = true,
             Command::Add { song, paths } => {
                 // Decoded and hashed on the worker; announced when done.
@@ -618,6 +635,7 @@ impl Core {
         self.room.handle_timeout(now);
         self.room.refocus(now);
         self.library.handle_timeout(now);
+        self.lan_tick(now);
         self.retry_song();
         if let Some(state) = self.last_scheduled.clone() {
             self.cue_next(&state);
@@ -1148,6 +1166,7 @@ impl Core {
     }
 
     async fn shutdown(&mut self, rx: &mut mpsc::Receiver<Input>) {
+        self.lan_shutdown();
         self.session.leave("quit");
         self.drain();
         self.links.close_all();

@@ -47,6 +47,10 @@ pub const FIRST_BACKOFF_NS: i64 = 250_000_000;
 /// (the handshake's own limit: the far end has settled by then).
 pub const LINGER_NS: i64 = 3_000_000_000;
 
+/// Join addresses at most, those given and those found on the network
+/// (`--join auto`): a few members' interfaces.
+pub const MAX_JOINS: usize = 32;
+
 /// Links at most: a session's worth ([`crate::protocol::message::MAX_PEERS`]).
 /// A connection from a new peer beyond it is closed after its handshake, so
 /// a flood of made-up members cannot grow what each link holds (queues, tasks,
@@ -236,6 +240,24 @@ impl Links {
             lingering: BTreeMap::new(),
             actions: VecDeque::new(),
         }
+    }
+
+    /// Another address to join through (a member found on the network for
+    /// `--join auto`), dialled like a `--join` address: at once if this peer
+    /// is not yet in a session. Returns false for an address already known,
+    /// or past [`MAX_JOINS`].
+    pub fn add_join(&mut self, now_ns: i64, spec: String) -> bool {
+        if self.joins.len() >= MAX_JOINS || self.joins.iter().any(|j| j.spec == spec) {
+            return false;
+        }
+        self.joins.push(Join {
+            spec,
+            next_try_ns: now_ns,
+            backoff_ns: FIRST_BACKOFF_NS,
+            in_flight: false,
+            last_error: None,
+        });
+        true
     }
 
     /// The connection that is `peer`'s link.
@@ -651,6 +673,39 @@ mod tests {
         assert_eq!(drain(&mut a), vec![dial.clone()]);
         a.handle_dial_failed(now, DialTarget::Join(0), &refused());
         assert_eq!(a.poll_timeout(), Some(now + 250 * MS));
+    }
+
+    /// Members found on the network (`--join auto`) are joined through like
+    /// `--join` addresses: dialled at once, each once, at most `MAX_JOINS`.
+    #[test]
+    fn joins_found_later_are_dialled_at_once_and_bounded() {
+        let mut a = Links::new(A, vec![], 0);
+        assert_eq!(a.poll_timeout(), None, "nothing to join yet");
+        assert!(a.add_join(5 * MS, "10.0.0.2:7878".into()));
+        assert!(!a.add_join(6 * MS, "10.0.0.2:7878".into()), "known");
+        assert_eq!(a.poll_timeout(), Some(5 * MS));
+        a.handle_timeout(6 * MS);
+        assert_eq!(
+            drain(&mut a),
+            vec![Action::Dial {
+                target: DialTarget::Join(0),
+                addr: DialAddr::Spec("10.0.0.2:7878".into()),
+            }]
+        );
+        for i in 1..MAX_JOINS {
+            assert!(a.add_join(7 * MS, format!("10.0.1.{i}:7878")));
+        }
+        assert!(!a.add_join(7 * MS, "10.0.2.1:7878".into()), "bounded");
+        // Linked through one: the others wait.
+        a.handle_connected(8 * MS, 3, B, Some(DialTarget::Join(0)));
+        drain(&mut a);
+        a.handle_timeout(9 * MS);
+        assert!(
+            !drain(&mut a)
+                .iter()
+                .any(|x| matches!(x, Action::Dial { .. })),
+            "no joins while in the session"
+        );
     }
 
     /// A peer that links to a joiner first (a hostile one, say) does not

@@ -21,6 +21,7 @@
 //! - `worker.rs`: the blocking thread for slow file work.
 
 mod core;
+mod discovery;
 mod links;
 mod queues;
 mod slots;
@@ -45,6 +46,8 @@ use crate::protocol::message::PeerInfo;
 use crate::protocol::{self, Session, SessionState, SongRef, Start, frames_to_ns};
 
 use self::core::{Core, Input};
+use self::discovery::Lan;
+pub use self::discovery::{AutoJoin, Discovery};
 use self::links::Links;
 use self::worker::Worker;
 use super::auth::Secret;
@@ -83,6 +86,8 @@ pub struct PeerOptions {
     pub song_name: Option<String>,
     /// Files given at start that did not load, and why: `skipped` events.
     pub skipped: Vec<(std::path::PathBuf, String)>,
+    /// LAN discovery: the session's name, announcing it, `--join auto`.
+    pub discovery: Discovery,
     /// No stems were given (the demo song plays otherwise): a new session
     /// resumes the current song kept in `data_dir` (see
     /// `crate::library::setlist`).
@@ -337,6 +342,8 @@ async fn run(
     (tx, rx): (mpsc::Sender<Input>, mpsc::Receiver<Input>),
     describe: Describer,
 ) -> Result<(), PeerError> {
+    // A session is created unless one is joined, by address or found.
+    let creating = opts.joins.is_empty() && opts.discovery.auto_join == AutoJoin::Off;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|cause| PeerError::Listen {
@@ -364,7 +371,7 @@ async fn run(
     let wake_tx = tx.clone();
     let mut room = RoomShell::new(
         &opts.stems,
-        opts.joins.is_empty(),
+        creating,
         opts.cache_dir.clone(),
         opts.prefetch_ns,
         stats.clone(),
@@ -385,9 +392,11 @@ async fn run(
         Engine::with_stats(room.own_streamers(), ENGINE_RATE_HZ, stats);
     let engine = engine.with_song(start_ref.song.0);
     drop(opts.stems);
-    let backend = output::backend(&opts.output, &opts.output_cfg)?;
-    let described = backend.describe();
-    let running = output::start(backend, engine, &opts.output_cfg)?;
+    let output::Opened {
+        running,
+        described,
+        fallback,
+    } = output::open(&opts.output, engine, &opts.output_cfg)?;
     if let Some(started) = started {
         let _ = started.try_send(Started {
             meters: engine_handle.meters.clone(),
@@ -396,7 +405,6 @@ async fn run(
         });
     }
 
-    let creating = opts.joins.is_empty();
     // A new session takes up the set list kept here (a joiner takes the
     // session's): its queue, and its current song too when no stems were
     // given.
@@ -417,7 +425,9 @@ async fn run(
             Some(Err(e)) => kept_error = Some(e),
             _ => {}
         }
-        Start::Create { state }
+        Start::Create {
+            state: state.named(&opts.discovery.session),
+        }
     } else {
         Start::Join
     };
@@ -438,7 +448,7 @@ async fn run(
             share: net::share_address(me.advertise),
             stems: stem_names.clone(),
             output: described,
-            joining: !opts.joins.is_empty(),
+            joining: !creating,
         }),
         &stem_names,
     );
@@ -447,6 +457,11 @@ async fn run(
         events(PeerEvent::Skipped { path, reason }, &stem_names);
     }
     if let Some(e) = kept_error {
+        warn!("{e}");
+        events(PeerEvent::Error(e), &stem_names);
+    }
+    if let Some(e) = fallback {
+        let e = format!("{e}; playing on the null device instead (in time, silent)");
         warn!("{e}");
         events(PeerEvent::Error(e), &stem_names);
     }
@@ -475,6 +490,7 @@ async fn run(
     let describe_job = room.describe_job(describe);
     worker.run(move || Input::Described(describe_job()));
 
+    let lan = Lan::new(opts.discovery, me.peer_id());
     let mut core = Core {
         clock,
         session,
@@ -511,12 +527,14 @@ async fn run(
         go_live_at: None,
         seek_hint_until_ns: None,
         offenders: Default::default(),
+        lan,
     };
     if let Some((_, state)) = core.session.latest() {
         // A new session: play its (paused) state from now on.
         let state = state.clone();
         core.schedule(0, &state);
     }
+    core.lan_start();
     core.run(rx).await;
     Ok(())
 }
@@ -564,6 +582,7 @@ mod tests {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise: None,
             joins: vec![],
+            discovery: Discovery::off("test"),
             name: "hashing".into(),
             secret: None,
             clock: LocalClock::REAL,
@@ -613,6 +632,7 @@ mod tests {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise: None,
             joins: vec![],
+            discovery: Discovery::off("test"),
             name: "direct".into(),
             secret: None,
             clock: LocalClock::REAL,

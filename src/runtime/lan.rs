@@ -1,0 +1,411 @@
+//! Finding sessions on the local network, sans-IO: what a peer announces (an
+//! mDNS service `_synfony._tcp` whose TXT record says the session's name and
+//! members), what it makes of the announcements it hears, and which session
+//! `--join auto` joins. The mDNS daemon itself is `peer::mdns`'s business;
+//! nothing here touches a socket or a clock.
+//!
+//! Announcements are unauthenticated: anyone on the network can announce a
+//! session or answer for one. Nothing here is trusted beyond "an address to
+//! try": a link still needs the handshake (and the passphrase), and the links
+//! state machine already bounds what dialling made-up addresses costs. The
+//! table is bounded ([`MAX_SIGHTINGS`]) and every TXT value is checked.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::protocol::PeerId;
+use crate::protocol::message::{MAX_NAME_BYTES, MAX_PEERS};
+use crate::wire::PROTOCOL_VERSION;
+
+/// The DNS-SD service type every peer announces.
+pub const SERVICE_TYPE: &str = "_synfony._tcp.local.";
+
+/// Announcements remembered at most (a session's worth several times over);
+/// past it, the oldest is forgotten.
+pub const MAX_SIGHTINGS: usize = 256;
+
+/// Addresses kept of one announcement (a host's interfaces).
+pub const MAX_ADDRS: usize = 8;
+
+/// What one peer announces of its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    /// The session's name (`--session`, learned from the session by joiners).
+    pub session: String,
+    /// The announcing peer's display name.
+    pub name: String,
+    /// Members of the session as the announcer sees them, itself included.
+    pub peers: u32,
+    /// The session has a passphrase.
+    pub private: bool,
+    /// The protocol the announcer speaks (peers of another cannot link).
+    pub version: u16,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LanError {
+    #[error("announcement without '{0}'")]
+    Missing(&'static str),
+    #[error("announcement's '{key}' is not valid: {value:?}")]
+    Invalid { key: &'static str, value: String },
+    #[error("mDNS: {0}")]
+    Mdns(String),
+}
+
+impl Announcement {
+    /// The TXT record's key–value pairs (each well under 255 bytes: names are
+    /// at most [`MAX_NAME_BYTES`]).
+    pub fn txt(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("v", self.version.to_string()),
+            ("session", self.session.clone()),
+            ("name", self.name.clone()),
+            ("peers", self.peers.to_string()),
+            ("private", u8::from(self.private).to_string()),
+        ]
+    }
+
+    /// An announcement from a TXT record's values (`get(key)`), checked:
+    /// names within [`MAX_NAME_BYTES`], members within [`MAX_PEERS`].
+    pub fn from_txt<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Announcement, LanError> {
+        let text = |key: &'static str| -> Result<String, LanError> {
+            let value = get(key).ok_or(LanError::Missing(key))?;
+            if value.len() > MAX_NAME_BYTES || value.chars().any(char::is_control) {
+                return Err(LanError::Invalid {
+                    key,
+                    value: value.chars().take(80).collect(),
+                });
+            }
+            Ok(value.to_string())
+        };
+        let number = |key: &'static str, max: u64| -> Result<u64, LanError> {
+            let value = get(key).ok_or(LanError::Missing(key))?;
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| LanError::Invalid {
+                    key,
+                    value: value.chars().take(80).collect(),
+                })
+        };
+        Ok(Announcement {
+            version: number("v", u64::from(u16::MAX))? as u16,
+            session: text("session")?,
+            name: text("name")?,
+            peers: number("peers", MAX_PEERS as u64)? as u32,
+            private: number("private", 1)? == 1,
+        })
+    }
+}
+
+/// The mDNS instance name a peer announces under: its id, unique on the
+/// network (so no name probing is needed).
+pub fn instance_name(me: PeerId) -> String {
+    me.to_string()
+}
+
+/// A session found on the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundSession {
+    pub name: String,
+    /// A member's address to join through (the first-found member's, an
+    /// IPv4 one when it has one).
+    pub addr: SocketAddr,
+    /// Members, as the member that sees most of them says.
+    pub peers: u32,
+    pub private: bool,
+    /// Its members speak this build's protocol.
+    pub compatible: bool,
+}
+
+/// One announcement heard.
+#[derive(Clone, Debug)]
+struct Sighting {
+    announcement: Announcement,
+    addrs: Vec<SocketAddr>,
+    /// When it was first heard (for "first found"): a counter, not a clock.
+    first_seen: u64,
+}
+
+/// The announcements heard, by mDNS instance, and the sessions they make.
+#[derive(Debug)]
+pub struct Sightings {
+    /// This peer's own instance (never listed).
+    me: String,
+    by_instance: BTreeMap<String, Sighting>,
+    next_seen: u64,
+}
+
+impl Sightings {
+    pub fn new(me: String) -> Sightings {
+        Sightings {
+            me,
+            by_instance: BTreeMap::new(),
+            next_seen: 0,
+        }
+    }
+
+    /// An announcement was heard (or heard again, changed) from `instance`
+    /// at `addrs`. Returns whether the sessions listed changed.
+    pub fn handle_resolved(
+        &mut self,
+        instance: &str,
+        addrs: Vec<SocketAddr>,
+        announcement: Announcement,
+    ) -> bool {
+        if instance == self.me || addrs.is_empty() {
+            return false;
+        }
+        let before = self.sessions();
+        let mut addrs = usable(addrs);
+        addrs.truncate(MAX_ADDRS);
+        if addrs.is_empty() {
+            return false;
+        }
+        match self.by_instance.get_mut(instance) {
+            Some(s) => {
+                s.announcement = announcement;
+                s.addrs = addrs;
+            }
+            None => {
+                if self.by_instance.len() >= MAX_SIGHTINGS
+                    && let Some(oldest) = (self.by_instance.iter())
+                        .min_by_key(|(_, s)| s.first_seen)
+                        .map(|(k, _)| k.clone())
+                {
+                    self.by_instance.remove(&oldest);
+                }
+                self.by_instance.insert(
+                    instance.chars().take(MAX_NAME_BYTES).collect(),
+                    Sighting {
+                        announcement,
+                        addrs,
+                        first_seen: self.next_seen,
+                    },
+                );
+                self.next_seen += 1;
+            }
+        }
+        self.sessions() != before
+    }
+
+    /// `instance` said goodbye (or its record expired). Returns whether the
+    /// sessions listed changed.
+    pub fn handle_removed(&mut self, instance: &str) -> bool {
+        let before = self.sessions();
+        self.by_instance.remove(instance);
+        self.sessions() != before
+    }
+
+    /// The sessions heard of, in the order their first member was heard.
+    /// Announcements of one session name make one session.
+    pub fn sessions(&self) -> Vec<FoundSession> {
+        let mut sightings: Vec<&Sighting> = self.by_instance.values().collect();
+        sightings.sort_by_key(|s| s.first_seen);
+        let mut found: Vec<FoundSession> = Vec::new();
+        for s in sightings {
+            let a = &s.announcement;
+            let compatible = a.version == PROTOCOL_VERSION;
+            match found.iter_mut().find(|f| f.name == a.session) {
+                Some(f) => {
+                    f.peers = f.peers.max(a.peers);
+                    f.private |= a.private;
+                    // Reached through a member that speaks our protocol if any.
+                    if compatible && !f.compatible {
+                        f.addr = s.addrs[0];
+                        f.compatible = true;
+                    }
+                }
+                None => found.push(FoundSession {
+                    name: a.session.clone(),
+                    addr: s.addrs[0],
+                    peers: a.peers.max(1),
+                    private: a.private,
+                    compatible,
+                }),
+            }
+        }
+        found
+    }
+
+    /// Addresses of every member of session `name` that speaks this build's
+    /// protocol, first-found member first.
+    pub fn addrs_of(&self, name: &str) -> Vec<SocketAddr> {
+        let mut sightings: Vec<&Sighting> = (self.by_instance.values())
+            .filter(|s| s.announcement.session == name)
+            .filter(|s| s.announcement.version == PROTOCOL_VERSION)
+            .collect();
+        sightings.sort_by_key(|s| s.first_seen);
+        sightings
+            .into_iter()
+            .flat_map(|s| s.addrs.iter().copied())
+            .collect()
+    }
+
+    /// The session `--join auto` joins: the one named `wanted`, or else the
+    /// first found, among those whose members speak this build's protocol.
+    pub fn choose(&self, wanted: Option<&str>) -> Option<FoundSession> {
+        self.sessions()
+            .into_iter()
+            .filter(|f| f.compatible)
+            .find(|f| wanted.is_none_or(|w| f.name == w))
+    }
+}
+
+/// The addresses worth dialling, IPv4 first: IPv6 link-local addresses need
+/// an interface scope a `HOST:PORT` join cannot carry, and unspecified or
+/// multicast addresses reach nobody.
+fn usable(mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    addrs.retain(|a| match a.ip() {
+        IpAddr::V4(ip) => !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast(),
+        IpAddr::V6(ip) => !ip.is_unspecified() && !ip.is_multicast() && !ip.is_unicast_link_local(),
+    });
+    addrs.sort_by_key(|a| (a.is_ipv6(), a.ip().is_loopback(), *a));
+    addrs.dedup();
+    addrs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(session: &str, peers: u32) -> Announcement {
+        Announcement {
+            session: session.into(),
+            name: "pi".into(),
+            peers,
+            private: false,
+            version: PROTOCOL_VERSION,
+        }
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// Parses a TXT record given as pairs.
+    fn parse(pairs: &[(&str, String)]) -> Result<Announcement, LanError> {
+        Announcement::from_txt(|k| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.as_str())
+        })
+    }
+
+    #[test]
+    fn txt_round_trips_and_bad_values_are_named() {
+        let a = Announcement {
+            private: true,
+            ..ann("Friday jam ♪", 3)
+        };
+        let txt = a.txt();
+        assert_eq!(parse(&txt), Ok(a));
+
+        let without: Vec<_> = txt.iter().filter(|(k, _)| *k != "peers").cloned().collect();
+        assert_eq!(parse(&without), Err(LanError::Missing("peers")));
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        for (key, value) in [
+            ("peers", "-1"),
+            ("peers", "65"),
+            ("peers", "lots"),
+            ("private", "2"),
+            ("v", "70000"),
+            ("session", "tab\there"),
+            ("name", long.as_str()),
+        ] {
+            let bad: Vec<_> = (txt.iter())
+                .map(|(k, v)| {
+                    (
+                        *k,
+                        if *k == key {
+                            value.to_string()
+                        } else {
+                            v.clone()
+                        },
+                    )
+                })
+                .collect();
+            assert!(
+                matches!(parse(&bad), Err(LanError::Invalid { key: k, .. }) if k == key),
+                "{key}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn members_of_one_session_make_one_entry_and_the_first_found_leads() {
+        let mut s = Sightings::new("me".into());
+        assert!(s.handle_resolved("a", vec![addr("192.168.1.20:7878")], ann("jam", 2)));
+        assert!(s.handle_resolved("b", vec![addr("192.168.1.21:7878")], ann("jam", 3)));
+        assert!(s.handle_resolved("c", vec![addr("192.168.1.30:7878")], ann("quartet", 1)));
+        // Our own announcement is never listed.
+        assert!(!s.handle_resolved("me", vec![addr("192.168.1.9:7878")], ann("mine", 1)));
+        let found = s.sessions();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].name, "jam");
+        assert_eq!(found[0].addr, addr("192.168.1.20:7878"));
+        assert_eq!(found[0].peers, 3, "the member that sees most");
+        assert_eq!(found[1].name, "quartet");
+        assert_eq!(
+            s.addrs_of("jam"),
+            vec![addr("192.168.1.20:7878"), addr("192.168.1.21:7878")]
+        );
+        // Heard again unchanged: nothing to say.
+        assert!(!s.handle_resolved("b", vec![addr("192.168.1.21:7878")], ann("jam", 3)));
+        // The first member leaves: the session goes on through the other.
+        assert!(s.handle_removed("a"));
+        assert_eq!(s.sessions()[0].addr, addr("192.168.1.21:7878"));
+        assert!(!s.handle_removed("nobody"));
+    }
+
+    #[test]
+    fn auto_join_takes_the_named_session_or_the_first_compatible_one() {
+        let mut s = Sightings::new("me".into());
+        assert_eq!(s.choose(None), None);
+        let old = Announcement {
+            version: PROTOCOL_VERSION - 1,
+            ..ann("old", 1)
+        };
+        s.handle_resolved("o", vec![addr("10.0.0.1:7878")], old);
+        assert_eq!(s.choose(None), None, "another protocol is no choice");
+        assert!(!s.sessions()[0].compatible);
+        s.handle_resolved("a", vec![addr("10.0.0.2:7878")], ann("first", 1));
+        s.handle_resolved("b", vec![addr("10.0.0.3:7878")], ann("second", 1));
+        assert_eq!(s.choose(None).unwrap().name, "first");
+        assert_eq!(s.choose(Some("second")).unwrap().name, "second");
+        assert_eq!(s.choose(Some("third")), None);
+    }
+
+    #[test]
+    fn addresses_are_filtered_ordered_and_bounded() {
+        let mut s = Sightings::new("me".into());
+        let addrs = vec![
+            addr("[fe80::1]:7878"),
+            addr("[2001:db8::1]:7878"),
+            addr("0.0.0.0:7878"),
+            addr("127.0.0.1:7878"),
+            addr("192.168.1.20:7878"),
+        ];
+        s.handle_resolved("a", addrs, ann("jam", 1));
+        assert_eq!(
+            s.addrs_of("jam"),
+            vec![
+                addr("192.168.1.20:7878"),
+                addr("127.0.0.1:7878"),
+                addr("[2001:db8::1]:7878")
+            ]
+        );
+        assert!(!s.handle_resolved("b", vec![addr("[fe80::2]:1")], ann("x", 1)));
+        for i in 0..(MAX_SIGHTINGS + 10) {
+            s.handle_resolved(
+                &format!("p{i}"),
+                vec![addr("10.0.0.1:1")],
+                ann(&format!("s{i}"), 1),
+            );
+        }
+        assert_eq!(s.by_instance.len(), MAX_SIGHTINGS);
+        assert!(!s.by_instance.contains_key("a"), "the oldest is forgotten");
+    }
+}

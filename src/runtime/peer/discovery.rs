@@ -1,0 +1,389 @@
+//! LAN discovery's shell: the mDNS daemon (mdns-sd runs its own thread) that
+//! announces this peer's session and hears others', in front of the sans-IO
+//! [`crate::runtime::lan::Sightings`]. What is heard reaches the core as
+//! [`Input::Sighted`] and [`Input::Unsighted`]; the core decides what to
+//! announce and whom `--join auto` dials.
+
+use std::net::{IpAddr, SocketAddr};
+
+use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use crate::protocol::PeerId;
+use crate::protocol::message::{MAX_NAME_BYTES, MAX_PEERS};
+use crate::runtime::events::PeerEvent;
+use crate::runtime::lan::{self, Announcement, LanError, SERVICE_TYPE};
+use crate::wire::PROTOCOL_VERSION;
+
+use super::core::{Core, Input};
+
+/// What a peer does about the local network (the CLI's `--session`,
+/// `--no-announce` and `--join auto`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Discovery {
+    /// The name of the session this peer creates.
+    pub session: String,
+    /// Announce the session this peer is in.
+    pub announce: bool,
+    /// `--join auto`: join a session found on the network (the one named
+    /// `session` if `named`, else the first found).
+    pub auto_join: AutoJoin,
+    /// Listen for announcements from the start (the window lists them);
+    /// otherwise from the first `discover`, or when announcing or joining
+    /// automatically.
+    pub browse: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AutoJoin {
+    Off,
+    /// The first session found.
+    Any,
+    /// The session of this name.
+    Named(String),
+}
+
+impl Discovery {
+    /// No mDNS at all (tests, and peers started from code).
+    pub fn off(session: &str) -> Discovery {
+        Discovery {
+            session: session.to_string(),
+            announce: false,
+            auto_join: AutoJoin::Off,
+            browse: false,
+        }
+    }
+
+    /// Whether the daemon is needed from the start.
+    pub fn needed_at_start(&self) -> bool {
+        self.announce || self.browse || self.auto_join != AutoJoin::Off
+    }
+}
+
+impl From<mdns_sd::Error> for LanError {
+    fn from(e: mdns_sd::Error) -> LanError {
+        LanError::Mdns(e.to_string())
+    }
+}
+
+/// The mDNS daemon, browsing for sessions, and what it announces.
+pub(super) struct Mdns {
+    daemon: ServiceDaemon,
+    instance: String,
+    /// The full name registered, once announced.
+    registered: Option<String>,
+}
+
+impl Mdns {
+    /// Starts the daemon and browses for sessions; what it hears goes to
+    /// `inputs` from a task of its own.
+    pub fn start(me: PeerId, inputs: mpsc::Sender<Input>) -> Result<Mdns, LanError> {
+        let daemon = ServiceDaemon::new()?;
+        let events = daemon.browse(SERVICE_TYPE)?;
+        tokio::spawn(async move {
+            while let Ok(event) = events.recv_async().await {
+                let input = match event {
+                    ServiceEvent::ServiceResolved(r) => Input::Sighted {
+                        instance: instance_of(&r.fullname),
+                        addrs: (r.addresses.iter())
+                            .map(|ip| SocketAddr::new(ip.to_ip_addr(), r.port))
+                            .collect(),
+                        announcement: Announcement::from_txt(|k| r.get_property_val_str(k)),
+                    },
+                    ServiceEvent::ServiceRemoved(_, fullname) => {
+                        Input::Unsighted(instance_of(&fullname))
+                    }
+                    _ => continue,
+                };
+                if inputs.send(input).await.is_err() {
+                    break;
+                }
+            }
+            debug!("mDNS browsing ended");
+        });
+        Ok(Mdns {
+            daemon,
+            instance: lan::instance_name(me),
+            registered: None,
+        })
+    }
+
+    /// Announces (or announces anew, changed) `a`, reachable at port `port`
+    /// of `ip` (`None`: every address of this host, kept up to date).
+    pub fn announce(
+        &mut self,
+        a: &Announcement,
+        ip: Option<IpAddr>,
+        port: u16,
+    ) -> Result<(), LanError> {
+        let host = format!("synfony-{}.local.", self.instance);
+        let txt = a.txt();
+        let info = match ip {
+            Some(ip) => ServiceInfo::new(SERVICE_TYPE, &self.instance, &host, ip, port, &txt[..])?,
+            None => ServiceInfo::new(SERVICE_TYPE, &self.instance, &host, (), port, &txt[..])?
+                .enable_addr_auto(),
+        };
+        let mut info = info;
+        // The instance is this run's peer id: nobody else announces it.
+        info.set_requires_probe(false);
+        let fullname = info.get_fullname().to_string();
+        self.daemon.register(info)?;
+        self.registered = Some(fullname);
+        Ok(())
+    }
+
+    /// Says goodbye (so others drop this peer's announcement at once) and
+    /// stops the daemon's thread.
+    pub fn shutdown(self) {
+        if let Some(fullname) = &self.registered {
+            let _ = self.daemon.unregister(fullname);
+        }
+        let _ = self.daemon.shutdown();
+    }
+}
+
+/// A changed announcement is sent at most this often.
+const ANNOUNCE_EVERY_NS: i64 = 1_000_000_000;
+/// A `discover` asked before the daemon listened is answered after this long
+/// (the answers to its first query have come in by then).
+const FIRST_LISTEN_NS: i64 = 1_000_000_000;
+
+/// The core's LAN discovery: the daemon (once started), what it heard, and
+/// what this peer last announced.
+pub(super) struct Lan {
+    cfg: Discovery,
+    mdns: Option<Mdns>,
+    /// The daemon could not start (said once; not tried again).
+    broken: bool,
+    sightings: lan::Sightings,
+    announced: Option<Announcement>,
+    /// When an announcement was last sent (or tried).
+    announced_at_ns: Option<i64>,
+    /// The session `--join auto` chose.
+    chosen: Option<String>,
+    /// A `discover` waiting for the daemon's first answers.
+    answer_at_ns: Option<i64>,
+}
+
+impl Lan {
+    pub fn new(cfg: Discovery, me: PeerId) -> Lan {
+        Lan {
+            cfg,
+            mdns: None,
+            broken: false,
+            sightings: lan::Sightings::new(lan::instance_name(me)),
+            announced: None,
+            announced_at_ns: None,
+            chosen: None,
+            answer_at_ns: None,
+        }
+    }
+
+    /// The sessions found so far.
+    pub fn sessions(&self) -> Vec<lan::FoundSession> {
+        self.sightings.sessions()
+    }
+}
+
+impl Core {
+    /// Starts the daemon if it is not running (and could start). Returns
+    /// whether it runs.
+    fn lan_listen(&mut self) -> bool {
+        if self.lan.mdns.is_some() {
+            return true;
+        }
+        if self.lan.broken {
+            return false;
+        }
+        match Mdns::start(self.me.peer_id(), self.inputs.clone()) {
+            Ok(m) => {
+                debug!("mDNS: browsing for {SERVICE_TYPE}");
+                self.lan.mdns = Some(m);
+                true
+            }
+            Err(e) => {
+                self.lan.broken = true;
+                self.error(format!("LAN discovery is off: {e}"));
+                false
+            }
+        }
+    }
+
+    /// At start: listens if announcing, joining automatically or listing
+    /// sessions (the window).
+    pub(super) fn lan_start(&mut self) {
+        if self.lan.cfg.needed_at_start() {
+            self.lan_listen();
+        }
+        if let AutoJoin::Named(name) = &self.lan.cfg.auto_join {
+            info!("looking for the session {name:?} on the local network");
+        } else if self.lan.cfg.auto_join == AutoJoin::Any {
+            info!("looking for a session on the local network");
+        }
+    }
+
+    /// An announcement was heard.
+    pub(super) fn on_sighted(
+        &mut self,
+        instance: String,
+        addrs: Vec<SocketAddr>,
+        announcement: Result<Announcement, LanError>,
+    ) {
+        let announcement = match announcement {
+            Ok(a) => a,
+            Err(e) => {
+                // Anyone on the network can announce: not worth a warning.
+                debug!(instance, "mDNS announcement ignored: {e}");
+                return;
+            }
+        };
+        if self
+            .lan
+            .sightings
+            .handle_resolved(&instance, addrs, announcement)
+        {
+            self.sessions_changed();
+        }
+    }
+
+    pub(super) fn on_unsighted(&mut self, instance: String) {
+        if self.lan.sightings.handle_removed(&instance) {
+            self.sessions_changed();
+        }
+    }
+
+    fn sessions_changed(&mut self) {
+        if self.push_status {
+            let found = self.lan.sessions();
+            self.emit(PeerEvent::Sessions(found));
+        }
+        self.auto_join();
+    }
+
+    /// `--join auto`: joins through every member of the chosen session (the
+    /// first found, or the one named), which stays chosen.
+    fn auto_join(&mut self) {
+        let wanted = match &self.lan.cfg.auto_join {
+            AutoJoin::Off => return,
+            AutoJoin::Any => None,
+            AutoJoin::Named(n) => Some(n.clone()),
+        };
+        if self.lan.chosen.is_none() {
+            let Some(found) = self.lan.sightings.choose(wanted.as_deref()) else {
+                return;
+            };
+            info!(session = found.name, addr = %found.addr, peers = found.peers, "joining a session found on the local network");
+            self.lan.chosen = Some(found.name);
+        }
+        let Some(chosen) = self.lan.chosen.clone() else {
+            return;
+        };
+        let now = self.clock.now_ns();
+        let mut added = false;
+        for addr in self.lan.sightings.addrs_of(&chosen) {
+            added |= self.links.add_join(now, addr.to_string());
+        }
+        if added {
+            self.links.handle_timeout(now);
+            self.apply_links();
+        }
+    }
+
+    /// `discover`: the sessions found, now if the daemon was listening, or
+    /// after its first second of listening.
+    pub(super) fn on_discover(&mut self) {
+        let was_listening = self.lan.mdns.is_some();
+        if !self.lan_listen() {
+            self.error("discover: LAN discovery is off (see the error above)".into());
+            return;
+        }
+        if was_listening {
+            let found = self.lan.sessions();
+            self.emit(PeerEvent::Sessions(found));
+        } else {
+            self.lan.answer_at_ns = Some(self.clock.now_ns() + FIRST_LISTEN_NS);
+        }
+    }
+
+    /// Every tick: a `discover` due, and the announcement brought up to
+    /// date (the session's name and members), at most once a second.
+    pub(super) fn lan_tick(&mut self, now_ns: i64) {
+        if self.lan.answer_at_ns.is_some_and(|t| now_ns >= t) {
+            self.lan.answer_at_ns = None;
+            let found = self.lan.sessions();
+            self.emit(PeerEvent::Sessions(found));
+        }
+        let recently = (self.lan.announced_at_ns)
+            .is_some_and(|t| now_ns.saturating_sub(t) < ANNOUNCE_EVERY_NS);
+        if !self.lan.cfg.announce || recently {
+            return;
+        }
+        // Only a member announces: a joiner has no session yet.
+        let Some((_, state)) = self.session.latest() else {
+            return;
+        };
+        let session = if state.name.is_empty() {
+            self.lan.cfg.session.clone()
+        } else {
+            state.name.clone()
+        };
+        let a = Announcement {
+            session,
+            name: crate::protocol::stem::truncate(&self.me.name, MAX_NAME_BYTES),
+            peers: (self.session.linked().count() + 1).min(MAX_PEERS) as u32,
+            private: self.secret.is_some(),
+            version: PROTOCOL_VERSION,
+        };
+        if self.lan.announced.as_ref() == Some(&a) || !self.lan_listen() {
+            return;
+        }
+        let advertise = self.me.advertise;
+        let ip = (!advertise.ip().is_unspecified()).then_some(advertise.ip());
+        let result = match &mut self.lan.mdns {
+            Some(m) => m.announce(&a, ip, advertise.port()),
+            None => return,
+        };
+        self.lan.announced_at_ns = Some(now_ns);
+        match result {
+            Ok(()) => {
+                debug!(session = a.session, peers = a.peers, "mDNS: announced");
+                self.lan.announced = Some(a);
+            }
+            Err(e) => {
+                // Said once: the same announcement is not tried again.
+                self.lan.announced = Some(a);
+                self.error(format!(
+                    "cannot announce the session on the local network: {e}"
+                ));
+            }
+        }
+    }
+
+    /// Leaving: a goodbye on the network, and the daemon stops.
+    pub(super) fn lan_shutdown(&mut self) {
+        if let Some(m) = self.lan.mdns.take() {
+            m.shutdown();
+        }
+    }
+}
+
+/// The instance part of a full service name (`<instance>._synfony._tcp.local.`).
+fn instance_of(fullname: &str) -> String {
+    fullname
+        .strip_suffix(SERVICE_TYPE)
+        .and_then(|s| s.strip_suffix('.'))
+        .unwrap_or(fullname)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_instance_is_the_full_name_less_the_service() {
+        assert_eq!(instance_of("00ab._synfony._tcp.local."), "00ab");
+        assert_eq!(instance_of("odd"), "odd");
+    }
+}
