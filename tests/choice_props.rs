@@ -59,6 +59,7 @@ fn prev_state() -> impl Strategy<Value = SessionState> {
                     channels: faders[..usize::from(song.channels)].to_vec(),
                     lead,
                     name: "jam".into(),
+                    founder: PeerId(7),
                 }
             },
         )
@@ -649,6 +650,7 @@ proptest! {
             channels,
             lead: lead::Lead::default(),
             name: String::new(),
+            founder: PeerId(0),
         };
         let votes: Vec<Vote> = votes
             .into_iter()

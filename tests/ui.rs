@@ -435,6 +435,7 @@ fn a_session_found_on_the_network_is_joined_with_a_click() {
     h.get_by_label_contains("no other session found");
     let found = |name: &str, addr: &str, peers: u32, private: bool| FoundSession {
         name: name.into(),
+        founder: PeerId(name.len() as u64),
         addr: addr.parse().unwrap(),
         peers,
         private,
@@ -442,6 +443,7 @@ fn a_session_found_on_the_network_is_joined_with_a_click() {
     };
     let mut here = SessionState::new(10_000_000_000, 3);
     here.name = "mine".into();
+    here.founder = PeerId(4); // found("mine", …)'s
     peer.events
         .send(PeerEvent::Decided {
             decision: Decision {

@@ -689,6 +689,10 @@ pub struct SessionState {
     /// discovery shows. Joiners learn it with the state; no decision changes
     /// it. At most [`MAX_NAME_BYTES`] bytes.
     pub name: String,
+    /// The peer that created the session: with the name, what tells two
+    /// sessions apart on the network (two Raspberry Pis both named
+    /// `raspberrypi` make two sessions of one name).
+    pub founder: PeerId,
 }
 
 impl SessionState {
@@ -715,14 +719,16 @@ impl SessionState {
             channels: vec![ChannelState::default(); usize::from(song.channels)],
             lead: Lead::default(),
             name: String::new(),
+            founder: PeerId(0),
         }
     }
 
     /// This state, for a session named `name` (cut to [`MAX_NAME_BYTES`] at
-    /// a character boundary).
-    pub fn named(self, name: &str) -> SessionState {
+    /// a character boundary) that `founder` creates.
+    pub fn founded(self, name: &str, founder: PeerId) -> SessionState {
         SessionState {
             name: crate::protocol::stem::truncate(name, MAX_NAME_BYTES),
+            founder,
             ..self
         }
     }
@@ -737,6 +743,7 @@ impl SessionState {
             && self.master == other.master
             && self.channels == other.channels
             && self.name == other.name
+            && self.founder == other.founder
     }
 
     /// Length of the current song.
@@ -961,7 +968,8 @@ impl Model for SessionState {
         w.put_list(&self.queue, MAX_QUEUE, "state.queue")?;
         w.put_list(&self.played, MAX_PLAYED, "state.played")?;
         self.lead.encode(w)?;
-        w.put_text(&self.name, MAX_NAME_BYTES, "state.name")
+        w.put_text(&self.name, MAX_NAME_BYTES, "state.name")?;
+        self.founder.encode(w)
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
@@ -996,6 +1004,7 @@ impl Model for SessionState {
             played: r.list(MAX_PLAYED, "state.played")?,
             lead: r.get()?,
             name: r.text(MAX_NAME_BYTES, "state.name")?,
+            founder: r.get()?,
         })
     }
 }

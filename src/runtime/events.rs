@@ -241,6 +241,7 @@ impl PeerEvent {
                     .map(|f| {
                         json!({
                             "name": f.name,
+                            "id": f.founder.to_string(),
                             "addr": f.addr.to_string(),
                             "peers": f.peers,
                             "private": f.private,

@@ -32,6 +32,8 @@ pub const MAX_ADDRS: usize = 8;
 pub struct Announcement {
     /// The session's name (`--session`, learned from the session by joiners).
     pub session: String,
+    /// The peer that created it (two sessions may share a name).
+    pub founder: PeerId,
     /// The announcing peer's display name.
     pub name: String,
     /// Members of the session as the announcer sees them, itself included.
@@ -59,6 +61,7 @@ impl Announcement {
         vec![
             ("v", self.version.to_string()),
             ("session", self.session.clone()),
+            ("founder", self.founder.to_string()),
             ("name", self.name.clone()),
             ("peers", self.peers.to_string()),
             ("private", u8::from(self.private).to_string()),
@@ -89,9 +92,19 @@ impl Announcement {
                     value: value.chars().take(80).collect(),
                 })
         };
+        let founder = get("founder").ok_or(LanError::Missing("founder"))?;
+        let founder = (founder.len() == 16)
+            .then(|| u64::from_str_radix(founder, 16).ok())
+            .flatten()
+            .map(PeerId)
+            .ok_or_else(|| LanError::Invalid {
+                key: "founder",
+                value: founder.chars().take(80).collect(),
+            })?;
         Ok(Announcement {
             version: number("v", u64::from(u16::MAX))? as u16,
             session: text("session")?,
+            founder,
             name: text("name")?,
             peers: number("peers", MAX_PEERS as u64)? as u32,
             private: number("private", 1)? == 1,
@@ -109,6 +122,8 @@ pub fn instance_name(me: PeerId) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FoundSession {
     pub name: String,
+    /// The peer that created it: with the name, the session's identity.
+    pub founder: PeerId,
     /// A member's address to join through (the first-found member's, an
     /// IPv4 one when it has one).
     pub addr: SocketAddr,
@@ -199,7 +214,7 @@ impl Sightings {
     }
 
     /// The sessions heard of, in the order their first member was heard.
-    /// Announcements of one session name make one session.
+    /// Announcements of one session (its name and founder) make one entry.
     pub fn sessions(&self) -> Vec<FoundSession> {
         let mut sightings: Vec<&Sighting> = self.by_instance.values().collect();
         sightings.sort_by_key(|s| s.first_seen);
@@ -207,7 +222,7 @@ impl Sightings {
         for s in sightings {
             let a = &s.announcement;
             let compatible = a.version == PROTOCOL_VERSION;
-            match found.iter_mut().find(|f| f.name == a.session) {
+            match (found.iter_mut()).find(|f| f.name == a.session && f.founder == a.founder) {
                 Some(f) => {
                     f.peers = f.peers.max(a.peers);
                     f.private |= a.private;
@@ -219,6 +234,7 @@ impl Sightings {
                 }
                 None => found.push(FoundSession {
                     name: a.session.clone(),
+                    founder: a.founder,
                     addr: s.addrs[0],
                     peers: a.peers.max(1),
                     private: a.private,
@@ -229,11 +245,12 @@ impl Sightings {
         found
     }
 
-    /// Addresses of every member of session `name` that speaks this build's
+    /// Addresses of every member of `session` that speaks this build's
     /// protocol, first-found member first.
-    pub fn addrs_of(&self, name: &str) -> Vec<SocketAddr> {
+    pub fn addrs_of(&self, session: &FoundSession) -> Vec<SocketAddr> {
         let mut sightings: Vec<&Sighting> = (self.by_instance.values())
-            .filter(|s| s.announcement.session == name)
+            .filter(|s| s.announcement.session == session.name)
+            .filter(|s| s.announcement.founder == session.founder)
             .filter(|s| s.announcement.version == PROTOCOL_VERSION)
             .collect();
         sightings.sort_by_key(|s| s.first_seen);
@@ -273,6 +290,8 @@ mod tests {
     fn ann(session: &str, peers: u32) -> Announcement {
         Announcement {
             session: session.into(),
+            // One founder per name, as in a real session.
+            founder: PeerId(session.bytes().map(u64::from).sum()),
             name: "pi".into(),
             peers,
             private: false,
@@ -313,6 +332,8 @@ mod tests {
             ("private", "2"),
             ("v", "70000"),
             ("session", "tab\there"),
+            ("founder", "12"),
+            ("founder", "zz00000000000000"),
             ("name", long.as_str()),
         ] {
             let bad: Vec<_> = (txt.iter())
@@ -349,9 +370,24 @@ mod tests {
         assert_eq!(found[0].peers, 3, "the member that sees most");
         assert_eq!(found[1].name, "quartet");
         assert_eq!(
-            s.addrs_of("jam"),
+            s.addrs_of(&found[0]),
             vec![addr("192.168.1.20:7878"), addr("192.168.1.21:7878")]
         );
+        // Another session of the same name (another founder) is another entry,
+        // and not joined through.
+        let twin = Announcement {
+            founder: PeerId(99),
+            ..ann("jam", 1)
+        };
+        assert!(s.handle_resolved("d", vec![addr("192.168.1.40:7878")], twin));
+        let found = s.sessions();
+        assert_eq!(found.len(), 3);
+        assert_eq!(
+            (found[2].name.as_str(), found[2].founder),
+            ("jam", PeerId(99))
+        );
+        assert_eq!(s.addrs_of(&found[0]).len(), 2);
+        assert_eq!(s.addrs_of(&found[2]), vec![addr("192.168.1.40:7878")]);
         // Heard again unchanged: nothing to say.
         assert!(!s.handle_resolved("b", vec![addr("192.168.1.21:7878")], ann("jam", 3)));
         // The first member leaves: the session goes on through the other.
@@ -390,7 +426,7 @@ mod tests {
         ];
         s.handle_resolved("a", addrs, ann("jam", 1));
         assert_eq!(
-            s.addrs_of("jam"),
+            s.addrs_of(&s.sessions()[0]),
             vec![
                 addr("192.168.1.20:7878"),
                 addr("127.0.0.1:7878"),

@@ -239,7 +239,7 @@ pub fn peers_ui(ui: &mut Ui, view: &SessionView, now: f64) {
 
 /// The sessions found on the local network, each joined with a click.
 fn sessions_found(ui: &mut Ui, view: &SessionView, out: &mut SessionOutput) {
-    let here = view.state.as_ref().map(|s| s.name.as_str());
+    let here = view.state.as_ref().map(|s| (s.name.as_str(), s.founder));
     if view.sessions.is_empty() {
         ui.label(
             RichText::new("no other session found on this network")
@@ -260,7 +260,7 @@ fn sessions_found(ui: &mut Ui, view: &SessionView, out: &mut SessionOutput) {
                     1 => "1 peer".to_string(),
                     n => format!("{n} peers"),
                 });
-                if here == Some(f.name.as_str()) {
+                if here == Some((f.name.as_str(), f.founder)) {
                     ui.label(RichText::new("you are here").weak());
                 } else if !f.compatible {
                     ui.label(RichText::new("another synfony version").weak());

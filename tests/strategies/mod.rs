@@ -169,6 +169,7 @@ pub fn session_state() -> impl Strategy<Value = SessionState> {
             vec(song_ref(), 0..4),
             lead_state(),
             "\\PC{0,16}",
+            any::<u64>(),
         ),
     )
         .prop_map(
@@ -180,7 +181,7 @@ pub fn session_state() -> impl Strategy<Value = SessionState> {
                 changed_round,
                 master,
                 channels,
-                (queue, played, lead, name),
+                (queue, played, lead, name, founder),
             )| {
                 let song = SongRef {
                     channels: channels.len() as u16,
@@ -201,6 +202,7 @@ pub fn session_state() -> impl Strategy<Value = SessionState> {
                     channels,
                     lead,
                     name,
+                    founder: PeerId(founder),
                 }
             },
         )

@@ -592,6 +592,7 @@ impl Sim {
             } else {
                 "forged".into()
             },
+            founder: PeerId(self.rng.random()),
         }
     }
 

@@ -161,7 +161,7 @@ pub(super) struct Lan {
     /// When an announcement was last sent (or tried).
     announced_at_ns: Option<i64>,
     /// The session `--join auto` chose.
-    chosen: Option<String>,
+    chosen: Option<lan::FoundSession>,
     /// A `discover` waiting for the daemon's first answers.
     answer_at_ns: Option<i64>,
 }
@@ -274,7 +274,7 @@ impl Core {
                 return;
             };
             info!(session = found.name, addr = %found.addr, peers = found.peers, "joining a session found on the local network");
-            self.lan.chosen = Some(found.name);
+            self.lan.chosen = Some(found);
         }
         let Some(chosen) = self.lan.chosen.clone() else {
             return;
@@ -330,6 +330,7 @@ impl Core {
         };
         let a = Announcement {
             session,
+            founder: state.founder,
             name: crate::protocol::stem::truncate(&self.me.name, MAX_NAME_BYTES),
             peers: (self.session.linked().count() + 1).min(MAX_PEERS) as u32,
             private: self.secret.is_some(),

@@ -426,7 +426,7 @@ async fn run(
             _ => {}
         }
         Start::Create {
-            state: state.named(&opts.discovery.session),
+            state: state.founded(&opts.discovery.session, me.peer_id()),
         }
     } else {
         Start::Join
