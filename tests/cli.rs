@@ -174,13 +174,22 @@ fn a_headless_peer_without_a_sound_device_says_so_once_and_plays_on() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    use std::io::Write;
+    // Once it is ready (and so playing), its status, then quit.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    use std::io::{BufRead, Read, Write};
+    while !first.contains("\"ready\"") {
+        first.clear();
+        assert!(stdout.read_line(&mut first).unwrap() > 0, "no ready event");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
     writeln!(stdin, "status").unwrap();
     writeln!(stdin, "quit").unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = first + &rest;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let events: Vec<serde_json::Value> = (stdout.lines())
         .map(|l| serde_json::from_str(l).unwrap())

@@ -9,6 +9,8 @@
 //! try": a link still needs the handshake (and the passphrase), and the links
 //! state machine already bounds what dialling made-up addresses costs. The
 //! table is bounded ([`MAX_SIGHTINGS`]) and every TXT value is checked.
+//! (mdns-sd's own record cache is not ours to bound: it keeps what it hears
+//! of `_synfony._tcp` until the records' TTLs run out.)
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -112,6 +114,13 @@ impl Announcement {
     }
 }
 
+/// `s` as an announcement carries it: no control characters (a receiver
+/// refuses those), at most [`MAX_NAME_BYTES`] bytes.
+pub fn printable(s: &str) -> String {
+    let clean: String = s.chars().filter(|c| !c.is_control()).collect();
+    crate::protocol::stem::truncate(&clean, MAX_NAME_BYTES)
+}
+
 /// The mDNS instance name a peer announces under: its id, unique on the
 /// network (so no name probing is needed).
 pub fn instance_name(me: PeerId) -> String {
@@ -161,56 +170,57 @@ impl Sightings {
         }
     }
 
-    /// An announcement was heard (or heard again, changed) from `instance`
-    /// at `addrs`. Returns whether the sessions listed changed.
+    /// An announcement was heard (or heard again) from `instance` at
+    /// `addrs`. Returns whether what is known changed (a new member, or one
+    /// that announces something else). An instance name longer than any
+    /// synfony peer's, or without a usable address, is ignored.
     pub fn handle_resolved(
         &mut self,
         instance: &str,
         addrs: Vec<SocketAddr>,
         announcement: Announcement,
     ) -> bool {
-        if instance == self.me || addrs.is_empty() {
+        if instance == self.me || instance.len() > MAX_NAME_BYTES {
             return false;
         }
-        let before = self.sessions();
         let mut addrs = usable(addrs);
         addrs.truncate(MAX_ADDRS);
         if addrs.is_empty() {
             return false;
         }
-        match self.by_instance.get_mut(instance) {
-            Some(s) => {
-                s.announcement = announcement;
-                s.addrs = addrs;
+        if let Some(s) = self.by_instance.get_mut(instance) {
+            if s.announcement == announcement && s.addrs == addrs {
+                return false;
             }
-            None => {
-                if self.by_instance.len() >= MAX_SIGHTINGS
-                    && let Some(oldest) = (self.by_instance.iter())
-                        .min_by_key(|(_, s)| s.first_seen)
-                        .map(|(k, _)| k.clone())
-                {
-                    self.by_instance.remove(&oldest);
-                }
-                self.by_instance.insert(
-                    instance.chars().take(MAX_NAME_BYTES).collect(),
-                    Sighting {
-                        announcement,
-                        addrs,
-                        first_seen: self.next_seen,
-                    },
-                );
-                self.next_seen += 1;
-            }
+            s.announcement = announcement;
+            s.addrs = addrs;
+            return true;
         }
-        self.sessions() != before
+        // Full: the oldest goes. (A flood of made-up announcements pushes
+        // out real sessions too; each comes back when it is heard again.)
+        if self.by_instance.len() >= MAX_SIGHTINGS
+            && let Some(oldest) = (self.by_instance.iter())
+                .min_by_key(|(_, s)| s.first_seen)
+                .map(|(k, _)| k.clone())
+        {
+            self.by_instance.remove(&oldest);
+        }
+        self.by_instance.insert(
+            instance.to_string(),
+            Sighting {
+                announcement,
+                addrs,
+                first_seen: self.next_seen,
+            },
+        );
+        self.next_seen += 1;
+        true
     }
 
-    /// `instance` said goodbye (or its record expired). Returns whether the
-    /// sessions listed changed.
+    /// `instance` said goodbye (or its record expired). Returns whether it
+    /// was known.
     pub fn handle_removed(&mut self, instance: &str) -> bool {
-        let before = self.sessions();
-        self.by_instance.remove(instance);
-        self.sessions() != before
+        self.by_instance.remove(instance).is_some()
     }
 
     /// The sessions heard of, in the order their first member was heard.
@@ -218,12 +228,14 @@ impl Sightings {
     pub fn sessions(&self) -> Vec<FoundSession> {
         let mut sightings: Vec<&Sighting> = self.by_instance.values().collect();
         sightings.sort_by_key(|s| s.first_seen);
+        let mut index: BTreeMap<(&str, PeerId), usize> = BTreeMap::new();
         let mut found: Vec<FoundSession> = Vec::new();
         for s in sightings {
             let a = &s.announcement;
             let compatible = a.version == PROTOCOL_VERSION;
-            match (found.iter_mut()).find(|f| f.name == a.session && f.founder == a.founder) {
-                Some(f) => {
+            match index.get(&(a.session.as_str(), a.founder)) {
+                Some(&i) => {
+                    let f = &mut found[i];
                     f.peers = f.peers.max(a.peers);
                     f.private |= a.private;
                     // Reached through a member that speaks our protocol if any.
@@ -232,17 +244,27 @@ impl Sightings {
                         f.compatible = true;
                     }
                 }
-                None => found.push(FoundSession {
-                    name: a.session.clone(),
-                    founder: a.founder,
-                    addr: s.addrs[0],
-                    peers: a.peers.max(1),
-                    private: a.private,
-                    compatible,
-                }),
+                None => {
+                    index.insert((a.session.as_str(), a.founder), found.len());
+                    found.push(FoundSession {
+                        name: a.session.clone(),
+                        founder: a.founder,
+                        addr: s.addrs[0],
+                        peers: a.peers.max(1),
+                        private: a.private,
+                        compatible,
+                    });
+                }
             }
         }
         found
+    }
+
+    /// Whether `session` (by name and founder) is still heard of.
+    pub fn has(&self, session: &FoundSession) -> bool {
+        (self.by_instance.values()).any(|s| {
+            s.announcement.session == session.name && s.announcement.founder == session.founder
+        })
     }
 
     /// Addresses of every member of `session` that speaks this build's
@@ -355,6 +377,20 @@ mod tests {
         }
     }
 
+    /// What a peer announces of a name is always accepted by the others.
+    #[test]
+    fn names_are_announced_printable() {
+        let odd = format!("tab\there{}", "é".repeat(40));
+        let a = Announcement {
+            name: printable(&odd),
+            session: printable("line\nbreak"),
+            ..ann("x", 1)
+        };
+        assert!(a.name.len() <= MAX_NAME_BYTES && a.name.starts_with("tabhere"));
+        assert_eq!(a.session, "linebreak");
+        assert_eq!(parse(&a.txt()), Ok(a));
+    }
+
     #[test]
     fn members_of_one_session_make_one_entry_and_the_first_found_leads() {
         let mut s = Sightings::new("me".into());
@@ -390,10 +426,18 @@ mod tests {
         assert_eq!(s.addrs_of(&found[2]), vec![addr("192.168.1.40:7878")]);
         // Heard again unchanged: nothing to say.
         assert!(!s.handle_resolved("b", vec![addr("192.168.1.21:7878")], ann("jam", 3)));
+        // A name no synfony peer announces under is not kept.
+        let long = "i".repeat(MAX_NAME_BYTES + 1);
+        assert!(!s.handle_resolved(&long, vec![addr("192.168.1.50:7878")], ann("x", 1)));
         // The first member leaves: the session goes on through the other.
+        let jam = s.sessions()[0].clone();
         assert!(s.handle_removed("a"));
         assert_eq!(s.sessions()[0].addr, addr("192.168.1.21:7878"));
+        assert!(s.has(&jam));
         assert!(!s.handle_removed("nobody"));
+        // Its last member leaves: it is gone.
+        assert!(s.handle_removed("b"));
+        assert!(!s.has(&jam));
     }
 
     #[test]

@@ -183,12 +183,6 @@ pub fn launch(
                 template.listen.set_port(0);
                 template.listen_is_default = false;
             }
-            Err(PeerError::Output(e)) if template.output == OutputKind::Device => {
-                errors.push(format!(
-                    "no sound device ({e}): playing on a silent virtual device instead"
-                ));
-                template.output = OutputKind::Null;
-            }
             Err(e) => {
                 errors.push(format!("cannot start the peer: {e}"));
                 break None;

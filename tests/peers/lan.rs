@@ -232,7 +232,7 @@ fn a_peer_on_another_host_finds_the_session_and_joins_it() {
 }
 
 /// `--join auto --session NAME` waits for that session and leaves others
-/// alone.
+/// alone: another session is found first, and not joined.
 #[test]
 fn join_auto_with_a_name_joins_that_session_only() {
     let (_turn, dir, stems) = setup();
@@ -245,17 +245,26 @@ fn join_auto_with_a_name_joins_that_session_only() {
         dir.path(),
         &["--session", "other", &stems],
     );
-    let wanted = spawn(
-        &hosts.a,
-        "wanted",
-        dir.path(),
-        &["--listen", "0.0.0.0:7879", "--session", "wanted", &stems],
-    );
     let mut joiner = spawn(
         &hosts.b,
         "joiner",
         dir.path(),
         &["--join", "auto", "--session", "wanted"],
+    );
+    discover_until(
+        &mut joiner,
+        |s| s.iter().any(|f| f["name"] == "other"),
+        15 * SEC,
+    );
+    assert!(
+        !joiner.seen.iter().any(|e| e["event"] == "peer_up"),
+        "joined a session it was not told to"
+    );
+    let wanted = spawn(
+        &hosts.a,
+        "wanted",
+        dir.path(),
+        &["--listen", "0.0.0.0:7879", "--session", "wanted", &stems],
     );
     let up = joiner.wait_for("a peer_up", |e| e["event"] == "peer_up", 20 * SEC);
     assert_eq!(up["peer_id"], wanted.peer_id.as_str(), "{up}");

@@ -234,7 +234,7 @@ fn quiet_alsa() {
             line: c_int,
             function: *const c_char,
             err: c_int,
-            _fmt: *const c_char,
+            fmt: *const c_char,
         ) {
             let text = |p: *const c_char| {
                 if p.is_null() {
@@ -246,20 +246,26 @@ fn quiet_alsa() {
                         .into_owned()
                 }
             };
+            // The message's arguments are not read: its format says enough.
             tracing::debug!(
                 file = text(file),
                 line,
                 function = text(function),
                 err,
+                format = text(fmt),
                 "libasound reported an error"
             );
         }
         ONCE.call_once(|| {
             type Fixed =
                 unsafe extern "C" fn(*const c_char, c_int, *const c_char, c_int, *const c_char);
-            // SAFETY: the handler type is variadic; ours takes the fixed
-            // arguments only and never reads the rest, which the C calling
-            // conventions of Linux targets allow (callers clean up).
+            // SAFETY: libasound calls the handler through a variadic pointer;
+            // ours declares the five fixed arguments only. Strictly, calling
+            // a non-variadic function through a variadic type is undefined
+            // in C; on the System V x86-64 and AAPCS64 conventions of Linux
+            // the fixed arguments (integers and pointers) arrive in the same
+            // registers either way and the extra ones are simply not read.
+            // (Stable Rust cannot define a variadic function.)
             let handler = unsafe {
                 std::mem::transmute::<Fixed, alsa_sys::snd_lib_error_handler_t>(to_debug_log)
             };

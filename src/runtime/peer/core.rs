@@ -114,6 +114,10 @@ pub(super) enum Input {
     },
     /// An mDNS announcement was withdrawn or expired.
     Unsighted(String),
+    /// The mDNS daemon met a problem (a socket it could not open).
+    LanTrouble(String),
+    /// The mDNS daemon ended our browsing (we read too slowly).
+    BrowseEnded,
     /// The worker read a chunk to serve.
     ChunkRead {
         to: PeerId,
@@ -362,6 +366,8 @@ impl Core {
                 announcement,
             } => self.on_sighted(instance, addrs, announcement),
             Input::Unsighted(instance) => self.on_unsighted(instance),
+            Input::LanTrouble(problem) => self.on_lan_trouble(problem),
+            Input::BrowseEnded => self.on_browse_ended(),
             Input::ChunkRead {
                 to,
                 request_id,
@@ -1166,7 +1172,7 @@ impl Core {
     }
 
     async fn shutdown(&mut self, rx: &mut mpsc::Receiver<Input>) {
-        self.lan_shutdown();
+        self.lan_shutdown().await;
         self.session.leave("quit");
         self.drain();
         self.links.close_all();

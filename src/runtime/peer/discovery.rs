@@ -6,12 +6,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
+use mdns_sd::{DaemonEvent, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::protocol::PeerId;
-use crate::protocol::message::{MAX_NAME_BYTES, MAX_PEERS};
+use crate::protocol::message::MAX_PEERS;
 use crate::runtime::events::PeerEvent;
 use crate::runtime::lan::{self, Announcement, LanError, SERVICE_TYPE};
 use crate::wire::PROTOCOL_VERSION;
@@ -67,6 +67,9 @@ impl From<mdns_sd::Error> for LanError {
     }
 }
 
+/// How long a goodbye may take on quitting (the daemon's thread sends it).
+const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The mDNS daemon, browsing for sessions, and what it announces.
 pub(super) struct Mdns {
     daemon: ServiceDaemon,
@@ -77,16 +80,43 @@ pub(super) struct Mdns {
 
 impl Mdns {
     /// Starts the daemon and browses for sessions; what it hears goes to
-    /// `inputs` from a task of its own.
+    /// `inputs` from tasks of their own (the first error the daemon meets,
+    /// too).
     pub fn start(me: PeerId, inputs: mpsc::Sender<Input>) -> Result<Mdns, LanError> {
         let daemon = ServiceDaemon::new()?;
-        let events = daemon.browse(SERVICE_TYPE)?;
+        let monitor = daemon.monitor()?;
+        let tx = inputs.clone();
+        tokio::spawn(async move {
+            // Sockets open lazily on the daemon's thread: a port or multicast
+            // problem shows here only. The first one is enough to say.
+            while let Ok(event) = monitor.recv_async().await {
+                if let DaemonEvent::Error(e) = event {
+                    let _ = tx.send(Input::LanTrouble(e.to_string())).await;
+                    break;
+                }
+            }
+        });
+        let mut mdns = Mdns {
+            daemon,
+            instance: lan::instance_name(me),
+            registered: None,
+        };
+        mdns.browse(inputs)?;
+        Ok(mdns)
+    }
+
+    /// Browses for sessions (again, after the daemon ended a subscription
+    /// whose events were not read fast enough).
+    pub fn browse(&mut self, inputs: mpsc::Sender<Input>) -> Result<(), LanError> {
+        let events = self.daemon.browse(SERVICE_TYPE)?;
         tokio::spawn(async move {
             while let Ok(event) = events.recv_async().await {
                 let input = match event {
                     ServiceEvent::ServiceResolved(r) => Input::Sighted {
                         instance: instance_of(&r.fullname),
                         addrs: (r.addresses.iter())
+                            // Kept small on the way (the core keeps 8).
+                            .take(4 * lan::MAX_ADDRS)
                             .map(|ip| SocketAddr::new(ip.to_ip_addr(), r.port))
                             .collect(),
                         announcement: Announcement::from_txt(|k| r.get_property_val_str(k)),
@@ -94,19 +124,16 @@ impl Mdns {
                     ServiceEvent::ServiceRemoved(_, fullname) => {
                         Input::Unsighted(instance_of(&fullname))
                     }
+                    ServiceEvent::SearchStopped(_) => break,
                     _ => continue,
                 };
                 if inputs.send(input).await.is_err() {
-                    break;
+                    return; // the core is gone
                 }
             }
-            debug!("mDNS browsing ended");
+            let _ = inputs.send(Input::BrowseEnded).await;
         });
-        Ok(Mdns {
-            daemon,
-            instance: lan::instance_name(me),
-            registered: None,
-        })
+        Ok(())
     }
 
     /// Announces (or announces anew, changed) `a`, reachable at port `port`
@@ -133,50 +160,73 @@ impl Mdns {
         Ok(())
     }
 
-    /// Says goodbye (so others drop this peer's announcement at once) and
-    /// stops the daemon's thread.
-    pub fn shutdown(self) {
-        if let Some(fullname) = &self.registered {
-            let _ = self.daemon.unregister(fullname);
+    /// Says goodbye (so others drop this peer's announcement at once),
+    /// waiting up to [`GOODBYE_TIMEOUT`] for it to go out, and stops the
+    /// daemon's thread.
+    pub async fn shutdown(self) {
+        if let Some(fullname) = &self.registered
+            && let Ok(done) = self.daemon.unregister(fullname)
+        {
+            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, done.recv_async()).await;
         }
         let _ = self.daemon.shutdown();
     }
 }
 
-/// A changed announcement is sent at most this often.
+/// A changed announcement is sent at most this often (and one that could
+/// not be sent is tried again this long after).
 const ANNOUNCE_EVERY_NS: i64 = 1_000_000_000;
 /// A `discover` asked before the daemon listened is answered after this long
 /// (the answers to its first query have come in by then).
 const FIRST_LISTEN_NS: i64 = 1_000_000_000;
+/// Browsing again after the daemon ended a subscription (a flood of
+/// announcements), at most this often.
+const REBROWSE_NS: i64 = 5_000_000_000;
 
 /// The core's LAN discovery: the daemon (once started), what it heard, and
 /// what this peer last announced.
 pub(super) struct Lan {
     cfg: Discovery,
+    /// Where this peer listens (the port announced; the address too if it is
+    /// a specific one).
+    listen: SocketAddr,
     mdns: Option<Mdns>,
     /// The daemon could not start (said once; not tried again).
     broken: bool,
+    /// A problem of the daemon's was said (once).
+    trouble_said: bool,
     sightings: lan::Sightings,
+    /// What was heard changed since the window was last told.
+    changed: bool,
     announced: Option<Announcement>,
     /// When an announcement was last sent (or tried).
     announced_at_ns: Option<i64>,
+    /// An announcement failed (said once).
+    announce_error_said: bool,
     /// The session `--join auto` chose.
     chosen: Option<lan::FoundSession>,
     /// A `discover` waiting for the daemon's first answers.
     answer_at_ns: Option<i64>,
+    /// Browsing ended: when to browse again.
+    rebrowse_at_ns: Option<i64>,
 }
 
 impl Lan {
-    pub fn new(cfg: Discovery, me: PeerId) -> Lan {
+    pub fn new(cfg: Discovery, me: PeerId, listen: SocketAddr) -> Lan {
         Lan {
             cfg,
+            listen,
             mdns: None,
             broken: false,
+            trouble_said: false,
             sightings: lan::Sightings::new(lan::instance_name(me)),
+            changed: false,
             announced: None,
             announced_at_ns: None,
+            announce_error_said: false,
             chosen: None,
             answer_at_ns: None,
+            rebrowse_at_ns: None,
         }
     }
 
@@ -253,36 +303,66 @@ impl Core {
         }
     }
 
-    fn sessions_changed(&mut self) {
-        if self.push_status {
-            let found = self.lan.sessions();
-            self.emit(PeerEvent::Sessions(found));
+    /// The daemon met a problem (a socket it could not open, say): said once.
+    pub(super) fn on_lan_trouble(&mut self, problem: String) {
+        if !std::mem::replace(&mut self.lan.trouble_said, true) {
+            self.error(format!("LAN discovery: {problem}"));
         }
+    }
+
+    /// The daemon ended our subscription (its events came faster than they
+    /// were read): browse again a little later.
+    pub(super) fn on_browse_ended(&mut self) {
+        if self.lan.mdns.is_some() && self.lan.rebrowse_at_ns.is_none() {
+            warn!("LAN discovery fell behind a flood of announcements; listening again in 5 s");
+            self.lan.rebrowse_at_ns = Some(self.clock.now_ns() + REBROWSE_NS);
+        }
+    }
+
+    /// The window hears of it on the next tick; `--join auto` at once.
+    fn sessions_changed(&mut self) {
+        self.lan.changed = true;
         self.auto_join();
     }
 
     /// `--join auto`: joins through every member of the chosen session (the
-    /// first found, or the one named), which stays chosen.
+    /// first found, or the one named). Until this peer is in a session, a
+    /// chosen session that is no longer heard of gives way to another.
     fn auto_join(&mut self) {
         let wanted = match &self.lan.cfg.auto_join {
             AutoJoin::Off => return,
             AutoJoin::Any => None,
             AutoJoin::Named(n) => Some(n.clone()),
         };
+        let joining = self.session.latest().is_none();
+        if joining
+            && let Some(chosen) = &self.lan.chosen
+            && !self.lan.sightings.has(chosen)
+        {
+            info!(
+                session = chosen.name,
+                "the session found is gone; looking again"
+            );
+            self.lan.chosen = None;
+            self.links.retire_found_joins();
+        }
         if self.lan.chosen.is_none() {
+            if !joining {
+                return; // in a session already (through a member it found)
+            }
             let Some(found) = self.lan.sightings.choose(wanted.as_deref()) else {
                 return;
             };
             info!(session = found.name, addr = %found.addr, peers = found.peers, "joining a session found on the local network");
             self.lan.chosen = Some(found);
         }
-        let Some(chosen) = self.lan.chosen.clone() else {
+        let Some(chosen) = &self.lan.chosen else {
             return;
         };
         let now = self.clock.now_ns();
         let mut added = false;
-        for addr in self.lan.sightings.addrs_of(&chosen) {
-            added |= self.links.add_join(now, addr.to_string());
+        for addr in self.lan.sightings.addrs_of(chosen) {
+            added |= self.links.add_found_join(now, addr.to_string());
         }
         if added {
             self.links.handle_timeout(now);
@@ -301,19 +381,35 @@ impl Core {
         if was_listening {
             let found = self.lan.sessions();
             self.emit(PeerEvent::Sessions(found));
-        } else {
+        } else if self.lan.answer_at_ns.is_none() {
             self.lan.answer_at_ns = Some(self.clock.now_ns() + FIRST_LISTEN_NS);
         }
     }
 
-    /// Every tick: a `discover` due, and the announcement brought up to
-    /// date (the session's name and members), at most once a second.
+    /// Every tick: a `discover` due, the window told of what changed,
+    /// browsing again if due, and the announcement brought up to date (the
+    /// session's name and members), at most once a second.
     pub(super) fn lan_tick(&mut self, now_ns: i64) {
         if self.lan.answer_at_ns.is_some_and(|t| now_ns >= t) {
             self.lan.answer_at_ns = None;
             let found = self.lan.sessions();
             self.emit(PeerEvent::Sessions(found));
         }
+        if std::mem::take(&mut self.lan.changed) && self.push_status {
+            let found = self.lan.sessions();
+            self.emit(PeerEvent::Sessions(found));
+        }
+        if self.lan.rebrowse_at_ns.is_some_and(|t| now_ns >= t) {
+            self.lan.rebrowse_at_ns = None;
+            let inputs = self.inputs.clone();
+            if let Some(Err(e)) = self.lan.mdns.as_mut().map(|m| m.browse(inputs)) {
+                self.on_lan_trouble(e.to_string());
+            }
+        }
+        self.announce(now_ns);
+    }
+
+    fn announce(&mut self, now_ns: i64) {
         let recently = (self.lan.announced_at_ns)
             .is_some_and(|t| now_ns.saturating_sub(t) < ANNOUNCE_EVERY_NS);
         if !self.lan.cfg.announce || recently {
@@ -329,9 +425,9 @@ impl Core {
             state.name.clone()
         };
         let a = Announcement {
-            session,
+            session: lan::printable(&session),
             founder: state.founder,
-            name: crate::protocol::stem::truncate(&self.me.name, MAX_NAME_BYTES),
+            name: lan::printable(&self.me.name),
             peers: (self.session.linked().count() + 1).min(MAX_PEERS) as u32,
             private: self.secret.is_some(),
             version: PROTOCOL_VERSION,
@@ -339,10 +435,13 @@ impl Core {
         if self.lan.announced.as_ref() == Some(&a) || !self.lan_listen() {
             return;
         }
-        let advertise = self.me.advertise;
-        let ip = (!advertise.ip().is_unspecified()).then_some(advertise.ip());
+        // The port this peer listens on, on the addresses of this host's
+        // interfaces (or the one it listens on): what a LAN neighbour dials,
+        // whatever `--advertise` says for the world beyond a NAT.
+        let listen = self.lan.listen;
+        let ip = (!listen.ip().is_unspecified()).then_some(listen.ip());
         let result = match &mut self.lan.mdns {
-            Some(m) => m.announce(&a, ip, advertise.port()),
+            Some(m) => m.announce(&a, ip, listen.port()),
             None => return,
         };
         self.lan.announced_at_ns = Some(now_ns);
@@ -351,20 +450,21 @@ impl Core {
                 debug!(session = a.session, peers = a.peers, "mDNS: announced");
                 self.lan.announced = Some(a);
             }
+            // Tried again in a second; said once.
             Err(e) => {
-                // Said once: the same announcement is not tried again.
-                self.lan.announced = Some(a);
-                self.error(format!(
-                    "cannot announce the session on the local network: {e}"
-                ));
+                if !std::mem::replace(&mut self.lan.announce_error_said, true) {
+                    self.error(format!(
+                        "cannot announce the session on the local network: {e}"
+                    ));
+                }
             }
         }
     }
 
     /// Leaving: a goodbye on the network, and the daemon stops.
-    pub(super) fn lan_shutdown(&mut self) {
+    pub(super) async fn lan_shutdown(&mut self) {
         if let Some(m) = self.lan.mdns.take() {
-            m.shutdown();
+            m.shutdown().await;
         }
     }
 }

@@ -190,6 +190,12 @@ struct Join {
     backoff_ns: i64,
     in_flight: bool,
     last_error: Option<String>,
+    /// Found on the network (`--join auto`), not given: its failures are not
+    /// reported (a member's other interfaces, a docker bridge, may never
+    /// answer while another address joins).
+    found: bool,
+    /// No longer tried (the session found went away before we joined it).
+    retired: bool,
 }
 
 /// This peer's links and dials. See the module documentation.
@@ -234,6 +240,8 @@ impl Links {
                     backoff_ns: FIRST_BACKOFF_NS,
                     in_flight: false,
                     last_error: None,
+                    found: false,
+                    retired: false,
                 })
                 .collect(),
             joined: false,
@@ -243,11 +251,21 @@ impl Links {
     }
 
     /// Another address to join through (a member found on the network for
-    /// `--join auto`), dialled like a `--join` address: at once if this peer
-    /// is not yet in a session. Returns false for an address already known,
-    /// or past [`MAX_JOINS`].
-    pub fn add_join(&mut self, now_ns: i64, spec: String) -> bool {
-        if self.joins.len() >= MAX_JOINS || self.joins.iter().any(|j| j.spec == spec) {
+    /// `--join auto`), dialled like a `--join` address — at once if this peer
+    /// is not yet in a session —, but its failures unreported. A retired
+    /// address comes back. Returns false for an address already tried, or
+    /// past [`MAX_JOINS`].
+    pub fn add_found_join(&mut self, now_ns: i64, spec: String) -> bool {
+        if let Some(j) = self.joins.iter_mut().find(|j| j.spec == spec) {
+            let back = j.retired;
+            if back {
+                j.retired = false;
+                j.next_try_ns = now_ns;
+                j.backoff_ns = FIRST_BACKOFF_NS;
+            }
+            return back;
+        }
+        if self.joins.len() >= MAX_JOINS {
             return false;
         }
         self.joins.push(Join {
@@ -256,8 +274,18 @@ impl Links {
             backoff_ns: FIRST_BACKOFF_NS,
             in_flight: false,
             last_error: None,
+            found: true,
+            retired: false,
         });
         true
+    }
+
+    /// Stops trying the addresses found on the network (the session they
+    /// belong to is gone); a dial under way ends as it will.
+    pub fn retire_found_joins(&mut self) {
+        for j in self.joins.iter_mut().filter(|j| j.found) {
+            j.retired = true;
+        }
     }
 
     /// The connection that is `peer`'s link.
@@ -362,7 +390,7 @@ impl Links {
                 j.backoff_ns = (j.backoff_ns * 2).min(MAX_BACKOFF_NS);
                 let text = error.to_string();
                 // Said once per kind of failure, not on every retry.
-                if j.last_error.as_deref() != Some(text.as_str()) {
+                if !j.found && j.last_error.as_deref() != Some(text.as_str()) {
                     j.last_error = Some(text.clone());
                     self.actions.push_back(Action::Report(format!(
                         "cannot join via {}: {text} (retrying every {retry_ms} ms or more)",
@@ -447,7 +475,7 @@ impl Links {
             return;
         }
         for (i, j) in self.joins.iter_mut().enumerate() {
-            if j.in_flight || now_ns < j.next_try_ns {
+            if j.in_flight || j.retired || now_ns < j.next_try_ns {
                 continue;
             }
             j.in_flight = true;
@@ -464,7 +492,7 @@ impl Links {
         let join = (!self.joined || self.links.is_empty())
             .then(|| {
                 (self.joins.iter())
-                    .filter(|j| !j.in_flight)
+                    .filter(|j| !j.in_flight && !j.retired)
                     .map(|j| j.next_try_ns)
                     .min()
             })
@@ -676,13 +704,15 @@ mod tests {
     }
 
     /// Members found on the network (`--join auto`) are joined through like
-    /// `--join` addresses: dialled at once, each once, at most `MAX_JOINS`.
+    /// `--join` addresses: dialled at once, each once, at most `MAX_JOINS`;
+    /// their failures are not reported; retired, they are not tried until
+    /// found again.
     #[test]
-    fn joins_found_later_are_dialled_at_once_and_bounded() {
+    fn joins_found_later_are_dialled_at_once_quietly_and_bounded() {
         let mut a = Links::new(A, vec![], 0);
         assert_eq!(a.poll_timeout(), None, "nothing to join yet");
-        assert!(a.add_join(5 * MS, "10.0.0.2:7878".into()));
-        assert!(!a.add_join(6 * MS, "10.0.0.2:7878".into()), "known");
+        assert!(a.add_found_join(5 * MS, "10.0.0.2:7878".into()));
+        assert!(!a.add_found_join(6 * MS, "10.0.0.2:7878".into()), "known");
         assert_eq!(a.poll_timeout(), Some(5 * MS));
         a.handle_timeout(6 * MS);
         assert_eq!(
@@ -692,12 +722,23 @@ mod tests {
                 addr: DialAddr::Spec("10.0.0.2:7878".into()),
             }]
         );
+        a.handle_dial_failed(6 * MS, DialTarget::Join(0), &refused());
+        assert_eq!(drain(&mut a), vec![], "not reported");
+        a.retire_found_joins();
+        assert_eq!(a.poll_timeout(), None, "retired");
+        a.handle_timeout(1000 * MS);
+        assert_eq!(drain(&mut a), vec![]);
+        assert!(
+            a.add_found_join(7 * MS, "10.0.0.2:7878".into()),
+            "found again"
+        );
+        assert_eq!(a.poll_timeout(), Some(7 * MS));
         for i in 1..MAX_JOINS {
-            assert!(a.add_join(7 * MS, format!("10.0.1.{i}:7878")));
+            assert!(a.add_found_join(7 * MS, format!("10.0.1.{i}:7878")));
         }
-        assert!(!a.add_join(7 * MS, "10.0.2.1:7878".into()), "bounded");
+        assert!(!a.add_found_join(7 * MS, "10.0.2.1:7878".into()), "bounded");
         // Linked through one: the others wait.
-        a.handle_connected(8 * MS, 3, B, Some(DialTarget::Join(0)));
+        a.handle_connected(8 * MS, 3, B, Some(DialTarget::Join(1)));
         drain(&mut a);
         a.handle_timeout(9 * MS);
         assert!(

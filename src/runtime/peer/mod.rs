@@ -490,7 +490,7 @@ async fn run(
     let describe_job = room.describe_job(describe);
     worker.run(move || Input::Described(describe_job()));
 
-    let lan = Lan::new(opts.discovery, me.peer_id());
+    let lan = Lan::new(opts.discovery, me.peer_id(), bound);
     let mut core = Core {
         clock,
         session,
