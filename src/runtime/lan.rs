@@ -283,11 +283,23 @@ impl Sightings {
     }
 
     /// The session `--join auto` joins: the one named `wanted`, or else the
-    /// first found, among those whose members speak this build's protocol.
-    pub fn choose(&self, wanted: Option<&str>) -> Option<FoundSession> {
+    /// first found, among those whose members speak this build's protocol,
+    /// that are not `passed_over` (found unreachable), and that are open
+    /// unless `have_passphrase` (a private one refuses a joiner without).
+    pub fn choose(
+        &self,
+        wanted: Option<&str>,
+        passed_over: &[(String, PeerId)],
+        have_passphrase: bool,
+    ) -> Option<FoundSession> {
         self.sessions()
             .into_iter()
-            .filter(|f| f.compatible)
+            .filter(|f| f.compatible && (have_passphrase || !f.private))
+            .filter(|f| {
+                !passed_over
+                    .iter()
+                    .any(|(n, id)| *n == f.name && *id == f.founder)
+            })
             .find(|f| wanted.is_none_or(|w| f.name == w))
     }
 }
@@ -443,19 +455,35 @@ mod tests {
     #[test]
     fn auto_join_takes_the_named_session_or_the_first_compatible_one() {
         let mut s = Sightings::new("me".into());
-        assert_eq!(s.choose(None), None);
+        assert_eq!(s.choose(None, &[], false), None);
         let old = Announcement {
             version: PROTOCOL_VERSION - 1,
             ..ann("old", 1)
         };
         s.handle_resolved("o", vec![addr("10.0.0.1:7878")], old);
-        assert_eq!(s.choose(None), None, "another protocol is no choice");
+        assert_eq!(
+            s.choose(None, &[], false),
+            None,
+            "another protocol is no choice"
+        );
         assert!(!s.sessions()[0].compatible);
         s.handle_resolved("a", vec![addr("10.0.0.2:7878")], ann("first", 1));
         s.handle_resolved("b", vec![addr("10.0.0.3:7878")], ann("second", 1));
-        assert_eq!(s.choose(None).unwrap().name, "first");
-        assert_eq!(s.choose(Some("second")).unwrap().name, "second");
-        assert_eq!(s.choose(Some("third")), None);
+        let first = s.choose(None, &[], false).unwrap();
+        assert_eq!(first.name, "first");
+        assert_eq!(s.choose(Some("second"), &[], false).unwrap().name, "second");
+        assert_eq!(s.choose(Some("third"), &[], false), None);
+        // One found unreachable: the next.
+        let passed = [(first.name.clone(), first.founder)];
+        assert_eq!(s.choose(None, &passed, false).unwrap().name, "second");
+        // A private one only with a passphrase.
+        let private = Announcement {
+            private: true,
+            ..ann("zero", 1)
+        };
+        s.handle_resolved("z", vec![addr("10.0.0.4:7878")], private);
+        assert_eq!(s.choose(Some("zero"), &[], false), None);
+        assert_eq!(s.choose(Some("zero"), &[], true).unwrap().name, "zero");
     }
 
     #[test]

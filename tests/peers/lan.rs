@@ -280,3 +280,53 @@ fn join_auto_with_a_name_joins_that_session_only() {
         let _ = p.quit();
     }
 }
+
+/// `--join auto` passes over a session it cannot enter (a private one whose
+/// passphrase is not ours: every dial is refused) for the next one found,
+/// rather than dialling it for ever.
+#[test]
+fn join_auto_passes_over_a_session_it_cannot_enter() {
+    let (_turn, dir, stems) = setup();
+    let Some(hosts) = two_hosts("pass") else {
+        return;
+    };
+    let theirs = [
+        "--session",
+        "theirs",
+        "--passphrase",
+        "not ours",
+        stems.as_str(),
+    ];
+    let decoy = spawn(&hosts.a, "decoy", dir.path(), &theirs);
+    let started = Instant::now();
+    let mut joiner = spawn(
+        &hosts.b,
+        "joiner",
+        dir.path(),
+        &["--join", "auto", "--passphrase", "ours"],
+    );
+    discover_until(
+        &mut joiner,
+        |s| s.iter().any(|f| f["name"] == "theirs"),
+        15 * SEC,
+    );
+    let ours = [
+        "--listen",
+        "0.0.0.0:7879",
+        "--session",
+        "ours",
+        "--passphrase",
+        "ours",
+        stems.as_str(),
+    ];
+    let host = spawn(&hosts.a, "host", dir.path(), &ours);
+    let up = joiner.wait_for("a peer_up", |e| e["event"] == "peer_up", 30 * SEC);
+    assert_eq!(up["peer_id"], host.peer_id.as_str(), "{up}");
+    println!(
+        "lan: passed over a session it could not enter, linked {:.1} s after start",
+        started.elapsed().as_secs_f64()
+    );
+    for p in [decoy, host, joiner] {
+        let _ = p.quit();
+    }
+}

@@ -182,6 +182,11 @@ const FIRST_LISTEN_NS: i64 = 1_000_000_000;
 /// Browsing again after the daemon ended a subscription (a flood of
 /// announcements), at most this often.
 const REBROWSE_NS: i64 = 5_000_000_000;
+/// A session chosen by `--join auto` whose every address failed this many
+/// dials in a row (about 4 s of backoff) is passed over for the next one.
+const GIVE_UP_AFTER_FAILURES: u32 = 4;
+/// Sessions passed over, remembered at most (then all are tried again).
+const MAX_PASSED_OVER: usize = 16;
 
 /// The core's LAN discovery: the daemon (once started), what it heard, and
 /// what this peer last announced.
@@ -205,6 +210,9 @@ pub(super) struct Lan {
     announce_error_said: bool,
     /// The session `--join auto` chose.
     chosen: Option<lan::FoundSession>,
+    /// Sessions `--join auto` found unreachable (a made-up announcement, a
+    /// member behind a firewall), by name and founder.
+    passed_over: Vec<(String, PeerId)>,
     /// A `discover` waiting for the daemon's first answers.
     answer_at_ns: Option<i64>,
     /// Browsing ended: when to browse again.
@@ -225,6 +233,7 @@ impl Lan {
             announced_at_ns: None,
             announce_error_said: false,
             chosen: None,
+            passed_over: Vec::new(),
             answer_at_ns: None,
             rebrowse_at_ns: None,
         }
@@ -350,7 +359,15 @@ impl Core {
             if !joining {
                 return; // in a session already (through a member it found)
             }
-            let Some(found) = self.lan.sightings.choose(wanted.as_deref()) else {
+            let secret = self.secret.is_some();
+            let mut choice =
+                (self.lan.sightings).choose(wanted.as_deref(), &self.lan.passed_over, secret);
+            if choice.is_none() && !self.lan.passed_over.is_empty() {
+                // Every session heard of was passed over: try them all again.
+                self.lan.passed_over.clear();
+                choice = self.lan.sightings.choose(wanted.as_deref(), &[], secret);
+            }
+            let Some(found) = choice else {
                 return;
             };
             info!(session = found.name, addr = %found.addr, peers = found.peers, "joining a session found on the local network");
@@ -368,6 +385,27 @@ impl Core {
             self.links.handle_timeout(now);
             self.apply_links();
         }
+    }
+
+    /// `--join auto`, still not in a session: a chosen session none of whose
+    /// addresses answers (a made-up announcement, say, that would otherwise
+    /// hold the joiner for ever) is passed over for the next one found.
+    fn pass_over_unreachable(&mut self) {
+        if self.session.latest().is_some()
+            || !self.links.found_joins_failing(GIVE_UP_AFTER_FAILURES)
+        {
+            return;
+        }
+        let Some(gone) = self.lan.chosen.take() else {
+            return;
+        };
+        warn!(session = gone.name, addr = %gone.addr, "the session found on the network does not answer; looking for another");
+        self.links.retire_found_joins();
+        if self.lan.passed_over.len() >= MAX_PASSED_OVER {
+            self.lan.passed_over.remove(0);
+        }
+        self.lan.passed_over.push((gone.name, gone.founder));
+        self.auto_join();
     }
 
     /// `discover`: the sessions found, now if the daemon was listening, or
@@ -399,6 +437,7 @@ impl Core {
             let found = self.lan.sessions();
             self.emit(PeerEvent::Sessions(found));
         }
+        self.pass_over_unreachable();
         if self.lan.rebrowse_at_ns.is_some_and(|t| now_ns >= t) {
             self.lan.rebrowse_at_ns = None;
             let inputs = self.inputs.clone();

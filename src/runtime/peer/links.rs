@@ -196,6 +196,8 @@ struct Join {
     found: bool,
     /// No longer tried (the session found went away before we joined it).
     retired: bool,
+    /// Dials in a row that gave no link.
+    failures: u32,
 }
 
 /// This peer's links and dials. See the module documentation.
@@ -242,6 +244,7 @@ impl Links {
                     last_error: None,
                     found: false,
                     retired: false,
+                    failures: 0,
                 })
                 .collect(),
             joined: false,
@@ -262,6 +265,7 @@ impl Links {
                 j.retired = false;
                 j.next_try_ns = now_ns;
                 j.backoff_ns = FIRST_BACKOFF_NS;
+                j.failures = 0;
             }
             return back;
         }
@@ -276,8 +280,19 @@ impl Links {
             last_error: None,
             found: true,
             retired: false,
+            failures: 0,
         });
         true
+    }
+
+    /// Every address found on the network that is still tried has failed
+    /// `min_failures` dials in a row (and none is under way): the session
+    /// they were found for cannot be reached (or was made up).
+    pub fn found_joins_failing(&self, min_failures: u32) -> bool {
+        let mut tried = (self.joins.iter())
+            .filter(|j| j.found && !j.retired)
+            .peekable();
+        tried.peek().is_some() && tried.all(|j| !j.in_flight && j.failures >= min_failures)
     }
 
     /// Stops trying the addresses found on the network (the session they
@@ -325,6 +340,7 @@ impl Links {
                     j.in_flight = false;
                     j.backoff_ns = FIRST_BACKOFF_NS;
                     j.last_error = None;
+                    j.failures = 0;
                 }
             }
             None => {}
@@ -385,6 +401,7 @@ impl Links {
                     return;
                 };
                 j.in_flight = false;
+                j.failures = j.failures.saturating_add(1);
                 j.next_try_ns = now_ns + j.backoff_ns;
                 let retry_ms = j.backoff_ns / 1_000_000;
                 j.backoff_ns = (j.backoff_ns * 2).min(MAX_BACKOFF_NS);
@@ -722,9 +739,13 @@ mod tests {
                 addr: DialAddr::Spec("10.0.0.2:7878".into()),
             }]
         );
+        assert!(!a.found_joins_failing(1), "under way");
         a.handle_dial_failed(6 * MS, DialTarget::Join(0), &refused());
         assert_eq!(drain(&mut a), vec![], "not reported");
+        assert!(a.found_joins_failing(1));
+        assert!(!a.found_joins_failing(2));
         a.retire_found_joins();
+        assert!(!a.found_joins_failing(1), "none tried");
         assert_eq!(a.poll_timeout(), None, "retired");
         a.handle_timeout(1000 * MS);
         assert_eq!(drain(&mut a), vec![]);
