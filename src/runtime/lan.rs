@@ -1,7 +1,7 @@
 //! Finding sessions on the local network, sans-IO: what a peer announces (an
 //! mDNS service `_synfony._tcp` whose TXT record says the session's name and
 //! members), what it makes of the announcements it hears, and which session
-//! `--join auto` joins. The mDNS daemon itself is `peer::mdns`'s business;
+//! `--join auto` joins. The mDNS daemon itself is `peer::discovery`'s business;
 //! nothing here touches a socket or a clock.
 //!
 //! Announcements are unauthenticated: anyone on the network can announce a
@@ -401,6 +401,38 @@ mod tests {
         assert!(a.name.len() <= MAX_NAME_BYTES && a.name.starts_with("tabhere"));
         assert_eq!(a.session, "linebreak");
         assert_eq!(parse(&a.txt()), Ok(a));
+    }
+
+    proptest::proptest! {
+        /// Whatever a TXT record holds, parsing names the problem or gives
+        /// an announcement that says it back the same; never a panic.
+        #[test]
+        fn any_txt_parses_or_is_refused(values in proptest::collection::vec(proptest::option::of(".{0,80}"), 6)) {
+            let keys = ["v", "session", "founder", "name", "peers", "private"];
+            let get = |k: &str| keys.iter().position(|x| *x == k).and_then(|i| values[i].as_deref());
+            if let Ok(a) = Announcement::from_txt(get) {
+                let txt = a.txt();
+                proptest::prop_assert_eq!(parse(&txt), Ok(a));
+            }
+        }
+
+        /// Every announcement a peer makes (names made printable) is read
+        /// back as it was said.
+        #[test]
+        fn announcements_round_trip(
+            session in ".{0,40}", name in ".{0,40}", founder: u64, peers in 1u32..=64,
+            private: bool, version: u16,
+        ) {
+            let a = Announcement {
+                session: printable(&session),
+                founder: PeerId(founder),
+                name: printable(&name),
+                peers,
+                private,
+                version,
+            };
+            proptest::prop_assert_eq!(parse(&a.txt()), Ok(a));
+        }
     }
 
     #[test]

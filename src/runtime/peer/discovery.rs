@@ -26,8 +26,7 @@ pub struct Discovery {
     pub session: String,
     /// Announce the session this peer is in.
     pub announce: bool,
-    /// `--join auto`: join a session found on the network (the one named
-    /// `session` if `named`, else the first found).
+    /// `--join auto`: join a session found on the network.
     pub auto_join: AutoJoin,
     /// Listen for announcements from the start (the window lists them);
     /// otherwise from the first `discover`, or when announcing or joining
