@@ -224,6 +224,8 @@ impl CpalDevice {
 /// libasound prints its own errors to stderr (a dozen lines when a machine
 /// has no sound card) besides returning them, which cpal turns into the
 /// errors this module reports once. Its lines go to the debug log instead.
+/// The handler may run on cpal's stream thread (an xrun's message): unless
+/// debug logging is on, `tracing` evaluates and writes nothing there.
 fn quiet_alsa() {
     #[cfg(target_os = "linux")]
     {
