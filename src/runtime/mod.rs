@@ -9,6 +9,8 @@
 //! - [`handshake`]: that handshake, sans-IO: SPAKE2 over the passphrase, then
 //!   Noise XX for the link's keys.
 //! - [`auth`]: the passphrase.
+//! - [`lan`]: finding sessions on the local network, sans-IO (what is
+//!   announced and heard; the mDNS daemon is `peer::discovery`'s).
 //! - [`control`]: the headless command language and JSON-lines events.
 //! - [`events`]: what a peer reports, typed.
 //! - [`room`]: the stem exchange's shell (files, cache, remote stems).
