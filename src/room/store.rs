@@ -375,11 +375,14 @@ mod tests {
             let mut buf = vec![0; 100];
             r.read_exact(&mut buf).map(|_| buf)
         });
-        while store.waiting_on().is_none() {
+        // The reader says which chunk it waits on, then wakes the fetcher:
+        // both are seen in time (a watchdog, not a timing).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.waiting_on().is_none() || !woken.load(Ordering::Relaxed) {
+            assert!(std::time::Instant::now() < deadline, "never woken");
             std::thread::yield_now();
         }
         assert_eq!(store.waiting_on(), Some(1));
-        assert!(woken.load(Ordering::Relaxed));
         let c1 = info.chunk_range(1);
         store
             .put(1, &bytes[c1.start as usize..c1.end as usize])
