@@ -145,14 +145,15 @@ fn parse_join(s: &str) -> Result<String, String> {
 
 const AUTO_JOIN: &str = "auto";
 
+/// `--session`: a name the LAN announcement carries as it is.
 fn parse_session_name(s: &str) -> Result<String, String> {
     let max = synfony::protocol::message::MAX_NAME_BYTES;
     if s.trim().is_empty() {
         Err("a session's name cannot be empty".into())
-    } else if s.len() > max {
-        Err(format!("a session's name is at most {max} bytes"))
-    } else if s.chars().any(char::is_control) {
-        Err("a session's name cannot hold control characters".into())
+    } else if !synfony::runtime::lan::is_announceable(s) {
+        Err(format!(
+            "a session's name is at most {max} bytes, without control characters"
+        ))
     } else {
         Ok(s.to_string())
     }

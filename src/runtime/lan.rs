@@ -75,7 +75,7 @@ impl Announcement {
     pub fn from_txt<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Announcement, LanError> {
         let text = |key: &'static str| -> Result<String, LanError> {
             let value = get(key).ok_or(LanError::Missing(key))?;
-            if value.len() > MAX_NAME_BYTES || value.chars().any(char::is_control) {
+            if !is_announceable(value) {
                 return Err(LanError::Invalid {
                     key,
                     value: value.chars().take(80).collect(),
@@ -112,6 +112,12 @@ impl Announcement {
             private: number("private", 1)? == 1,
         })
     }
+}
+
+/// Whether a name can be announced as it is: at most [`MAX_NAME_BYTES`]
+/// bytes, no control characters (what a receiver accepts).
+pub fn is_announceable(name: &str) -> bool {
+    name.len() <= MAX_NAME_BYTES && !name.chars().any(char::is_control)
 }
 
 /// `s` as an announcement carries it: no control characters (a receiver

@@ -49,6 +49,11 @@ pub fn free_port() -> std::io::Result<SocketAddr> {
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
+/// A test peer's `RUST_LOG`: the caller's, else `synfony=debug`.
+fn default_log() -> String {
+    std::env::var("RUST_LOG").unwrap_or_else(|_| "synfony=debug".into())
+}
+
 /// One `synfony --headless` process.
 pub struct PeerProcess {
     pub name: String,
@@ -77,8 +82,7 @@ impl PeerProcess {
         dir: &Path,
         args: &[String],
     ) -> Result<PeerProcess, HarnessError> {
-        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "synfony=debug".into());
-        PeerProcess::spawn_logging(program, name, dir, args, &log)
+        PeerProcess::spawn_logging(program, name, dir, args, &default_log())
     }
 
     /// [`PeerProcess::spawn`] with the peer's `RUST_LOG` filter given (a
@@ -91,9 +95,6 @@ impl PeerProcess {
         log_filter: &str,
     ) -> Result<PeerProcess, HarnessError> {
         let mut args = args.to_vec();
-        if !args.iter().any(|a| a == "--output") {
-            args.extend(["--output".into(), "null".into()]);
-        }
         if !args.iter().any(|a| a == "--no-announce") {
             args.push("--no-announce".into());
         }
@@ -110,12 +111,7 @@ impl PeerProcess {
         dir: &Path,
         args: &[String],
     ) -> Result<PeerProcess, HarnessError> {
-        let mut args = args.to_vec();
-        if !args.iter().any(|a| a == "--output") {
-            args.extend(["--output".into(), "null".into()]);
-        }
-        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "synfony=debug".into());
-        PeerProcess::spawn_in(Some(netns), program, name, dir, &args, &log)
+        PeerProcess::spawn_in(Some(netns), program, name, dir, args, &default_log())
     }
 
     fn spawn_in(
@@ -142,6 +138,9 @@ impl PeerProcess {
         if !args.iter().any(|a| a == "--data-dir") {
             args.push("--data-dir".into());
             args.push(dir.join(format!("{name}.data")).display().to_string());
+        }
+        if !args.iter().any(|a| a == "--output") {
+            args.extend(["--output".into(), "null".into()]);
         }
         let mut command = match netns {
             None => Command::new(program),

@@ -237,11 +237,6 @@ impl Lan {
             rebrowse_at_ns: None,
         }
     }
-
-    /// The sessions found so far.
-    pub fn sessions(&self) -> Vec<lan::FoundSession> {
-        self.sightings.sessions()
-    }
 }
 
 impl Core {
@@ -416,8 +411,7 @@ impl Core {
             return;
         }
         if was_listening {
-            let found = self.lan.sessions();
-            self.emit(PeerEvent::Sessions(found));
+            self.emit_sessions();
         } else if self.lan.answer_at_ns.is_none() {
             self.lan.answer_at_ns = Some(self.clock.now_ns() + FIRST_LISTEN_NS);
         }
@@ -429,12 +423,10 @@ impl Core {
     pub(super) fn lan_tick(&mut self, now_ns: i64) {
         if self.lan.answer_at_ns.is_some_and(|t| now_ns >= t) {
             self.lan.answer_at_ns = None;
-            let found = self.lan.sessions();
-            self.emit(PeerEvent::Sessions(found));
+            self.emit_sessions();
         }
         if std::mem::take(&mut self.lan.changed) && self.push_status {
-            let found = self.lan.sessions();
-            self.emit(PeerEvent::Sessions(found));
+            self.emit_sessions();
         }
         self.pass_over_unreachable();
         if self.lan.rebrowse_at_ns.is_some_and(|t| now_ns >= t) {
@@ -497,6 +489,11 @@ impl Core {
                 }
             }
         }
+    }
+
+    fn emit_sessions(&mut self) {
+        let found = self.lan.sightings.sessions();
+        self.emit(PeerEvent::Sessions(found));
     }
 
     /// Leaving: a goodbye on the network, and the daemon stops.

@@ -200,6 +200,22 @@ struct Join {
     failures: u32,
 }
 
+impl Join {
+    /// A join address first tried at `now_ns`; `found` on the network, or given.
+    fn new(spec: String, now_ns: i64, found: bool) -> Join {
+        Join {
+            spec,
+            next_try_ns: now_ns,
+            backoff_ns: FIRST_BACKOFF_NS,
+            in_flight: false,
+            last_error: None,
+            found,
+            retired: false,
+            failures: 0,
+        }
+    }
+}
+
 /// This peer's links and dials. See the module documentation.
 #[derive(Debug)]
 pub struct Links {
@@ -236,16 +252,7 @@ impl Links {
             failed: Recent::default(),
             joins: joins
                 .into_iter()
-                .map(|spec| Join {
-                    spec,
-                    next_try_ns: now_ns,
-                    backoff_ns: FIRST_BACKOFF_NS,
-                    in_flight: false,
-                    last_error: None,
-                    found: false,
-                    retired: false,
-                    failures: 0,
-                })
+                .map(|spec| Join::new(spec, now_ns, false))
                 .collect(),
             joined: false,
             lingering: BTreeMap::new(),
@@ -262,26 +269,19 @@ impl Links {
         if let Some(j) = self.joins.iter_mut().find(|j| j.spec == spec) {
             let back = j.retired;
             if back {
-                j.retired = false;
-                j.next_try_ns = now_ns;
-                j.backoff_ns = FIRST_BACKOFF_NS;
-                j.failures = 0;
+                // Afresh, but a dial still under way stays counted.
+                let in_flight = j.in_flight;
+                *j = Join {
+                    in_flight,
+                    ..Join::new(spec, now_ns, true)
+                };
             }
             return back;
         }
         if self.joins.len() >= MAX_JOINS {
             return false;
         }
-        self.joins.push(Join {
-            spec,
-            next_try_ns: now_ns,
-            backoff_ns: FIRST_BACKOFF_NS,
-            in_flight: false,
-            last_error: None,
-            found: true,
-            retired: false,
-            failures: 0,
-        });
+        self.joins.push(Join::new(spec, now_ns, true));
         true
     }
 
