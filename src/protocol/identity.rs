@@ -165,7 +165,12 @@ pub fn verify_link_cert(
     noise_key: &[u8; 32],
     cert: &LinkCert,
 ) -> Result<(), ProofError> {
-    verify(key, &[LINK_CONTEXT, noise_key].concat(), cert)
+    verify(key, &link_message(noise_key), cert)
+}
+
+/// What a link certificate signs: the context, then the Noise static key.
+fn link_message(noise_key: &[u8; 32]) -> Vec<u8> {
+    [LINK_CONTEXT, noise_key].concat()
 }
 
 /// A peer's private identity key.
@@ -225,9 +230,7 @@ impl Signer {
 
     /// The certificate binding the Noise static key `noise_key` to us.
     pub fn certify_link_key(&self, noise_key: &[u8; 32]) -> LinkCert {
-        self.key
-            .sign(&[LINK_CONTEXT, noise_key].concat())
-            .to_bytes()
+        self.key.sign(&link_message(noise_key)).to_bytes()
     }
 }
 
@@ -305,17 +308,18 @@ mod tests {
         assert!(!ids.contains(&PeerId(0)));
     }
 
+    /// A signature made in one context never verifies in another: no
+    /// context is a prefix of another, so no message of one kind (context,
+    /// then anything) can be a message of another kind. (The test it
+    /// replaces compared messages of different lengths, which could not
+    /// verify whatever the contexts.)
     #[test]
     fn a_vote_signature_is_no_link_cert() {
-        let s = signer(1);
-        let v = s.sign_vote(Round(1), Event::Play);
-        let as_noise_key = {
-            let mut m = vote_message(&v.vote).unwrap();
-            m.resize(32, 0);
-            let mut k = [0u8; 32];
-            k.copy_from_slice(&m[..32]);
-            k
-        };
-        assert!(verify_link_cert(&s.key(), &as_noise_key, &v.proof.signature).is_err());
+        let contexts = [VOTE_CONTEXT, LINK_CONTEXT, ID_CONTEXT];
+        for (i, a) in contexts.iter().enumerate() {
+            for (j, b) in contexts.iter().enumerate() {
+                assert!(i == j || !b.starts_with(a), "{a:?} is a prefix of {b:?}");
+            }
+        }
     }
 }
